@@ -1,0 +1,177 @@
+"""JSON contracts between the HTTP API, the orchestrator, the activities and persistence.
+
+Everything that crosses an activity boundary is recorded in orchestration history, so these
+documents stay small (tensors travel as blob names) and plain (only JSON types). Each contract is a
+frozen dataclass with ``to_json`` / ``from_json`` so both sides agree on one shape; the shape is the
+version, so a change that breaks it needs a new field name, not a new meaning for an old one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional, TypeVar
+
+T = TypeVar("T", bound="_Json")
+
+PREPROCESS_ACTIVITY = "preprocess_image"
+INFERENCE_ACTIVITY = "classify_batch"
+PERSIST_ACTIVITY = "persist_results"
+CLASSIFY_ORCHESTRATOR = "classify_images"
+
+
+class _Json:
+    """Round-trips a dataclass through plain JSON values, nested contracts included."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls: type[T], data: dict[str, Any]) -> T:
+        kwargs: dict[str, Any] = {}
+        hints = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        for name, value in data.items():
+            if name not in hints:
+                continue
+            nested = _NESTED.get((cls.__name__, name))
+            if nested is not None and value is not None:
+                if isinstance(value, list):
+                    value = [nested.from_json(v) for v in value]
+                else:
+                    value = nested.from_json(value)
+            kwargs[name] = value
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ImageSource(_Json):
+    """Where an image is read from: exactly one of ``blob`` ("container/path") or ``url``."""
+
+    blob: Optional[str] = None
+    url: Optional[str] = None
+    name: Optional[str] = None  # what the user called it (file name or URL), for reports
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.blob or self.url or ""
+
+
+@dataclass(frozen=True)
+class ClassificationRequest(_Json):
+    """Orchestration input, written once by a starter."""
+
+    task_id: str  # the orchestration instance id
+    models: list[str]  # canonical lower-case names, e.g. ["resnet18", "resnet50"]
+    images: list[ImageSource]
+    top_k: int
+    submitted_at: str  # ISO-8601 UTC, stamped by the starter
+    batch_size: int  # images per inference activity
+
+
+@dataclass(frozen=True)
+class PreprocessInput(_Json):
+    task_id: str
+    image_index: int
+    source: ImageSource
+    models: list[str]  # tensors are made for each distinct reference transform of these models
+
+
+@dataclass(frozen=True)
+class PreprocessOutput(_Json):
+    """Either ``tensors`` (model name -> blob name of the stored tensor) or ``error``."""
+
+    image_index: int
+    tensors: dict[str, str] = field(default_factory=dict)
+    width: Optional[int] = None
+    height: Optional[int] = None
+    format: Optional[str] = None
+    mode: Optional[str] = None
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    duration_ms: Optional[float] = None
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class BatchItem(_Json):
+    image_index: int
+    tensor_blob: str
+
+
+@dataclass(frozen=True)
+class InferenceInput(_Json):
+    task_id: str
+    model: str
+    top_k: int
+    items: list[BatchItem]
+
+
+@dataclass(frozen=True)
+class Prediction(_Json):
+    label: str
+    class_index: int
+    probability: float
+
+
+@dataclass(frozen=True)
+class ImagePredictions(_Json):
+    image_index: int
+    top_k: list[Prediction]
+
+
+@dataclass(frozen=True)
+class InferenceOutput(_Json):
+    """Top-k per image of one batch, or ``error`` for the whole batch (e.g. weights missing)."""
+
+    model: str
+    weights: Optional[str] = None  # human label of the weights that produced the logits
+    results: list[ImagePredictions] = field(default_factory=list)
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    duration_ms: Optional[float] = None
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ResultRecord(_Json):
+    """One row of ``InferenceResults``: one image through one model (or why it failed)."""
+
+    image_index: int
+    image_name: str
+    model: str
+    weights: Optional[str]
+    label: Optional[str]
+    class_index: Optional[int]
+    confidence: Optional[float]
+    top_k: list[Prediction]
+    started_at: Optional[str]
+    finished_at: Optional[str]
+    inference_ms: Optional[float]
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class TaskRecord(_Json):
+    """One row of ``InferenceTasks`` plus its results: what the persist activity writes."""
+
+    instance_id: str
+    models: list[str]
+    status: str  # "Completed" | "CompletedWithErrors" | "Failed"
+    submitted_at: str
+    processing_started_at: Optional[str]
+    processing_finished_at: Optional[str]
+    completed_at: str
+    image_count: int
+    error: Optional[str]
+    results: list[ResultRecord]
+
+
+_NESTED: dict[tuple[str, str], type] = {
+    ("ClassificationRequest", "images"): ImageSource,
+    ("PreprocessInput", "source"): ImageSource,
+    ("InferenceInput", "items"): BatchItem,
+    ("ImagePredictions", "top_k"): Prediction,
+    ("InferenceOutput", "results"): ImagePredictions,
+    ("ResultRecord", "top_k"): Prediction,
+    ("TaskRecord", "results"): ResultRecord,
+}
