@@ -1,0 +1,23 @@
+"""Fixtures shared by every test folder; folder-specific ones live in that folder's conftest."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+pytest_plugins = ["tests.fixtures.azurite"]
+
+
+@pytest.fixture(scope="session")
+def shared_images_dir() -> Path:
+    """The real photos in ``../shared/images`` (override with ``SHARED_DIR``)."""
+    root = Path(os.environ.get("SHARED_DIR", REPO_ROOT.parent / "shared"))
+    images = root / "images"
+    photos = sorted(images.glob("*.jpg"))
+    if not photos:
+        raise RuntimeError(f"no photos under {images}: set SHARED_DIR to the shared material folder")
+    return images
