@@ -1,0 +1,282 @@
+"""Blob storage behind one small interface, so activities never care where bytes live.
+
+Production and Azurite use :class:`AzureBlobStore`; a laptop without any emulator uses
+:class:`LocalFolderBlobStore`. Both accept exactly the same names ("container/path/in/container"),
+so a name that works locally cannot fail later in Azure, and both are safe to share between the
+threads of the Functions worker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
+
+MAX_BLOB_PATH_LENGTH = 1024
+
+# Azure's rule: 3-63 chars of lowercase letters, digits and single hyphens between them.
+_CONTAINER_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+class InvalidBlobNameError(ValueError):
+    """A blob name or prefix that Azure would reject, or that could escape the local root."""
+
+
+class BlobNotFoundError(KeyError):
+    """The named blob does not exist (a ``KeyError`` so mapping-style callers can catch it)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:  # KeyError would repr() the argument
+        return f"blob not found: {self.name}"
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Whole-blob reads and writes; names are "container/path/inside/container"."""
+
+    def put(self, name: str, data: bytes, content_type: str | None = None) -> None:
+        """Create or overwrite ``name``; readers see the old or the new bytes, never a mix."""
+
+    def get(self, name: str) -> bytes:
+        """The blob's bytes; :class:`BlobNotFoundError` if it does not exist."""
+
+    def exists(self, name: str) -> bool: ...
+
+    def delete(self, name: str) -> None:
+        """Remove ``name``; a missing blob is not an error (cleanup must be re-runnable)."""
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every blob whose name starts with ``prefix``; returns how many were removed."""
+
+
+def split_blob_name(name: str) -> tuple[str, str]:
+    """Validate ``name`` and split it into (container, path inside the container).
+
+    Beyond Azure's own rules, empty, ``.`` and ``..`` segments and backslashes are refused: the
+    local store maps segments onto directories, and such names would alias other blobs or escape
+    the root there.
+    """
+    container, path = _split(name, what="blob name")
+    if not path:
+        raise InvalidBlobNameError(f"blob name {name!r} has no path after the container")
+    _check_path(name, path.split("/"))
+    return container, path
+
+
+def split_blob_prefix(prefix: str) -> tuple[str, str]:
+    """Validate a ``delete_prefix`` argument: like a name, but it may end with ``/``.
+
+    An empty path is refused on purpose: wiping a whole container should never be the result of
+    an empty task id.
+    """
+    container, path = _split(prefix, what="blob prefix")
+    if not path:
+        raise InvalidBlobNameError(
+            f"blob prefix {prefix!r} has no path after the container; refusing to empty a container"
+        )
+    segments = path.split("/")
+    _check_path(prefix, segments[:-1] if path.endswith("/") else segments)
+    return container, path
+
+
+def _split(name: str, *, what: str) -> tuple[str, str]:
+    if not isinstance(name, str):
+        raise InvalidBlobNameError(f"{what} must be a str, not {type(name).__name__}")
+    container, _, path = name.partition("/")
+    if not (3 <= len(container) <= 63 and _CONTAINER_RE.fullmatch(container)):
+        raise InvalidBlobNameError(
+            f"{what} {name!r}: container {container!r} must be 3-63 characters of lowercase "
+            "letters, digits and single hyphens, starting and ending with a letter or digit"
+        )
+    if len(path) > MAX_BLOB_PATH_LENGTH:
+        raise InvalidBlobNameError(
+            f"{what} {name[:80]!r}...: path is {len(path)} characters, at most "
+            f"{MAX_BLOB_PATH_LENGTH} allowed"
+        )
+    if "\\" in path or "\x00" in path:
+        raise InvalidBlobNameError(f"{what} {name!r}: backslashes and NUL are not allowed")
+    return container, path
+
+
+def _check_path(name: str, segments: list[str]) -> None:
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            raise InvalidBlobNameError(
+                f"blob name {name!r}: empty, '.' and '..' path segments are not allowed"
+            )
+
+
+class LocalFolderBlobStore:
+    """Blobs as files under ``root/container/path``.
+
+    Writes go to a temporary file under ``root/.tmp`` (a name no container can take) and are
+    renamed into place, so concurrent readers, including other processes, see whole files only.
+    Content types are not kept: a folder has nowhere to put them and nothing here reads them back.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self._tmp = self.root / ".tmp"
+
+    def __repr__(self) -> str:
+        return f"LocalFolderBlobStore({str(self.root)!r})"
+
+    def _path(self, name: str) -> Path:
+        container, path = split_blob_name(name)
+        return self.root / container / path
+
+    def put(self, name: str, data: bytes, content_type: str | None = None) -> None:
+        target = self._path(name)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            # A concurrent delete may prune the freshly made parent folder; make it again.
+            for attempt in range(3):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.replace(tmp_name, target)
+                    return
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+
+    def get(self, name: str) -> bytes:
+        try:
+            return self._path(name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise BlobNotFoundError(name) from None
+
+    def exists(self, name: str) -> bool:
+        return self._path(name).is_file()
+
+    def delete(self, name: str) -> None:
+        container, path = split_blob_name(name)
+        file_path = self.root / container / path
+        if self._unlink(file_path):
+            self._prune(file_path.parent, stop=self.root / container)
+
+    def delete_prefix(self, prefix: str) -> int:
+        container, path_prefix = split_blob_prefix(prefix)
+        container_dir = self.root / container
+        # Only the folder named by the prefix's complete segments can hold matches.
+        start = container_dir / path_prefix.rpartition("/")[0]
+        if not start.is_dir():
+            return 0
+        removed = 0
+        for folder, _, files in os.walk(start, topdown=False):
+            for file_name in files:
+                file_path = Path(folder) / file_name
+                if file_path.relative_to(container_dir).as_posix().startswith(path_prefix):
+                    removed += self._unlink(file_path)
+            self._prune(Path(folder), stop=container_dir)
+        return removed
+
+    @staticmethod
+    def _unlink(path: Path) -> bool:
+        try:
+            path.unlink()
+            return True
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return False
+
+    @staticmethod
+    def _prune(folder: Path, *, stop: Path) -> None:
+        """Remove empty folders from ``folder`` up to (excluding) ``stop``, so deleted tasks
+        leave nothing behind; a folder that another writer just filled is left alone."""
+        while folder != stop and stop in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+
+class AzureBlobStore:
+    """Azure Blob Storage (or Azurite) through one reused, thread-safe ``BlobServiceClient``.
+
+    Containers are created lazily: a put that fails with ``ContainerNotFound`` creates the
+    container and retries, so the common path costs one request and no setup step is needed.
+    """
+
+    def __init__(self, connection_string: str) -> None:
+        self._service = BlobServiceClient.from_connection_string(connection_string)
+
+    def __repr__(self) -> str:
+        return f"AzureBlobStore({self.account_url!r})"
+
+    @property
+    def account_url(self) -> str:
+        return self._service.url
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self._service.close()
+
+    def _blob(self, name: str) -> BlobClient:
+        container, path = split_blob_name(name)
+        return self._service.get_blob_client(container, path)
+
+    def put(self, name: str, data: bytes, content_type: str | None = None) -> None:
+        blob = self._blob(name)
+        settings = ContentSettings(content_type=content_type) if content_type else None
+        try:
+            blob.upload_blob(data, overwrite=True, content_settings=settings)
+        except ResourceNotFoundError as error:
+            if error.error_code != "ContainerNotFound":
+                raise
+            try:
+                self._service.create_container(blob.container_name)
+            except ResourceExistsError:
+                pass  # another thread or process created it first
+            blob.upload_blob(data, overwrite=True, content_settings=settings)
+
+    def get(self, name: str) -> bytes:
+        try:
+            return self._blob(name).download_blob().readall()
+        except ResourceNotFoundError:
+            raise BlobNotFoundError(name) from None
+
+    def exists(self, name: str) -> bool:
+        return self._blob(name).exists()
+
+    def delete(self, name: str) -> None:
+        try:
+            self._blob(name).delete_blob(delete_snapshots="include")
+        except ResourceNotFoundError:
+            pass
+
+    def delete_prefix(self, prefix: str) -> int:
+        container_name, path_prefix = split_blob_prefix(prefix)
+        container = self._service.get_container_client(container_name)
+        removed = 0
+        try:
+            for blob_name in container.list_blob_names(name_starts_with=path_prefix):
+                try:
+                    container.delete_blob(blob_name, delete_snapshots="include")
+                    removed += 1
+                except ResourceNotFoundError:
+                    pass  # deleted concurrently: someone else's count
+        except ResourceNotFoundError:
+            pass  # no container, nothing to delete
+        return removed
+
+
+def open_blob_store(connection_string: str | None, local_root: str | Path) -> BlobStore:
+    """The store the settings ask for: a local folder when no connection string is configured,
+    Azure otherwise (``UseDevelopmentStorage=true`` included, which means Azurite on port 10000)."""
+    if connection_string is None or not connection_string.strip():
+        return LocalFolderBlobStore(Path(local_root))
+    return AzureBlobStore(connection_string.strip())
