@@ -1,0 +1,38 @@
+"""Names of the supported models and their default weights.
+
+Torch-free on purpose: the HTTP layer validates requests with this module and must import fast.
+"""
+
+from __future__ import annotations
+
+from inference.errors import UnknownModelError
+
+SUPPORTED_MODELS: tuple[str, ...] = ("resnet18", "resnet50")
+
+#: torchvision enum member used when a model's weights are not configured. ResNet50 defaults to
+#: IMAGENET1K_V2 (torchvision's DEFAULT, acc@1 80.9 vs 76.1 for V1); it resizes to 232, not 256.
+DEFAULT_WEIGHTS: dict[str, str] = {"resnet18": "IMAGENET1K_V1", "resnet50": "IMAGENET1K_V2"}
+
+#: ImageNet-1K classes: every supported checkpoint must end in a 1000-way ``fc`` layer.
+NUM_CLASSES = 1000
+
+
+def normalise_model_name(name: str) -> str:
+    """Return the canonical lower-case model name ("ResNet18" -> "resnet18").
+
+    Raises :class:`UnknownModelError` (a ``ValueError``) listing the supported names.
+    """
+    canonical = name.strip().lower() if isinstance(name, str) else ""
+    if canonical not in SUPPORTED_MODELS:
+        raise UnknownModelError(
+            f"unknown model {name!r}: supported models are {', '.join(SUPPORTED_MODELS)}"
+        )
+    return canonical
+
+
+def weights_env_var(model: str) -> str:
+    """Name of the environment variable that holds a model's weight spec (``MODEL_WEIGHTS_RESNET50``).
+
+    Lives here so the settings code and the error messages of :mod:`inference.weights` agree on it.
+    """
+    return f"MODEL_WEIGHTS_{normalise_model_name(model).upper()}"
