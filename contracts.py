@@ -66,6 +66,8 @@ class ClassificationRequest(_Json):
     top_k: int
     submitted_at: str  # ISO-8601 UTC, stamped by the starter
     batch_size: int  # images per inference activity
+    retry_attempts: int  # attempts per activity for transient failures (blob read, database write)
+    retry_interval_ms: int
 
 
 @dataclass(frozen=True)

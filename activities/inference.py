@@ -1,0 +1,99 @@
+"""Inference activity: one batch of stored tensors through one cached model, top-k per image.
+
+The model cache lives for the worker process, so only the first batch after a start pays for loading
+the weights. Weights that cannot be loaded are a permanent error for this model (returned, not raised,
+so the orchestrator does not retry a download that cannot succeed); storage errors are raised and
+retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+import azure.durable_functions as df
+import torch
+
+from contracts import INFERENCE_ACTIVITY, ImagePredictions, InferenceInput, InferenceOutput
+from inference.cache import ModelCache, configure_torch_threads
+from inference.predict import classify
+from inference.tensor_io import decode_tensor
+from inference.weights import WeightsUnavailableError
+from services import blob_store
+from settings import get_settings
+
+bp = df.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def model_cache() -> ModelCache:
+    settings = get_settings()
+    configure_torch_threads(settings.torch_num_threads or None, None)
+    return ModelCache(precision=settings.inference_precision)
+
+
+def prewarm_in_background() -> None:
+    """Load the ``MODEL_PREWARM`` models on a thread so the first task does not pay for loading.
+
+    A failure is logged, not raised: a task for that model will then report the same error itself.
+    """
+    settings = get_settings()
+    if not settings.model_prewarm:
+        return
+
+    def load() -> None:
+        for name in settings.model_prewarm:
+            try:
+                model = model_cache().get(name, settings.weights_spec(name))
+                log.info("prewarmed %s with %s in %.0f ms", name, model.weights.label, model.load_ms)
+            except Exception:  # noqa: BLE001 - reported, and reported again by the first task
+                log.exception("could not prewarm %s", name)
+
+    threading.Thread(target=load, name="model-prewarm", daemon=True).start()
+
+
+class TensorMismatchError(ValueError):
+    """A stored tensor was made for other weights' preprocessing than the model now configured."""
+
+
+def infer(request: InferenceInput) -> InferenceOutput:
+    settings = get_settings()
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    try:
+        model = model_cache().get(request.model, settings.weights_spec(request.model))
+    except WeightsUnavailableError as exc:
+        return InferenceOutput(model=request.model, error=str(exc), started_at=started.isoformat())
+    store = blob_store()
+    tensors = []
+    for item in request.items:
+        tensor, transform_key = decode_tensor(store.get(item.tensor_blob))
+        if transform_key != model.weights.transform_key:
+            raise TensorMismatchError(
+                f"{item.tensor_blob} was preprocessed for {transform_key!r} but "
+                f"{model.weights.label} expects {model.weights.transform_key!r}; "
+                "was MODEL_WEIGHTS_* changed while the task ran?"
+            )
+        tensors.append(tensor)
+    predictions = classify(model, torch.stack(tensors), request.top_k)
+    return InferenceOutput(
+        model=request.model,
+        weights=model.weights.label,
+        results=[
+            ImagePredictions(image_index=item.image_index, top_k=top)
+            for item, top in zip(request.items, predictions)
+        ],
+        started_at=started.isoformat(),
+        finished_at=datetime.now(timezone.utc).isoformat(),
+        duration_ms=round((time.perf_counter() - clock) * 1000.0, 3),
+    )
+
+
+@bp.activity_trigger(input_name="payload", activity=INFERENCE_ACTIVITY)
+def classify_batch(payload: dict[str, Any]) -> dict[str, Any]:
+    return infer(InferenceInput.from_json(payload)).to_json()

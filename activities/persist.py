@@ -1,0 +1,30 @@
+"""Persist activity: write the task and its results to SQL, then drop the task's temporary tensors.
+
+``save_task`` is idempotent per instance id, so a replayed or retried call rewrites the same rows
+instead of adding new ones; tensors are deleted only after the rows are committed, so a retry after a
+failed write still has nothing it needs missing (persistence never reads tensors).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from contracts import PERSIST_ACTIVITY, TaskRecord
+from services import blob_store, database
+from settings import get_settings
+from storage.results import save_task
+
+bp = df.Blueprint()
+
+
+def persist(record: TaskRecord) -> int:
+    task_id = save_task(database(), record)
+    blob_store().delete_prefix(f"{get_settings().tensor_container}/{record.instance_id}/")
+    return task_id
+
+
+@bp.activity_trigger(input_name="payload", activity=PERSIST_ACTIVITY)
+def persist_results(payload: dict[str, Any]) -> int:
+    return persist(TaskRecord.from_json(payload))

@@ -1,0 +1,183 @@
+"""HTTP API: submit a classification task (new and legacy shapes) and read persisted results.
+
+The starters answer at once with Durable Functions' own check-status payload, so clients poll the
+management API (``statusQueryGetUri``) and never the database. ``?wait=SECONDS`` turns a submission
+into the synchronous mode: the starter polls the orchestration itself and returns the output when it
+completes in time, else the same 202 as the asynchronous mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from api.validation import RequestError, TaskSubmission, parse_submission, parse_wait
+from contracts import CLASSIFY_ORCHESTRATOR, ClassificationRequest, ImageSource
+from services import blob_store, database
+from settings import Settings, get_settings
+from storage.results import load_task
+
+bp = df.Blueprint()
+log = logging.getLogger(__name__)
+
+LEGACY_MODEL_NAMES = {"resnet18": "ResNet18", "resnet50": "ResNet50"}
+TERMINAL = {
+    df.OrchestrationRuntimeStatus.Completed,
+    df.OrchestrationRuntimeStatus.Failed,
+    df.OrchestrationRuntimeStatus.Terminated,
+}
+_EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp"}
+
+
+def json_response(body: Any, status: int, headers: Optional[dict[str, str]] = None) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body), status_code=status, mimetype="application/json", headers=headers
+    )
+
+
+def _upload_name(settings: Settings, instance_id: str, position: int, content_type: Optional[str]) -> str:
+    return f"{settings.upload_container}/{instance_id}/{position}{_EXTENSIONS.get(content_type or '', '')}"
+
+
+async def store_uploads(submission: TaskSubmission, instance_id: str, settings: Settings) -> list[ImageSource]:
+    """Put uploaded bytes in blob storage so that only their names travel through history."""
+    store = blob_store()
+    sources: list[ImageSource] = []
+    for position, image in enumerate(submission.images):
+        if image.source is not None:
+            sources.append(image.source)
+            continue
+        assert image.data is not None
+        name = _upload_name(settings, instance_id, position, image.content_type)
+        await asyncio.to_thread(store.put, name, image.data, image.content_type)
+        sources.append(ImageSource(blob=name, name=image.name or f"upload-{position}"))
+    return sources
+
+
+async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubmission) -> str:
+    settings = get_settings()
+    instance_id = uuid.uuid4().hex
+    request = ClassificationRequest(
+        task_id=instance_id,
+        models=submission.models,
+        images=await store_uploads(submission, instance_id, settings),
+        top_k=submission.top_k,
+        submitted_at=datetime.now(timezone.utc).isoformat(),
+        batch_size=settings.inference_batch_size,
+        retry_attempts=settings.activity_retry_attempts,
+        retry_interval_ms=settings.activity_retry_interval_ms,
+    )
+    await client.start_new(CLASSIFY_ORCHESTRATOR, instance_id, request.to_json())
+    log.info("started task %s: %d image(s), models %s", instance_id, len(request.images), request.models)
+    return instance_id
+
+
+async def wait_for_result(
+    client: df.DurableOrchestrationClient, instance_id: str, seconds: float
+) -> Optional[df.DurableOrchestrationStatus]:
+    """Poll until the orchestration ends or ``seconds`` pass; short intervals first for small tasks."""
+    deadline = time.monotonic() + seconds
+    interval = 0.02
+    while True:
+        status = await client.get_status(instance_id)
+        if status and status.runtime_status in TERMINAL:
+            return status
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        await asyncio.sleep(min(interval, remaining))
+        interval = min(interval * 1.5, 0.5)
+
+
+async def _submit(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> tuple[Optional[str], Optional[TaskSubmission], Optional[float], Optional[func.HttpResponse]]:
+    settings = get_settings()
+    try:
+        submission = parse_submission(
+            req.get_body(), req.headers.get("Content-Type", ""), req.params, settings
+        )
+        wait = parse_wait(req.params, settings)
+    except RequestError as exc:
+        return None, None, None, json_response(exc.to_json(), 400)
+    try:
+        instance_id = await start_task(client, submission)
+    except OSError as exc:  # blob storage unreachable: the client may retry later
+        log.exception("could not store the uploaded image(s)")
+        return None, None, None, json_response({"error": f"image storage is unavailable: {exc}"}, 503)
+    return instance_id, submission, wait, None
+
+
+def _finished_response(status: df.DurableOrchestrationStatus) -> func.HttpResponse:
+    if status.runtime_status is df.OrchestrationRuntimeStatus.Completed:
+        return json_response(status.output, 200)
+    return json_response(
+        {
+            "task_id": status.instance_id,
+            "runtimeStatus": status.runtime_status.value,
+            "output": status.output,
+        },
+        200,
+    )
+
+
+@bp.route(route="tasks", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def submit_task(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    instance_id, _, wait, error = await _submit(req, client)
+    if error is not None:
+        return error
+    assert instance_id is not None
+    if wait:
+        status = await wait_for_result(client, instance_id, wait)
+        if status is not None:
+            return _finished_response(status)
+    return client.create_check_status_response(req, instance_id)
+
+
+@bp.route(route="create_task", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def create_task(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """The older API: same orchestration, answered in the older shape plus the management URLs."""
+    instance_id, submission, wait, error = await _submit(req, client)
+    if error is not None:
+        return error
+    assert instance_id is not None and submission is not None
+    if wait:
+        status = await wait_for_result(client, instance_id, wait)
+        if status is not None:
+            return _finished_response(status)
+    payload = client.create_check_status_response(req, instance_id)
+    urls = json.loads(payload.get_body())
+    body = {
+        "status": "accepted",
+        "task_id": instance_id,
+        "model_type": ",".join(LEGACY_MODEL_NAMES[m] for m in submission.models),
+        "message": f"Task accepted: poll statusQueryGetUri for progress and the result.",
+        **urls,
+    }
+    return json_response(body, 202, {"Location": urls["statusQueryGetUri"], "Retry-After": "10"})
+
+
+@bp.route(route="tasks/{task_id}", methods=["GET"])
+async def get_task_result(req: func.HttpRequest) -> func.HttpResponse:
+    """The persisted result: outlives purged orchestration history, by instance id or TaskID."""
+    ref = req.route_params.get("task_id", "")
+    stored = await asyncio.to_thread(load_task, database(), ref)
+    if stored is None:
+        return json_response(
+            {
+                "error": f"no stored result for task {ref!r}; a task that is still running has none yet "
+                "(poll its statusQueryGetUri)",
+            },
+            404,
+        )
+    return json_response(stored.to_json(), 200)

@@ -1,0 +1,219 @@
+"""Turning an HTTP request into a task submission, or into a 400 that says exactly what is wrong.
+
+Pure functions over bytes, headers and query parameters, so every rule is tested without a host.
+Everything a client can get wrong is caught here, before an orchestration exists; what can only be
+known later (a blob that does not exist, a file that is not really an image) fails that one image.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from activities.sources import ImageSourceError, check_url_allowed
+from contracts import ImageSource
+from inference.catalog import NUM_CLASSES, UnknownModelError, normalise_model_name
+from settings import Settings
+from storage.blobs import InvalidBlobNameError, validate_blob_name
+
+DEFAULT_TOP_K = 5
+TASK_FIELDS = ("models", "model", "model_type", "images", "top_k")
+IMAGE_FIELDS = ("blob", "url", "data", "name")
+
+
+class RequestError(ValueError):
+    """A client mistake; ``field`` names the part of the request that is wrong."""
+
+    def __init__(self, message: str, field: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.message}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image as submitted: a reference (blob or URL) or bytes the starter must store first."""
+
+    source: Optional[ImageSource] = None
+    data: Optional[bytes] = None
+    name: Optional[str] = None
+    content_type: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class TaskSubmission:
+    models: list[str]
+    images: list[ImageInput]
+    top_k: int
+
+
+def parse_models(value: Any, field: str) -> list[str]:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise RequestError(f"'{field}' must be a model name or a non-empty list of model names", field)
+    models: list[str] = []
+    for name in names:
+        try:
+            canonical = normalise_model_name(name)
+        except UnknownModelError as exc:
+            raise RequestError(str(exc), field) from None
+        if canonical not in models:
+            models.append(canonical)
+    return models
+
+
+def parse_top_k(value: Any, settings: Settings) -> int:
+    if value is None:
+        return DEFAULT_TOP_K
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    limit = min(settings.max_top_k, NUM_CLASSES)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise RequestError(f"'top_k' must be an integer from 1 to {limit}, got {value!r}", "top_k")
+    return value
+
+
+def check_image_size(size: int, settings: Settings, what: str, field: str) -> None:
+    if size == 0:
+        raise RequestError(f"{what} is empty", field)
+    if size > settings.max_image_bytes:
+        raise RequestError(
+            f"{what} is {size} bytes, over the {settings.max_image_bytes}-byte limit (MAX_IMAGE_BYTES)",
+            field,
+        )
+
+
+def decode_base64_image(text: Any, settings: Settings, field: str) -> tuple[bytes, Optional[str]]:
+    """Decode strict base64, accepting a ``data:image/...;base64,`` URL prefix as browsers send it."""
+    if not isinstance(text, str):
+        raise RequestError(f"'{field}' must be a base64 string", field)
+    content_type = None
+    if text.startswith("data:"):
+        header, _, text = text.partition(",")
+        if not header.endswith(";base64"):
+            raise RequestError(f"'{field}' is a data URL that is not base64", field)
+        content_type = header[5:-7] or None
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(f"'{field}' is not valid base64", field) from None
+    check_image_size(len(data), settings, f"'{field}'", field)
+    return data, content_type
+
+
+def parse_image(item: Any, position: int, settings: Settings) -> ImageInput:
+    field = f"images[{position}]"
+    if not isinstance(item, dict):
+        raise RequestError(f"'{field}' must be an object with one of 'blob', 'url' or 'data'", field)
+    unknown = sorted(set(item) - set(IMAGE_FIELDS))
+    if unknown:
+        raise RequestError(f"'{field}' has unknown field(s) {unknown}; allowed: {list(IMAGE_FIELDS)}", field)
+    given = [key for key in ("blob", "url", "data") if key in item]
+    if len(given) != 1:
+        raise RequestError(f"'{field}' must have exactly one of 'blob', 'url' or 'data'", field)
+    name = item.get("name")
+    if name is not None and not isinstance(name, str):
+        raise RequestError(f"'{field}.name' must be a string", f"{field}.name")
+    key = given[0]
+    value = item[key]
+    if key == "data":
+        data, content_type = decode_base64_image(value, settings, f"{field}.data")
+        return ImageInput(data=data, name=name, content_type=content_type)
+    if not isinstance(value, str) or not value:
+        raise RequestError(f"'{field}.{key}' must be a non-empty string", f"{field}.{key}")
+    if key == "blob":
+        try:
+            validate_blob_name(value)
+        except InvalidBlobNameError as exc:
+            raise RequestError(f"'{field}.blob': {exc}", f"{field}.blob") from None
+        return ImageInput(source=ImageSource(blob=value, name=name or value))
+    try:
+        check_url_allowed(value, settings.url_allowed_hosts)
+    except ImageSourceError as exc:
+        raise RequestError(f"'{field}.url': {exc}", f"{field}.url") from None
+    return ImageInput(source=ImageSource(url=value, name=name or value))
+
+
+def parse_json_submission(body: bytes, settings: Settings) -> TaskSubmission:
+    """Parse ``{"models": [...] | "model": ... | "model_type": ..., "images": [...], "top_k": k}``."""
+    if not body:
+        raise RequestError("the request body is empty; send JSON or the bytes of an image")
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise RequestError("the request body must be a JSON object")
+    unknown = sorted(set(document) - set(TASK_FIELDS))
+    if unknown:
+        raise RequestError(f"unknown field(s) {unknown}; allowed: {list(TASK_FIELDS)}", unknown[0])
+    model_fields = [key for key in ("models", "model", "model_type") if key in document]
+    if len(model_fields) != 1:
+        raise RequestError("give the model(s) in exactly one of 'models', 'model' or 'model_type'", "models")
+    models = parse_models(document[model_fields[0]], model_fields[0])
+    images = document.get("images")
+    if not isinstance(images, list) or not images:
+        raise RequestError("'images' must be a non-empty list", "images")
+    if len(images) > settings.max_images_per_task:
+        raise RequestError(
+            f"'images' has {len(images)} entries, over the limit of {settings.max_images_per_task} "
+            "(MAX_IMAGES_PER_TASK)",
+            "images",
+        )
+    return TaskSubmission(
+        models=models,
+        images=[parse_image(item, i, settings) for i, item in enumerate(images)],
+        top_k=parse_top_k(document.get("top_k"), settings),
+    )
+
+
+def parse_image_upload(
+    body: bytes, content_type: str, query: Mapping[str, str], settings: Settings
+) -> TaskSubmission:
+    """Parse a raw image body (``Content-Type: image/*``) with models and top_k in the query."""
+    check_image_size(len(body), settings, "the uploaded image", "body")
+    model_value = query.get("models") or query.get("model")
+    if not model_value:
+        raise RequestError("name the model(s) with ?model=resnet50 or ?models=resnet18,resnet50", "model")
+    models = parse_models([m.strip() for m in model_value.split(",") if m.strip()], "model")
+    return TaskSubmission(
+        models=models,
+        images=[ImageInput(data=body, name=query.get("name") or "upload", content_type=content_type)],
+        top_k=parse_top_k(query.get("top_k"), settings),
+    )
+
+
+def parse_submission(
+    body: bytes, content_type: str, query: Mapping[str, str], settings: Settings
+) -> TaskSubmission:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type.startswith("image/"):
+        return parse_image_upload(body, media_type, query, settings)
+    if media_type in ("", "application/json", "text/json") or media_type.endswith("+json"):
+        return parse_json_submission(body, settings)
+    raise RequestError(
+        f"unsupported Content-Type {content_type!r}: send application/json or image/*", "Content-Type"
+    )
+
+
+def parse_wait(query: Mapping[str, str], settings: Settings) -> Optional[float]:
+    """Seconds to wait for the result (synchronous mode), capped at ``SYNC_WAIT_MAX_SECONDS``."""
+    raw = query.get("wait")
+    if raw is None or raw == "":
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise RequestError(f"'wait' must be a number of seconds, got {raw!r}", "wait") from None
+    if not seconds >= 0:  # also rejects NaN
+        raise RequestError(f"'wait' must not be negative, got {raw!r}", "wait")
+    return min(seconds, settings.sync_wait_max_seconds)

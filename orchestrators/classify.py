@@ -1,0 +1,143 @@
+"""The classification orchestration: preprocess fan-out, per-model inference, persistence.
+
+Replayed from history on every episode, so it only yields activity calls and makes pure decisions
+(``orchestrators.workflow``); time comes from ``context.current_utc_datetime``. A failed image or a
+failed model is recorded and the rest goes on; only an orchestration-level bug fails the instance.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generator, Optional
+
+import azure.durable_functions as df
+
+from contracts import (
+    CLASSIFY_ORCHESTRATOR,
+    INFERENCE_ACTIVITY,
+    PERSIST_ACTIVITY,
+    PREPROCESS_ACTIVITY,
+    ClassificationRequest,
+    InferenceInput,
+    InferenceOutput,
+    PreprocessInput,
+    PreprocessOutput,
+)
+from orchestrators.workflow import (
+    BatchOutcome,
+    activity_error_message,
+    build_output,
+    build_task_record,
+    plan_batches,
+    progress,
+)
+
+bp = df.Blueprint()
+
+Outcome = tuple[int, Any, Optional[str]]  # (position, result, error message)
+
+
+def wait_each(
+    context: df.DurableOrchestrationContext,
+    tasks: list[Any],
+    on_done: Callable[[list[Outcome]], None],
+) -> Generator[Any, Any, list[Outcome]]:
+    """Wait for every task, tolerating failures, calling ``on_done(outcomes)`` after each completion.
+
+    ``task_all`` fails as soon as one child fails, which would lose the other images' results; a
+    ``task_any`` loop keeps every outcome and lets the custom status advance as work completes.
+    """
+    positions = {id(task): position for position, task in enumerate(tasks)}
+    pending = list(tasks)
+    outcomes: list[Outcome] = []
+    while pending:
+        done = yield context.task_any(pending)
+        pending.remove(done)
+        if isinstance(done.result, Exception):
+            outcomes.append((positions[id(done)], None, activity_error_message(done.result)))
+        else:
+            outcomes.append((positions[id(done)], done.result, None))
+        on_done(outcomes)
+    return sorted(outcomes, key=lambda outcome: outcome[0])
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=CLASSIFY_ORCHESTRATOR)
+def classify_images(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    request = ClassificationRequest.from_json(context.get_input())
+    retry = df.RetryOptions(request.retry_interval_ms, request.retry_attempts)
+    total = len(request.images)
+
+    context.set_custom_status(progress("preprocessing", total, 0))
+    prep_tasks = [
+        context.call_activity_with_retry(
+            PREPROCESS_ACTIVITY,
+            retry,
+            PreprocessInput(request.task_id, index, source, list(request.models)).to_json(),
+        )
+        for index, source in enumerate(request.images)
+    ]
+    prep_outcomes = yield from wait_each(
+        context,
+        prep_tasks,
+        lambda outcomes: context.set_custom_status(progress("preprocessing", total, len(outcomes))),
+    )
+    preprocessed = {
+        index: PreprocessOutput.from_json(result)
+        if error is None
+        else PreprocessOutput(image_index=index, error=error)
+        for index, result, error in prep_outcomes
+    }
+
+    batches = [
+        (model, items)
+        for model in request.models
+        for items in plan_batches(preprocessed.values(), model, request.batch_size)
+    ]
+    images_per_batch = [len(items) for _, items in batches]
+    work_total = sum(images_per_batch)
+    context.set_custom_status(
+        progress("inference", total, total, predictions_total=work_total, predictions_done=0)
+    )
+    inference_tasks = [
+        context.call_activity_with_retry(
+            INFERENCE_ACTIVITY,
+            retry,
+            InferenceInput(request.task_id, model, request.top_k, items).to_json(),
+        )
+        for model, items in batches
+    ]
+    inference_outcomes = yield from wait_each(
+        context,
+        inference_tasks,
+        lambda outcomes: context.set_custom_status(
+            progress(
+                "inference",
+                total,
+                total,
+                predictions_total=work_total,
+                predictions_done=sum(images_per_batch[position] for position, _, _ in outcomes),
+            )
+        ),
+    )
+    inference: dict[str, list[BatchOutcome]] = {model: [] for model in request.models}
+    for position, result, error in inference_outcomes:
+        model, items = batches[position]
+        output = (
+            InferenceOutput.from_json(result)
+            if error is None
+            else InferenceOutput(model=model, error=error)
+        )
+        inference[model].append(BatchOutcome(items=items, output=output))
+
+    record = build_task_record(request, preprocessed, inference, context.current_utc_datetime)
+    context.set_custom_status(progress("persisting", total, total))
+    database_task_id: Optional[int] = None
+    persist_error: Optional[str] = None
+    try:
+        database_task_id = yield context.call_activity_with_retry(
+            PERSIST_ACTIVITY, retry, record.to_json()
+        )
+    except Exception as exc:  # the results stay in the output even when the database is down
+        persist_error = activity_error_message(exc)
+
+    context.set_custom_status(progress("done", total, total, status=record.status))
+    return build_output(request, preprocessed, record, database_task_id, persist_error)

@@ -1,0 +1,119 @@
+"""One settings object, read from environment variables, with defaults that work on a laptop.
+
+Azure Functions exposes application settings (and, locally, ``local.settings.json`` ``Values``) as
+environment variables, so this is the only place configuration is read. Every variable is listed in
+the README's configuration table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Mapping
+
+
+class SettingsError(ValueError):
+    """A setting has a value the app cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    blob_connection_string: str
+    blob_local_root: str
+    upload_container: str
+    tensor_container: str
+    sql_connection_string: str
+    model_weights: Mapping[str, str]
+    inference_precision: str
+    inference_batch_size: int
+    torch_num_threads: int
+    model_prewarm: tuple[str, ...]
+    max_images_per_task: int
+    max_image_bytes: int
+    max_image_pixels: int
+    max_top_k: int
+    url_allowed_hosts: frozenset[str]
+    url_fetch_timeout_seconds: float
+    sync_wait_max_seconds: float
+    activity_retry_attempts: int
+    activity_retry_interval_ms: int
+
+    def weights_spec(self, model: str) -> str:
+        return self.model_weights[model]
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise SettingsError(f"{name}={value} must not be negative")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str, default: str = "") -> tuple[str, ...]:
+    raw = env.get(name, default)
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def settings_from(env: Mapping[str, str]) -> Settings:
+    """Build settings from a mapping (``os.environ`` in the app, a dict in tests)."""
+    from inference.catalog import DEFAULT_WEIGHTS, SUPPORTED_MODELS, normalise_model_name
+
+    precision = env.get("INFERENCE_PRECISION", "auto").strip().lower() or "auto"
+    if precision not in ("auto", "fp32", "bf16"):
+        raise SettingsError(f"INFERENCE_PRECISION={precision!r} must be one of auto, fp32, bf16")
+    prewarm = _list(env, "MODEL_PREWARM", "")
+    try:
+        prewarm = tuple(normalise_model_name(name) for name in prewarm)
+    except ValueError as exc:
+        raise SettingsError(f"MODEL_PREWARM: {exc}") from None
+    return Settings(
+        blob_connection_string=env.get("BLOB_CONNECTION_STRING", "").strip(),
+        blob_local_root=env.get("BLOB_LOCAL_ROOT", "").strip() or ".localdata/blobs",
+        upload_container=env.get("UPLOAD_CONTAINER", "").strip() or "uploads",
+        tensor_container=env.get("TENSOR_CONTAINER", "").strip() or "tensors",
+        sql_connection_string=env.get("SQL_CONNECTION_STRING", "").strip()
+        or "sqlite:///.localdata/results.db",
+        model_weights={
+            model: env.get(f"MODEL_WEIGHTS_{model.upper()}", "").strip() or DEFAULT_WEIGHTS[model]
+            for model in SUPPORTED_MODELS
+        },
+        inference_precision=precision,
+        inference_batch_size=_int(env, "INFERENCE_BATCH_SIZE", 8, minimum=1),
+        torch_num_threads=_int(env, "TORCH_NUM_THREADS", 0),
+        model_prewarm=prewarm,
+        max_images_per_task=_int(env, "MAX_IMAGES_PER_TASK", 32, minimum=1),
+        max_image_bytes=_int(env, "MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1),
+        max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 40_000_000, minimum=1),
+        max_top_k=_int(env, "MAX_TOP_K", 100, minimum=1),
+        url_allowed_hosts=frozenset(h.lower() for h in _list(env, "URL_ALLOWED_HOSTS")),
+        url_fetch_timeout_seconds=_float(env, "URL_FETCH_TIMEOUT_SECONDS", 10.0),
+        sync_wait_max_seconds=_float(env, "SYNC_WAIT_MAX_SECONDS", 60.0),
+        activity_retry_attempts=_int(env, "ACTIVITY_RETRY_ATTEMPTS", 3, minimum=1),
+        activity_retry_interval_ms=_int(env, "ACTIVITY_RETRY_INTERVAL_MS", 1000, minimum=1),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings; read once because app settings only change with a restart."""
+    return settings_from(os.environ)

@@ -1,0 +1,226 @@
+"""The classification orchestrator, replayed through the SDK's own handle against synthetic histories."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import azure.durable_functions as df
+import pytest
+
+from contracts import (
+    CLASSIFY_ORCHESTRATOR,
+    INFERENCE_ACTIVITY,
+    PERSIST_ACTIVITY,
+    PREPROCESS_ACTIVITY,
+    ClassificationRequest,
+    ImageSource,
+)
+from orchestrators.classify import bp as classify_bp
+from tests.app.replay import CALL_ACTIVITY_WITH_RETRY, ReplayDriver, ReplayRun
+
+
+def orchestrator_handle() -> Callable[[Any], str]:
+    app = df.DFApp()
+    app.register_functions(classify_bp)
+    (function,) = [f for f in app.get_functions() if f.get_trigger().type == "orchestrationTrigger"]
+    assert function.get_trigger().orchestration == CLASSIFY_ORCHESTRATOR
+    return function.get_user_function()
+
+
+def make_request(images: int, models: list[str], batch_size: int = 8, attempts: int = 2) -> dict[str, Any]:
+    return ClassificationRequest(
+        task_id="task-1",
+        models=models,
+        images=[ImageSource(blob=f"uploads/task-1/{i}.jpg", name=f"photo{i}.jpg") for i in range(images)],
+        top_k=3,
+        submitted_at="2026-01-01T00:00:00+00:00",
+        batch_size=batch_size,
+        retry_attempts=attempts,
+        retry_interval_ms=10,
+    ).to_json()
+
+
+def fake_preprocess(bad: set[int] = frozenset(), raising: set[int] = frozenset()) -> Callable[[dict], dict]:
+    def activity(payload: dict[str, Any]) -> dict[str, Any]:
+        index = payload["image_index"]
+        if index in raising:
+            raise OSError("blob service timed out")
+        if index in bad:
+            return {"image_index": index, "error": f"photo{index}.jpg: not an image"}
+        return {
+            "image_index": index,
+            "tensors": {m: f"tensors/task-1/{index}-r256.u8" for m in payload["models"]},
+            "width": 640,
+            "height": 480,
+            "started_at": f"2026-01-01T00:00:0{index % 10}+00:00",
+            "finished_at": f"2026-01-01T00:00:0{index % 10}.5+00:00",
+            "duration_ms": 500.0,
+        }
+
+    return activity
+
+
+def fake_inference(failing_model: str | None = None) -> Callable[[dict], dict]:
+    def activity(payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["model"] == failing_model:
+            return {"model": payload["model"], "error": "weights for it cannot be loaded"}
+        return {
+            "model": payload["model"],
+            "weights": f"{payload['model']} test weights",
+            "results": [
+                {
+                    "image_index": item["image_index"],
+                    "top_k": [
+                        {"label": f"class{item['image_index']}", "class_index": item["image_index"], "probability": 0.9}
+                    ],
+                }
+                for item in payload["items"]
+            ],
+            "started_at": "2026-01-01T00:00:10+00:00",
+            "finished_at": "2026-01-01T00:00:11+00:00",
+            "duration_ms": 1000.0,
+        }
+
+    return activity
+
+
+def persist_ok(payload: dict[str, Any]) -> int:
+    assert payload["instance_id"] == "task-1"
+    return 42
+
+
+def run(request: dict[str, Any], **activities: Callable[[dict], Any]) -> ReplayRun:
+    defaults = {
+        PREPROCESS_ACTIVITY: fake_preprocess(),
+        INFERENCE_ACTIVITY: fake_inference(),
+        PERSIST_ACTIVITY: persist_ok,
+    }
+    defaults.update({name: fn for name, fn in activities.items()})
+    return ReplayDriver(orchestrator_handle(), defaults).run("task-1", request)
+
+
+def calls_to(result: ReplayRun, name: str) -> list[dict[str, Any]]:
+    return [payload for called, payload in result.calls if called == name]
+
+
+def test_first_episode_fans_out_one_retried_preprocess_per_image() -> None:
+    result = run(make_request(images=3, models=["resnet18"]))
+    first = result.episodes[0]
+    assert [a["functionName"] for a in first.actions] == [PREPROCESS_ACTIVITY] * 3
+    assert all(a["actionType"] == CALL_ACTIVITY_WITH_RETRY for a in first.actions)
+    assert first.custom_status == {"stage": "preprocessing", "images_total": 3, "images_done": 0}
+    assert result.error is None
+
+
+def test_output_has_every_image_and_model_with_weights_and_timings() -> None:
+    result = run(make_request(images=2, models=["resnet18", "resnet50"]))
+    output = result.output
+    assert output["status"] == "Completed"
+    assert output["task_id"] == "task-1"
+    assert output["database_task_id"] == 42
+    assert output["weights"] == {"resnet18": "resnet18 test weights", "resnet50": "resnet50 test weights"}
+    assert [image["name"] for image in output["images"]] == ["photo0.jpg", "photo1.jpg"]
+    for image in output["images"]:
+        assert set(image["predictions"]) == {"resnet18", "resnet50"}
+        prediction = image["predictions"]["resnet50"]
+        assert prediction["top_k"] == [
+            {"label": f"class{image['index']}", "class_index": image["index"], "probability": 0.9}
+        ]
+        assert prediction["weights"] == "resnet50 test weights"
+    timings = output["timings"]
+    assert timings["submitted_at"] == "2026-01-01T00:00:00+00:00"
+    assert timings["processing_started_at"] == "2026-01-01T00:00:00+00:00"
+    assert timings["processing_finished_at"] == "2026-01-01T00:00:11+00:00"
+    assert timings["queue_ms"] == 0.0 and timings["total_ms"] == 11000.0
+    assert timings["inference_ms"] == 1000.0
+
+
+def test_models_are_inferred_independently_in_configured_batches() -> None:
+    result = run(make_request(images=5, models=["resnet18", "resnet50"], batch_size=2))
+    batches = calls_to(result, INFERENCE_ACTIVITY)
+    by_model: dict[str, list[list[int]]] = {}
+    for payload in batches:
+        by_model.setdefault(payload["model"], []).append([i["image_index"] for i in payload["items"]])
+    assert by_model == {"resnet18": [[0, 1], [2, 3], [4]], "resnet50": [[0, 1], [2, 3], [4]]}
+    statuses = [e.custom_status for e in result.episodes]
+    inference = [s for s in statuses if s["stage"] == "inference"]
+    assert all(s["predictions_total"] == 10 and s["images_done"] == 5 for s in inference)
+    # one completion per episode here; the last one moves straight on to persisting
+    assert [s["predictions_done"] for s in inference] == [0, 2, 4, 5, 7, 9]
+    assert statuses[-1] == {"stage": "done", "images_total": 5, "images_done": 5, "status": "Completed"}
+
+
+def test_bad_image_fails_only_that_image() -> None:
+    result = run(make_request(images=3, models=["resnet18"]), **{PREPROCESS_ACTIVITY: fake_preprocess(bad={1})})
+    output = result.output
+    assert output["status"] == "CompletedWithErrors"
+    assert output["images"][1]["error"] == "photo1.jpg: not an image"
+    assert output["images"][1]["predictions"] == {"resnet18": {"error": "photo1.jpg: not an image"}}
+    assert output["images"][0]["predictions"]["resnet18"]["top_k"][0]["label"] == "class0"
+    inferred = [i["image_index"] for p in calls_to(result, INFERENCE_ACTIVITY) for i in p["items"]]
+    assert inferred == [0, 2]
+
+
+def test_transient_failure_is_retried_then_reported_for_that_image() -> None:
+    result = run(
+        make_request(images=2, models=["resnet18"], attempts=3),
+        **{PREPROCESS_ACTIVITY: fake_preprocess(raising={0})},
+    )
+    attempts = [p["image_index"] for p in calls_to(result, PREPROCESS_ACTIVITY)]
+    assert attempts.count(0) == 3 and attempts.count(1) == 1
+    error = result.output["images"][0]["error"]
+    assert error.startswith("Activity function 'preprocess_image' failed: OSError: blob service timed out")
+    assert result.output["images"][1]["error"] is None
+    assert result.output["status"] == "CompletedWithErrors"
+
+
+def test_one_model_failing_does_not_fail_the_other() -> None:
+    result = run(
+        make_request(images=2, models=["resnet18", "resnet50"]),
+        **{INFERENCE_ACTIVITY: fake_inference(failing_model="resnet50")},
+    )
+    for image in result.output["images"]:
+        assert image["predictions"]["resnet50"] == {"error": "weights for it cannot be loaded"}
+        assert image["predictions"]["resnet18"]["top_k"]
+    assert result.output["status"] == "CompletedWithErrors"
+
+
+def test_every_image_failing_gives_failed_status_with_reasons() -> None:
+    result = run(make_request(images=2, models=["resnet18"]), **{PREPROCESS_ACTIVITY: fake_preprocess(bad={0, 1})})
+    assert result.output["status"] == "Failed"
+    assert "photo0.jpg: not an image" in result.output["error"]
+    assert calls_to(result, INFERENCE_ACTIVITY) == []
+    persisted = calls_to(result, PERSIST_ACTIVITY)
+    assert len(persisted) == 1 and persisted[0]["status"] == "Failed"
+
+
+def test_database_down_keeps_results_in_the_output() -> None:
+    def persist_down(payload: dict[str, Any]) -> int:
+        raise ConnectionError("database unreachable")
+
+    result = run(make_request(images=1, models=["resnet18"], attempts=2), **{PERSIST_ACTIVITY: persist_down})
+    assert len(calls_to(result, PERSIST_ACTIVITY)) == 2
+    assert result.output["database_task_id"] is None
+    assert "ConnectionError: database unreachable" in result.output["persist_error"]
+    assert result.output["images"][0]["predictions"]["resnet18"]["top_k"]
+
+
+def test_persisted_record_has_a_row_per_image_and_model() -> None:
+    result = run(make_request(images=2, models=["resnet18", "resnet50"]), **{PREPROCESS_ACTIVITY: fake_preprocess(bad={1})})
+    (record,) = calls_to(result, PERSIST_ACTIVITY)
+    rows = [(r["image_index"], r["model"], r["label"], r["error"]) for r in record["results"]]
+    assert rows == [
+        (0, "resnet18", "class0", None),
+        (0, "resnet50", "class0", None),
+        (1, "resnet18", None, "photo1.jpg: not an image"),
+        (1, "resnet50", None, "photo1.jpg: not an image"),
+    ]
+    assert record["image_count"] == 2 and record["models"] == ["resnet18", "resnet50"]
+
+
+@pytest.mark.parametrize("images", [1, 7])
+def test_replay_is_deterministic(images: int) -> None:
+    first = run(make_request(images=images, models=["resnet18", "resnet50"], batch_size=3))
+    second = run(make_request(images=images, models=["resnet18", "resnet50"], batch_size=3))
+    assert first.output == second.output
+    assert [e.actions for e in first.episodes] == [e.actions for e in second.episodes]
