@@ -86,8 +86,6 @@ class PreprocessOutput(_Json):
     tensors: dict[str, str] = field(default_factory=dict)
     width: Optional[int] = None
     height: Optional[int] = None
-    format: Optional[str] = None
-    mode: Optional[str] = None
     started_at: Optional[str] = None
     finished_at: Optional[str] = None
     duration_ms: Optional[float] = None

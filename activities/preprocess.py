@@ -61,8 +61,6 @@ def preprocess(request: PreprocessInput) -> PreprocessOutput:
         tensors=tensors,
         width=width,
         height=height,
-        format=getattr(image, "source_format", None),
-        mode=getattr(image, "source_mode", None),
         started_at=started.isoformat(),
         finished_at=datetime.now(timezone.utc).isoformat(),
         duration_ms=round((time.perf_counter() - clock) * 1000.0, 3),

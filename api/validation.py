@@ -17,7 +17,7 @@ from activities.sources import ImageSourceError, check_url_allowed
 from contracts import ImageSource
 from inference.catalog import NUM_CLASSES, UnknownModelError, normalise_model_name
 from settings import Settings
-from storage.blobs import InvalidBlobNameError, validate_blob_name
+from storage.blobs import InvalidBlobNameError, split_blob_name
 
 DEFAULT_TOP_K = 5
 TASK_FIELDS = ("models", "model", "model_type", "images", "top_k")
@@ -132,7 +132,7 @@ def parse_image(item: Any, position: int, settings: Settings) -> ImageInput:
         raise RequestError(f"'{field}.{key}' must be a non-empty string", f"{field}.{key}")
     if key == "blob":
         try:
-            validate_blob_name(value)
+            split_blob_name(value)
         except InvalidBlobNameError as exc:
             raise RequestError(f"'{field}.blob': {exc}", f"{field}.blob") from None
         return ImageInput(source=ImageSource(blob=value, name=name or value))

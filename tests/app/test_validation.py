@@ -1,0 +1,129 @@
+"""Request parsing at the starter: what is accepted, and a 400 naming the problem for the rest."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from api.validation import RequestError, parse_submission, parse_wait
+from settings import settings_from
+
+SETTINGS = settings_from({"URL_ALLOWED_HOSTS": "images.example.org", "MAX_IMAGES_PER_TASK": "4",
+                          "MAX_IMAGE_BYTES": "1000", "SYNC_WAIT_MAX_SECONDS": "30"})
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"0" * 20).decode()
+
+
+def submit(document: Any, content_type: str = "application/json", query: dict[str, str] | None = None):
+    body = document if isinstance(document, bytes) else json.dumps(document).encode()
+    return parse_submission(body, content_type, query or {}, SETTINGS)
+
+
+def rejected(document: Any, **kwargs: Any) -> RequestError:
+    with pytest.raises(RequestError) as caught:
+        submit(document, **kwargs)
+    return caught.value
+
+
+def test_new_shape_with_every_image_kind() -> None:
+    submission = submit({
+        "models": ["resnet18", "ResNet50", "RESNET18"],
+        "images": [
+            {"blob": "photos/cat.jpg"},
+            {"url": "https://images.example.org/a.jpg"},
+            {"data": PNG, "name": "mine.png"},
+        ],
+        "top_k": 3,
+    })
+    assert submission.models == ["resnet18", "resnet50"]
+    assert submission.top_k == 3
+    blob, url, data = submission.images
+    assert blob.source is not None and blob.source.blob == "photos/cat.jpg"
+    assert url.source is not None and url.source.url == "https://images.example.org/a.jpg"
+    assert data.data == base64.b64decode(PNG) and data.name == "mine.png"
+
+
+def test_single_model_string_legacy_field_and_default_top_k() -> None:
+    assert submit({"model": "ResNet50", "images": [{"blob": "photos/a.jpg"}]}).models == ["resnet50"]
+    legacy = submit({"model_type": "ResNet18", "images": [{"blob": "photos/a.jpg"}]})
+    assert legacy.models == ["resnet18"] and legacy.top_k == 5
+
+
+def test_data_url_prefix_is_accepted() -> None:
+    submission = submit({"model": "resnet18", "images": [{"data": f"data:image/png;base64,{PNG}"}]})
+    assert submission.images[0].content_type == "image/png"
+
+
+def test_raw_image_upload_takes_models_from_the_query() -> None:
+    submission = submit(b"\xff\xd8\xff rest", "image/jpeg", {"model": "resnet50,resnet18", "top_k": "2"})
+    assert submission.models == ["resnet50", "resnet18"]
+    assert submission.images[0].data == b"\xff\xd8\xff rest"
+    assert submission.top_k == 2
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "words"),
+    [
+        (b"{not json", None, "not valid JSON"),
+        (b"", None, "empty"),
+        ([1, 2], None, "JSON object"),
+        ({"images": [{"blob": "photos/a.jpg"}]}, "models", "exactly one of"),
+        ({"model": "resnet18", "models": ["resnet50"], "images": [{"blob": "a/b"}]}, "models", "exactly one of"),
+        ({"model": "vgg16", "images": [{"blob": "photos/a.jpg"}]}, "model", "resnet18"),
+        ({"models": [], "images": [{"blob": "photos/a.jpg"}]}, "models", "non-empty"),
+        ({"model": "resnet18", "images": []}, "images", "non-empty"),
+        ({"model": "resnet18"}, "images", "non-empty"),
+        ({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}] * 5}, "images", "limit of 4"),
+        ({"model": "resnet18", "images": [{"data": "***not base64***"}]}, "images[0].data", "not valid base64"),
+        ({"model": "resnet18", "images": [{"data": ""}]}, "images[0].data", "empty"),
+        ({"model": "resnet18", "images": [{"data": base64.b64encode(b"x" * 1001).decode()}]},
+         "images[0].data", "over the 1000-byte limit"),
+        ({"model": "resnet18", "images": [{"blob": "photos/a.jpg", "url": "https://x"}]}, "images[0]", "exactly one"),
+        ({"model": "resnet18", "images": ["photos/a.jpg"]}, "images[0]", "must be an object"),
+        ({"model": "resnet18", "images": [{"blob": "../etc/passwd"}]}, "images[0].blob", "images[0].blob"),
+        ({"model": "resnet18", "images": [{"url": "https://evil.example.com/a.jpg"}]}, "images[0].url",
+         "not in URL_ALLOWED_HOSTS"),
+        ({"model": "resnet18", "images": [{"url": "file:///etc/passwd"}]}, "images[0].url", "http(s)"),
+        ({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "top_k": 0}, "top_k", "from 1 to 100"),
+        ({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "top_k": 101}, "top_k", "from 1 to 100"),
+        ({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "top_k": "five"}, "top_k", "integer"),
+        ({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "top_k": True}, "top_k", "integer"),
+        ({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "topk": 3}, "topk", "unknown field"),
+    ],
+)
+def test_bad_requests_name_the_problem(document: Any, field: str | None, words: str) -> None:
+    error = rejected(document)
+    assert error.field == field
+    assert words in error.message
+    assert error.to_json()["error"] == error.message
+
+
+def test_unsupported_content_type_and_upload_without_model() -> None:
+    assert "unsupported Content-Type" in rejected(b"hello", content_type="text/plain").message
+    assert "?model=" in rejected(b"\xff\xd8", content_type="image/jpeg").message
+    assert "empty" in rejected(b"", content_type="image/png", query={"model": "resnet18"}).message
+
+
+def test_url_images_are_refused_when_no_host_is_allowed() -> None:
+    closed = settings_from({})
+    with pytest.raises(RequestError, match="URL_ALLOWED_HOSTS"):
+        parse_submission(
+            json.dumps({"model": "resnet18", "images": [{"url": "https://a.example/x.jpg"}]}).encode(),
+            "application/json",
+            {},
+            closed,
+        )
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, None), ("", None), ("0", 0.0), ("2.5", 2.5), ("999", 30.0)])
+def test_wait_is_capped(raw: str | None, expected: float | None) -> None:
+    query = {} if raw is None else {"wait": raw}
+    assert parse_wait(query, SETTINGS) == expected
+
+
+@pytest.mark.parametrize("raw", ["-1", "soon", "nan"])
+def test_bad_wait_is_rejected(raw: str) -> None:
+    with pytest.raises(RequestError, match="wait"):
+        parse_wait({"wait": raw}, SETTINGS)
