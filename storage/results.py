@@ -1,0 +1,192 @@
+"""Writing and reading a task's results: ``TaskRecord`` in, ``TaskRecord`` out.
+
+The persist activity may run more than once for the same orchestration (replay, retry, a second
+worker), so ``save_task`` is an upsert keyed by the instance id: the task row is updated in place
+and its result rows are replaced, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from contracts import Prediction, ResultRecord, TaskRecord
+from storage.database import write_session
+from storage.models import InferenceResult, InferenceTask
+
+# One retry settles an insert race; the third attempt covers a delete racing the retry.
+_SAVE_ATTEMPTS = 3
+
+_CANONICAL_RESNET = re.compile(r"resnet(\d+)")
+_LEGACY_RESNET = re.compile(r"ResNet(\d+)")
+
+
+@dataclass(frozen=True)
+class StoredTask:
+    """A saved task: the database's ``TaskID`` and the record as it was saved."""
+
+    task_id: int
+    record: TaskRecord
+
+
+def to_legacy_model_name(model: str) -> str:
+    """"resnet50" -> "ResNet50", the spelling the existing reports filter on; others unchanged."""
+    match = _CANONICAL_RESNET.fullmatch(model)
+    return f"ResNet{match.group(1)}" if match else model
+
+
+def from_legacy_model_name(model: str) -> str:
+    """Inverse of :func:`to_legacy_model_name`."""
+    match = _LEGACY_RESNET.fullmatch(model)
+    return f"resnet{match.group(1)}" if match else model
+
+
+def save_task(engine: Engine, record: TaskRecord) -> int:
+    """Insert or update the task ``record.instance_id`` with its results; returns its TaskID.
+
+    When two writers insert the same new task at once, the unique constraint on InstanceID
+    rejects the second one; its transaction is rolled back and retried, and then it updates.
+    """
+    for _ in range(_SAVE_ATTEMPTS - 1):
+        try:
+            return _save_once(engine, record)
+        except IntegrityError:
+            pass  # lost an insert race: the retry finds the winner's row and updates it
+    return _save_once(engine, record)
+
+
+def _save_once(engine: Engine, record: TaskRecord) -> int:
+    with write_session(engine) as session:
+        return _save(session, record)
+
+
+def _save(session: Session, record: TaskRecord) -> int:
+    values = _task_values(record)
+    # Update first: it is the replay case, and on SQL Server it locks the row against a
+    # concurrent writer until commit.
+    task_id = session.scalar(
+        update(InferenceTask)
+        .where(InferenceTask.instance_id == record.instance_id)
+        .values(values)
+        .returning(InferenceTask.task_id)
+        .execution_options(synchronize_session=False)
+    )
+    if task_id is None:
+        task_id = session.scalar(
+            insert(InferenceTask).values(instance_id=record.instance_id, **values)
+            .returning(InferenceTask.task_id)
+        )
+    else:
+        session.execute(delete(InferenceResult).where(InferenceResult.task_id == task_id))
+    if record.results:
+        session.execute(
+            insert(InferenceResult), [_result_values(task_id, result) for result in record.results]
+        )
+    assert task_id is not None
+    return task_id
+
+
+def load_task(engine: Engine, ref: str) -> Optional[StoredTask]:
+    """The task with TaskID ``ref`` when ``ref`` is all digits, else with instance id ``ref``.
+
+    An all-digit ``ref`` that is no TaskID is still tried as an instance id, since callers may
+    choose their own instance ids. Results come back ordered by (ImageIndex, ModelType).
+    """
+    with Session(engine) as session:
+        query = select(InferenceTask).options(selectinload(InferenceTask.results))
+        task = None
+        if ref.isascii() and ref.isdigit():
+            task = session.scalar(query.where(InferenceTask.task_id == int(ref)))
+        if task is None:
+            task = session.scalar(query.where(InferenceTask.instance_id == ref))
+        if task is None:
+            return None
+        return StoredTask(task_id=task.task_id, record=_task_record(task))
+
+
+def _task_values(record: TaskRecord) -> dict[str, Any]:
+    """Columns of ``InferenceTasks`` except the keys (TaskID, InstanceID)."""
+    return {
+        "model_type": ",".join(to_legacy_model_name(model) for model in record.models),
+        "status": record.status,
+        "submitted_at": _parse_time(record.submitted_at),
+        "processing_started_at": _parse_time(record.processing_started_at),
+        "processing_finished_at": _parse_time(record.processing_finished_at),
+        "completed_at": _parse_time(record.completed_at),
+        "image_count": record.image_count,
+        "error": record.error,
+    }
+
+
+def _result_values(task_id: int, result: ResultRecord) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "image_index": result.image_index,
+        "image_name": result.image_name,
+        "model_type": to_legacy_model_name(result.model),
+        "weights": result.weights,
+        "label": result.label,
+        "class_index": result.class_index,
+        "confidence": result.confidence,
+        "top_k_json": json.dumps([prediction.to_json() for prediction in result.top_k]),
+        "started_at": _parse_time(result.started_at),
+        "finished_at": _parse_time(result.finished_at),
+        "inference_ms": result.inference_ms,
+        "error": result.error,
+    }
+
+
+def _task_record(task: InferenceTask) -> TaskRecord:
+    return TaskRecord(
+        instance_id=task.instance_id,
+        models=[from_legacy_model_name(model) for model in task.model_type.split(",") if model],
+        status=task.status,
+        submitted_at=_format_time(task.submitted_at),
+        processing_started_at=_format_time(task.processing_started_at),
+        processing_finished_at=_format_time(task.processing_finished_at),
+        completed_at=_format_time(task.completed_at),
+        image_count=task.image_count,
+        error=task.error,
+        results=[_result_record(result) for result in task.results],
+    )
+
+
+def _result_record(result: InferenceResult) -> ResultRecord:
+    return ResultRecord(
+        image_index=result.image_index,
+        image_name=result.image_name,
+        model=from_legacy_model_name(result.model_type),
+        weights=result.weights,
+        label=result.label,
+        class_index=result.class_index,
+        confidence=result.confidence,
+        top_k=[Prediction.from_json(item) for item in json.loads(result.top_k_json)],
+        started_at=_format_time(result.started_at),
+        finished_at=_format_time(result.finished_at),
+        inference_ms=result.inference_ms,
+        error=result.error,
+    )
+
+
+def _parse_time(value: Optional[str]) -> Optional[datetime]:
+    """ISO-8601 to an aware UTC datetime; "Z" and any offset are accepted, naive means UTC."""
+    if value is None:
+        return None
+    if value.endswith(("Z", "z")):  # fromisoformat() only accepts "Z" from Python 3.11
+        value = value[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _format_time(value: Optional[datetime]) -> Optional[str]:
+    """The canonical form, as ``datetime.now(timezone.utc).isoformat()`` writes it."""
+    return None if value is None else value.astimezone(timezone.utc).isoformat()
