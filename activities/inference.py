@@ -16,11 +16,9 @@ from functools import lru_cache
 from typing import Any
 
 import azure.durable_functions as df
-import torch
-
 from contracts import INFERENCE_ACTIVITY, ImagePredictions, InferenceInput, InferenceOutput
 from inference.cache import ModelCache, configure_torch_threads
-from inference.predict import classify
+from inference.predict import classify, stack_crops
 from inference.tensor_io import decode_tensor
 from inference.weights import WeightsUnavailableError
 from services import blob_store
@@ -57,10 +55,6 @@ def prewarm_in_background() -> None:
     threading.Thread(target=load, name="model-prewarm", daemon=True).start()
 
 
-class TensorMismatchError(ValueError):
-    """A stored tensor was made for other weights' preprocessing than the model now configured."""
-
-
 def infer(request: InferenceInput) -> InferenceOutput:
     settings = get_settings()
     started = datetime.now(timezone.utc)
@@ -70,17 +64,8 @@ def infer(request: InferenceInput) -> InferenceOutput:
     except WeightsUnavailableError as exc:
         return InferenceOutput(model=request.model, error=str(exc), started_at=started.isoformat())
     store = blob_store()
-    tensors = []
-    for item in request.items:
-        tensor, transform_key = decode_tensor(store.get(item.tensor_blob))
-        if transform_key != model.weights.transform_key:
-            raise TensorMismatchError(
-                f"{item.tensor_blob} was preprocessed for {transform_key!r} but "
-                f"{model.weights.label} expects {model.weights.transform_key!r}; "
-                "was MODEL_WEIGHTS_* changed while the task ran?"
-            )
-        tensors.append(tensor)
-    predictions = classify(model, torch.stack(tensors), request.top_k)
+    crops = [decode_tensor(store.get(item.tensor_blob)) for item in request.items]
+    predictions = classify(model, stack_crops(model, crops), request.top_k)
     return InferenceOutput(
         model=request.model,
         weights=model.weights.label,
