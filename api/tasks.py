@@ -23,12 +23,11 @@ from api.validation import RequestError, TaskSubmission, parse_submission, parse
 from contracts import CLASSIFY_ORCHESTRATOR, ClassificationRequest, ImageSource
 from services import blob_store, database
 from settings import Settings, get_settings
-from storage.results import load_task
+from storage.results import load_task, to_legacy_model_name
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
 
-LEGACY_MODEL_NAMES = {"resnet18": "ResNet18", "resnet50": "ResNet50"}
 TERMINAL = {
     df.OrchestrationRuntimeStatus.Completed,
     df.OrchestrationRuntimeStatus.Failed,
@@ -160,8 +159,8 @@ async def create_task(req: func.HttpRequest, client: df.DurableOrchestrationClie
     body = {
         "status": "accepted",
         "task_id": instance_id,
-        "model_type": ",".join(LEGACY_MODEL_NAMES[m] for m in submission.models),
-        "message": f"Task accepted: poll statusQueryGetUri for progress and the result.",
+        "model_type": ",".join(to_legacy_model_name(m) for m in submission.models),
+        "message": "Task accepted: poll statusQueryGetUri for progress and the result.",
         **urls,
     }
     return json_response(body, 202, {"Location": urls["statusQueryGetUri"], "Retry-After": "10"})
@@ -180,4 +179,4 @@ async def get_task_result(req: func.HttpRequest) -> func.HttpResponse:
             },
             404,
         )
-    return json_response(stored.to_json(), 200)
+    return json_response({"task_id": stored.task_id, **stored.record.to_json()}, 200)
