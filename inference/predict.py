@@ -1,0 +1,64 @@
+"""Forward pass and top-k: uint8 crops in, :class:`contracts.Prediction` lists out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from contracts import Prediction
+from inference.cache import LoadedModel
+from inference.preprocess import normalise
+
+
+def stack_crops(model: LoadedModel, crops: Sequence[tuple[torch.Tensor, str]]) -> torch.Tensor:
+    """Stack ``(uint8 CHW crop, transform_key)`` pairs (as returned by ``decode_tensor``) into a batch.
+
+    Refuses a crop made for other preprocessing: ResNet50 V1 and V2 crops have the same shape but were
+    resized differently, and feeding one to the other would silently degrade accuracy.
+    """
+    if not crops:
+        raise ValueError("no crops to stack")
+    expected = model.weights.transform_key
+    for index, (_, key) in enumerate(crops):
+        if key != expected:
+            raise ValueError(
+                f"crop {index} was preprocessed as {key!r} but {model.name} ({model.weights.spec}) needs {expected!r}"
+            )
+    return torch.stack([crop for crop, _ in crops])
+
+
+def logits(model: LoadedModel, batch: torch.Tensor) -> torch.Tensor:
+    """fp32 logits ``[N, 1000]`` on the CPU for a normalised float batch ``[N, 3, H, W]``.
+
+    Runs under ``inference_mode`` (no autograd bookkeeping) and, for bf16, under autocast; the input is
+    made channels-last to match the module, which avoids a layout conversion inside the first convolution.
+    """
+    x = batch.to(model.device).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(
+        device_type=model.device.type, dtype=torch.bfloat16, enabled=model.precision == "bf16"
+    ):
+        out = model.module(x)
+    return out.float().cpu()
+
+
+def top_k(logits: torch.Tensor, k: int, categories: Sequence[str]) -> list[list[Prediction]]:
+    """Softmax probabilities of the ``k`` most likely classes per row (``k`` is capped at the class count)."""
+    if logits.ndim != 2 or logits.shape[1] != len(categories):
+        raise ValueError(f"expected logits [N, {len(categories)}], got {tuple(logits.shape)}")
+    if k < 1:
+        raise ValueError(f"top_k must be at least 1, got {k}")
+    probabilities = torch.softmax(logits.float(), dim=1)
+    values, indices = probabilities.topk(min(k, len(categories)), dim=1)
+    return [
+        [Prediction(label=categories[i], class_index=i, probability=p) for p, i in zip(row_p, row_i)]
+        for row_p, row_i in zip(values.tolist(), indices.tolist())
+    ]
+
+
+def classify(model: LoadedModel, uint8_batch: torch.Tensor, k: int) -> list[list[Prediction]]:
+    """normalise + forward + top-k for a uint8 crop batch ``[N, 3, crop, crop]``."""
+    size = model.weights.crop_size
+    if uint8_batch.ndim != 4 or tuple(uint8_batch.shape[1:]) != (3, size, size):
+        raise ValueError(f"{model.name} expects crops of shape [N, 3, {size}, {size}], got {tuple(uint8_batch.shape)}")
+    return top_k(logits(model, normalise(uint8_batch, model.weights)), k, model.weights.categories)
