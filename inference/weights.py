@@ -109,17 +109,24 @@ def canonical_spec(model: str, spec: str) -> str:
     return _parse_spec(normalise_model_name(model), spec).canonical()
 
 
-def resolve_weights(model: str, spec: str, *, allow_download: bool = True) -> ResolvedWeights:
+def resolve_weights(
+    model: str, spec: str, *, allow_download: bool = True, check_file: bool = True
+) -> ResolvedWeights:
     """Resolve ``spec`` for ``model``: find (or download) the file, hash it, and describe the weights.
 
     Raises :class:`InvalidWeightsSpecError` for a malformed spec, :class:`WeightsUnavailableError` when the
     file is missing and cannot be downloaded (immediately when ``allow_download`` is false), with a message
     that says how to provide it. A torchvision file whose hash differs from the published one is still used
     (it may be a deliberate replacement) but labelled UNVERIFIED and logged as a warning.
+
+    ``check_file=False`` describes the transforms and categories without touching any file (no download, no
+    hash): preprocessing needs only those, and must not fail an image because a model's file is missing.
     """
     name = normalise_model_name(model)
     parsed = _parse_spec(name, spec)
     base_label = f"transforms/categories of {_enum_label(parsed.base)}"
+    if not check_file:
+        return _describe(name, parsed, f"{parsed.canonical()} (file not checked), {base_label}", None, None, parsed.path)
     sha256: Optional[str] = None
     verified: Optional[bool] = None
     path: Optional[Path] = None
