@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 import azure.durable_functions as df
@@ -17,11 +18,18 @@ from contracts import PREPROCESS_ACTIVITY, PreprocessInput, PreprocessOutput
 from activities.sources import ImageSourceError, read_image_bytes
 from inference.preprocess import InvalidImageError, crop_uint8, decode_image
 from inference.tensor_io import encode_tensor
-from inference.weights import resolve_weights
+from inference.weights import ResolvedWeights, resolve_weights
 from services import blob_store
 from settings import get_settings
 
 bp = df.Blueprint()
+
+
+@lru_cache(maxsize=None)
+def preprocessing_weights(model: str, spec: str) -> ResolvedWeights:
+    """The weights' transform, without reading the weights file: preprocessing never needs the file,
+    so an image is not failed because a model's weights are missing (inference reports that)."""
+    return resolve_weights(model, spec, check_file=False)
 
 
 def tensor_blob_name(container: str, task_id: str, image_index: int, transform_key: str) -> str:
@@ -49,7 +57,7 @@ def preprocess(request: PreprocessInput) -> PreprocessOutput:
     blobs_by_transform: dict[str, str] = {}
     tensors: dict[str, str] = {}
     for model in request.models:
-        weights = resolve_weights(model, settings.weights_spec(model))
+        weights = preprocessing_weights(model, settings.weights_spec(model))
         key = weights.transform_key
         if key not in blobs_by_transform:
             name = tensor_blob_name(settings.tensor_container, request.task_id, request.image_index, key)

@@ -9,7 +9,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.fixtures.azurite"]
+pytest_plugins = ["tests.fixtures.azurite", "tests.fixtures.checkpoints"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,143 @@
+"""The three activities with their real parts: local blob folder, SQLite, torchvision models.
+
+The weights are seeded checkpoints under torchvision's canonical names in a temporary TORCH_HOME, loaded
+through torchvision's own weights API, so the reference below is what a user of torchvision would compute.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+import services
+from activities import inference as inference_activity
+from activities import preprocess as preprocess_activity
+from activities.inference import infer
+from activities.persist import persist
+from activities.preprocess import preprocess
+from contracts import (
+    BatchItem,
+    ImageSource,
+    InferenceInput,
+    PreprocessInput,
+    ResultRecord,
+    TaskRecord,
+)
+from settings import get_settings
+from storage.results import load_task
+
+TASK = "activities-task"
+
+
+@pytest.fixture()
+def app_env(tmp_path: Path, torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Settings pointing at a temporary blob folder and database; per-process caches reset around it."""
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.setenv("BLOB_LOCAL_ROOT", str(tmp_path / "blobs"))
+    monkeypatch.setenv("SQL_CONNECTION_STRING", f"sqlite:///{tmp_path / 'results.db'}")
+    monkeypatch.setenv("INFERENCE_PRECISION", "fp32")
+    caches = (get_settings, services.blob_store, services.database, inference_activity.model_cache,
+              preprocess_activity.preprocessing_weights)
+    for cache in caches:
+        cache.cache_clear()
+    yield tmp_path
+    for cache in caches:
+        cache.cache_clear()
+
+
+def upload(photo: Path) -> ImageSource:
+    name = f"uploads/{TASK}/{photo.name}"
+    services.blob_store().put(name, photo.read_bytes(), "image/jpeg")
+    return ImageSource(blob=name, name=photo.name)
+
+
+def reference_logits(model: str, weights_name: str, photos: list[Path]) -> torch.Tensor:
+    """torchvision's own pipeline: the weights API, ``weights.transforms()``, the model in eval mode."""
+    weights = torchvision.models.get_weight(f"{torchvision.models.get_model_weights(model).__name__}.{weights_name}")
+    net = torchvision.models.get_model(model, weights=weights).eval()
+    transform = weights.transforms()
+    batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in photos])
+    with torch.inference_mode():
+        return net(batch)
+
+
+def test_pipeline_matches_torchvision_reference(app_env: Path, shared_images_dir: Path) -> None:
+    photos = sorted(shared_images_dir.glob("*.jpg"))
+    sources = [upload(p) for p in photos]
+    prepared = [
+        preprocess(PreprocessInput(TASK, i, source, ["resnet18", "resnet50"])) for i, source in enumerate(sources)
+    ]
+    for output, photo in zip(prepared, photos):
+        assert output.error is None
+        assert (output.width, output.height) == Image.open(photo).size
+        # ResNet18 V1 resizes to 256, ResNet50 V2 to 232: two tensors per image
+        assert output.tensors["resnet18"] != output.tensors["resnet50"]
+
+    for model, weights_name in (("resnet18", "IMAGENET1K_V1"), ("resnet50", "IMAGENET1K_V2")):
+        items = [BatchItem(p.image_index, p.tensors[model]) for p in prepared]
+        result = infer(InferenceInput(TASK, model, 5, items))
+        assert result.error is None
+        assert weights_name in (result.weights or "") and "UNVERIFIED" in (result.weights or "")
+        expected = torch.softmax(reference_logits(model, weights_name, photos), dim=1).topk(5, dim=1)
+        for got, want_p, want_i in zip(result.results, expected.values, expected.indices):
+            assert [p.class_index for p in got.top_k] == want_i.tolist()
+            assert [p.probability for p in got.top_k] == pytest.approx(want_p.tolist(), abs=1e-4)
+        # photos are not all classified alike: the checkpoints are discriminative
+        assert len({r.top_k[0].class_index for r in result.results}) > 1
+
+
+def test_batched_equals_one_by_one(app_env: Path, shared_images_dir: Path) -> None:
+    photos = sorted(shared_images_dir.glob("*.jpg"))[:3]
+    prepared = [preprocess(PreprocessInput(TASK, i, upload(p), ["resnet18"])) for i, p in enumerate(photos)]
+    items = [BatchItem(p.image_index, p.tensors["resnet18"]) for p in prepared]
+    batched = infer(InferenceInput(TASK, "resnet18", 3, items)).results
+    single = [infer(InferenceInput(TASK, "resnet18", 3, [item])).results[0] for item in items]
+    for b, s in zip(batched, single):
+        assert b.image_index == s.image_index
+        assert [p.class_index for p in b.top_k] == [p.class_index for p in s.top_k]
+        assert [p.probability for p in b.top_k] == pytest.approx([p.probability for p in s.top_k], abs=1e-5)
+
+
+def test_bad_images_fail_only_themselves_with_a_reason(app_env: Path) -> None:
+    store = services.blob_store()
+    store.put("uploads/bad/notes.jpg", b"this is a text file, not a photo")
+    not_image = preprocess(PreprocessInput(TASK, 0, ImageSource(blob="uploads/bad/notes.jpg"), ["resnet18"]))
+    assert not_image.tensors == {} and "notes.jpg" in (not_image.error or "")
+    assert "not a supported image" in (not_image.error or "")
+    missing = preprocess(PreprocessInput(TASK, 1, ImageSource(blob="uploads/bad/gone.jpg"), ["resnet18"]))
+    assert "uploads/bad/gone.jpg" in (missing.error or "") and missing.tensors == {}
+
+
+def test_missing_weights_fail_the_model_with_instructions(
+    app_env: Path, shared_images_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODEL_WEIGHTS_RESNET18", f"file:{app_env / 'nowhere.pth'}")
+    get_settings.cache_clear()
+    prepared = preprocess(PreprocessInput(TASK, 0, upload(sorted(shared_images_dir.glob('*.jpg'))[0]), ["resnet18"]))
+    assert prepared.error is None  # preprocessing does not need the weights file
+    result = infer(InferenceInput(TASK, "resnet18", 5, [BatchItem(0, prepared.tensors["resnet18"])]))
+    assert result.results == []
+    assert "nowhere.pth" in (result.error or "") and "MODEL_WEIGHTS_RESNET18" in (result.error or "")
+
+
+def test_persist_is_idempotent_and_drops_the_task_tensors(app_env: Path) -> None:
+    store = services.blob_store()
+    store.put(f"tensors/{TASK}/0-r256-c224-bilinear.u8", b"tensor bytes")
+    record = TaskRecord(
+        instance_id=TASK, models=["resnet18"], status="Completed", submitted_at="2026-01-01T00:00:00+00:00",
+        processing_started_at="2026-01-01T00:00:01+00:00", processing_finished_at="2026-01-01T00:00:02+00:00",
+        completed_at="2026-01-01T00:00:03+00:00", image_count=1, error=None,
+        results=[ResultRecord(0, "cat.jpg", "resnet18", "w", "tabby", 281, 0.5, [], "2026-01-01T00:00:01+00:00",
+                              "2026-01-01T00:00:02+00:00", 12.5)],
+    )
+    first = persist(record)
+    assert persist(record) == first  # a replayed or retried persist rewrites the same rows
+    stored = load_task(services.database(), TASK)
+    assert stored is not None and stored.task_id == first
+    assert [r.label for r in stored.record.results] == ["tabby"]
+    assert not store.exists(f"tensors/{TASK}/0-r256-c224-bilinear.u8")
