@@ -21,8 +21,9 @@ from inference.errors import InvalidImageError
 from inference.weights import ResolvedWeights
 
 #: Formats Pillow may decode. Pillow knows dozens of exotic formats (some with a history of parser bugs);
-#: user uploads only need the common photo formats. MPO is the multi-picture JPEG some cameras write.
-ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "GIF", "BMP", "TIFF", "WEBP")
+#: user uploads only need the common photo formats. "JPEG" also opens MPO, the multi-picture JPEG some
+#: cameras write. HEIC (iPhone default) needs a plugin Pillow does not ship: it is reported as such.
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "AVIF")
 
 #: Colour that transparent pixels are composited onto (see :func:`to_rgb`).
 BACKGROUND_RGB: tuple[int, int, int] = (255, 255, 255)
@@ -33,7 +34,7 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "gzip-compressed data"),
     (b"\x7fELF", "an ELF executable"),
     (b"MZ", "a Windows executable"),
-    (b"ftyp", "an ISO media file (MP4/MOV/HEIC/AVIF)"),
+    (b"ftyp", "an ISO media file (MP4/MOV or HEIC, which is not supported: convert it to JPEG)"),
     (b"RIFF", "a RIFF container that is not WebP (e.g. WAV/AVI)"),
 )
 

@@ -8,13 +8,14 @@ pointing there: the production loading path (torchvision's enum -> cached file) 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
 
 from inference.cache import ModelCache
 from inference.preprocess import normalise
-from inference.weights import create_model, resolve_weights
+from inference.weights import ResolvedWeights, create_model, resolve_weights
 
 #: (model, torchvision weights name) -> (canonical file name, seed of the random checkpoint saved under it)
 CANONICAL_FILES: dict[tuple[str, str], tuple[str, int]] = {
@@ -64,6 +65,19 @@ def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for (model, _), (file_name, seed) in CANONICAL_FILES.items():
         torch.save(discriminative_state_dict(model, seed), folder / file_name)
     return home
+
+
+@pytest.fixture(scope="session")
+def resolve_canonical(torch_home: Path) -> Callable[[str, str], ResolvedWeights]:
+    """Resolve torchvision weights from the test TORCH_HOME, usable from module/session-scoped fixtures
+    (which run before the function-scoped ``TORCH_HOME`` patch below)."""
+
+    def resolve(model: str, name: str) -> ResolvedWeights:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("TORCH_HOME", str(torch_home))
+            return resolve_weights(model, name, allow_download=False)
+
+    return resolve
 
 
 @pytest.fixture(autouse=True)
