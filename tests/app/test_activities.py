@@ -11,7 +11,6 @@ from typing import Iterator
 
 import pytest
 import torch
-import torchvision
 from PIL import Image
 
 import services
@@ -30,6 +29,7 @@ from contracts import (
 )
 from settings import get_settings
 from storage.results import load_task
+from tests.fixtures.checkpoints import reference_logits
 
 TASK = "activities-task"
 
@@ -54,16 +54,6 @@ def upload(photo: Path) -> ImageSource:
     name = f"uploads/{TASK}/{photo.name}"
     services.blob_store().put(name, photo.read_bytes(), "image/jpeg")
     return ImageSource(blob=name, name=photo.name)
-
-
-def reference_logits(model: str, weights_name: str, photos: list[Path]) -> torch.Tensor:
-    """torchvision's own pipeline: the weights API, ``weights.transforms()``, the model in eval mode."""
-    weights = torchvision.models.get_weight(f"{torchvision.models.get_model_weights(model).__name__}.{weights_name}")
-    net = torchvision.models.get_model(model, weights=weights).eval()
-    transform = weights.transforms()
-    batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in photos])
-    with torch.inference_mode():
-        return net(batch)
 
 
 def test_pipeline_matches_torchvision_reference(app_env: Path, shared_images_dir: Path) -> None:
