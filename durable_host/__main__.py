@@ -1,0 +1,52 @@
+"""``python -m durable_host``: start the host in a function app folder, like ``func start``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from . import logs
+from .config import build_config, load_local_settings
+from .indexing import IndexingError
+from .server import load_index, serve
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="python -m durable_host",
+                                     description="Run an Azure Durable Functions Python v2 app locally.")
+    parser.add_argument("--app-dir", default=env("DURABLE_HOST_APP_DIR", "."),
+                        help="function app folder (host.json, function_app.py); default: cwd")
+    parser.add_argument("--host", default=env("DURABLE_HOST_ADDRESS", "127.0.0.1"),
+                        help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(env("DURABLE_HOST_PORT", "7071")),
+                        help="port to listen on (default 7071)")
+    parser.add_argument("--hub-dir", default=env("DURABLE_HOST_HUB_DIR"),
+                        help="folder of the task hub databases (default <app-dir>/.durable)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default FUNCTIONS_WORKER_PROCESS_COUNT or 1)")
+    parser.add_argument("--log-level", default=env("DURABLE_HOST_LOG_LEVEL", "INFO"),
+                        help="INFO (default) prints one line per invocation; WARNING is quiet")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.setup(args.log_level)
+    app_dir = os.path.abspath(args.app_dir)
+    load_local_settings(__import__("pathlib").Path(app_dir))
+    try:
+        config = build_config(app_dir, host=args.host, port=args.port, hub_dir=args.hub_dir,
+                              workers=args.workers)
+        index = load_index(config)
+    except (FileNotFoundError, IndexingError, ValueError) as exc:
+        print(f"durable_host: cannot start: {exc}", file=sys.stderr, flush=True)
+        return 2
+    asyncio.run(serve(config, index))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,426 @@
+"""The orchestration engine: instances, messages, timers and orchestrator episodes.
+
+This is the part of the Durable Task Framework the host re-implements. Design:
+
+* **Memory is the working copy, SQLite the log.** Every change to an instance is applied in
+  memory and queued to the store as one operation (see ``store.py``); only client-visible
+  answers wait for durability.
+* **Messages.** Everything that reaches an orchestration (its start, activity results, timers,
+  raised events, sub-orchestration results, terminate/suspend/resume) is a ``Message`` in its
+  inbox. One episode consumes *all* messages that are ready, like DTFx, so a fan-in of 1,000
+  activities replays the orchestrator a few times rather than 1,000 times.
+* **One episode at a time per instance**, on the event loop thread: an episode is pure,
+  deterministic Python that must not block, and running it inline avoids thread hand-offs.
+* **Ids come from the SDK** (see ``episode.py``), so batching never breaks retry numbering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from .activities import ActivityDispatcher, Outcome, WorkItem
+from .episode import Scheduled, run_episode, sdk_event
+from .events import EventType, event, iso_ts
+from .indexing import FunctionIndex
+from .model import Instance, Message
+from .store import (DELETE_ACTIVITIES_OF, DELETE_ACTIVITY, DELETE_HISTORY, DELETE_INSTANCE,
+                    DELETE_MESSAGE, DELETE_MESSAGES_OF, INSERT_ACTIVITY, INSERT_HISTORY,
+                    INSERT_MESSAGE, UPSERT_INSTANCE, Operation, Store)
+
+log = logging.getLogger("durable_host")
+
+# DTFx OrchestrationStatus numbers, used in ExecutionCompleted events.
+STATUS_CODES = {"Running": 0, "Completed": 1, "ContinuedAsNew": 2, "Failed": 3, "Canceled": 4,
+                "Terminated": 5, "Pending": 6, "Suspended": 7}
+# Yield the event loop to I/O after this much episode work (seconds).
+EPISODE_SLICE = 0.01
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def context_input(token_json: str | None) -> str | None:
+    """The ``input`` field of the SDK context: a string token's value, else the JSON text."""
+    if token_json is None:
+        return None
+    token = json.loads(token_json)
+    return token if isinstance(token, str) else token_json
+
+
+def orchestrator_failure(name: str, error: str) -> str:
+    return f"Orchestrator function '{name}' failed: {error}"
+
+
+class Engine:
+    """Owns every instance of one task hub and runs their episodes."""
+
+    def __init__(self, index: FunctionIndex, store: Store):
+        self.index = index
+        self.store = store
+        self.instances: dict[str, Instance] = {}
+        self.activities: ActivityDispatcher | None = None
+        self._ready: deque[Instance] = deque()
+        self._wake = asyncio.Event()
+        self._waiters: dict[str, list[asyncio.Future]] = {}
+        self._next_message_id = 1
+        self._next_activity_id = 1
+        self._runner: asyncio.Task | None = None
+        self.episodes = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def recover(self) -> None:
+        """Rebuild memory from the store: unfinished work continues where the log left it."""
+        snapshot = self.store.load()
+        self._next_message_id = snapshot.max_message_id + 1
+        self._next_activity_id = snapshot.max_activity_id + 1
+        for inst in snapshot.instances:
+            self.instances[inst.instance_id] = inst
+            if not inst.terminal:
+                inst.history = [json.loads(text) for text in self.store.load_history(inst.instance_id)]
+                inst.persisted = len(inst.history)
+                inst.sdk_events = [sdk_event(e) for e in inst.history]
+        for msg in snapshot.messages:
+            self._deliver(msg)
+        assert self.activities is not None
+        for row in snapshot.activities:
+            self.activities.submit(WorkItem(*row))
+        unfinished = sum(1 for i in self.instances.values() if not i.terminal)
+        if unfinished or snapshot.activities:
+            log.info("Task hub recovered: %d unfinished orchestration(s), %d activity(ies) to rerun",
+                     unfinished, len(snapshot.activities))
+
+    def start(self) -> None:
+        self._runner = asyncio.create_task(self._run_ready())
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+
+    # ------------------------------------------------------------------ ids and messages
+
+    def new_message(self, instance_id: str, execution_id: str | None, kind: str, *,
+                    event_: dict | None = None, reason: str | None = None,
+                    visible_at: float = 0.0) -> Message:
+        msg = Message(self._next_message_id, instance_id, execution_id, kind, event_, reason, visible_at)
+        self._next_message_id += 1
+        return msg
+
+    def _deliver(self, msg: Message) -> None:
+        """Hand a (durably queued) message to its instance, or arm it as a timer."""
+        delay = msg.visible_at - time.time()
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._fire, msg)
+            return
+        inst = self.instances.get(msg.instance_id)
+        if inst is None:
+            self.store.submit_nowait([(DELETE_MESSAGE, [(msg.id,)])])
+            return
+        inst.inbox.append(msg)
+        self._make_ready(inst)
+
+    def _fire(self, msg: Message) -> None:
+        msg.visible_at = 0.0
+        self._deliver(msg)
+
+    def _make_ready(self, inst: Instance) -> None:
+        if not inst.queued:
+            inst.queued = True
+            self._ready.append(inst)
+            self._wake.set()
+
+    def send(self, msg: Message) -> Operation:
+        """Queue ``msg`` for delivery; returns the statement that makes it durable."""
+        self._deliver(msg)
+        return [(INSERT_MESSAGE, [msg.row()])]
+
+    # ------------------------------------------------------------------ waiting
+
+    def wait_terminal(self, instance_id: str) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(instance_id, []).append(future)
+        return future
+
+    def _notify(self, inst: Instance) -> None:
+        for future in self._waiters.pop(inst.instance_id, []):
+            if not future.done():
+                future.set_result(inst)
+
+    # ------------------------------------------------------------------ instance creation
+
+    def create_instance(self, name: str, instance_id: str, input_json: str | None, *,
+                        parent: dict | None = None, version: str | None = None) -> Operation:
+        """Create (or replace a finished) instance and send its ExecutionStarted."""
+        now = time.time()
+        old = self.instances.get(instance_id)
+        ops: Operation = []
+        if old is not None:
+            ops += self.forget(old)
+        execution_id = uuid.uuid4().hex
+        inst = Instance(instance_id, name, execution_id, "Pending", input_json, now, now,
+                        parent=parent, version=version)
+        self.instances[instance_id] = inst
+        started = self._execution_started(inst, now)
+        ops.append((UPSERT_INSTANCE, [inst.row()]))
+        ops += self.send(self.new_message(instance_id, execution_id, "event", event_=started))
+        log.info("%s: Function '%s (Orchestrator)' scheduled. Reason: NewInstance.", instance_id, name)
+        return ops
+
+    def _execution_started(self, inst: Instance, now: float) -> dict:
+        parent = None
+        if inst.parent:
+            parent = {"Name": None, "OrchestrationInstance": {
+                "InstanceId": inst.parent["instance_id"], "ExecutionId": inst.parent["execution_id"]},
+                "TaskScheduleId": inst.parent["task_id"]}
+        return event(EventType.ExecutionStarted, now, Name=inst.name, Input=inst.input,
+                     Version=inst.version or "", ParentInstance=parent, Tags=None,
+                     OrchestrationInstance={"InstanceId": inst.instance_id,
+                                            "ExecutionId": inst.execution_id})
+
+    def forget(self, inst: Instance) -> Operation:
+        """Remove an instance from memory; the statements remove it from the store."""
+        self.instances.pop(inst.instance_id, None)
+        inst.inbox.clear()
+        inst.history, inst.sdk_events = None, []
+        iid = [(inst.instance_id,)]
+        return [(DELETE_HISTORY, iid), (DELETE_MESSAGES_OF, iid), (DELETE_ACTIVITIES_OF, iid),
+                (DELETE_INSTANCE, iid)]
+
+    # ------------------------------------------------------------------ activities
+
+    def on_activity_done(self, item: WorkItem, outcome: Outcome) -> None:
+        if outcome.ok:
+            ev = event(EventType.TaskCompleted, TaskScheduledId=item.task_id, Result=outcome.result)
+        else:
+            ev = event(EventType.TaskFailed, TaskScheduledId=item.task_id, Reason=outcome.reason,
+                       Details=outcome.details)
+        msg = self.new_message(item.instance_id, item.execution_id, "event", event_=ev)
+        self.store.submit_nowait([(DELETE_ACTIVITY, [(item.id,)])] + self.send(msg))
+
+    # ------------------------------------------------------------------ episodes
+
+    async def _run_ready(self) -> None:
+        while True:
+            while not self._ready:
+                self._wake.clear()
+                await self._wake.wait()
+            slice_end = time.perf_counter() + EPISODE_SLICE
+            while self._ready and time.perf_counter() < slice_end:
+                inst = self._ready.popleft()
+                inst.queued = False
+                try:
+                    self.process(inst)
+                except Exception:  # noqa: BLE001 - a host bug must not stop other instances
+                    log.exception("%s: internal error while running an episode", inst.instance_id)
+            await asyncio.sleep(0)
+
+    def process(self, inst: Instance) -> None:
+        """Consume the inbox of ``inst``: control operations, then one orchestrator episode."""
+        if self.instances.get(inst.instance_id) is not inst or not inst.inbox:
+            return
+        messages, inst.inbox = inst.inbox, []
+        ops: Operation = []
+        consumed = [(m.id,) for m in messages]
+        if inst.terminal:   # late activity results, timers and events are dropped
+            self.store.submit_nowait([(DELETE_MESSAGE, consumed)])
+            return
+        now = time.time()
+        control: list[dict] = []
+        deliver: list[Message] = []
+        for msg in messages:
+            if msg.kind == "terminate":
+                self._finish(inst, "Terminated", dumps(msg.reason or ""), now, ops,
+                             extra=[event(EventType.ExecutionTerminated, now, Input=msg.reason)])
+                self._commit(inst, ops, consumed)
+                return
+            if msg.kind == "suspend" and inst.status in ("Running", "Pending"):
+                inst.status = "Suspended"
+                control.append(event(EventType.ExecutionSuspended, now, Reason=msg.reason))
+            elif msg.kind == "resume" and inst.status == "Suspended":
+                inst.status = "Running"
+                control.append(event(EventType.ExecutionResumed, now, Reason=msg.reason))
+            elif msg.kind == "event" and msg.execution_id in (None, inst.execution_id):
+                deliver.append(msg)
+        if inst.status == "Suspended":
+            # Held messages stay in the store and in the inbox until the instance resumes.
+            inst.inbox = deliver + inst.inbox
+            consumed = [(m.id,) for m in messages if m not in deliver]
+            deliver = []
+        self._append(inst, control)
+        if deliver:
+            self._episode(inst, [m.event for m in deliver], now, ops)
+        inst.updated = now
+        self._commit(inst, ops, consumed)
+
+    def _append(self, inst: Instance, events: Iterable[dict]) -> None:
+        assert inst.history is not None
+        for ev in events:
+            inst.history.append(ev)
+            inst.sdk_events.append(sdk_event(ev))
+
+    def _commit(self, inst: Instance, ops: Operation, consumed: list[tuple]) -> None:
+        head: Operation = [(UPSERT_INSTANCE, [inst.row()])]
+        if inst.history is not None and inst.persisted < len(inst.history):
+            rows = [(inst.instance_id, seq, dumps(ev))
+                    for seq, ev in enumerate(inst.history[inst.persisted:], inst.persisted)]
+            head.append((INSERT_HISTORY, rows))
+            inst.persisted = len(inst.history)
+        if consumed:
+            head.append((DELETE_MESSAGE, consumed))
+        self.store.submit_nowait(head + ops)
+        if inst.terminal:
+            inst.history, inst.sdk_events = None, []   # read back from the store when asked
+            self._notify(inst)
+
+    def _episode(self, inst: Instance, new_events: list[dict], now: float, ops: Operation) -> None:
+        function = self.index.orchestrator(inst.name)
+        self._append(inst, [event(EventType.OrchestratorStarted, now)] + new_events)
+        if function is None:
+            error = (f"The function '{inst.name}' doesn't exist, is disabled, or is not an "
+                     "orchestrator function.")
+            self._finish(inst, "Failed", dumps(orchestrator_failure(inst.name, error)), now, ops)
+            return
+        if inst.status == "Pending":
+            inst.status = "Running"
+            log.info("%s: Function '%s (Orchestrator)' started. IsReplay: False.",
+                     inst.instance_id, inst.name)
+        started = time.perf_counter()
+        assert inst.history is not None
+        result = run_episode(function.fn, instance_id=inst.instance_id,
+                             parent_instance_id=inst.parent["instance_id"] if inst.parent else None,
+                             context_input=context_input(inst.input), history=inst.sdk_events,
+                             head=inst.history[:2], first_new_id=inst.next_task_id,
+                             prev_action_count=inst.action_count,
+                             episode_time=datetime.fromtimestamp(now, timezone.utc))
+        self.episodes += 1
+        log.info("Executed 'Functions.%s' (%s, Id=%s, Duration=%dms)", function.name,
+                 "Failed" if result.error else "Succeeded", inst.instance_id,
+                 (time.perf_counter() - started) * 1000)
+        inst.custom_status = dumps(result.custom_status) if result.custom_status is not None else None
+        inst.next_task_id, inst.action_count = result.next_task_id, result.action_count
+        for signal in result.signals:
+            ops += self.signal_entity(signal.instance_id, signal.operation, signal.input_)
+        if result.error is not None:
+            log.error("%s: Function '%s (Orchestrator)' failed with an error: %s",
+                      inst.instance_id, inst.name, result.error)
+            self._finish(inst, "Failed", dumps(orchestrator_failure(inst.name, result.error)), now, ops)
+        elif result.continued:
+            self._continue_as_new(inst, result.continue_as_new, now, ops)
+        elif result.done:
+            try:
+                output = dumps(result.output)
+            except (TypeError, ValueError) as exc:
+                self._finish(inst, "Failed", dumps(orchestrator_failure(inst.name, str(exc))), now, ops)
+            else:
+                self._finish(inst, "Completed", output, now, ops)
+        else:
+            scheduled = [self._schedule(inst, item, now, ops) for item in result.scheduled]
+            self._append(inst, scheduled + [event(EventType.OrchestratorCompleted, now)])
+
+    def _finish(self, inst: Instance, status: str, output: str, now: float, ops: Operation,
+                extra: list[dict] | None = None) -> None:
+        """Complete the execution and tell the parent orchestration, if any."""
+        inst.status, inst.output, inst.updated = status, output, now
+        tail = list(extra or [])
+        if inst.history and inst.history[-1]["EventType"] != EventType.OrchestratorCompleted \
+                and inst.history[-1]["EventType"] != EventType.ExecutionSuspended:
+            tail.append(event(EventType.OrchestratorCompleted, now))
+        tail.append(event(EventType.ExecutionCompleted, now, OrchestrationStatus=STATUS_CODES[status],
+                          Result=output))
+        if inst.history is not None:
+            self._append(inst, tail)
+        log.info("%s: Function '%s (Orchestrator)' %s.", inst.instance_id, inst.name,
+                 status.lower() if status != "Terminated" else "was terminated")
+        if inst.parent:
+            parent = inst.parent
+            if status == "Completed":
+                ev = event(EventType.SubOrchestrationInstanceCompleted, now,
+                           TaskScheduledId=parent["task_id"], Result=output)
+            else:
+                reason = json.loads(output) if status == "Failed" else \
+                    f"Orchestration '{inst.name}' was {status.lower()}: {json.loads(output)}"
+                ev = event(EventType.SubOrchestrationInstanceFailed, now,
+                           TaskScheduledId=parent["task_id"], Reason=reason, Details=None)
+            ops += self.send(self.new_message(parent["instance_id"], parent["execution_id"],
+                                              "event", event_=ev))
+
+    def _continue_as_new(self, inst: Instance, new_input: str | None, now: float,
+                         ops: Operation) -> None:
+        """Start a fresh execution with the new input; history and sequence numbers reset."""
+        inst.execution_id = uuid.uuid4().hex
+        inst.input = dumps(new_input) if new_input is not None else None
+        inst.status, inst.output = "ContinuedAsNew", None
+        inst.next_task_id = inst.action_count = 0
+        inst.history, inst.sdk_events, inst.persisted = [], [], 0
+        ops.append((DELETE_HISTORY, [(inst.instance_id,)]))
+        ops += self.send(self.new_message(inst.instance_id, inst.execution_id, "event",
+                                          event_=self._execution_started(inst, now)))
+        inst.status = "Pending"
+        log.info("%s: Function '%s (Orchestrator)' continued as new.", inst.instance_id, inst.name)
+
+    def _schedule(self, inst: Instance, item: Scheduled, now: float, ops: Operation) -> dict:
+        """Turn one new SDK task into its history event and side effect."""
+        if item.kind == "activity":
+            ops += self._dispatch_activity(inst, item.task_id, item.name, item.input)
+            return event(EventType.TaskScheduled, now, item.task_id, Name=item.name, Input=item.input)
+        if item.kind == "timer":
+            assert item.fire_at is not None
+            fire_at = item.fire_at if item.fire_at.tzinfo else item.fire_at.replace(tzinfo=timezone.utc)
+            fire_ts = fire_at.timestamp()
+            fired = event(EventType.TimerFired, fire_ts, TimerId=item.task_id, FireAt=iso_ts(fire_ts))
+            ops += self.send(self.new_message(inst.instance_id, inst.execution_id, "event",
+                                              event_=fired, visible_at=fire_ts))
+            return event(EventType.TimerCreated, now, item.task_id, FireAt=iso_ts(fire_ts))
+        if item.kind == "suborchestration":
+            child_id = item.instance_id or uuid.uuid5(
+                uuid.NAMESPACE_URL, f"{inst.instance_id}/{inst.execution_id}/{item.task_id}").hex
+            created = event(EventType.SubOrchestrationInstanceCreated, now, item.task_id,
+                            Name=item.name, InstanceId=child_id, Input=item.input)
+            existing = self.instances.get(child_id)
+            if existing is not None and not existing.terminal:
+                failed = event(EventType.SubOrchestrationInstanceFailed, now,
+                               TaskScheduledId=item.task_id, Details=None,
+                               Reason=f"An orchestration with instance ID '{child_id}' is already running.")
+                ops += self.send(self.new_message(inst.instance_id, inst.execution_id, "event",
+                                                  event_=failed))
+                return created
+            parent = {"instance_id": inst.instance_id, "execution_id": inst.execution_id,
+                      "task_id": item.task_id}
+            ops += self.create_instance(item.name, child_id,
+                                        dumps(item.input) if item.input is not None else None,
+                                        parent=parent, version=item.version)
+            return created
+        if item.kind == "entity_call":
+            return self.call_entity(inst, item, now, ops)
+        raise RuntimeError(f"unknown scheduled kind {item.kind}")
+
+    def _dispatch_activity(self, inst: Instance, task_id: int, name: str,
+                           input_: str | None) -> Operation:
+        work = WorkItem(self._next_activity_id, inst.instance_id, inst.execution_id,
+                        task_id, name, input_)
+        self._next_activity_id += 1
+        assert self.activities is not None
+        self.activities.submit(work)
+        return [(INSERT_ACTIVITY, [work.row()])]
+
+    def schedule_again(self, inst: Instance, scheduled: dict) -> Operation:
+        """Run the activity of a TaskScheduled event again (rewind)."""
+        return self._dispatch_activity(inst, scheduled["EventId"], scheduled["Name"],
+                                       scheduled.get("Input"))
+
+    # ------------------------------------------------------------------ entities (extension points)
+
+    def signal_entity(self, scheduler_id: str, operation: str, input_: str | None) -> Operation:
+        raise NotImplementedError("entities are not supported by this host")
+
+    def call_entity(self, inst: Instance, item: Scheduled, now: float, ops: Operation) -> dict:
+        raise NotImplementedError("entities are not supported by this host")

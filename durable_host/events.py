@@ -1,0 +1,67 @@
+"""History events in the Durable Task Framework's JSON shape, and the time formats around them.
+
+The SDK replays an orchestrator over these dicts (``HistoryEvent(**event)``), the management
+API shows them, and the store persists them; building them in one place keeps the three
+consistent with what the .NET extension sends.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from enum import IntEnum
+from typing import Any
+
+
+class EventType(IntEnum):
+    """``HistoryEventType`` values shared by DTFx and the Python SDK."""
+
+    ExecutionStarted = 0
+    ExecutionCompleted = 1
+    ExecutionFailed = 2
+    ExecutionTerminated = 3
+    TaskScheduled = 4
+    TaskCompleted = 5
+    TaskFailed = 6
+    SubOrchestrationInstanceCreated = 7
+    SubOrchestrationInstanceCompleted = 8
+    SubOrchestrationInstanceFailed = 9
+    TimerCreated = 10
+    TimerFired = 11
+    OrchestratorStarted = 12
+    OrchestratorCompleted = 13
+    EventSent = 14
+    EventRaised = 15
+    ContinueAsNew = 16
+    GenericEvent = 17
+    HistoryState = 18
+    ExecutionSuspended = 19
+    ExecutionResumed = 20
+
+
+def iso_ts(epoch: float) -> str:
+    """History timestamp: ISO 8601 with microseconds and ``Z`` (the SDK needs an aware time)."""
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def status_ts(epoch: float) -> str:
+    """Status timestamps use .NET's ``ToString("s") + "Z"``: no fractional seconds."""
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_ts(text: str) -> float:
+    """Parse an ISO 8601 time (``Z``, offsets, or naive meaning UTC) to epoch seconds."""
+    value = text.strip()
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def event(event_type: EventType, epoch: float | None = None, event_id: int = -1,
+          **fields: Any) -> dict[str, Any]:
+    """One history event with the four keys every SDK ``HistoryEvent`` requires."""
+    return {"EventType": int(event_type), "EventId": event_id, "IsPlayed": False,
+            "Timestamp": iso_ts(time.time() if epoch is None else epoch), **fields}

@@ -1,0 +1,210 @@
+"""HTTP triggers: ASP.NET-style route templates and the worker's request/response mapping.
+
+Functions receive the same ``azure.functions.HttpRequest`` the worker builds and may return an
+``HttpResponse`` or a ``str``; a durable client binding receives the JSON the extension
+injects, so ``DurableOrchestrationClient`` works unchanged against this host.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable
+
+import azure.functions as func
+from aiohttp import web
+
+from .indexing import HttpFunction
+from .invoke import Invoker
+
+log = logging.getLogger("durable_host")
+
+_PARAM = re.compile(r"\{(?P<star>\*{1,2})?(?P<name>\w+)(?P<constraints>(?::[^:{}?=]+(?:\([^)]*\))?)*)"
+                    r"(?P<optional>\?)?(?:=(?P<default>[^}]*))?\}")
+_CONSTRAINT = re.compile(r":(\w+)(?:\(([^)]*)\))?")
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_decimal(v: str) -> bool:
+    try:
+        Decimal(v)
+        return True
+    except InvalidOperation:
+        return False
+
+
+def _is_datetime(v: str) -> bool:
+    try:
+        datetime.fromisoformat(v)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_guid(v: str) -> bool:
+    try:
+        uuid.UUID(v)
+        return True
+    except ValueError:
+        return False
+
+
+def _constraint(name: str, arg: str | None) -> Callable[[str], bool]:
+    """One ASP.NET route constraint as a predicate on the raw segment value."""
+    simple: dict[str, Callable[[str], bool]] = {
+        "int": lambda v: re.fullmatch(r"-?\d+", v) is not None and -2**31 <= int(v) < 2**31,
+        "long": lambda v: re.fullmatch(r"-?\d+", v) is not None and -2**63 <= int(v) < 2**63,
+        "bool": lambda v: v.lower() in ("true", "false"),
+        "alpha": lambda v: re.fullmatch(r"[A-Za-z]+", v) is not None,
+        "guid": _is_guid, "double": _is_float, "float": _is_float, "decimal": _is_decimal,
+        "datetime": _is_datetime, "required": lambda v: v != "",
+    }
+    if name in simple:
+        return simple[name]
+    args = [a.strip() for a in (arg or "").split(",")]
+    if name == "minlength":
+        return lambda v: len(v) >= int(args[0])
+    if name == "maxlength":
+        return lambda v: len(v) <= int(args[0])
+    if name == "length":
+        return (lambda v: len(v) == int(args[0])) if len(args) == 1 else \
+            (lambda v: int(args[0]) <= len(v) <= int(args[1]))
+    number = re.compile(r"-?\d+")
+    if name == "min":
+        return lambda v: number.fullmatch(v) is not None and int(v) >= int(args[0])
+    if name == "max":
+        return lambda v: number.fullmatch(v) is not None and int(v) <= int(args[0])
+    if name == "range":
+        return lambda v: number.fullmatch(v) is not None and int(args[0]) <= int(v) <= int(args[1])
+    if name == "regex":
+        pattern = re.compile(arg or "", re.IGNORECASE)
+        return lambda v: pattern.search(v) is not None
+    raise ValueError(f"unsupported route constraint '{name}'")
+
+
+@dataclass
+class Route:
+    """A compiled route template bound to its function."""
+
+    function: HttpFunction
+    template: str
+    regex: re.Pattern
+    checks: dict[str, list[Callable[[str], bool]]]
+    defaults: dict[str, str]
+    rank: tuple
+
+    def match(self, path: str) -> dict[str, str] | None:
+        m = self.regex.fullmatch(path)
+        if m is None:
+            return None
+        values = {k: v for k, v in m.groupdict().items() if v is not None}
+        for name, checks in self.checks.items():
+            if name in values and not all(check(values[name]) for check in checks):
+                return None
+        return {**self.defaults, **values}
+
+
+def compile_route(function: HttpFunction, prefix: str) -> Route:
+    template = "/".join(p for p in (prefix, function.route) if p)
+    parts: list[str] = []
+    checks: dict[str, list[Callable[[str], bool]]] = {}
+    defaults: dict[str, str] = {}
+    literals = params = 0
+    catch_all = False
+    for index, segment in enumerate(template.split("/")):
+        sep = "/" if index else ""
+        pieces, pos, optional = [], 0, False
+        for m in _PARAM.finditer(segment):
+            pieces.append(re.escape(segment[pos:m.start()]))
+            name = m.group("name")
+            if m.group("star"):
+                pieces.append(f"(?P<{name}>.*)")
+                catch_all = optional = True
+            else:
+                pieces.append(f"(?P<{name}>[^/]+)")
+                optional = optional or bool(m.group("optional")) or m.group("default") is not None
+            if m.group("default") is not None:
+                defaults[name] = m.group("default")
+            checks[name] = [_constraint(c, a) for c, a in _CONSTRAINT.findall(m.group("constraints") or "")]
+            params += 1
+            pos = m.end()
+        literal = segment[pos:]
+        pieces.append(re.escape(literal))
+        if pos == 0:
+            literals += 1
+        body = "".join(pieces)
+        parts.append(f"(?:{sep}{body})?" if optional else f"{sep}{body}")
+    regex = re.compile("".join(parts), re.IGNORECASE)
+    return Route(function, template, regex, checks, defaults,
+                 rank=(catch_all, -literals, params))
+
+
+class HttpTriggers:
+    """Matches requests to HTTP functions and invokes them."""
+
+    def __init__(self, functions: list[HttpFunction], prefix: str, invoker: Invoker,
+                 client_json: str):
+        self.routes = sorted((compile_route(f, prefix) for f in functions), key=lambda r: r.rank)
+        self.invoker = invoker
+        self.client_json = client_json
+
+    def find(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for route in self.routes:
+            methods = route.function.methods
+            if methods and method not in methods:
+                continue
+            values = route.match(path)
+            if values is not None:
+                return route, values
+        return None
+
+    async def handle(self, request: web.Request, route: Route, route_params: dict[str, str]) -> web.StreamResponse:
+        function = route.function
+        body = await request.read()
+        headers: dict[str, str] = {}
+        for key, value in request.headers.items():
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        params: dict[str, str] = {}
+        for key, value in request.query.items():
+            params.setdefault(key, value)
+        req = func.HttpRequest(request.method, str(request.url), headers=headers, params=params,
+                               route_params=route_params, body=body)
+        kwargs: dict[str, Any] = {function.trigger_param: req}
+        if function.client_param:
+            kwargs[function.client_param] = self.client_json
+        try:
+            result = await self.invoker.call(function, kwargs)
+        except Exception:  # noqa: BLE001 - logged by the invoker, answered like the host: 500
+            return web.Response(status=500)
+        return to_response(result)
+
+
+def to_response(result: Any) -> web.Response:
+    """Map a function's return value like the worker's ``HttpResponseConverter``."""
+    if isinstance(result, func.HttpResponse):
+        headers = dict(result.headers.items())
+        if not any(k.lower() == "content-type" for k in headers):
+            mimetype = result.mimetype or "text/plain"
+            headers["Content-Type"] = f"{mimetype}; charset={result.charset}" \
+                if mimetype.startswith("text/") else mimetype
+        return web.Response(status=result.status_code, body=result.get_body() or b"", headers=headers)
+    if isinstance(result, str):
+        return web.Response(text=result, content_type="text/plain")
+    if result is None:
+        return web.Response(status=204)
+    if isinstance(result, (dict, list)):
+        return web.Response(text=json.dumps(result), content_type="application/json")
+    log.error("HTTP function returned an unsupported type %s", type(result).__name__)
+    return web.Response(status=500)

@@ -1,0 +1,143 @@
+"""Import ``function_app.py`` and index its functions, the way the Python worker does.
+
+The worker imports the script, requires exactly one ``FunctionRegister`` among its globals and
+asks it for ``get_functions()``; trigger and binding metadata then come from the
+``azure-functions`` library itself, so decorators, blueprints and validation behave exactly as
+on Azure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import azure.functions as func
+
+log = logging.getLogger("durable_host")
+
+SUPPORTED_BINDINGS = {"httpTrigger", "http", "orchestrationTrigger", "activityTrigger",
+                      "entityTrigger", "durableClient"}
+
+
+class IndexingError(Exception):
+    """The app cannot be hosted; the message names the function and the reason."""
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """What every invocable function has in common."""
+
+    name: str                   # the function name printed and logged (``Functions.<name>``)
+    fn: Callable[..., Any]      # what the worker calls
+    trigger_param: str
+    is_async: bool
+    wants_context: bool         # has an unbound parameter named ``context``
+    client_param: str | None    # durable client input binding, if any
+
+
+@dataclass(frozen=True)
+class HttpFunction(FunctionInfo):
+    route: str = ""
+    methods: tuple[str, ...] = ()   # empty means every method
+    auth_level: str = "function"
+
+
+@dataclass(frozen=True)
+class DurableFunction(FunctionInfo):
+    registered_name: str = ""   # name the Durable extension registers (case-insensitive)
+
+
+@dataclass
+class FunctionIndex:
+    """The app's functions by kind; durable lookups are case-insensitive like the extension's."""
+
+    http: list[HttpFunction] = field(default_factory=list)
+    orchestrators: dict[str, DurableFunction] = field(default_factory=dict)
+    activities: dict[str, DurableFunction] = field(default_factory=dict)
+    entities: dict[str, DurableFunction] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def orchestrator(self, name: str) -> DurableFunction | None:
+        return self.orchestrators.get(name.lower())
+
+    def activity(self, name: str) -> DurableFunction | None:
+        return self.activities.get(name.lower())
+
+    def entity(self, name: str) -> DurableFunction | None:
+        return self.entities.get(name.lower())
+
+
+def import_app(app_dir: Path, script_file: str = "function_app.py") -> func.FunctionRegister:
+    """Import the script and return its single ``FunctionRegister`` (``FunctionApp``/``DFApp``)."""
+    app_dir = Path(app_dir).resolve()
+    if not (app_dir / script_file).is_file():
+        raise IndexingError(f"{script_file} not found in {app_dir}")
+    if str(app_dir) not in sys.path:
+        sys.path.insert(0, str(app_dir))
+    os.chdir(app_dir)  # azure.durable_functions reads host.json relative to the working directory
+    module = importlib.import_module(Path(script_file).stem)
+    apps = [value for value in vars(module).values() if isinstance(value, func.FunctionRegister)]
+    if not apps:
+        raise IndexingError(f"no FunctionApp/DFApp instance found in {script_file}")
+    if len(apps) > 1:
+        raise IndexingError(f"More than one FunctionApp/DFApp instance found in {script_file}: "
+                            "an app must have exactly one (use blueprints to split it)")
+    return apps[0]
+
+
+def _parameters(fn: Callable[..., Any]) -> list[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+def _enum_value(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__wrapped__", None))
+
+
+def index_functions(app: func.FunctionRegister) -> FunctionIndex:
+    """Classify ``app.get_functions()``; unsupported triggers or bindings are skipped with a reason."""
+    index = FunctionIndex()
+    for function in app.get_functions():
+        name = function.get_function_name()
+        trigger = function.get_trigger()
+        bindings = function.get_bindings()
+        unsupported = sorted({b.type for b in bindings} - SUPPORTED_BINDINGS)
+        if unsupported:
+            index.skipped.append((name, f"unsupported binding type(s): {', '.join(unsupported)}"))
+            continue
+        fn = function.get_user_function()
+        bound = {b.name for b in bindings}
+        params = _parameters(fn)
+        unbound = [p for p in params if p not in bound and p != "context"]
+        if unbound:
+            raise IndexingError(f"function '{name}': parameter(s) {unbound} match no binding")
+        client = next((b.name for b in bindings if b.type == "durableClient"), None)
+        common = dict(name=name, fn=fn, trigger_param=trigger.name, is_async=_is_async(fn),
+                      wants_context="context" in params and "context" not in bound,
+                      client_param=client)
+        if trigger.type == "httpTrigger":
+            methods = tuple(_enum_value(m).upper() for m in (trigger.methods or ()))
+            index.http.append(HttpFunction(**common, route=(trigger.route or name).strip("/"),
+                                           methods=methods,
+                                           auth_level=_enum_value(trigger.auth_level).lower()))
+        elif trigger.type == "orchestrationTrigger":
+            registered = getattr(trigger, "orchestration", None) or name
+            index.orchestrators[registered.lower()] = DurableFunction(**common, registered_name=registered)
+        elif trigger.type == "activityTrigger":
+            registered = getattr(trigger, "activity", None) or name
+            index.activities[registered.lower()] = DurableFunction(**common, registered_name=registered)
+        elif trigger.type == "entityTrigger":
+            registered = getattr(trigger, "entity_name", None) or name
+            index.entities[registered.lower()] = DurableFunction(**common, registered_name=registered)
+        else:
+            index.skipped.append((name, f"unsupported trigger type {trigger.type}"))
+    return index

@@ -1,0 +1,201 @@
+"""Client operations on the task hub: start, raise event, terminate, suspend, resume, rewind,
+restart, purge and queries.
+
+These carry the semantics (which states allow what) independently of HTTP, so the management
+API only maps them to status codes. Each operation returns once its change is durable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Iterable
+
+from .engine import Engine, dumps
+from .episode import sdk_event
+from .events import EventType, event
+from .model import Instance, TERMINAL
+from .store import DELETE_HISTORY, INSERT_HISTORY, UPSERT_INSTANCE, Operation
+
+
+class OperationError(Exception):
+    """A refused operation; ``status`` is the HTTP status the extension answers with."""
+
+    status = 400
+
+
+class BadRequest(OperationError):
+    status = 400
+
+
+class NotFound(OperationError):
+    status = 404
+
+
+class Conflict(OperationError):
+    status = 409
+
+
+class Gone(OperationError):
+    status = 410
+
+
+class PreconditionFailed(OperationError):
+    status = 412
+
+
+@dataclass(frozen=True)
+class Query:
+    """Filters of ``GET/DELETE instances/``."""
+
+    created_from: float | None = None
+    created_to: float | None = None
+    statuses: frozenset[str] | None = None
+    prefix: str | None = None
+
+    def matches(self, inst: Instance) -> bool:
+        return ((self.created_from is None or inst.created >= self.created_from)
+                and (self.created_to is None or inst.created <= self.created_to)
+                and (self.statuses is None or inst.status in self.statuses)
+                and (self.prefix is None or inst.instance_id.startswith(self.prefix)))
+
+
+class HubOperations:
+    """What a durable client can ask of the hub."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def get(self, instance_id: str) -> Instance:
+        inst = self.engine.instances.get(instance_id)
+        if inst is None:
+            raise NotFound(f"No instance with ID '{instance_id}' found.")
+        return inst
+
+    async def start(self, name: str, instance_id: str | None, input_json: str | None,
+                    version: str | None = None) -> Instance:
+        function = self.engine.index.orchestrator(name)
+        if function is None:
+            raise BadRequest(f"The function '{name}' doesn't exist, is disabled, or is not an "
+                             "orchestrator function. Additional info: No orchestrator functions "
+                             "are currently registered!" if not self.engine.index.orchestrators
+                             else f"The function '{name}' doesn't exist, is disabled, or is not "
+                             "an orchestrator function.")
+        instance_id = instance_id or uuid.uuid4().hex
+        existing = self.engine.instances.get(instance_id)
+        if existing is not None and not existing.terminal:
+            raise Conflict(f"An Orchestration instance with the status {existing.status} already "
+                           f"exists with ID '{instance_id}'.")
+        ops = self.engine.create_instance(function.registered_name, instance_id, input_json,
+                                          version=version)
+        await self.engine.store.submit(ops)
+        return self.engine.instances[instance_id]
+
+    async def raise_event(self, instance_id: str, name: str, input_json: str | None) -> None:
+        inst = self._active(instance_id)
+        ev = event(EventType.EventRaised, Name=name, Input=input_json)
+        await self._send(inst, "event", event_=ev)
+
+    async def terminate(self, instance_id: str, reason: str | None) -> None:
+        await self._send(self._active(instance_id), "terminate", reason=reason)
+
+    async def suspend(self, instance_id: str, reason: str | None) -> None:
+        await self._send(self._active(instance_id), "suspend", reason=reason)
+
+    async def resume(self, instance_id: str, reason: str | None) -> None:
+        await self._send(self._active(instance_id), "resume", reason=reason)
+
+    def _active(self, instance_id: str) -> Instance:
+        inst = self.get(instance_id)
+        if inst.terminal:
+            raise Gone(f"The instance '{instance_id}' is in the {inst.status} state.")
+        return inst
+
+    async def _send(self, inst: Instance, kind: str, **fields) -> None:
+        msg = self.engine.new_message(inst.instance_id, None, kind, **fields)
+        await self.engine.store.submit(self.engine.send(msg))
+
+    async def restart(self, instance_id: str, new_id: bool) -> Instance:
+        inst = self.get(instance_id)
+        target = uuid.uuid4().hex if new_id else instance_id
+        if not new_id and not inst.terminal:
+            raise Conflict(f"Instance '{instance_id}' is {inst.status}; it cannot restart in place.")
+        return await self.start(inst.name, target, inst.input, inst.version)
+
+    async def rewind(self, instance_id: str, reason: str | None) -> None:
+        """Replay a Failed orchestration as if its failed activities had not failed yet.
+
+        Failed activity results are removed from the history and those activities run again;
+        failed sub-orchestrations are rewound recursively.
+        """
+        inst = self.get(instance_id)
+        if inst.status != "Failed":
+            raise PreconditionFailed(f"Instance '{instance_id}' is {inst.status}; only Failed "
+                                     "orchestrations can be rewound.")
+        ops = await self._rewind(inst, reason)
+        await self.engine.store.submit(ops)
+
+    async def _rewind(self, inst: Instance, reason: str | None) -> Operation:
+        engine = self.engine
+        history = await self.history(inst)
+        scheduled = {e["EventId"]: e for e in history
+                     if e["EventType"] in (EventType.TaskScheduled, EventType.SubOrchestrationInstanceCreated)}
+        kept, ops, redo = [], [], []
+        for ev in history:
+            kind = ev["EventType"]
+            if kind == EventType.ExecutionCompleted:
+                continue
+            if kind == EventType.TaskFailed and ev["TaskScheduledId"] in scheduled:
+                redo.append(scheduled[ev["TaskScheduledId"]])
+                continue
+            if kind == EventType.SubOrchestrationInstanceFailed and ev["TaskScheduledId"] in scheduled:
+                child = engine.instances.get(scheduled[ev["TaskScheduledId"]]["InstanceId"])
+                if child is not None and child.status == "Failed":
+                    ops += await self._rewind(child, reason)
+                    continue
+            kept.append(ev)
+        now = time.time()
+        kept.append(event(EventType.GenericEvent, now, Data=f"Rewound: {reason or ''}"))
+        inst.history, inst.persisted = kept, len(kept)
+        inst.sdk_events = [sdk_event(e) for e in kept]
+        inst.status, inst.output, inst.updated = "Running", None, now
+        ops += [(DELETE_HISTORY, [(inst.instance_id,)]), (UPSERT_INSTANCE, [inst.row()]),
+                (INSERT_HISTORY, [(inst.instance_id, i, dumps(e)) for i, e in enumerate(kept)])]
+        for task in redo:
+            if task["EventType"] == EventType.TaskScheduled:
+                ops += engine.schedule_again(inst, task)
+        if not redo:
+            # Nothing to re-run: replay once more (an orchestrator that failed by itself).
+            ops += engine.send(engine.new_message(inst.instance_id, inst.execution_id, "event",
+                                                  event_=event(EventType.GenericEvent, now)))
+        return ops
+
+    async def history(self, inst: Instance) -> list[dict]:
+        """The current execution's history, from memory or (once finished) from the store."""
+        if inst.history is not None:
+            return list(inst.history)
+        rows = await self.engine.store.query(lambda c: [r[0] for r in c.execute(
+            "SELECT event FROM history WHERE instance_id=? ORDER BY seq", (inst.instance_id,))])
+        return [json.loads(r) for r in rows]
+
+    def query(self, query: Query) -> list[Instance]:
+        found = [i for i in self.engine.instances.values() if query.matches(i)]
+        found.sort(key=lambda i: (i.created, i.instance_id))
+        return found
+
+    async def purge(self, instances: Iterable[Instance]) -> int:
+        ops: Operation = []
+        count = 0
+        for inst in list(instances):
+            ops += self.engine.forget(inst)
+            count += 1
+        if ops:
+            await self.engine.store.submit(ops)
+        return count
+
+    async def purge_by(self, query: Query) -> int:
+        if query.statuses is None:
+            query = Query(query.created_from, query.created_to, frozenset(TERMINAL), query.prefix)
+        return await self.purge(self.query(query))

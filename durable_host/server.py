@@ -1,0 +1,123 @@
+"""Wires the host together and serves it: the ``func start`` of this package."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from .activities import ActivityDispatcher
+from .config import HostConfig
+from .engine import Engine
+from .http_triggers import HttpTriggers
+from .indexing import FunctionIndex, import_app, index_functions, IndexingError
+from .invoke import Invoker, default_thread_count
+from .management import ManagementApi, error_response
+from .operations import HubOperations
+from .store import Store
+from .urls import RPC_PATH, WEBHOOK_PATH, client_binding
+
+log = logging.getLogger("durable_host")
+
+
+def load_index(config: HostConfig) -> FunctionIndex:
+    index = index_functions(import_app(config.app_dir, config.script_file))
+    if index.entities:
+        names = ", ".join(sorted(f.name for f in index.entities.values()))
+        raise IndexingError(f"entity functions are not supported by durable_host: {names}")
+    return index
+
+
+def print_functions(config: HostConfig, index: FunctionIndex) -> None:
+    lines = ["", "Functions:", ""]
+    for f in index.http:
+        methods = ",".join(f.methods) if f.methods else "ALL"
+        route = "/".join(p for p in (config.route_prefix, f.route) if p)
+        lines.append(f"        {f.name}: [{methods}] {config.base_url}/{route}")
+    for kind, functions in (("orchestrationTrigger", index.orchestrators),
+                            ("activityTrigger", index.activities)):
+        for f in functions.values():
+            lines.append(f"        {f.name}: {kind}")
+    for name, reason in index.skipped:
+        lines.append(f"        {name}: skipped ({reason})")
+    lines.append("")
+    lines.append(f"Task hub '{config.hub_name}' at {config.hub_path}")
+    print("\n".join(lines), flush=True)
+
+
+class Host:
+    """One running host: store, engine, activity workers and the HTTP server."""
+
+    def __init__(self, config: HostConfig, index: FunctionIndex):
+        self.config = config
+        self.index = index
+        self.pool = ThreadPoolExecutor(max_workers=default_thread_count(), thread_name_prefix="worker")
+        self.invoker = Invoker(self.pool, str(config.app_dir))
+        self.store = Store(config.hub_path)
+        self.engine = Engine(index, self.store)
+        self.ops = HubOperations(self.engine)
+        self.management = ManagementApi(self.ops, config)
+        self.triggers = HttpTriggers(index.http, config.route_prefix, self.invoker,
+                                     json.dumps(client_binding(config)))
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.store.start(loop)
+        self.engine.activities = ActivityDispatcher(self.index, self.invoker,
+                                                    self.config.max_activities,
+                                                    self.engine.on_activity_done)
+        self.engine.activities.start()
+        self.engine.recover()
+        self.engine.start()
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.config.host, self.config.port, backlog=4096)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.engine.stop()
+        if self.engine.activities is not None:
+            await self.engine.activities.stop()
+        await self.store.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        for base in (WEBHOOK_PATH, RPC_PATH):
+            if path == base or path.startswith(base + "/"):
+                request.match_info["tail"] = path[len(base) + 1:]
+                return await self.management.handle(request)
+        if path == "/admin/host/status":
+            return web.json_response({"state": "Running", "version": "durable_host"})
+        found = self.triggers.find(request.method, path.strip("/"))
+        if found is None:
+            return web.Response(status=404)
+        return await self.triggers.handle(request, *found)
+
+
+async def serve(config: HostConfig, index: FunctionIndex) -> None:
+    """Run until SIGINT/SIGTERM, then stop cleanly (queued writes are committed)."""
+    host = Host(config, index)
+    await host.start()
+    print_functions(config, index)
+    log.info("Host started: listening on %s", config.base_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("Stopping host...")
+    await host.stop()
+    log.info("Host stopped.")
+
+
+__all__ = ["Host", "serve", "load_index", "error_response"]

@@ -1,0 +1,86 @@
+"""Instance status bodies and ``historyEvents``, shaped like the extension's
+``DurableOrchestrationStatus`` JSON so the SDK client and any Azure tool can read them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .engine import STATUS_CODES
+from .events import EventType, status_ts
+from .model import Instance
+
+_STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
+_HIDDEN = {EventType.OrchestratorStarted, EventType.OrchestratorCompleted,
+           EventType.TaskScheduled, EventType.SubOrchestrationInstanceCreated}
+_WITH_RESULT = {EventType.TaskCompleted, EventType.SubOrchestrationInstanceCompleted,
+                EventType.ExecutionCompleted}
+
+
+def _parse(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def status_body(inst: Instance, *, show_input: bool = True,
+                history: list[dict] | None = None, show_history_output: bool = False) -> dict:
+    """The status JSON of ``GET instances/{id}`` (``historyEvents`` only when asked)."""
+    body: dict[str, Any] = {
+        "name": inst.name,
+        "instanceId": inst.instance_id,
+        "runtimeStatus": inst.status,
+        "input": _parse(inst.input) if show_input else None,
+        "customStatus": _parse(inst.custom_status),
+        "output": _parse(inst.output),
+        "createdTime": status_ts(inst.created),
+        "lastUpdatedTime": status_ts(inst.updated),
+    }
+    if history is not None:
+        body["historyEvents"] = history_events(history, show_input=show_input,
+                                               show_output=show_history_output)
+    return body
+
+
+def history_events(history: list[dict], *, show_input: bool, show_output: bool) -> list[dict]:
+    """Apply the extension's transformation (see the protocol spec, §6)."""
+    scheduled = {e["EventId"]: e for e in history
+                 if e["EventType"] in (EventType.TaskScheduled, EventType.SubOrchestrationInstanceCreated)}
+    out = []
+    for raw in history:
+        kind = EventType(raw["EventType"])
+        if kind in _HIDDEN:
+            continue
+        ev = {k: v for k, v in raw.items() if k not in ("EventId", "IsPlayed")}
+        ev["EventType"] = kind.name
+        if kind in (EventType.TaskCompleted, EventType.TaskFailed,
+                    EventType.SubOrchestrationInstanceCompleted, EventType.SubOrchestrationInstanceFailed):
+            origin = scheduled.get(ev.pop("TaskScheduledId", None))
+            if origin is not None:
+                ev["FunctionName"] = origin.get("Name")
+                ev["ScheduledTime"] = origin.get("Timestamp")
+                if show_input:
+                    ev["Input"] = _parse(origin.get("Input"))
+        elif kind == EventType.ExecutionStarted:
+            ev["FunctionName"] = ev.pop("Name", None)
+            for key in ("OrchestrationInstance", "ParentInstance", "Version", "Tags"):
+                ev.pop(key, None)
+            if show_input:
+                ev["Input"] = _parse(ev.get("Input"))
+        elif kind == EventType.ExecutionCompleted:
+            ev["OrchestrationStatus"] = _STATUS_NAMES.get(ev.get("OrchestrationStatus"), "Unknown")
+        elif kind == EventType.TimerFired:
+            ev.pop("TimerId", None)
+        if kind in _WITH_RESULT:
+            if show_output:
+                ev["Result"] = _parse(ev.get("Result"))
+            else:
+                ev.pop("Result", None)
+        if not show_input:
+            ev.pop("Input", None)
+        out.append(ev)
+    return out

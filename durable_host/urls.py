@@ -1,0 +1,59 @@
+"""URLs the host hands to clients: management links and the durable client binding JSON.
+
+Both come from one template so that ``create_check_status_response`` (SDK side) and the
+management API (host side) always agree.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from .config import HostConfig
+
+WEBHOOK_PATH = "/runtime/webhooks/durabletask"
+RPC_PATH = "/durabletask"   # the extension's local RPC listener path, served on the same port
+INSTANCE_PLACEHOLDER = "INSTANCEID"
+
+
+def _hub_query(config: HostConfig) -> str:
+    return f"taskHub={quote(config.hub_name)}&connection=Storage"
+
+
+def management_urls(origin: str, config: HostConfig, instance_id: str) -> dict[str, str]:
+    """The check-status payload (``managementUrls`` with the id filled in)."""
+    base = f"{origin}{WEBHOOK_PATH}/instances/{quote(instance_id, safe='')}"
+    q = _hub_query(config)
+    return {
+        "id": instance_id,
+        "statusQueryGetUri": f"{base}?{q}",
+        "sendEventPostUri": f"{base}/raiseEvent/{{eventName}}?{q}",
+        "terminatePostUri": f"{base}/terminate?reason={{text}}&{q}",
+        "rewindPostUri": f"{base}/rewind?reason={{text}}&{q}",
+        "purgeHistoryDeleteUri": f"{base}?{q}",
+        "restartPostUri": f"{base}/restart?{q}",
+        "suspendPostUri": f"{base}/suspend?reason={{text}}&{q}",
+        "resumePostUri": f"{base}/resume?reason={{text}}&{q}",
+    }
+
+
+def client_binding(config: HostConfig) -> dict:
+    """The JSON the extension injects for ``@app.durable_client_input`` (legacy RPC branch)."""
+    origin = config.base_url
+    rpc_host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "", "localhost") else config.host
+    management = management_urls(origin, config, INSTANCE_PLACEHOLDER)
+    management["id"] = INSTANCE_PLACEHOLDER
+    create = f"{origin}{WEBHOOK_PATH}/orchestrators/{{functionName}}[/{{instanceId}}]"
+    return {
+        "taskHubName": config.hub_name,
+        "creationUrls": {
+            "createNewInstancePostUri": f"{create}?{_hub_query(config)}",
+            "createAndWaitOnNewInstancePostUri":
+                f"{create}?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{_hub_query(config)}",
+        },
+        "managementUrls": management,
+        "baseUrl": f"{origin}{WEBHOOK_PATH}",
+        "requiredQueryStringParameters": _hub_query(config),
+        "rpcBaseUrl": f"http://{rpc_host}:{config.port}{RPC_PATH}/",
+        "httpBaseUrl": "",
+        "connectionName": None,
+    }
