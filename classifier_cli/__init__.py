@@ -1,0 +1,1 @@
+"""Command-line client (``classify``) for the ResNet classifier app: uses only its public HTTP API."""

@@ -1,0 +1,211 @@
+"""A small typed HTTP client for the classifier's public API and the Durable Functions management API.
+
+The CLI talks only to these two HTTP surfaces, so it behaves the same against the local host and
+against Azure. Every failure (an HTTP error status, a refused connection, a timeout, a body that is
+not JSON) leaves this module as one exception type, :class:`ApiError`, whose message is the API's own
+words when the API gave any: the commands print it and never a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal, Mapping, Optional, Sequence
+from urllib.parse import quote
+
+import requests
+
+MANAGEMENT_PREFIX = "/runtime/webhooks/durabletask"
+CONTINUATION_HEADER = "x-ms-continuation-token"
+KEY_HEADER = "x-functions-key"
+
+#: Runtime statuses after which an orchestration never changes again.
+TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
+
+
+class ApiError(Exception):
+    """A call that did not succeed; ``status`` is None when no HTTP answer came back at all."""
+
+    def __init__(self, status: Optional[int], message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Response:
+    """What the commands need from an answer: the status (202 vs 200 matters) and the JSON body."""
+
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+
+
+def error_message(response: requests.Response) -> str:
+    """The API's own explanation of a failed call.
+
+    The app's routes answer ``{"error": ...}``; the management API uses the ASP.NET shape
+    ``{"Message": ..., "ExceptionMessage": ...}``; some answers (404 for an unknown instance) have no
+    body at all, and then the status line is all there is to say.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("error", "Message", "message", "ExceptionMessage"):
+            if body.get(key):
+                return str(body[key])
+    text = response.text.strip()
+    if text and len(text) <= 500:
+        return f"HTTP {response.status_code}: {text}"
+    return f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+
+
+class ClassifierClient:
+    """The calls the CLI makes, one method each; ``base_url`` is the app's origin.
+
+    ``key`` is a function key. It goes in the ``x-functions-key`` header to ``/api`` routes, and as
+    ``code=`` on management-API URLs this client builds itself. URLs the API handed out (such as
+    ``statusQueryGetUri``) are used exactly as returned, because on Azure they already carry the
+    system key that the management API wants.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        key: Optional[str] = None,
+        timeout: float = 30.0,
+        session: Optional[requests.Session] = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.key = key or None
+        self.timeout = timeout
+        self.session = session or requests.Session()
+
+    # -- public API (/api) -------------------------------------------------------------------------
+
+    def submit(self, payload: dict[str, Any]) -> Response:
+        """POST /api/tasks: 202 + the check-status payload (or 200 + the output with ``?wait=``)."""
+        return self._call("POST", self._api_url("tasks"), json=payload, key_as="header")
+
+    def result(self, task_ref: str) -> dict[str, Any]:
+        """GET /api/tasks/{id}: the persisted result, by instance id or integer TaskID."""
+        return self._call("GET", self._api_url(f"tasks/{quote(task_ref, safe='')}"), key_as="header").body
+
+    # -- management API (/runtime/webhooks/durabletask) ----------------------------------------------
+
+    def status_at(self, status_url: str) -> dict[str, Any]:
+        """GET a ``statusQueryGetUri`` exactly as the API returned it."""
+        return self._call(
+            "GET", status_url, key_as="none", not_found="the task's status URL answered 404"
+        ).body
+
+    def status(self, instance_id: str) -> dict[str, Any]:
+        """GET instances/{id}: runtime status, customStatus and, once completed, the output."""
+        return self._call(
+            "GET", self._instance_url(instance_id), key_as="code", not_found=_no_instance(instance_id)
+        ).body
+
+    def instances(self, statuses: Sequence[str] = (), limit: int = 100) -> Iterator[dict[str, Any]]:
+        """GET instances/ page by page (``x-ms-continuation-token``), stopping after ``limit``."""
+        params: dict[str, Any] = {"top": min(limit, 100), "showInput": "false"}
+        if statuses:
+            params["runtimeStatus"] = ",".join(statuses)
+        token: Optional[str] = None
+        seen = 0
+        while seen < limit:
+            headers = {CONTINUATION_HEADER: token} if token else {}
+            answer = self._call(
+                "GET", self._management_url("instances/"), params=params, headers=headers, key_as="code"
+            )
+            for item in answer.body or []:
+                yield item
+                seen += 1
+                if seen >= limit:
+                    return
+            token = answer.headers.get(CONTINUATION_HEADER)
+            if not token or not answer.body:
+                return
+
+    def terminate(self, instance_id: str, reason: str) -> None:
+        """POST instances/{id}/terminate?reason=: 202, 404 unknown, 410 already finished."""
+        self._call(
+            "POST",
+            self._instance_url(instance_id, "/terminate"),
+            params={"reason": reason},
+            key_as="code",
+            not_found=_no_instance(instance_id),
+            gone=f"task {instance_id} has already finished; only running tasks can be terminated",
+        )
+
+    def purge(self, instance_id: str) -> int:
+        """DELETE instances/{id}: the orchestration's history goes; the persisted result stays."""
+        body = self._call(
+            "DELETE", self._instance_url(instance_id), key_as="code", not_found=_no_instance(instance_id)
+        ).body
+        return int((body or {}).get("instancesDeleted", 0))
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    def _api_url(self, route: str) -> str:
+        return f"{self.base_url}/api/{route}"
+
+    def _management_url(self, route: str) -> str:
+        return f"{self.base_url}{MANAGEMENT_PREFIX}/{route}"
+
+    def _instance_url(self, instance_id: str, suffix: str = "") -> str:
+        return self._management_url(f"instances/{quote(instance_id, safe='')}{suffix}")
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Optional[dict[str, Any]] = None,
+        headers: Optional[dict[str, str]] = None,
+        json: Any = None,
+        key_as: Literal["header", "code", "none"],
+        not_found: Optional[str] = None,
+        gone: Optional[str] = None,
+    ) -> Response:
+        """One request; every way it can fail becomes an :class:`ApiError` with a readable message.
+
+        ``key_as`` says how this URL wants the function key: a header on ``/api``, ``code=`` on
+        management URLs built here, and nothing on URLs the API handed out (they carry their own).
+        """
+        params = dict(params or {})
+        headers = dict(headers or {})
+        if self.key and key_as == "header":
+            headers[KEY_HEADER] = self.key
+        elif self.key and key_as == "code":
+            params["code"] = self.key
+        try:
+            response = self.session.request(
+                method, url, params=params, headers=headers, json=json, timeout=self.timeout
+            )
+        except requests.ConnectionError:
+            raise ApiError(None, f"cannot reach {self.base_url} — is the app running? (make run)") from None
+        except requests.Timeout:
+            raise ApiError(None, f"{self.base_url} did not answer within {self.timeout:g} s") from None
+        except requests.RequestException as exc:
+            raise ApiError(None, f"request to {url} failed: {exc}") from None
+        if response.status_code >= 400:
+            has_body = bool(response.content.strip())
+            if response.status_code == 404 and not_found and not has_body:
+                raise ApiError(404, not_found)
+            if response.status_code == 410 and gone:
+                raise ApiError(410, gone)
+            raise ApiError(response.status_code, error_message(response))
+        body: Any = None
+        if response.content.strip():
+            try:
+                body = response.json()
+            except ValueError:
+                raise ApiError(
+                    response.status_code, f"{method} {url} answered {response.status_code} with a body that is not JSON"
+                ) from None
+        return Response(response.status_code, body, response.headers)
+
+
+def _no_instance(instance_id: str) -> str:
+    return f"no task with id {instance_id!r} (unknown, or its history was purged)"

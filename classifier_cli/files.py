@@ -1,0 +1,78 @@
+"""Finding local images and packing them into task payloads for ``POST /api/tasks``.
+
+Folders are searched by file extension, but a file named explicitly is always sent: whether bytes are
+an image is the server's decision, and its per-image error is a better message than a local guess.
+Images go as base64 ``{"data", "name"}`` entries because that is the one source that needs neither
+blob storage access nor an allowed URL host, so it works against any deployment.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence, TypeVar
+
+T = TypeVar("T")
+
+#: Extensions picked up from folders (case-insensitive); explicitly named files are sent regardless.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class InputError(ValueError):
+    """A local problem with what the user asked to send, found before anything is uploaded."""
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """A file to upload and the name it is reported under (its path relative to the folder given)."""
+
+    path: Path
+    name: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"data": base64.b64encode(self.path.read_bytes()).decode("ascii"), "name": self.name}
+
+
+def find_images(paths: Sequence[Path]) -> list[LocalImage]:
+    """Expand files and folders into images, in the order given, folders sorted and recursed.
+
+    Raises :class:`InputError` for a path that does not exist or a folder without images, so that a
+    typo never turns into an empty or partial submission.
+    """
+    found: list[LocalImage] = []
+    seen: set[Path] = set()
+    for path in paths:
+        if path.is_file():
+            candidates = [LocalImage(path, path.name)]
+        elif path.is_dir():
+            candidates = [LocalImage(p, p.relative_to(path).as_posix()) for p in _images_in(path)]
+            if not candidates:
+                raise InputError(f"no images in folder {path} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        else:
+            raise InputError(f"no such file or folder: {path}")
+        for image in candidates:
+            resolved = image.path.resolve()
+            if resolved not in seen:
+                seen.add(resolved)
+                found.append(image)
+    return found
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items (the server caps images per task)."""
+    if size < 1:
+        raise ValueError(f"chunk size must be at least 1, got {size}")
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def task_payload(images: Sequence[LocalImage], models: Sequence[str], top_k: int) -> dict[str, Any]:
+    """The JSON body of one ``POST /api/tasks``; files are read here, one task at a time."""
+    return {"models": list(models), "top_k": top_k, "images": [image.to_json() for image in images]}
