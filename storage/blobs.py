@@ -120,6 +120,7 @@ class LocalFolderBlobStore:
     Writes go to a temporary file under ``root/.tmp`` (a name no container can take) and are
     renamed into place, so concurrent readers, including other processes, see whole files only.
     Content types are not kept: a folder has nowhere to put them and nothing here reads them back.
+    Unlike Azure, a name cannot be both a blob and a "folder" of other blobs ("t/a" and "t/a/b").
     """
 
     def __init__(self, root: Path | str) -> None:
