@@ -1,0 +1,45 @@
+"""HTTP triggers: routes, constraints, methods, request and response mapping."""
+
+from __future__ import annotations
+
+
+def test_route_parameters_and_constraints(api):
+    r = api.session.get(f"{api.base}/api/items/42/widget")
+    assert r.status_code == 200
+    assert r.json() == {"route": {"id": "42", "name": "widget"}, "method": "GET"}
+    r = api.session.put(f"{api.base}/api/items/7")
+    assert r.json() == {"route": {"id": "7"}, "method": "PUT"}
+    assert api.session.get(f"{api.base}/api/items/abc").status_code == 404      # :int
+    assert api.session.get(f"{api.base}/api/items/1/x1").status_code == 404     # :alpha
+    assert api.session.post(f"{api.base}/api/items/1").status_code == 404       # method
+
+
+def test_request_mapping_and_async_function_with_context(api):
+    r = api.session.post(f"{api.base}/api/echo?a=1&b=two", data=b"payload",
+                         headers={"x-test": "hdr"})
+    assert r.status_code == 201
+    assert r.headers["x-echo"] == "yes"
+    body = r.json()
+    assert body["method"] == "POST"
+    assert body["params"] == {"a": "1", "b": "two"}
+    assert body["header"] == "hdr"
+    assert body["body"] == "payload"
+    assert body["url"].endswith("/api/echo?a=1&b=two")
+    assert body["function_name"] == "echo"
+    assert body["invocation_id"]
+
+
+def test_string_return_and_blueprint_route(api):
+    r = api.session.get(f"{api.base}/api/text")
+    assert (r.status_code, r.text) == (200, "just a string")
+    assert api.session.get(f"{api.base}/api/blueprint/ping").text == "pong from blueprint"
+
+
+def test_function_exception_is_500_and_logged(api):
+    r = api.session.get(f"{api.base}/api/boom")
+    assert r.status_code == 500
+    assert "RuntimeError: http function failed on purpose" in api.host.output
+
+
+def test_unknown_route_is_404(api):
+    assert api.session.get(f"{api.base}/api/nope").status_code == 404
