@@ -38,6 +38,12 @@ def host(tmp_path_factory: pytest.TempPathFactory, torch_home: Path) -> Iterator
         yield running
 
 
+@pytest.fixture(autouse=True)
+def _reference_weights(torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference computation in this process loads the same checkpoints as the host."""
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+
+
 def api(host: HostProcess, path: str) -> str:
     return f"{host.base_url}/api/{path}"
 
@@ -142,10 +148,10 @@ def test_legacy_create_task_and_a_bad_image(host: HostProcess, shared_images_dir
     ("body", "content_type", "words"),
     [
         (b"{broken", "application/json", "not valid JSON"),
-        (b'{"model": "vgg19", "images": [{"blob": "a/b.jpg"}]}', "application/json", "resnet18"),
+        (b'{"model": "vgg19", "images": [{"blob": "photos/b.jpg"}]}', "application/json", "resnet18"),
         (b'{"model": "resnet18", "images": []}', "application/json", "non-empty"),
         (b'{"model": "resnet18", "images": [{"data": "%%%"}]}', "application/json", "base64"),
-        (b'{"model": "resnet18", "images": [{"blob": "a/b.jpg"}], "top_k": 0}', "application/json", "top_k"),
+        (b'{"model": "resnet18", "images": [{"blob": "photos/b.jpg"}], "top_k": 0}', "application/json", "top_k"),
     ],
 )
 def test_bad_input_is_a_400_with_a_json_reason(host: HostProcess, body: bytes, content_type: str, words: str) -> None:
