@@ -44,15 +44,16 @@ def error_message(response: requests.Response) -> str:
     """The API's own explanation of a failed call.
 
     The app's routes answer ``{"error": ...}``; the management API uses the ASP.NET shape
-    ``{"Message": ..., "ExceptionMessage": ...}``; some answers (404 for an unknown instance) have no
-    body at all, and then the status line is all there is to say.
+    ``{"Message": ..., "ExceptionMessage": ...}``, whose ``Message`` is often a generic "Something went
+    wrong" while ``ExceptionMessage`` names the problem, so the latter wins. Some answers (404 for an
+    unknown instance) have no body at all, and then the status line is all there is to say.
     """
     try:
         body = response.json()
     except ValueError:
         body = None
     if isinstance(body, dict):
-        for key in ("error", "Message", "message", "ExceptionMessage"):
+        for key in ("error", "ExceptionMessage", "Message", "message"):
             if body.get(key):
                 return str(body[key])
     text = response.text.strip()
@@ -97,7 +98,7 @@ class ClassifierClient:
     def status_at(self, status_url: str) -> dict[str, Any]:
         """GET a ``statusQueryGetUri`` exactly as the API returned it."""
         return self._call(
-            "GET", status_url, key_as="none", not_found="the task's status URL answered 404"
+            "GET", status_url, key_as="none", not_found=f"{status_url} answered 404: the task is gone (purged?)"
         ).body
 
     def status(self, instance_id: str) -> dict[str, Any]:
@@ -128,14 +129,13 @@ class ClassifierClient:
                 return
 
     def terminate(self, instance_id: str, reason: str) -> None:
-        """POST instances/{id}/terminate?reason=: 202, 404 unknown, 410 already finished."""
+        """POST instances/{id}/terminate?reason=: 202; 404 unknown; 410 already finished (the API says so)."""
         self._call(
             "POST",
             self._instance_url(instance_id, "/terminate"),
             params={"reason": reason},
             key_as="code",
             not_found=_no_instance(instance_id),
-            gone=f"task {instance_id} has already finished; only running tasks can be terminated",
         )
 
     def purge(self, instance_id: str) -> int:
@@ -166,12 +166,12 @@ class ClassifierClient:
         json: Any = None,
         key_as: Literal["header", "code", "none"],
         not_found: Optional[str] = None,
-        gone: Optional[str] = None,
     ) -> Response:
         """One request; every way it can fail becomes an :class:`ApiError` with a readable message.
 
         ``key_as`` says how this URL wants the function key: a header on ``/api``, ``code=`` on
         management URLs built here, and nothing on URLs the API handed out (they carry their own).
+        ``not_found`` is the message for a 404 without a body (the management API's unknown instance).
         """
         params = dict(params or {})
         headers = dict(headers or {})
@@ -190,11 +190,8 @@ class ClassifierClient:
         except requests.RequestException as exc:
             raise ApiError(None, f"request to {url} failed: {exc}") from None
         if response.status_code >= 400:
-            has_body = bool(response.content.strip())
-            if response.status_code == 404 and not_found and not has_body:
+            if response.status_code == 404 and not_found and not response.content.strip():
                 raise ApiError(404, not_found)
-            if response.status_code == 410 and gone:
-                raise ApiError(410, gone)
             raise ApiError(response.status_code, error_message(response))
         body: Any = None
         if response.content.strip():

@@ -52,14 +52,11 @@ def output_rows(output: Mapping[str, Any]) -> list[Row]:
             prediction = predictions.get(model)
             if prediction is None:
                 continue
+            error = prediction.get("error") or image.get("error")
+            # A failed row names no weights of its own; the task's label would suggest they were used.
             rows.append(
-                Row(
-                    name,
-                    model,
-                    prediction.get("top_k") or (),
-                    prediction.get("weights") or weights.get(model),
-                    prediction.get("error") or image.get("error"),
-                )
+                Row(name, model, prediction.get("top_k") or (), prediction.get("weights") or
+                    (None if error else weights.get(model)), error)
             )
     return rows
 
