@@ -107,9 +107,14 @@ class ClassifierClient:
             "GET", self._instance_url(instance_id), key_as="code", not_found=_no_instance(instance_id)
         ).body
 
-    def instances(self, statuses: Sequence[str] = (), limit: int = 100) -> Iterator[dict[str, Any]]:
-        """GET instances/ page by page (``x-ms-continuation-token``), stopping after ``limit``."""
-        params: dict[str, Any] = {"top": min(limit, 100), "showInput": "false"}
+    def instances(
+        self, statuses: Sequence[str] = (), limit: int = 100, page_size: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """GET instances/ page by page (``x-ms-continuation-token``), stopping after ``limit``.
+
+        ``top`` is the API's page size, not a total, so the token is followed until ``limit`` items.
+        """
+        params: dict[str, Any] = {"top": min(limit, page_size), "showInput": "false"}
         if statuses:
             params["runtimeStatus"] = ",".join(statuses)
         token: Optional[str] = None
