@@ -1,0 +1,154 @@
+"""``classify`` against the real app on the local Durable Functions host, through its HTTP API only."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from durable_host.testing import free_port
+from tests.cli.conftest import Classify, Run, photos
+
+BOTH_MODELS = ("-m", "resnet18", "-m", "resnet50")
+
+
+def task_ids(run: Run) -> list[str]:
+    return re.findall(r"^task ([0-9a-f]{32})\s*$", run.stdout, flags=re.MULTILINE)
+
+
+def table_lines(run: Run, image: str) -> list[str]:
+    return [line for line in run.stdout.splitlines() if f" {image} " in line]
+
+
+@pytest.fixture(scope="module")
+def photo_run(app_host: object, shared_images_dir: Path) -> tuple[Run, str]:
+    """The shared photos through both models, with the CLI as a real subprocess (as a user runs it)."""
+    classify = Classify(app_host.base_url)  # type: ignore[attr-defined]
+    run = classify.subprocess("submit", str(shared_images_dir), *BOTH_MODELS, "-k", "3")
+    [task_id] = task_ids(run)
+    return run, task_id
+
+
+def test_submit_uploads_follows_and_prints_every_photo_through_both_models(
+    photo_run: tuple[Run, str], shared_images_dir: Path
+) -> None:
+    run, _ = photo_run
+    assert run.exit_code == 0, run.stderr
+    for name in photos(shared_images_dir):
+        lines = table_lines(run, name)
+        assert len(lines) == 2, run.stdout
+        for model, line in zip(("resnet18", "resnet50"), lines):
+            assert model in line and "RANDOM (seed 0)" in line
+            assert re.search(r" 0\.\d{3} ", line), line  # a top-1 probability
+    assert re.search(r"timings: queue \d+ ms · preprocess \d+ ms · inference \d+ ms · total \d+ ms", run.stdout)
+    assert "Traceback" not in run.stderr
+
+
+def test_submit_shows_progress_from_custom_status(photo_run: tuple[Run, str]) -> None:
+    run, task_id = photo_run
+    assert "submitting task 1/1: 5 image(s)" in run.stderr
+    assert re.search(rf"task {task_id}: Running · (preprocessing|inference) \d+/\d+", run.stderr), run.stderr
+    assert f"task {task_id}: Completed · done 5/5 images" in run.stderr
+    assert re.search(r"done ━+ 5/5 images", run.stderr)  # the bar as last drawn
+
+
+def test_status_result_list_and_purge_on_a_real_task(classify: Classify, photo_run: tuple[Run, str],
+                                                     shared_images_dir: Path) -> None:
+    _, task_id = photo_run
+    status = classify("status", task_id)
+    assert status.exit_code == 0
+    assert f"task {task_id}: Completed (classify_images)" in status.stdout
+    assert "progress: done 5/5 images" in status.stdout
+    assert all(len(table_lines(status, name)) == 2 for name in photos(shared_images_dir))
+
+    listed = classify("list", "--status", "Completed", "--json")
+    assert listed.exit_code == 0
+    assert task_id in [item["instanceId"] for item in json.loads(listed.stdout)]
+    running = classify("list", "--status", "Running,Pending", "--json")
+    assert task_id not in [item["instanceId"] for item in json.loads(running.stdout)]
+    table = classify("list")
+    assert any(task_id in line and "Completed" in line for line in table.stdout.splitlines())
+
+    purged = classify("purge", task_id)
+    assert purged.exit_code == 0 and "purged the history" in purged.stdout
+    gone = classify("status", task_id)
+    assert gone.exit_code == 2 and f"error: no task with id '{task_id}'" in gone.stderr
+    again = classify("purge", task_id)
+    assert again.exit_code == 2 and f"No instance with ID '{task_id}' found." in again.stderr
+
+    stored = classify("result", task_id)  # the persisted result outlives the purged history
+    assert stored.exit_code == 0
+    assert re.search(rf"task {task_id} \(TaskID \d+\): Completed · 5 image\(s\)", stored.stdout)
+    assert all(len(table_lines(stored, name)) == 2 for name in photos(shared_images_dir))
+    as_json = json.loads(classify("result", task_id, "--json").stdout)
+    assert as_json["instance_id"] == task_id and len(as_json["results"]) == 10
+
+
+def test_a_folder_bigger_than_a_batch_becomes_several_tasks_followed_together(
+    classify: Classify, shared_images_dir: Path
+) -> None:
+    run = classify("submit", str(shared_images_dir), "--batch", "2", "-k", "1", "--json")
+    assert run.exit_code == 0, run.stderr
+    statuses = json.loads(run.stdout)
+    assert [s["runtimeStatus"] for s in statuses] == ["Completed"] * 3
+    names = [image["name"] for s in statuses for image in s["output"]["images"]]
+    assert names == photos(shared_images_dir)
+    assert all(len(image["predictions"]["resnet18"]["top_k"]) == 1 for s in statuses for image in s["output"]["images"])
+
+
+def test_a_file_that_is_not_an_image_shows_the_apis_error_and_exits_1(
+    classify: Classify, shared_images_dir: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "holiday.jpg"
+    bad.write_text("this is text, not a JPEG")
+    run = classify("submit", str(shared_images_dir / "rocket.jpg"), str(bad))
+    assert run.exit_code == 1, run.stderr
+    [bad_line] = table_lines(run, "holiday.jpg")
+    assert "not a supported image" in bad_line and "this is text" in bad_line
+    [good_line] = table_lines(run, "rocket.jpg")
+    assert "RANDOM (seed 0)" in good_line
+
+
+def test_terminate_wait_and_a_wait_that_times_out(classify: Classify, shared_images_dir: Path, tmp_path: Path) -> None:
+    for copy in range(6):  # enough work that the task is still running when terminated
+        for photo in shared_images_dir.glob("*.jpg"):
+            shutil.copy(photo, tmp_path / f"{copy}-{photo.name}")
+    submitted = classify("submit", str(tmp_path), "--batch", "30", *BOTH_MODELS, "--no-follow", "--json")
+    assert submitted.exit_code == 0, submitted.stderr
+    [task] = json.loads(submitted.stdout)
+    assert task["statusQueryGetUri"].startswith(classify.base_url)
+
+    impatient = classify("wait", task["id"], "--timeout", "0")
+    assert impatient.exit_code == 2 and f"error: still running after 0 s: {task['id']}" in impatient.stderr
+
+    terminated = classify("terminate", task["id"], "--reason", "test stop")
+    assert terminated.exit_code == 0 and f"termination of task {task['id']} requested" in terminated.stdout
+    waited = classify("wait", task["id"], "--timeout", "60")
+    assert waited.exit_code == 1
+    assert f"task {task['id']}: Terminated" in waited.stdout and "test stop" in waited.stdout
+    again = classify("terminate", task["id"])
+    assert again.exit_code == 2 and "Terminated" in again.stderr and again.stderr.startswith("error: ")
+
+
+def test_an_unknown_model_shows_the_apis_400_message_and_exits_2(classify: Classify, shared_images_dir: Path) -> None:
+    run = classify.subprocess("submit", str(shared_images_dir / "rocket.jpg"), "-m", "resnet99")
+    assert run.exit_code == 2
+    assert "error: unknown model 'resnet99'" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_a_missing_path_is_refused_locally(classify: Classify, tmp_path: Path) -> None:
+    run = classify("submit", str(tmp_path / "nope.jpg"))
+    assert run.exit_code == 2 and f"error: no such file or folder: {tmp_path / 'nope.jpg'}" in run.stderr
+    assert "submitting" not in run.stderr
+
+
+def test_an_unreachable_app_gets_the_friendly_message(shared_images_dir: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    run = Classify(url).subprocess("submit", str(shared_images_dir / "rocket.jpg"), timeout=30)
+    assert run.exit_code == 2
+    assert run.stderr.strip().endswith(f"error: cannot reach {url} — is the app running? (make run)")
+    assert "Traceback" not in run.stderr
