@@ -1,0 +1,68 @@
+"""Startup: configuration, indexing errors, route compilation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from durable_host.config import build_config, load_local_settings
+from durable_host.http_triggers import compile_route
+from durable_host.indexing import HttpFunction
+from durable_host.testing import HostProcess, HostStartError
+
+from .conftest import APPS
+
+
+def test_two_function_apps_are_refused():
+    with pytest.raises(HostStartError, match="More than one FunctionApp/DFApp instance"):
+        with HostProcess(APPS / "two_apps", startup_timeout=30):
+            pass
+
+
+def test_entities_are_refused_with_the_function_name():
+    with pytest.raises(HostStartError, match="entity functions are not supported.*Counter"):
+        with HostProcess(APPS / "entities", startup_timeout=30):
+            pass
+
+
+def test_host_json_and_local_settings(tmp_path):
+    (tmp_path / "host.json").write_text(json.dumps({"version": "2.0", "extensions": {
+        "http": {"routePrefix": ""},
+        "durableTask": {"hubName": "%HUB%", "maxConcurrentActivityFunctions": 3,
+                        "maxConcurrentOrchestratorFunctions": "4"}}}))
+    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": {"HUB": "FromSettings",
+                                                                         "KEEP": "settings"}}))
+    environ = {"KEEP": "environment"}
+    load_local_settings(tmp_path, environ)
+    assert environ == {"KEEP": "environment", "HUB": "FromSettings"}
+    config = build_config(tmp_path, host="0.0.0.0", port=8080, hub_dir=None, workers=None,
+                          environ=environ)
+    assert (config.hub_name, config.route_prefix) == ("FromSettings", "")
+    assert (config.max_activities, config.max_orchestrations) == (3, 4)
+    assert config.hub_path == tmp_path / ".durable" / "FromSettings.sqlite"
+    assert config.base_url == "http://localhost:8080"
+
+
+def _route(template: str, methods=()):
+    return compile_route(HttpFunction(name="f", fn=print, trigger_param="req", is_async=False,
+                                      wants_context=False, client_param=None, route=template,
+                                      methods=methods), "api")
+
+
+@pytest.mark.parametrize("template,path,expected", [
+    ("users/{id:int}", "api/users/12", {"id": "12"}),
+    ("users/{id:int}", "api/users/x", None),
+    ("users/{id:int:min(10)}", "api/users/9", None),
+    ("files/{*path}", "api/files/a/b/c.txt", {"path": "a/b/c.txt"}),
+    ("files/{*path}", "api/files", {}),
+    ("a/{name?}", "api/a", {}),
+    ("a/{name=def}", "api/a", {"name": "def"}),
+    ("v/{id:guid}", "api/v/1b4e28ba-2fa1-11d2-883f-0016d3cca427", {"id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427"}),
+    ("v/{code:regex(^[a-z]+$)}", "api/v/ab", {"code": "ab"}),
+    ("v/{code:regex(^[a-z]+$)}", "api/v/a1", None),
+    ("v/{n:length(3)}", "api/v/abcd", None),
+    ("Case/Literal", "api/case/literal", {}),
+])
+def test_route_templates(template, path, expected):
+    assert _route(template).match(path) == expected
