@@ -7,15 +7,15 @@ pointing there: the production loading path (torchvision's enum -> cached file) 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
 
 from inference.cache import ModelCache
 from inference.preprocess import normalise
-from inference.weights import ResolvedWeights, create_model, resolve_weights
+from inference.weights import create_model, resolve_weights
 
 #: (model, torchvision weights name) -> (canonical file name, seed of the random checkpoint saved under it)
 CANONICAL_FILES: dict[tuple[str, str], tuple[str, int]] = {
@@ -67,22 +67,13 @@ def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@pytest.fixture(scope="session")
-def resolve_canonical(torch_home: Path) -> Callable[[str, str], ResolvedWeights]:
-    """Resolve torchvision weights from the test TORCH_HOME, usable from module/session-scoped fixtures
-    (which run before the function-scoped ``TORCH_HOME`` patch below)."""
-
-    def resolve(model: str, name: str) -> ResolvedWeights:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("TORCH_HOME", str(torch_home))
-            return resolve_weights(model, name, allow_download=False)
-
-    return resolve
-
-
-@pytest.fixture(autouse=True)
-def _torch_home_env(torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+@pytest.fixture(scope="package", autouse=True)
+def _torch_home_env(torch_home: Path) -> Iterator[None]:
+    """TORCH_HOME points at the seeded checkpoints for every test of this package (and only this package:
+    the patch is undone after its last test, so other test folders see the environment unchanged)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCH_HOME", str(torch_home))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +81,7 @@ def photos(shared_images_dir: Path) -> list[Path]:
     return sorted(shared_images_dir.glob("*.jpg"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def model_cache() -> ModelCache:
     """fp32 by default (bf16 via ``get(..., precision="bf16")``); never downloads."""
     return ModelCache(precision="fp32", device=torch.device("cpu"), allow_download=False)

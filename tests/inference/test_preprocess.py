@@ -5,7 +5,6 @@ import struct
 import time
 import zlib
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -40,8 +39,9 @@ def _png_declaring(width: int, height: int) -> bytes:
 
 
 @pytest.fixture(scope="module", params=list(CANONICAL_FILES), ids=lambda p: f"{p[0]}-{p[1]}")
-def weights(request: pytest.FixtureRequest, resolve_canonical: Callable[[str, str], ResolvedWeights]) -> ResolvedWeights:
-    return resolve_canonical(*request.param)
+def weights(request: pytest.FixtureRequest) -> ResolvedWeights:
+    model, name = request.param
+    return resolve_weights(model, name, allow_download=False)
 
 
 def test_uint8_crop_then_normalise_equals_reference_transform(weights: ResolvedWeights, photos: list[Path]) -> None:
