@@ -18,6 +18,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 
 MAX_BLOB_PATH_LENGTH = 1024
+_PUT_ATTEMPTS = 5
 
 # Azure's rule: 3-63 chars of lowercase letters, digits and single hyphens between them.
 _CONTAINER_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -141,14 +142,14 @@ class LocalFolderBlobStore:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-            # A concurrent delete may prune the freshly made parent folder; make it again.
-            for attempt in range(3):
-                target.parent.mkdir(parents=True, exist_ok=True)
+            # A concurrent delete may prune the freshly made parent folders; make them again.
+            for attempt in range(1, _PUT_ATTEMPTS + 1):
                 try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(tmp_name, target)
                     return
                 except FileNotFoundError:
-                    if attempt == 2:
+                    if attempt == _PUT_ATTEMPTS:
                         raise
         finally:
             if os.path.exists(tmp_name):
