@@ -131,10 +131,17 @@ def follow(app: App, pollers: Mapping[str, Callable[[], dict[str, Any]]], interv
                 if pending:
                     time.sleep(interval)
     except KeyboardInterrupt:
-        raise CliError(
-            f"interrupted; the task(s) keep running: {', '.join(pending)} (follow with: classify wait ID)", 130
-        ) from None
+        raise CliError(f"interrupted; {_still_running(pending)}", 130) from None
+    except ApiError as exc:
+        if exc.status is not None and exc.status < 500:  # the API's answer about the task itself
+            raise
+        # The app went away or broke while the tasks may be fine: say which ones to look at again.
+        raise CliError(f"{exc.message}; {_still_running(pending)}") from None
     return {instance_id: final[instance_id] for instance_id in pollers}
+
+
+def _still_running(pending: Mapping[str, object]) -> str:
+    return f"not followed to the end: {', '.join(pending)} (they run on; check later with: classify wait ID)"
 
 
 def report(app: App, statuses: Mapping[str, dict[str, Any]], as_json: bool) -> int:
@@ -188,9 +195,11 @@ def _submit_all(app: App, paths: Sequence[Path], models: Sequence[str], top_k: i
 @click.pass_obj
 def submit(app: App, paths: Sequence[Path], models: Sequence[str], top_k: int, batch: int, follow_tasks: bool,
            interval: float, as_json: bool) -> None:
-    """Upload image files and folders (PATH...) as task(s) and, by default, follow them to the results.
+    """Upload images and follow the task(s) to the results.
 
-    Folders are searched recursively for image extensions; a file named explicitly is always sent.
+    PATH... are image files or folders. Folders are searched recursively by image extension; a file
+    named explicitly is always sent (the server says per image what it could not read). More than
+    --batch images become several tasks, submitted and followed together.
     """
     submitted = _submit_all(app, paths, models, top_k, batch)
     if not follow_tasks:
@@ -213,7 +222,11 @@ def submit(app: App, paths: Sequence[Path], models: Sequence[str], top_k: int, b
 @json_option
 @click.pass_obj
 def status(app: App, instance_id: str, as_json: bool) -> None:
-    """Runtime status and progress of task INSTANCE_ID, and its results once completed."""
+    """Status and progress of a task; results when done.
+
+    Reads the management API (GET instances/INSTANCE_ID), so it works while the task runs and until
+    its history is purged.
+    """
     document = app.client.status(instance_id)
     if as_json:
         app.emit_json(document)
@@ -228,7 +241,10 @@ def status(app: App, instance_id: str, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def list_tasks(app: App, statuses: Sequence[str], top: int, as_json: bool) -> None:
-    """Tasks known to the task hub (the management API's instance query, all pages)."""
+    """List tasks, optionally only some runtime statuses.
+
+    Uses the management API's instance query, following its continuation token up to --top tasks.
+    """
     wanted = [s.strip() for value in statuses for s in value.split(",") if s.strip()]
     instances = list(app.client.instances(wanted, top))
     if as_json:
@@ -246,7 +262,7 @@ def list_tasks(app: App, statuses: Sequence[str], top: int, as_json: bool) -> No
 @json_option
 @click.pass_obj
 def wait(app: App, instance_id: str, wait_timeout: Optional[float], interval: float, as_json: bool) -> None:
-    """Follow task INSTANCE_ID with a progress bar until it ends, then print its results."""
+    """Follow a task with a progress bar until it ends."""
     statuses = follow(app, {instance_id: lambda: app.client.status(instance_id)}, interval, wait_timeout)
     raise SystemExit(report(app, statuses, as_json))
 
@@ -257,7 +273,7 @@ def wait(app: App, instance_id: str, wait_timeout: Optional[float], interval: fl
 @json_option
 @click.pass_obj
 def terminate(app: App, instance_id: str, reason: str, as_json: bool) -> None:
-    """Stop running task INSTANCE_ID (it ends as Terminated; finished work is not undone)."""
+    """Stop a running task (it ends as Terminated)."""
     app.client.terminate(instance_id, reason)
     if as_json:
         app.emit_json({"id": instance_id, "terminateRequested": True, "reason": reason})
@@ -270,7 +286,10 @@ def terminate(app: App, instance_id: str, reason: str, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def purge(app: App, instance_id: str, as_json: bool) -> None:
-    """Delete the orchestration history of INSTANCE_ID; its persisted result stays (see `result`)."""
+    """Delete a task's orchestration history.
+
+    The persisted result stays in the database and is still available with `classify result ID`.
+    """
     deleted = app.client.purge(instance_id)
     if as_json:
         app.emit_json({"id": instance_id, "instancesDeleted": deleted})
@@ -283,7 +302,10 @@ def purge(app: App, instance_id: str, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def result(app: App, task_ref: str, as_json: bool) -> None:
-    """The persisted result of a task, by instance id or integer TaskID (GET /api/tasks/{id})."""
+    """The persisted result of a task (id or TaskID).
+
+    GET /api/tasks/ID: the rows written to the database, available after the history is purged.
+    """
     stored = app.client.result(task_ref)
     if as_json:
         app.emit_json(stored)

@@ -76,6 +76,8 @@ def test_status_result_list_and_purge_on_a_real_task(classify: Classify, photo_r
     assert purged.exit_code == 0 and "purged the history" in purged.stdout
     gone = classify("status", task_id)
     assert gone.exit_code == 2 and f"error: no task with id '{task_id}'" in gone.stderr
+    not_waited = classify("wait", task_id)
+    assert not_waited.exit_code == 2 and f"error: no task with id '{task_id}'" in not_waited.stderr
     again = classify("purge", task_id)
     assert again.exit_code == 2 and f"No instance with ID '{task_id}' found." in again.stderr
 
