@@ -166,6 +166,14 @@ class TaskRecord(_Json):
     results: list[ResultRecord]
 
 
+@dataclass(frozen=True)
+class PersistOutput(_Json):
+    """The database's ``TaskID`` and when the rows were committed (the end of the last activity)."""
+
+    task_id: int
+    persisted_at: str
+
+
 _NESTED: dict[tuple[str, str], type] = {
     ("ClassificationRequest", "images"): ImageSource,
     ("PreprocessInput", "source"): ImageSource,

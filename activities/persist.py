@@ -7,11 +7,12 @@ failed write still has nothing it needs missing (persistence never reads tensors
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import azure.durable_functions as df
 
-from contracts import PERSIST_ACTIVITY, TaskRecord
+from contracts import PERSIST_ACTIVITY, PersistOutput, TaskRecord
 from services import blob_store, database
 from settings import get_settings
 from storage.results import save_task
@@ -19,12 +20,12 @@ from storage.results import save_task
 bp = df.Blueprint()
 
 
-def persist(record: TaskRecord) -> int:
+def persist(record: TaskRecord) -> PersistOutput:
     task_id = save_task(database(), record)
     blob_store().delete_prefix(f"{get_settings().tensor_container}/{record.instance_id}/")
-    return task_id
+    return PersistOutput(task_id=task_id, persisted_at=datetime.now(timezone.utc).isoformat())
 
 
 @bp.activity_trigger(input_name="payload", activity=PERSIST_ACTIVITY)
-def persist_results(payload: dict[str, Any]) -> int:
-    return persist(TaskRecord.from_json(payload))
+def persist_results(payload: dict[str, Any]) -> dict[str, Any]:
+    return persist(TaskRecord.from_json(payload)).to_json()

@@ -19,6 +19,7 @@ from contracts import (
     ClassificationRequest,
     InferenceInput,
     InferenceOutput,
+    PersistOutput,
     PreprocessInput,
     PreprocessOutput,
 )
@@ -130,14 +131,13 @@ def classify_images(context: df.DurableOrchestrationContext) -> Generator[Any, A
 
     record = build_task_record(request, preprocessed, inference, context.current_utc_datetime)
     context.set_custom_status(progress("persisting", total, total))
-    database_task_id: Optional[int] = None
+    persisted: Optional[PersistOutput] = None
     persist_error: Optional[str] = None
     try:
-        database_task_id = yield context.call_activity_with_retry(
-            PERSIST_ACTIVITY, retry, record.to_json()
-        )
+        result = yield context.call_activity_with_retry(PERSIST_ACTIVITY, retry, record.to_json())
+        persisted = PersistOutput.from_json(result)
     except Exception as exc:  # the results stay in the output even when the database is down
         persist_error = activity_error_message(exc)
 
     context.set_custom_status(progress("done", total, total, status=record.status))
-    return build_output(request, preprocessed, record, database_task_id, persist_error)
+    return build_output(request, preprocessed, record, persisted, persist_error)

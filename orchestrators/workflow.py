@@ -15,6 +15,7 @@ from contracts import (
     BatchItem,
     ClassificationRequest,
     InferenceOutput,
+    PersistOutput,
     PreprocessOutput,
     ResultRecord,
     TaskRecord,
@@ -177,7 +178,7 @@ def build_output(
     request: ClassificationRequest,
     preprocessed: Mapping[int, PreprocessOutput],
     record: TaskRecord,
-    database_task_id: Optional[int],
+    persisted: Optional[PersistOutput],
     persist_error: Optional[str],
 ) -> dict[str, Any]:
     """The orchestration output: per image, per model top-k (or error), weights and timings."""
@@ -226,6 +227,7 @@ def build_output(
             "processing_started_at": record.processing_started_at,
             "processing_finished_at": record.processing_finished_at,
             "completed_at": record.completed_at,
+            "persisted_at": persisted.persisted_at if persisted else None,
             "queue_ms": _span_ms(submitted, started),
             "preprocess_ms": _span_ms(prep_start, prep_end),
             "inference_ms": _span_ms(inf_start, inf_end),
@@ -233,6 +235,6 @@ def build_output(
         },
         "images": images,
         "error": record.error,
-        "database_task_id": database_task_id,
+        "database_task_id": persisted.task_id if persisted else None,
         "persist_error": persist_error,
     }

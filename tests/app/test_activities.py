@@ -125,8 +125,8 @@ def test_persist_is_idempotent_and_drops_the_task_tensors(app_env: Path) -> None
         results=[ResultRecord(0, "cat.jpg", "resnet18", "w", "tabby", 281, 0.5, [], "2026-01-01T00:00:01+00:00",
                               "2026-01-01T00:00:02+00:00", 12.5)],
     )
-    first = persist(record)
-    assert persist(record) == first  # a replayed or retried persist rewrites the same rows
+    first = persist(record).task_id
+    assert persist(record).task_id == first  # a replayed or retried persist rewrites the same rows
     stored = load_task(services.database(), TASK)
     assert stored is not None and stored.task_id == first
     assert [r.label for r in stored.record.results] == ["tabby"]

@@ -84,9 +84,9 @@ def fake_inference(failing_model: str | None = None) -> Callable[[dict], dict]:
     return activity
 
 
-def persist_ok(payload: dict[str, Any]) -> int:
+def persist_ok(payload: dict[str, Any]) -> dict[str, Any]:
     assert payload["instance_id"] == "task-1"
-    return 42
+    return {"task_id": 42, "persisted_at": "2026-01-01T00:00:12+00:00"}
 
 
 def run(request: dict[str, Any], **activities: Callable[[dict], Any]) -> ReplayRun:
@@ -133,6 +133,7 @@ def test_output_has_every_image_and_model_with_weights_and_timings() -> None:
     assert timings["processing_finished_at"] == "2026-01-01T00:00:11+00:00"
     assert timings["queue_ms"] == 0.0 and timings["total_ms"] == 11000.0
     assert timings["inference_ms"] == 1000.0
+    assert timings["persisted_at"] == "2026-01-01T00:00:12+00:00"
 
 
 def test_models_are_inferred_independently_in_configured_batches() -> None:
