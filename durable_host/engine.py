@@ -133,10 +133,25 @@ class Engine:
         self._deliver(msg)
 
     def _make_ready(self, inst: Instance) -> None:
-        if not inst.queued:
-            inst.queued = True
-            self._ready.append(inst)
-            self._wake.set()
+        """Queue an episode; one that replays a long history waits to gather more messages.
+
+        An instance's next episode starts no sooner than its last episode's duration after it
+        ended, so replaying never takes more than about half of an instance's time: a fan-in of
+        1,000 completions is delivered in a few large batches instead of hundreds of small ones,
+        while short orchestrations (sub-millisecond episodes) are not delayed noticeably.
+        """
+        if inst.queued:
+            return
+        inst.queued = True
+        delay = inst.not_before - time.perf_counter()
+        if delay > 0.001:
+            asyncio.get_running_loop().call_later(delay, self._enqueue, inst)
+        else:
+            self._enqueue(inst)
+
+    def _enqueue(self, inst: Instance) -> None:
+        self._ready.append(inst)
+        self._wake.set()
 
     def send(self, msg: Message) -> Operation:
         """Queue ``msg`` for delivery; returns the statement that makes it durable."""
@@ -302,6 +317,8 @@ class Engine:
                              prev_action_count=inst.action_count,
                              episode_time=datetime.fromtimestamp(now, timezone.utc))
         self.episodes += 1
+        ended = time.perf_counter()
+        inst.not_before = ended + (ended - started)
         log.info("Executed 'Functions.%s' (%s, Id=%s, Duration=%dms)", function.name,
                  "Failed" if result.error else "Succeeded", inst.instance_id,
                  (time.perf_counter() - started) * 1000)

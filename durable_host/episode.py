@@ -16,6 +16,7 @@ context afterwards. That matters for correctness and speed:
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,8 +42,26 @@ from azure.durable_functions.models.actions.SignalEntityAction import SignalEnti
 LONG_TIMER_INTERVAL = "3.00:00:00"
 MAX_SHORT_TIMER = "6.00:00:00"
 
+history_event_module = sys.modules[HistoryEvent.__module__]
+
 # The orchestration context of the episode running on this thread, for the replay log filter.
 current = threading.local()
+
+
+def _parse_timestamp(text: str, _slow=history_event_module.dt_parse) -> datetime:
+    """ISO timestamps as ``dateutil`` would parse them, ~30x faster for the host's own format.
+
+    ``HistoryEvent`` parses every event's ``Timestamp`` with ``dateutil``; that was the largest
+    cost of an episode. The host writes ``%Y-%m-%dT%H:%M:%S.%fZ``, which ``fromisoformat``
+    reads exactly; anything else still goes to ``dateutil``.
+    """
+    try:
+        return datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return _slow(text)
+
+
+history_event_module.dt_parse = _parse_timestamp
 
 
 @dataclass
@@ -72,6 +91,17 @@ class EpisodeResult:
     action_count: int = 0
 
 
+def _executor() -> TaskOrchestrationExecutor:
+    """A reset executor, reused per thread: its constructor builds a namedtuple class each time,
+    while ``initialize()`` is exactly the per-invocation reset the SDK relies on."""
+    executor = getattr(current, "executor", None)
+    if executor is None:
+        executor = current.executor = TaskOrchestrationExecutor()
+    else:
+        executor.initialize()
+    return executor
+
+
 def sdk_event(event: dict[str, Any]) -> HistoryEvent:
     return HistoryEvent(**event)
 
@@ -93,7 +123,7 @@ def run_episode(handle: Callable[..., str], *, instance_id: str, parent_instance
         maximumShortTimerDuration=MAX_SHORT_TIMER)
     ctx._histories = history
     ctx._input_expected_type = getattr(handle, "_df_input_type", None)
-    executor = TaskOrchestrationExecutor()
+    executor = _executor()
     error: str | None = None
     current.context = ctx
     try:

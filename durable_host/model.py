@@ -69,7 +69,8 @@ class Instance:
     inbox: list[Message] = field(default_factory=list)
     next_task_id: int = 0             # first sequence number the SDK has not allocated yet
     action_count: int = 0             # actions the SDK returned so far (new ones follow)
-    queued: bool = False              # waiting in the ready queue
+    queued: bool = False              # waiting in the ready queue (or for not_before)
+    not_before: float = 0.0           # earliest start of the next episode (see Engine)
 
     @property
     def terminal(self) -> bool:

@@ -85,6 +85,7 @@ class Store:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._pending: Operation = []
         self.commits = 0
 
     # ------------------------------------------------------------------ startup
@@ -116,22 +117,37 @@ class Store:
         """Queue a write; the returned future resolves once it is committed."""
         assert self._loop is not None
         future = self._loop.create_future()
+        self._hand_over()
         self._queue.put((operation, future))
         return future
 
     def submit_nowait(self, operation: Operation) -> None:
-        """Queue a write whose durability nobody waits for (ordering still holds)."""
-        self._queue.put((operation, None))
+        """Queue a write whose durability nobody waits for (ordering still holds).
+
+        Writes made during one event-loop iteration travel to the writer as one item: a queue
+        hand-off per write was a measurable share of the time under load.
+        """
+        if not self._pending:
+            assert self._loop is not None
+            self._loop.call_soon(self._hand_over)
+        self._pending.extend(operation)
+
+    def _hand_over(self) -> None:
+        if self._pending:
+            self._queue.put((self._pending, None))
+            self._pending = []
 
     def query(self, fn: Callable[[sqlite3.Connection], Any]) -> asyncio.Future:
         """Run a read on the writer's connection after everything queued before it."""
         assert self._loop is not None
         future = self._loop.create_future()
+        self._hand_over()
         self._queue.put((fn, future))
         return future
 
     async def close(self) -> None:
         if self._thread is not None:
+            self._hand_over()
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._conn.close()
