@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from durable_host.testing import free_port
+from classifier_cli.api import ApiError
+from durable_host.testing import HostProcess, free_port
 from tests.cli.conftest import Classify, Run, photos
 
 BOTH_MODELS = ("-m", "resnet18", "-m", "resnet50")
@@ -24,9 +25,9 @@ def table_lines(run: Run, image: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def photo_run(app_host: object, shared_images_dir: Path) -> tuple[Run, str]:
+def photo_run(app_host: HostProcess, shared_images_dir: Path) -> tuple[Run, str]:
     """The shared photos through both models, with the CLI as a real subprocess (as a user runs it)."""
-    classify = Classify(app_host.base_url)  # type: ignore[attr-defined]
+    classify = Classify(app_host.base_url)
     run = classify.subprocess("submit", str(shared_images_dir), *BOTH_MODELS, "-k", "3")
     [task_id] = task_ids(run)
     return run, task_id
@@ -154,3 +155,11 @@ def test_an_unreachable_app_gets_the_friendly_message(shared_images_dir: Path) -
     assert run.exit_code == 2
     assert run.stderr.strip().endswith(f"error: cannot reach {url} — is the app running? (make run)")
     assert "Traceback" not in run.stderr
+
+
+def test_debug_keeps_the_traceback_for_whoever_asks() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    plain = Classify(url)("status", "abc")
+    assert plain.exit_code == 2 and plain.stderr == f"error: cannot reach {url} — is the app running? (make run)\n"
+    with pytest.raises(ApiError, match="cannot reach"):
+        Classify(url)("--debug", "status", "abc")
