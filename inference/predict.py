@@ -56,9 +56,22 @@ def top_k(logits: torch.Tensor, k: int, categories: Sequence[str]) -> list[list[
     ]
 
 
+def check_crop_batch(model: LoadedModel, uint8_batch: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``uint8_batch`` is ``[N >= 1, 3, crop, crop]`` uint8 for ``model``."""
+    size = model.weights.crop_size
+    if (
+        uint8_batch.dtype != torch.uint8
+        or uint8_batch.ndim != 4
+        or uint8_batch.shape[0] < 1
+        or tuple(uint8_batch.shape[1:]) != (3, size, size)
+    ):
+        raise ValueError(
+            f"{model.name} expects uint8 crops of shape [N, 3, {size}, {size}], "
+            f"got {uint8_batch.dtype} {tuple(uint8_batch.shape)}"
+        )
+
+
 def classify(model: LoadedModel, uint8_batch: torch.Tensor, k: int) -> list[list[Prediction]]:
     """normalise + forward + top-k for a uint8 crop batch ``[N, 3, crop, crop]``."""
-    size = model.weights.crop_size
-    if uint8_batch.ndim != 4 or tuple(uint8_batch.shape[1:]) != (3, size, size):
-        raise ValueError(f"{model.name} expects crops of shape [N, 3, {size}, {size}], got {tuple(uint8_batch.shape)}")
+    check_crop_batch(model, uint8_batch)
     return top_k(logits(model, normalise(uint8_batch, model.weights)), k, model.weights.categories)

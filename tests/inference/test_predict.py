@@ -125,7 +125,7 @@ def test_top_k_caps_k_and_orders_by_probability() -> None:
 
 
 def test_classify_rejects_wrong_crop_size(model: LoadedModel) -> None:
-    with pytest.raises(ValueError, match="expects crops of shape"):
+    with pytest.raises(ValueError, match="expects uint8 crops of shape"):
         classify(model, torch.zeros(1, 3, 256, 256, dtype=torch.uint8), 1)
 
 
