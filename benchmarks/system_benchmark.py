@@ -1,0 +1,274 @@
+"""Whole-system benchmark: the raw pipeline against the same images through the served app.
+
+Prints figures and writes ``docs/system_benchmark.json`` and ``docs/system_benchmark.png``; it is not a
+test. Everything is measured in one run on one machine, so the ratios are meaningful even on a shared,
+noisy box:
+
+1. raw pipeline: decode + reference transform + forward in a tight loop, batches of 8, in this process,
+   with the app's inference settings (precision, channels-last, thread count);
+2. the system: the app on the local Durable Functions host (HTTP, orchestration, blob folder, SQLite),
+   many concurrent client tasks of 1 and of 8 images, each polled through ``statusQueryGetUri``.
+
+From (2): images/s per concurrency, task latency p50/p95/p99, orchestration overhead per task (end-to-end
+latency minus the activities' own compute), and how long after the last activity finished the status
+endpoint reported Completed. Weights are ``random:0`` (the same FLOPs as pretrained ones).
+
+    python benchmarks/system_benchmark.py            # about 3-5 minutes on 2 cores
+    python benchmarks/system_benchmark.py --quick    # fewer tasks, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from durable_host.testing import HostProcess  # noqa: E402
+from storage.blobs import LocalFolderBlobStore  # noqa: E402
+
+SHARED_IMAGES = Path(os.environ.get("SHARED_DIR", REPO_ROOT.parent / "shared")) / "images"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    position = (len(ordered) - 1) * q
+    low, high = int(position), min(int(position) + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def raw_pipeline(models: list[str], photos: list[bytes], precision: str, seconds: float) -> dict[str, float]:
+    """Images/s of decode + transform + forward at batch 8, in this process, after one warm-up batch."""
+    import torch
+
+    from inference.cache import ModelCache, configure_torch_threads
+    from inference.predict import classify
+    from inference.preprocess import crop_uint8, decode_image
+
+    threads = int(os.environ.get("TORCH_NUM_THREADS", "0")) or None
+    configure_torch_threads(threads, None)
+    cache = ModelCache(precision=precision)  # type: ignore[arg-type]
+    results: dict[str, float] = {}
+    batch = [photos[i % len(photos)] for i in range(8)]
+    for name in models:
+        model = cache.get(name, "random:0")
+
+        def one_batch() -> None:
+            crops = [
+                crop_uint8(decode_image(data, max_bytes=1 << 26, max_pixels=1 << 28), model.weights)
+                for data in batch
+            ]
+            classify(model, torch.stack(crops), 5)
+
+        one_batch()
+        done = 0
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            one_batch()
+            done += len(batch)
+        results[name] = done / (time.perf_counter() - started)
+        print(f"raw pipeline {name} ({model.precision}): {results[name]:.1f} images/s", flush=True)
+    return results
+
+
+class Client:
+    """Submits one task and polls its statusQueryGetUri, the way a client of the public API does."""
+
+    def __init__(self, base_url: str, poll_interval: float) -> None:
+        self.base_url = base_url
+        self.poll_interval = poll_interval
+        self.local = threading.local()
+
+    def session(self) -> requests.Session:
+        if not hasattr(self.local, "session"):
+            self.local.session = requests.Session()
+        return self.local.session
+
+    def run_task(self, blobs: list[str], model: str) -> dict[str, Any]:
+        http = self.session()
+        submitted = time.time()
+        response = http.post(
+            f"{self.base_url}/api/tasks",
+            json={"model": model, "images": [{"blob": b} for b in blobs], "top_k": 5},
+            timeout=60,
+        )
+        response.raise_for_status()
+        status_url = response.json()["statusQueryGetUri"]
+        while True:
+            status = http.get(status_url, timeout=60).json()
+            if status["runtimeStatus"] in ("Completed", "Failed", "Terminated"):
+                break
+            time.sleep(self.poll_interval)
+        seen_done = time.time()
+        output = status["output"]
+        if status["runtimeStatus"] != "Completed" or output["status"] != "Completed":
+            raise RuntimeError(f"task did not complete: {json.dumps(status)[:500]}")
+        compute_ms = sum(image["preprocess_ms"] for image in output["images"])
+        batches = {
+            (p["inference_ms"], p["weights"]) for image in output["images"] for p in image["predictions"].values()
+        }
+        compute_ms += sum(ms for ms, _ in batches)
+        persisted = datetime.fromisoformat(output["timings"]["persisted_at"]).timestamp()
+        latency_ms = (seen_done - submitted) * 1000.0
+        return {
+            "images": len(blobs),
+            "latency_ms": latency_ms,
+            "compute_ms": compute_ms,
+            "overhead_ms": latency_ms - compute_ms,  # meaningful for 1-image tasks: no parallel compute
+            "visible_after_ms": (seen_done - persisted) * 1000.0,
+        }
+
+
+def load_phase(client: Client, blobs: list[str], model: str, task_size: int, concurrency: int, tasks: int) -> dict[str, Any]:
+    """``tasks`` tasks of ``task_size`` images with ``concurrency`` clients in flight; throughput and latency."""
+    work = [[blobs[(t * task_size + i) % len(blobs)] for i in range(task_size)] for t in range(tasks)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        runs = list(pool.map(lambda images: client.run_task(images, model), work))
+    wall = time.perf_counter() - started
+    latencies = [r["latency_ms"] for r in runs]
+    return {
+        "task_size": task_size,
+        "concurrency": concurrency,
+        "tasks": tasks,
+        "images_per_s": sum(r["images"] for r in runs) / wall,
+        "latency_p50_ms": percentile(latencies, 0.50),
+        "latency_p95_ms": percentile(latencies, 0.95),
+        "latency_p99_ms": percentile(latencies, 0.99),
+        "latencies_ms": latencies,
+    }
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for size in sorted({p["task_size"] for p in report["load"]}):
+        points = [p for p in report["load"] if p["task_size"] == size]
+        left.plot([p["concurrency"] for p in points], [p["images_per_s"] for p in points], "o-",
+                  label=f"{size}-image tasks through the system")
+        right.hist([p["latencies_ms"] for p in points], bins=30, histtype="step", density=True,
+                   label=[f"{size} img, {p['concurrency']} concurrent" for p in points])
+    raw = report["raw_images_per_s"][report["model"]]
+    left.axhline(raw, color="grey", linestyle="--", label=f"raw pipeline ({raw:.0f} images/s)")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("concurrent tasks")
+    left.set_ylabel("images/s")
+    left.set_title(f"Throughput, {report['model']} ({report['precision']})")
+    left.legend(fontsize=8)
+    right.set_xlabel("task latency (ms)")
+    right.set_ylabel("density")
+    right.set_title("Latency distribution")
+    right.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer tasks per phase")
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--precision", default=os.environ.get("INFERENCE_PRECISION", "auto"))
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs")
+    args = parser.parse_args()
+    photos = sorted(SHARED_IMAGES.glob("*.jpg"))
+    if not photos:
+        raise SystemExit(f"no photos in {SHARED_IMAGES}; set SHARED_DIR")
+    scale = 1 if args.quick else 3
+
+    raw = raw_pipeline(["resnet18", "resnet50"], [p.read_bytes() for p in photos], args.precision,
+                       seconds=3.0 * scale)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LocalFolderBlobStore(Path(tmp) / "blobs")
+        blobs = []
+        for photo in photos:
+            store.put(f"bench/{photo.name}", photo.read_bytes())
+            blobs.append(f"bench/{photo.name}")
+        env = {
+            "BLOB_LOCAL_ROOT": str(Path(tmp) / "blobs"),
+            "SQL_CONNECTION_STRING": f"sqlite:///{tmp}/results.db",
+            "MODEL_WEIGHTS_RESNET18": "random:0",
+            "MODEL_WEIGHTS_RESNET50": "random:0",
+            "INFERENCE_PRECISION": args.precision,
+            "MODEL_PREWARM": args.model,
+        }
+        with HostProcess(REPO_ROOT, env=env, hub_dir=Path(tmp) / "hub") as host:
+            eager = Client(host.base_url, poll_interval=0.002)
+            for _ in range(3):  # warm-up: model load, first orchestrations, SQLite file
+                eager.run_task(blobs[:1], args.model)
+            single = [eager.run_task(blobs[i % len(blobs):i % len(blobs) + 1], args.model) for i in range(10 * scale)]
+            print(
+                f"1-image tasks one at a time: latency p50 {percentile([r['latency_ms'] for r in single], .5):.1f} ms, "
+                f"overhead p50 {percentile([r['overhead_ms'] for r in single], .5):.1f} ms, "
+                f"Completed visible p50 {percentile([r['visible_after_ms'] for r in single], .5):.1f} ms "
+                "after the last activity",
+                flush=True,
+            )
+            polite = Client(host.base_url, poll_interval=0.02)
+            load = []
+            for task_size, levels, tasks in ((1, (1, 4, 16, 32), 32 * scale), (8, (1, 2, 4, 8), 8 * scale)):
+                for concurrency in levels:
+                    point = load_phase(polite, blobs, args.model, task_size, concurrency, max(tasks, concurrency))
+                    load.append(point)
+                    print(
+                        f"{task_size}-image tasks x{concurrency}: {point['images_per_s']:.1f} images/s, latency "
+                        f"p50/p95/p99 {point['latency_p50_ms']:.0f}/{point['latency_p95_ms']:.0f}/"
+                        f"{point['latency_p99_ms']:.0f} ms",
+                        flush=True,
+                    )
+
+    best8 = max(p["images_per_s"] for p in load if p["task_size"] == 8)
+    report = {
+        "model": args.model,
+        "precision": args.precision,
+        "raw_images_per_s": raw,
+        "single_task": {
+            "latency_p50_ms": percentile([r["latency_ms"] for r in single], 0.5),
+            "overhead_p50_ms": percentile([r["overhead_ms"] for r in single], 0.5),
+            "overhead_p95_ms": percentile([r["overhead_ms"] for r in single], 0.95),
+            "visible_after_p50_ms": percentile([r["visible_after_ms"] for r in single], 0.5),
+            "visible_after_p95_ms": percentile([r["visible_after_ms"] for r in single], 0.95),
+        },
+        "load": load,
+        "ratio_8_image_tasks": best8 / raw[args.model],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "system_benchmark.json").write_text(json.dumps(report, indent=2))
+    plot(report, args.out / "system_benchmark.png")
+
+    print("\n| measure | value |\n|---|---|")
+    for name, value in raw.items():
+        print(f"| raw pipeline {name}, batch 8 ({args.precision}) | {value:.1f} images/s |")
+    print(f"| system, best 8-image {args.model} tasks | {best8:.1f} images/s |")
+    print(f"| ratio system / raw ({args.model}, 8-image tasks) | {report['ratio_8_image_tasks']:.2f} |")
+    s = report["single_task"]
+    print(f"| 1-image task latency p50 (alone) | {s['latency_p50_ms']:.1f} ms |")
+    print(f"| orchestration overhead p50 / p95 (1-image tasks) | {s['overhead_p50_ms']:.1f} / {s['overhead_p95_ms']:.1f} ms |")
+    print(f"| Completed visible after last activity p50 / p95 | {s['visible_after_p50_ms']:.1f} / {s['visible_after_p95_ms']:.1f} ms |")
+    for p in load:
+        print(f"| {p['task_size']}-image tasks x{p['concurrency']} | {p['images_per_s']:.1f} images/s, "
+              f"p50/p95/p99 {p['latency_p50_ms']:.0f}/{p['latency_p95_ms']:.0f}/{p['latency_p99_ms']:.0f} ms |")
+    print(f"\nwrote {args.out / 'system_benchmark.json'} and {args.out / 'system_benchmark.png'}")
+
+
+if __name__ == "__main__":
+    main()
