@@ -81,7 +81,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
     precision = env.get("INFERENCE_PRECISION", "auto").strip().lower() or "auto"
     if precision not in ("auto", "fp32", "bf16"):
         raise SettingsError(f"INFERENCE_PRECISION={precision!r} must be one of auto, fp32, bf16")
-    prewarm = _list(env, "MODEL_PREWARM", "")
+    prewarm = _list(env, "MODEL_PREWARM", ",".join(SUPPORTED_MODELS))
     try:
         prewarm = tuple(normalise_model_name(name) for name in prewarm)
     except ValueError as exc:

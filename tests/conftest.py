@@ -9,6 +9,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# Tests load models when they need them; hosts they start inherit this unless a test sets it.
+os.environ.setdefault("MODEL_PREWARM", "")
+
 pytest_plugins = ["tests.fixtures.azurite", "tests.fixtures.checkpoints"]
 
 
