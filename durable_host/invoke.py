@@ -9,6 +9,7 @@ activities.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -16,7 +17,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Iterator
 
 import azure.functions as func
 from azure.functions import _abc as func_abc
@@ -90,26 +91,44 @@ def default_thread_count() -> int:
 class Invoker:
     """Runs one function invocation and logs it like ``func start``."""
 
-    def __init__(self, pool: ThreadPoolExecutor, function_directory: str):
+    def __init__(self, pool: ThreadPoolExecutor | None, function_directory: str):
         self.pool = pool
         self.function_directory = function_directory
 
-    async def call(self, info: FunctionInfo, kwargs: dict[str, Any],
-                   invocation_id: str | None = None) -> Any:
+    def _prepare(self, info: FunctionInfo, kwargs: dict[str, Any], invocation_id: str | None) -> str:
         invocation_id = invocation_id or str(uuid.uuid4())
         if info.wants_context:
             kwargs["context"] = InvocationContext(info.name, invocation_id, self.function_directory)
+        return invocation_id
+
+    @contextlib.contextmanager
+    def _logged(self, info: FunctionInfo, invocation_id: str) -> Iterator[None]:
         started = time.perf_counter()
         try:
-            if info.is_async:
-                result = await info.fn(**kwargs)
-            else:
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self.pool, functools.partial(info.fn, **kwargs))
+            yield
         except BaseException:
             log.error("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)", info.name,
                       invocation_id, (time.perf_counter() - started) * 1000, exc_info=True)
             raise
         log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)", info.name,
                  invocation_id, (time.perf_counter() - started) * 1000)
-        return result
+
+    def call_sync(self, info: FunctionInfo, kwargs: dict[str, Any],
+                  invocation_id: str | None = None) -> Any:
+        """Blocking call, for a worker thread or a worker process (async functions get a loop)."""
+        invocation_id = self._prepare(info, kwargs, invocation_id)
+        with self._logged(info, invocation_id):
+            if info.is_async:
+                return asyncio.run(info.fn(**kwargs))
+            return info.fn(**kwargs)
+
+    async def call(self, info: FunctionInfo, kwargs: dict[str, Any],
+                   invocation_id: str | None = None) -> Any:
+        """Async functions on this event loop, sync ones in the thread pool."""
+        if not info.is_async:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self.pool, functools.partial(self.call_sync, info, kwargs, invocation_id))
+        invocation_id = self._prepare(info, kwargs, invocation_id)
+        with self._logged(info, invocation_id):
+            return await info.fn(**kwargs)

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from .activities import ActivityDispatcher
+from .activities import ActivityDispatcher, process_pool
 from .config import HostConfig
 from .engine import Engine
 from .http_triggers import HttpTriggers
@@ -46,6 +46,8 @@ def print_functions(config: HostConfig, index: FunctionIndex) -> None:
         lines.append(f"        {name}: skipped ({reason})")
     lines.append("")
     lines.append(f"Task hub '{config.hub_name}' at {config.hub_path}")
+    if config.workers > 1:
+        lines.append(f"Activities run in {config.workers} worker processes")
     print("\n".join(lines), flush=True)
 
 
@@ -68,9 +70,12 @@ class Host:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.store.start(loop)
+        processes = None
+        if self.config.workers > 1:
+            processes = process_pool(self.config.workers, self.config.app_dir, self.config.script_file)
         self.engine.activities = ActivityDispatcher(self.index, self.invoker,
                                                     self.config.max_activities,
-                                                    self.engine.on_activity_done)
+                                                    self.engine.on_activity_done, processes)
         self.engine.activities.start()
         self.engine.recover()
         self.engine.start()

@@ -295,3 +295,17 @@ def wait_forever(context: df.DurableOrchestrationContext):
 def rewindable(context: df.DurableOrchestrationContext):
     """Fails once (flaky fails the first attempt), so a rewind can complete it."""
     return (yield context.call_activity("flaky", {"key": context.instance_id, "fail_times": 1}))
+
+
+@app.activity_trigger(input_name="delay")
+async def whoami(delay: float) -> int:
+    """The process id of whoever runs activities (the host, or a worker process)."""
+    import asyncio
+    import os
+    await asyncio.sleep(delay)
+    return os.getpid()
+
+
+@app.orchestration_trigger(context_name="context")
+def pids(context: df.DurableOrchestrationContext):
+    return sorted(set((yield context.task_all([context.call_activity("whoami", 0.2) for _ in range(6)]))))
