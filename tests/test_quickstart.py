@@ -93,7 +93,7 @@ def test_make_run_serves_the_app_and_the_client_classifies_the_photos(
     result = subprocess.run(
         [str(VENV / "bin" / "classify"), "--base-url", base_url, "submit", str(shared_images_dir),
          "-m", "resnet18", "-m", "resnet50", "-k", "3"],
-        capture_output=True, text=True, timeout=300, cwd=checkout,
+        capture_output=True, text=True, timeout=300, cwd=checkout, env={**os.environ, "COLUMNS": "250"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for photo in shared_images_dir.glob("*.jpg"):
