@@ -205,10 +205,9 @@ class ManagementApi:
         operation: Any = getattr(self.ops, p["op"])
         try:
             await operation(p["id"], reason)
-        except NotFound as exc:
-            return error_response(404, str(exc))
         except OperationError as exc:
-            if p["op"] == "rewind":   # the SDK raises a plain-string body as the message
+            if p["op"] == "rewind" and not isinstance(exc, NotFound):
+                # the SDK raises a plain-string body as the message
                 return web.json_response(str(exc), status=exc.status)
             raise
         return web.Response(status=202)

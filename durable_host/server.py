@@ -16,7 +16,7 @@ from .engine import Engine
 from .http_triggers import HttpTriggers
 from .indexing import FunctionIndex, import_app, index_functions, IndexingError
 from .invoke import Invoker, default_thread_count
-from .management import ManagementApi, error_response
+from .management import ManagementApi
 from .operations import HubOperations
 from .store import Store
 from .urls import RPC_PATH, WEBHOOK_PATH, client_binding
@@ -124,5 +124,3 @@ async def serve(config: HostConfig, index: FunctionIndex) -> None:
     await host.stop()
     log.info("Host stopped.")
 
-
-__all__ = ["Host", "serve", "load_index", "error_response"]

@@ -144,3 +144,10 @@ def test_terminate_suspend_resume(api):
     assert body["runtimeStatus"] == "Terminated"
     assert body["output"] == "enough"
     assert body["customStatus"] == {"stage": "waiting"}
+
+
+def test_call_http(api):
+    body = api.run("http_call", f"{api.base}/api/text")
+    assert body["runtimeStatus"] == "Completed", body
+    assert body["output"]["statusCode"] == 200
+    assert body["output"]["content"] == "just a string"

@@ -309,3 +309,10 @@ async def whoami(delay: float) -> int:
 @app.orchestration_trigger(context_name="context")
 def pids(context: df.DurableOrchestrationContext):
     return sorted(set((yield context.task_all([context.call_activity("whoami", 0.2) for _ in range(6)]))))
+
+
+@app.orchestration_trigger(context_name="context")
+def http_call(context: df.DurableOrchestrationContext):
+    """context.call_http: the extension's built-in HTTP activity."""
+    response = yield context.call_http("GET", context.get_input())
+    return response
