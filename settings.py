@@ -27,6 +27,7 @@ class Settings:
     model_weights: Mapping[str, str]
     inference_precision: str
     inference_batch_size: int
+    dynamic_batch_max_wait_ms: float
     torch_num_threads: int
     model_prewarm: tuple[str, ...]
     max_images_per_task: int
@@ -99,6 +100,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         },
         inference_precision=precision,
         inference_batch_size=_int(env, "INFERENCE_BATCH_SIZE", 8, minimum=1),
+        dynamic_batch_max_wait_ms=_float(env, "DYNAMIC_BATCH_MAX_WAIT_MS", 5.0),
         torch_num_threads=_int(env, "TORCH_NUM_THREADS", 0),
         model_prewarm=prewarm,
         max_images_per_task=_int(env, "MAX_IMAGES_PER_TASK", 32, minimum=1),

@@ -16,8 +16,10 @@ from functools import lru_cache
 from typing import Any
 
 import azure.durable_functions as df
-from contracts import INFERENCE_ACTIVITY, ImagePredictions, InferenceInput, InferenceOutput
-from inference.cache import ModelCache, configure_torch_threads
+import torch
+from contracts import INFERENCE_ACTIVITY, ImagePredictions, InferenceInput, InferenceOutput, Prediction
+from inference.batcher import DynamicBatcher
+from inference.cache import LoadedModel, ModelCache, configure_torch_threads
 from inference.predict import classify, stack_crops
 from inference.tensor_io import decode_tensor
 from inference.weights import WeightsUnavailableError
@@ -33,6 +35,37 @@ def model_cache() -> ModelCache:
     settings = get_settings()
     configure_torch_threads(settings.torch_num_threads or None, None)
     return ModelCache(precision=settings.inference_precision)
+
+
+_batchers: dict[int, DynamicBatcher] = {}
+_batchers_lock = threading.Lock()
+
+
+def batcher_for(model: LoadedModel) -> DynamicBatcher:
+    """One batcher per loaded model and process: concurrent activities share its forward passes.
+
+    Activities run on a thread pool; without a batcher, four single-image activities would run four
+    forward passes at once and fight over the cores. Keyed by identity: cached models live as long as
+    the process.
+    """
+    with _batchers_lock:
+        batcher = _batchers.get(id(model))
+        if batcher is None:
+            settings = get_settings()
+            batcher = DynamicBatcher(
+                model,
+                max_batch_size=settings.inference_batch_size,
+                max_wait_ms=settings.dynamic_batch_max_wait_ms,
+            )
+            _batchers[id(model)] = batcher
+        return batcher
+
+
+def predict(model: LoadedModel, crops: torch.Tensor, top_k: int) -> list[list[Prediction]]:
+    """Through the dynamic batcher, or straight to the model when it is switched off."""
+    if get_settings().dynamic_batch_max_wait_ms > 0:
+        return batcher_for(model).classify(crops, top_k)
+    return classify(model, crops, top_k)
 
 
 def prewarm_in_background() -> None:
@@ -65,7 +98,7 @@ def infer(request: InferenceInput) -> InferenceOutput:
         return InferenceOutput(model=request.model, error=str(exc), started_at=started.isoformat())
     store = blob_store()
     crops = [decode_tensor(store.get(item.tensor_blob)) for item in request.items]
-    predictions = classify(model, stack_crops(model, crops), request.top_k)
+    predictions = predict(model, stack_crops(model, crops), request.top_k)
     return InferenceOutput(
         model=request.model,
         weights=model.weights.label,

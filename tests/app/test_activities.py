@@ -6,6 +6,7 @@ through torchvision's own weights API, so the reference below is what a user of 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -131,3 +132,27 @@ def test_persist_is_idempotent_and_drops_the_task_tensors(app_env: Path) -> None
     assert stored is not None and stored.task_id == first
     assert [r.label for r in stored.record.results] == ["tabby"]
     assert not store.exists(f"tensors/{TASK}/0-r256-c224-bilinear.u8")
+
+
+def test_concurrent_single_image_activities_share_forward_passes(
+    app_env: Path, shared_images_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DYNAMIC_BATCH_MAX_WAIT_MS", "200")
+    get_settings.cache_clear()
+    photos = sorted(shared_images_dir.glob("*.jpg"))
+    prepared = [preprocess(PreprocessInput(TASK, i, upload(p), ["resnet18"])) for i, p in enumerate(photos)]
+    requests = [InferenceInput(TASK, "resnet18", 3, [BatchItem(p.image_index, p.tensors["resnet18"])]) for p in prepared]
+    with ThreadPoolExecutor(len(requests)) as pool:
+        together = list(pool.map(infer, requests))
+    model = inference_activity.model_cache().get("resnet18", get_settings().weights_spec("resnet18"))
+    stats = inference_activity.batcher_for(model).stats()
+    assert stats.images == len(requests) and stats.batches < len(requests)
+    monkeypatch.setenv("DYNAMIC_BATCH_MAX_WAIT_MS", "0")
+    get_settings.cache_clear()
+    for request, result in zip(requests, together):
+        alone = infer(request).results[0]
+        assert result.results[0].image_index == alone.image_index
+        assert [p.class_index for p in result.results[0].top_k] == [p.class_index for p in alone.top_k]
+        assert [p.probability for p in result.results[0].top_k] == pytest.approx(
+            [p.probability for p in alone.top_k], abs=1e-5
+        )
