@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import azure.durable_functions as df
 import azure.functions as func
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.validation import RequestError, TaskSubmission, parse_submission, parse_wait
 from contracts import CLASSIFY_ORCHESTRATOR, ClassificationRequest, ImageSource
@@ -170,7 +171,11 @@ async def create_task(req: func.HttpRequest, client: df.DurableOrchestrationClie
 async def get_task_result(req: func.HttpRequest) -> func.HttpResponse:
     """The persisted result: outlives purged orchestration history, by instance id or TaskID."""
     ref = req.route_params.get("task_id", "")
-    stored = await asyncio.to_thread(load_task, database(), ref)
+    try:
+        stored = await asyncio.to_thread(load_task, database(), ref)
+    except SQLAlchemyError as exc:  # the database is down: say so, the client may retry
+        log.exception("could not read task %s", ref)
+        return json_response({"error": f"the results database is unavailable: {type(exc).__name__}"}, 503)
     if stored is None:
         return json_response(
             {
