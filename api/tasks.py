@@ -97,9 +97,18 @@ async def wait_for_result(
         interval = min(interval * 1.5, 0.5)
 
 
-async def _submit(
+class Rejected(Exception):
+    """A submission that gets an error response instead of an orchestration."""
+
+    def __init__(self, response: func.HttpResponse) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def submit(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
-) -> tuple[Optional[str], Optional[TaskSubmission], Optional[float], Optional[func.HttpResponse]]:
+) -> tuple[str, TaskSubmission, Optional[float]]:
+    """Validate, store uploads and start the orchestration: (instance id, submission, seconds to wait)."""
     settings = get_settings()
     try:
         submission = parse_submission(
@@ -107,54 +116,53 @@ async def _submit(
         )
         wait = parse_wait(req.params, settings)
     except RequestError as exc:
-        return None, None, None, json_response(exc.to_json(), 400)
+        raise Rejected(json_response(exc.to_json(), 400)) from None
     try:
         instance_id = await start_task(client, submission)
     except OSError as exc:  # blob storage unreachable: the client may retry later
         log.exception("could not store the uploaded image(s)")
-        return None, None, None, json_response({"error": f"image storage is unavailable: {exc}"}, 503)
-    return instance_id, submission, wait, None
+        raise Rejected(json_response({"error": f"image storage is unavailable: {exc}"}, 503)) from None
+    return instance_id, submission, wait
 
 
-def _finished_response(status: df.DurableOrchestrationStatus) -> func.HttpResponse:
+async def finished_within(
+    client: df.DurableOrchestrationClient, instance_id: str, wait: Optional[float]
+) -> Optional[func.HttpResponse]:
+    """Synchronous mode: 200 with the output if the task ends within ``wait`` seconds, else None."""
+    if not wait:
+        return None
+    status = await wait_for_result(client, instance_id, wait)
+    if status is None:
+        return None
     if status.runtime_status is df.OrchestrationRuntimeStatus.Completed:
         return json_response(status.output, 200)
     return json_response(
-        {
-            "task_id": status.instance_id,
-            "runtimeStatus": status.runtime_status.value,
-            "output": status.output,
-        },
-        200,
+        {"task_id": instance_id, "runtimeStatus": status.runtime_status.value, "output": status.output}, 200
     )
 
 
 @bp.route(route="tasks", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 async def submit_task(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    instance_id, _, wait, error = await _submit(req, client)
-    if error is not None:
-        return error
-    assert instance_id is not None
-    if wait:
-        status = await wait_for_result(client, instance_id, wait)
-        if status is not None:
-            return _finished_response(status)
-    return client.create_check_status_response(req, instance_id)
+    try:
+        instance_id, _, wait = await submit(req, client)
+    except Rejected as rejected:
+        return rejected.response
+    finished = await finished_within(client, instance_id, wait)
+    return finished or client.create_check_status_response(req, instance_id)
 
 
 @bp.route(route="create_task", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 async def create_task(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """The older API: same orchestration, answered in the older shape plus the management URLs."""
-    instance_id, submission, wait, error = await _submit(req, client)
-    if error is not None:
-        return error
-    assert instance_id is not None and submission is not None
-    if wait:
-        status = await wait_for_result(client, instance_id, wait)
-        if status is not None:
-            return _finished_response(status)
+    try:
+        instance_id, submission, wait = await submit(req, client)
+    except Rejected as rejected:
+        return rejected.response
+    finished = await finished_within(client, instance_id, wait)
+    if finished is not None:
+        return finished
     payload = client.create_check_status_response(req, instance_id)
     urls = json.loads(payload.get_body())
     body = {
