@@ -177,3 +177,19 @@ def test_canonical_spec_equivalences(tmp_path: Path) -> None:
 def test_invalid_specs(model: str, spec: str, match: str) -> None:
     with pytest.raises(InvalidWeightsSpecError, match=match):
         resolve_weights(model, spec)
+
+
+def test_check_file_false_describes_preprocessing_without_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preprocess step must work (and agree with inference) even where the weights file is missing."""
+    full = {spec: resolve_weights("resnet50", spec, allow_download=False) for spec in ("IMAGENET1K_V1", "DEFAULT")}
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    for spec, weights in full.items():
+        light = resolve_weights("resnet50", spec, allow_download=False, check_file=False)
+        assert light.sha256 is None and "file not checked" in light.label
+        assert (light.transform_key, light.mean, light.std, light.categories) == (
+            weights.transform_key, weights.mean, weights.std, weights.categories
+        )
+    absent = resolve_weights("resnet50", f"file:{tmp_path}/absent.pth#IMAGENET1K_V1", check_file=False)
+    assert absent.transform_key == "r256-c224-bilinear"
