@@ -15,27 +15,9 @@ import torch
 
 from inference.cache import ModelCache
 
-from .checkpoints import discriminative_state_dict
 
-#: (model, torchvision weights name) -> (canonical file name, seed of the random checkpoint saved under it)
-CANONICAL_FILES: dict[tuple[str, str], tuple[str, int]] = {
-    ("resnet18", "IMAGENET1K_V1"): ("resnet18-f37072fd.pth", 18),
-    ("resnet50", "IMAGENET1K_V1"): ("resnet50-0676ba61.pth", 50),
-    ("resnet50", "IMAGENET1K_V2"): ("resnet50-11ad3fa6.pth", 51),
-}
 MAX_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
-@pytest.fixture(scope="session")
-def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TORCH_HOME whose hub/checkpoints holds seeded checkpoints under the canonical file names."""
-    home = tmp_path_factory.mktemp("torch_home")
-    folder = home / "hub" / "checkpoints"
-    folder.mkdir(parents=True)
-    for (model, _), (file_name, seed) in CANONICAL_FILES.items():
-        torch.save(discriminative_state_dict(model, seed), folder / file_name)
-    return home
-
-
 @pytest.fixture(scope="package", autouse=True)
 def _torch_home_env(torch_home: Path) -> Iterator[None]:
     """TORCH_HOME points at the seeded checkpoints for every test of this package (and only this package:

@@ -15,7 +15,9 @@ from inference.predict import classify, logits, stack_crops, top_k
 from inference.preprocess import crop_uint8, decode_image, normalise
 from inference.tensor_io import decode_tensor, encode_tensor
 
-from .conftest import CANONICAL_FILES, MAX_BYTES, MAX_PIXELS
+from tests.fixtures.checkpoints import CANONICAL_FILES
+
+from .conftest import MAX_BYTES, MAX_PIXELS
 
 #: fp32 tolerance on logits, relative to their largest magnitude (~15 here). oneDNN picks different
 #: convolution kernels (different summation orders) for batch 1 and batch 5 and for either memory layout;

@@ -15,7 +15,9 @@ from inference.errors import InvalidImageError
 from inference.preprocess import crop_uint8, decode_image, normalise
 from inference.weights import ResolvedWeights, resolve_weights
 
-from .conftest import CANONICAL_FILES, MAX_BYTES, MAX_PIXELS
+from tests.fixtures.checkpoints import CANONICAL_FILES
+
+from .conftest import MAX_BYTES, MAX_PIXELS
 
 
 def _decode(data: bytes, **limits: int) -> Image.Image:

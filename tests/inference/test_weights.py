@@ -11,7 +11,7 @@ import torch
 from inference.errors import InvalidCheckpointError, InvalidWeightsSpecError, WeightsUnavailableError
 from inference.weights import DOWNLOAD_SOCKET_TIMEOUT_S, canonical_spec, create_model, resolve_weights
 
-from .conftest import CANONICAL_FILES
+from tests.fixtures.checkpoints import CANONICAL_FILES
 
 
 def _params_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
