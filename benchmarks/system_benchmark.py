@@ -204,6 +204,7 @@ def main() -> None:
             store.put(f"bench/{photo.name}", photo.read_bytes())
             blobs.append(f"bench/{photo.name}")
         env = {
+            "DYNAMIC_BATCH_MAX_WAIT_MS": "5",
             "BLOB_LOCAL_ROOT": str(Path(tmp) / "blobs"),
             "SQL_CONNECTION_STRING": f"sqlite:///{tmp}/results.db",
             "MODEL_WEIGHTS_RESNET18": "random:0",
@@ -236,6 +237,20 @@ def main() -> None:
                         flush=True,
                     )
 
+        # the same many-single-image load with dynamic batching switched off, on a fresh host
+        env["DYNAMIC_BATCH_MAX_WAIT_MS"] = "0"
+        with HostProcess(REPO_ROOT, env=env, hub_dir=Path(tmp) / "hub-unbatched") as host:
+            polite = Client(host.base_url, poll_interval=0.02)
+            polite.run_task(blobs[:1], args.model)
+            unbatched = load_phase(polite, blobs, args.model, 1, 16, 32 * scale)
+        batched = next(p for p in load if p["task_size"] == 1 and p["concurrency"] == 16)
+        print(
+            f"1-image tasks x16 without dynamic batching: {unbatched['images_per_s']:.1f} images/s, "
+            f"p50 {unbatched['latency_p50_ms']:.0f} ms (with: {batched['images_per_s']:.1f} images/s, "
+            f"p50 {batched['latency_p50_ms']:.0f} ms)",
+            flush=True,
+        )
+
     best8 = max(p["images_per_s"] for p in load if p["task_size"] == 8)
     report = {
         "model": args.model,
@@ -249,6 +264,8 @@ def main() -> None:
             "visible_after_p95_ms": percentile([r["visible_after_ms"] for r in single], 0.95),
         },
         "load": load,
+        "unbatched_1_image_x16": {k: v for k, v in unbatched.items() if k != "latencies_ms"},
+        "dynamic_batching_gain_1_image_x16": batched["images_per_s"] / unbatched["images_per_s"],
         "ratio_8_image_tasks": best8 / raw[args.model],
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -264,6 +281,8 @@ def main() -> None:
     print(f"| 1-image task latency p50 (alone) | {s['latency_p50_ms']:.1f} ms |")
     print(f"| orchestration overhead p50 / p95 (1-image tasks) | {s['overhead_p50_ms']:.1f} / {s['overhead_p95_ms']:.1f} ms |")
     print(f"| Completed visible after last activity p50 / p95 | {s['visible_after_p50_ms']:.1f} / {s['visible_after_p95_ms']:.1f} ms |")
+    print(f"| dynamic batching gain, 1-image tasks x16 | {report['dynamic_batching_gain_1_image_x16']:.2f}x "
+          f"({unbatched['images_per_s']:.1f} -> {batched['images_per_s']:.1f} images/s) |")
     for p in load:
         print(f"| {p['task_size']}-image tasks x{p['concurrency']} | {p['images_per_s']:.1f} images/s, "
               f"p50/p95/p99 {p['latency_p50_ms']:.0f}/{p['latency_p95_ms']:.0f}/{p['latency_p99_ms']:.0f} ms |")
