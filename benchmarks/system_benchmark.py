@@ -224,7 +224,7 @@ def main() -> None:
                 "after the last activity",
                 flush=True,
             )
-            polite = Client(host.base_url, poll_interval=0.02)
+            polite = Client(host.base_url, poll_interval=0.05)
             load = []
             for task_size, levels, tasks in ((1, (1, 4, 16, 32), 32 * scale), (8, (1, 2, 4, 8), 8 * scale)):
                 for concurrency in levels:
@@ -240,7 +240,7 @@ def main() -> None:
         # the same many-single-image load with dynamic batching switched off, on a fresh host
         env["DYNAMIC_BATCH_MAX_WAIT_MS"] = "0"
         with HostProcess(REPO_ROOT, env=env, hub_dir=Path(tmp) / "hub-unbatched") as host:
-            polite = Client(host.base_url, poll_interval=0.02)
+            polite = Client(host.base_url, poll_interval=0.05)
             polite.run_task(blobs[:1], args.model)
             unbatched = load_phase(polite, blobs, args.model, 1, 16, 32 * scale)
         batched = next(p for p in load if p["task_size"] == 1 and p["concurrency"] == 16)
