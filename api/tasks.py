@@ -85,7 +85,7 @@ async def wait_for_result(
 ) -> Optional[df.DurableOrchestrationStatus]:
     """Poll until the orchestration ends or ``seconds`` pass; short intervals first for small tasks."""
     deadline = time.monotonic() + seconds
-    interval = 0.02
+    interval = 0.01
     while True:
         status = await client.get_status(instance_id)
         if status and status.runtime_status in TERMINAL:
@@ -94,7 +94,7 @@ async def wait_for_result(
         if remaining <= 0:
             return None
         await asyncio.sleep(min(interval, remaining))
-        interval = min(interval * 1.5, 0.5)
+        interval = min(interval * 1.5, 0.1)
 
 
 class Rejected(Exception):
