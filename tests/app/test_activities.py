@@ -30,6 +30,7 @@ from contracts import (
 )
 from settings import get_settings
 from storage.results import load_task
+from tests.fixtures.azurite import Azurite
 from tests.fixtures.checkpoints import reference_logits
 
 TASK = "activities-task"
@@ -156,3 +157,26 @@ def test_concurrent_single_image_activities_share_forward_passes(
         assert [p.probability for p in result.results[0].top_k] == pytest.approx(
             [p.probability for p in alone.top_k], abs=1e-5
         )
+
+
+def test_activities_against_azure_blob_storage(
+    app_env: Path, azurite: Azurite, shared_images_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same activities with the Azure SDK store, against a real Azurite."""
+    monkeypatch.setenv("BLOB_CONNECTION_STRING", azurite.connection_string)
+    get_settings.cache_clear()
+    services.blob_store.cache_clear()
+    photo = sorted(shared_images_dir.glob("*.jpg"))[0]
+    prepared = preprocess(PreprocessInput(TASK, 0, upload(photo), ["resnet18"]))
+    assert prepared.error is None
+    tensor = prepared.tensors["resnet18"]
+    assert services.blob_store().exists(tensor)
+    result = infer(InferenceInput(TASK, "resnet18", 3, [BatchItem(0, tensor)]))
+    assert result.error is None and len(result.results[0].top_k) == 3
+    record = TaskRecord(
+        instance_id=TASK, models=["resnet18"], status="Completed", submitted_at="2026-01-01T00:00:00+00:00",
+        processing_started_at=None, processing_finished_at=None, completed_at="2026-01-01T00:00:03+00:00",
+        image_count=1, error=None, results=[],
+    )
+    persist(record)
+    assert not services.blob_store().exists(tensor)
