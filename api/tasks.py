@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -141,28 +141,32 @@ async def finished_within(
     )
 
 
-@bp.route(route="tasks", methods=["POST"])
-@bp.durable_client_input(client_name="client")
-async def submit_task(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    try:
-        instance_id, _, wait = await submit(req, client)
-    except Rejected as rejected:
-        return rejected.response
-    finished = await finished_within(client, instance_id, wait)
-    return finished or client.create_check_status_response(req, instance_id)
-
-
-@bp.route(route="create_task", methods=["POST"])
-@bp.durable_client_input(client_name="client")
-async def create_task(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    """The older API: same orchestration, answered in the older shape plus the management URLs."""
+async def handle_submission(
+    req: func.HttpRequest,
+    client: df.DurableOrchestrationClient,
+    accepted: Callable[[str, TaskSubmission], func.HttpResponse],
+) -> func.HttpResponse:
+    """400/503 for a rejected submission, the result in synchronous mode, else ``accepted(...)``."""
     try:
         instance_id, submission, wait = await submit(req, client)
     except Rejected as rejected:
         return rejected.response
     finished = await finished_within(client, instance_id, wait)
-    if finished is not None:
-        return finished
+    return finished or accepted(instance_id, submission)
+
+
+@bp.route(route="tasks", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def submit_task(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await handle_submission(
+        req, client, lambda instance_id, _: client.create_check_status_response(req, instance_id)
+    )
+
+
+def legacy_accepted(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, instance_id: str, submission: TaskSubmission
+) -> func.HttpResponse:
+    """The older API's answer: its own fields plus the management URLs."""
     payload = client.create_check_status_response(req, instance_id)
     urls = json.loads(payload.get_body())
     body = {
@@ -173,6 +177,15 @@ async def create_task(req: func.HttpRequest, client: df.DurableOrchestrationClie
         **urls,
     }
     return json_response(body, 202, {"Location": urls["statusQueryGetUri"], "Retry-After": "10"})
+
+
+@bp.route(route="create_task", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def create_task(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """The older API: the same orchestration, answered in the older shape."""
+    return await handle_submission(
+        req, client, lambda instance_id, submission: legacy_accepted(req, client, instance_id, submission)
+    )
 
 
 @bp.route(route="tasks/{task_id}", methods=["GET"])
