@@ -27,6 +27,7 @@ class Settings:
     tensor_container: str
     sql_connection_string: str
     model_weights: Mapping[str, str]
+    checkpoint_cache_dir: str
     inference_precision: str
     inference_batch_size: int
     dynamic_batch_max_wait_ms: float
@@ -95,6 +96,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
             model: env.get(f"MODEL_WEIGHTS_{model.upper()}", "").strip() or DEFAULT_WEIGHTS[model]
             for model in SUPPORTED_MODELS
         },
+        checkpoint_cache_dir=env.get("CHECKPOINT_CACHE_DIR", "").strip() or ".localdata/checkpoints",
         inference_precision=precision,
         inference_batch_size=_int(env, "INFERENCE_BATCH_SIZE", 8, minimum=1),
         dynamic_batch_max_wait_ms=_float(env, "DYNAMIC_BATCH_MAX_WAIT_MS", 5.0),

@@ -17,6 +17,7 @@ from typing import Any
 
 import azure.durable_functions as df
 import torch
+from activities.checkpoints import fetch_checkpoint
 from contracts import INFERENCE_ACTIVITY, ImagePredictions, InferenceInput, InferenceOutput, Prediction
 from inference.batcher import DynamicBatcher
 from inference.cache import LoadedModel, ModelCache, configure_torch_threads
@@ -35,6 +36,12 @@ def model_cache() -> ModelCache:
     settings = get_settings()
     configure_torch_threads(settings.torch_num_threads or None, None)
     return ModelCache(precision=settings.inference_precision)
+
+
+def load(model: str) -> LoadedModel:
+    """The cached model with its configured weights (a blob-named checkpoint is fetched first)."""
+    spec = fetch_checkpoint(get_settings().weights_spec(model), blob_store())
+    return model_cache().get(model, spec)
 
 
 _batchers: dict[int, DynamicBatcher] = {}
@@ -77,23 +84,22 @@ def prewarm_in_background() -> None:
     if not settings.model_prewarm:
         return
 
-    def load() -> None:
+    def load_all() -> None:
         for name in settings.model_prewarm:
             try:
-                model = model_cache().get(name, settings.weights_spec(name))
+                model = load(name)
                 log.info("prewarmed %s with %s in %.0f ms", name, model.weights.label, model.load_ms)
             except Exception:  # noqa: BLE001 - reported, and reported again by the first task
                 log.exception("could not prewarm %s", name)
 
-    threading.Thread(target=load, name="model-prewarm", daemon=True).start()
+    threading.Thread(target=load_all, name="model-prewarm", daemon=True).start()
 
 
 def infer(request: InferenceInput) -> InferenceOutput:
-    settings = get_settings()
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     try:
-        model = model_cache().get(request.model, settings.weights_spec(request.model))
+        model = load(request.model)
     except WeightsUnavailableError as exc:
         return InferenceOutput(model=request.model, error=str(exc), started_at=started.isoformat())
     store = blob_store()

@@ -17,6 +17,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from contracts import PREPROCESS_ACTIVITY, PreprocessInput, PreprocessOutput
+from activities.checkpoints import as_file_spec
 from activities.sources import ImageSourceError, read_image_bytes
 from inference.preprocess import InvalidImageError, crop_uint8, decode_image
 from inference.tensor_io import encode_tensor
@@ -31,7 +32,7 @@ bp = df.Blueprint()
 def preprocessing_weights(model: str, spec: str) -> ResolvedWeights:
     """The weights' transform, without reading the weights file: preprocessing never needs the file,
     so an image is not failed because a model's weights are missing (inference reports that)."""
-    return resolve_weights(model, spec, check_file=False)
+    return resolve_weights(model, as_file_spec(spec), check_file=False)
 
 
 def tensor_blob_name(container: str, task_id: str, image_index: int, transform_key: str) -> str:

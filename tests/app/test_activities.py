@@ -180,3 +180,26 @@ def test_activities_against_azure_blob_storage(
     )
     persist(record)
     assert not services.blob_store().exists(tensor)
+
+
+def test_checkpoint_named_as_a_blob_is_fetched_once_and_labelled(
+    app_env: Path, torch_home: Path, shared_images_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = (torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth").read_bytes()
+    services.blob_store().put("models/finetuned-r18.pth", checkpoint)
+    monkeypatch.setenv("MODEL_WEIGHTS_RESNET18", "blob:models/finetuned-r18.pth#IMAGENET1K_V1")
+    monkeypatch.setenv("CHECKPOINT_CACHE_DIR", str(app_env / "checkpoints"))
+    get_settings.cache_clear()
+    photo = sorted(shared_images_dir.glob("*.jpg"))[0]
+    prepared = preprocess(PreprocessInput(TASK, 0, upload(photo), ["resnet18"]))
+    result = infer(InferenceInput(TASK, "resnet18", 3, [BatchItem(0, prepared.tensors["resnet18"])]))
+    local = app_env / "checkpoints" / "models" / "finetuned-r18.pth"
+    assert result.error is None and local.read_bytes() == checkpoint
+    assert f"checkpoint {local}" in (result.weights or "")
+    expected = torch.softmax(reference_logits("resnet18", "IMAGENET1K_V1", [photo]), dim=1).topk(3).indices[0]
+    assert [p.class_index for p in result.results[0].top_k] == expected.tolist()
+
+    monkeypatch.setenv("MODEL_WEIGHTS_RESNET18", "blob:models/missing.pth")
+    get_settings.cache_clear()
+    missing = infer(InferenceInput(TASK, "resnet18", 3, [BatchItem(0, prepared.tensors["resnet18"])]))
+    assert "models/missing.pth" in (missing.error or "") and "MODEL_WEIGHTS_" in (missing.error or "")
