@@ -6,6 +6,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# Activities run in this many worker processes, each with its share of the cores (see README).
+FUNCTIONS_WORKER_PROCESS_COUNT ?= 2
+export FUNCTIONS_WORKER_PROCESS_COUNT
+
 .PHONY: setup run test
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml

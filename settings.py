@@ -31,7 +31,7 @@ class Settings:
     inference_precision: str
     inference_batch_size: int
     dynamic_batch_max_wait_ms: float
-    torch_num_threads: int
+    torch_num_threads: int  # intra-op threads per worker process
     model_prewarm: tuple[str, ...]
     max_images_per_task: int
     max_image_bytes: int
@@ -73,6 +73,16 @@ def _list(env: Mapping[str, str], name: str, default: str = "") -> tuple[str, ..
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def default_torch_threads(env: Mapping[str, str]) -> int:
+    """The cores shared out between worker processes, so parallel activities do not oversubscribe.
+
+    Azure (and the local host) run ``FUNCTIONS_WORKER_PROCESS_COUNT`` Python processes; each runs its own
+    forward passes, so each gets its share of the cores rather than all of them.
+    """
+    workers = _int(env, "FUNCTIONS_WORKER_PROCESS_COUNT", 1, minimum=1)
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def settings_from(env: Mapping[str, str]) -> Settings:
     """Build settings from a mapping (``os.environ`` in the app, a dict in tests)."""
     from inference.catalog import DEFAULT_WEIGHTS, SUPPORTED_MODELS, normalise_model_name
@@ -100,7 +110,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         inference_precision=precision,
         inference_batch_size=_int(env, "INFERENCE_BATCH_SIZE", 8, minimum=1),
         dynamic_batch_max_wait_ms=_float(env, "DYNAMIC_BATCH_MAX_WAIT_MS", 5.0),
-        torch_num_threads=_int(env, "TORCH_NUM_THREADS", 0),
+        torch_num_threads=_int(env, "TORCH_NUM_THREADS", 0) or default_torch_threads(env),
         model_prewarm=prewarm,
         max_images_per_task=_int(env, "MAX_IMAGES_PER_TASK", 32, minimum=1),
         max_image_bytes=_int(env, "MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1),

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1)
 def model_cache() -> ModelCache:
     settings = get_settings()
-    configure_torch_threads(settings.torch_num_threads or None, None)
+    configure_torch_threads(settings.torch_num_threads, None)
     return ModelCache(precision=settings.inference_precision)
 
 

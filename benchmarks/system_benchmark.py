@@ -204,6 +204,7 @@ def main() -> None:
             store.put(f"bench/{photo.name}", photo.read_bytes())
             blobs.append(f"bench/{photo.name}")
         env = {
+            "FUNCTIONS_WORKER_PROCESS_COUNT": os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "2"),  # as make run
             "DYNAMIC_BATCH_MAX_WAIT_MS": "5",
             "BLOB_LOCAL_ROOT": str(Path(tmp) / "blobs"),
             "SQL_CONNECTION_STRING": f"sqlite:///{tmp}/results.db",

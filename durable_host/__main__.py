@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 from . import logs
 from .config import build_config, load_local_settings
@@ -36,10 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup(args.log_level)
     app_dir = os.path.abspath(args.app_dir)
-    load_local_settings(__import__("pathlib").Path(app_dir))
+    load_local_settings(Path(app_dir))
     try:
         config = build_config(app_dir, host=args.host, port=args.port, hub_dir=args.hub_dir,
                               workers=args.workers)
+        # as on Azure, the app (and every worker process) sees how many worker processes there are
+        os.environ["FUNCTIONS_WORKER_PROCESS_COUNT"] = str(config.workers)
         index = load_index(config)
     except (FileNotFoundError, IndexingError, ValueError) as exc:
         print(f"durable_host: cannot start: {exc}", file=sys.stderr, flush=True)

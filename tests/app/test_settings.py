@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from settings import SettingsError, settings_from
@@ -14,6 +16,14 @@ def test_defaults_work_without_any_variable() -> None:
     assert settings.model_weights == {"resnet18": "IMAGENET1K_V1", "resnet50": "IMAGENET1K_V2"}
     assert settings.model_prewarm == ("resnet18", "resnet50")
     assert settings.inference_batch_size == 8 and settings.dynamic_batch_max_wait_ms == 5.0
+    assert settings.torch_num_threads == (os.cpu_count() or 1)
+
+
+def test_worker_processes_share_the_cores() -> None:
+    cores = os.cpu_count() or 1
+    assert settings_from({"FUNCTIONS_WORKER_PROCESS_COUNT": "2"}).torch_num_threads == max(1, cores // 2)
+    assert settings_from({"FUNCTIONS_WORKER_PROCESS_COUNT": str(cores * 4)}).torch_num_threads == 1
+    assert settings_from({"FUNCTIONS_WORKER_PROCESS_COUNT": "2", "TORCH_NUM_THREADS": "3"}).torch_num_threads == 3
 
 
 def test_values_are_parsed() -> None:
