@@ -6,10 +6,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# Activities run in this many worker processes, each with its share of the cores (see README).
-FUNCTIONS_WORKER_PROCESS_COUNT ?= 2
-export FUNCTIONS_WORKER_PROCESS_COUNT
-
 .PHONY: setup run test
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -25,6 +21,8 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(STAMP)
 
+# `make run` runs activities in two worker processes, each with its share of the cores (see README).
+run: export FUNCTIONS_WORKER_PROCESS_COUNT ?= 2
 run: setup
 	$(PY) -m durable_host --app-dir .
 

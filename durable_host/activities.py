@@ -10,12 +10,16 @@ what is durable and when.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 import traceback
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -108,11 +112,139 @@ def _run_in_worker(name: str, input_text: str | None) -> Outcome:
         return failure(info.name, exc)
 
 
-def process_pool(workers: int, app_dir: Path, script_file: str) -> ProcessPoolExecutor:
-    """``spawn``ed workers: forking a process that runs threads (and maybe torch) is unsafe."""
-    level = logging.getLevelName(logging.getLogger().level)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(str(app_dir), script_file, level))
+def worker_threads() -> int:
+    """Threads per worker process: ``PYTHON_THREADPOOL_THREAD_COUNT``, else the Python worker's default."""
+    configured = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "").strip()
+    return max(1, int(configured)) if configured.isdigit() else min(32, (os.cpu_count() or 1) + 4)
+
+
+def _worker_main(app_dir: str, script_file: str, log_level: str, threads: int,
+                 connection: "multiprocessing.connection.Connection") -> None:
+    """A worker process: import the app, then run activities on a thread pool, as the Python worker does.
+
+    Requests and results travel over this process's own pipe: a process that dies can then break only
+    its own pipe, never a lock shared with the other workers.
+    """
+    _init_worker(app_dir, script_file, log_level)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="activity")
+    sending = threading.Lock()
+
+    def run(request_id: int, name: str, input_text: str | None) -> None:
+        outcome = _run_in_worker(name, input_text)
+        with sending:
+            connection.send((request_id, outcome))
+
+    while True:
+        try:
+            request = connection.recv()
+        except EOFError:  # the host went away
+            break
+        if request is None:
+            break
+        pool.submit(run, *request)
+    pool.shutdown(wait=True)
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    connection: "multiprocessing.connection.Connection"
+    running: set[int]
+
+
+class WorkerProcesses:
+    """``FUNCTIONS_WORKER_PROCESS_COUNT`` spawned processes, each running several activities at once.
+
+    ``spawn``, not ``fork``: forking a process that runs threads (and maybe torch) is unsafe. Requests go
+    to the least busy process with a free thread, else wait here. A process that dies is replaced and the
+    activities it was running fail (retryable, like a worker crash on Azure).
+    """
+
+    def __init__(self, workers: int, app_dir: Path, script_file: str) -> None:
+        self._context = multiprocessing.get_context("spawn")
+        self._threads = worker_threads()
+        self._args = (str(app_dir), script_file, logging.getLevelName(logging.getLogger().level), self._threads)
+        self._workers = [self._spawn() for _ in range(workers)]
+        self._pending: dict[int, asyncio.Future[Outcome]] = {}
+        self._requests: dict[int, tuple[int, str, str | None]] = {}
+        self._waiting: deque[int] = deque()
+        self._ids = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader = threading.Thread(target=self._read, name="worker-results", daemon=True)
+        self._closing = False
+
+    def _spawn(self) -> _Worker:
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(target=_worker_main, args=(*self._args, theirs), daemon=True)
+        process.start()
+        theirs.close()
+        return _Worker(process, ours, set())
+
+    async def run(self, name: str, input_text: str | None) -> Outcome:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._reader.start()
+        request_id = next(self._ids)
+        future: asyncio.Future[Outcome] = self._loop.create_future()
+        self._pending[request_id] = future
+        self._requests[request_id] = (request_id, name, input_text)
+        self._waiting.append(request_id)
+        self._dispatch()
+        return await future
+
+    def _dispatch(self) -> None:
+        while self._waiting:
+            worker = min(self._workers, key=lambda w: len(w.running))
+            if len(worker.running) >= self._threads:
+                return
+            request_id = self._waiting.popleft()
+            worker.running.add(request_id)
+            worker.connection.send(self._requests[request_id])
+
+    def _read(self) -> None:
+        """Reader thread: hand results (and broken pipes of dead processes) to the event loop."""
+        assert self._loop is not None
+        while not self._closing:
+            connections = {w.connection: w for w in self._workers}
+            for ready in multiprocessing.connection.wait(list(connections), timeout=1.0):
+                worker = connections[ready]
+                try:
+                    request_id, outcome = ready.recv()
+                except (EOFError, OSError):
+                    self._loop.call_soon_threadsafe(self._replace, worker)
+                    continue
+                self._loop.call_soon_threadsafe(self._settle, worker, request_id, outcome)
+
+    def _settle(self, worker: _Worker, request_id: int, outcome: Outcome) -> None:
+        worker.running.discard(request_id)
+        self._requests.pop(request_id, None)
+        future = self._pending.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_result(outcome)
+        self._dispatch()
+
+    def _replace(self, worker: _Worker) -> None:
+        if self._closing or worker not in self._workers:
+            return
+        worker.connection.close()
+        self._workers[self._workers.index(worker)] = self._spawn()
+        pid = worker.process.pid
+        log.error("worker process %s exited; replaced (%d activities failed)", pid, len(worker.running))
+        for request_id in list(worker.running):
+            self._settle(worker, request_id,
+                         Outcome(False, reason=f"worker process {pid} exited while running the activity"))
+
+    def shutdown(self) -> None:
+        self._closing = True
+        for worker in self._workers:
+            try:
+                worker.connection.send(None)
+            except OSError:
+                pass
+        for worker in self._workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.terminate()
 
 
 # ---------------------------------------------------------------- dispatcher
@@ -123,7 +255,7 @@ class ActivityDispatcher:
 
     def __init__(self, index: FunctionIndex, invoker: Invoker, concurrency: int,
                  on_done: Callable[[WorkItem, Outcome], None],
-                 processes: ProcessPoolExecutor | None = None):
+                 processes: WorkerProcesses | None = None):
         self.index = index
         self.invoker = invoker
         self.concurrency = concurrency
@@ -141,7 +273,7 @@ class ActivityDispatcher:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         if self.processes is not None:
-            self.processes.shutdown(wait=False, cancel_futures=True)
+            await asyncio.to_thread(self.processes.shutdown)
 
     def submit(self, item: WorkItem) -> None:
         self._queue.append(item)
@@ -161,11 +293,7 @@ class ActivityDispatcher:
             from .durable_http import call_http
             return await call_http(item.input)
         if self.processes is not None:
-            loop = asyncio.get_running_loop()
-            try:
-                return await loop.run_in_executor(self.processes, _run_in_worker, item.name, item.input)
-            except Exception as exc:  # noqa: BLE001 - e.g. a worker process died: retryable failure
-                return failure(item.name, exc)
+            return await self.processes.run(item.name, item.input)
         info = self.index.activity(item.name)
         if info is None:
             return missing(item.name)

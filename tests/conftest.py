@@ -9,8 +9,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Tests load models when they need them; hosts they start inherit this unless a test sets it.
+# Tests load models when they need them, and run activities in the host process unless a test asks for
+# worker processes; hosts they start inherit this environment.
 os.environ.setdefault("MODEL_PREWARM", "")
+os.environ.pop("FUNCTIONS_WORKER_PROCESS_COUNT", None)
 
 pytest_plugins = ["tests.fixtures.azurite", "tests.fixtures.checkpoints"]
 

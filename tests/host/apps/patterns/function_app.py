@@ -306,6 +306,37 @@ async def whoami(delay: float) -> int:
     return os.getpid()
 
 
+@app.activity_trigger(input_name="seconds")
+def busy_interval(seconds: float) -> list:
+    """Sleeps in a sync activity; returns (pid, start, end) so tests can see what overlapped."""
+    import os
+    import time
+    start = time.time()
+    time.sleep(seconds)
+    return [os.getpid(), start, time.time()]
+
+
+@app.orchestration_trigger(context_name="context")
+def intervals(context: df.DurableOrchestrationContext):
+    return (yield context.task_all([context.call_activity("busy_interval", 0.3) for _ in range(6)]))
+
+
+@app.activity_trigger(input_name="marker")
+def exit_once(marker: str) -> str:
+    """Kills its worker process the first time (only ever run with --workers), then succeeds."""
+    import os
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return "survived"
+
+
+@app.orchestration_trigger(context_name="context")
+def crash_worker(context: df.DurableOrchestrationContext):
+    options = df.RetryOptions(first_retry_interval_in_milliseconds=100, max_number_of_attempts=2)
+    return (yield context.call_activity_with_retry("exit_once", options, context.get_input()))
+
+
 @app.orchestration_trigger(context_name="context")
 def pids(context: df.DurableOrchestrationContext):
     return sorted(set((yield context.task_all([context.call_activity("whoami", 0.2) for _ in range(6)]))))
