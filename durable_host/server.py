@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from .activities import ActivityDispatcher, process_pool
+from .activities import ActivityDispatcher, WorkerProcesses
 from .config import HostConfig
 from .engine import Engine
 from .http_triggers import HttpTriggers
@@ -72,7 +72,7 @@ class Host:
         self.store.start(loop)
         processes = None
         if self.config.workers > 1:
-            processes = process_pool(self.config.workers, self.config.app_dir, self.config.script_file)
+            processes = WorkerProcesses(self.config.workers, self.config.app_dir, self.config.script_file)
         self.engine.activities = ActivityDispatcher(self.index, self.invoker,
                                                     self.config.max_activities,
                                                     self.engine.on_activity_done, processes)

@@ -77,12 +77,13 @@ def running_app(checkout: Path, test_checkpoints: dict[str, Path]) -> Iterator[t
             time.sleep(0.25)
         yield base_url, log.read_text().splitlines()
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def test_make_run_serves_the_app_and_the_client_classifies_the_photos(
