@@ -205,12 +205,14 @@ class WorkerProcesses:
         """Reader thread: hand results (and broken pipes of dead processes) to the event loop."""
         assert self._loop is not None
         while not self._closing:
-            connections = {w.connection: w for w in self._workers}
+            # only this thread closes connections, so the snapshot never holds one closed under it
+            connections = {w.connection: w for w in list(self._workers) if not w.connection.closed}
             for ready in multiprocessing.connection.wait(list(connections), timeout=1.0):
                 worker = connections[ready]
                 try:
                     request_id, outcome = ready.recv()
                 except (EOFError, OSError):
+                    ready.close()
                     self._loop.call_soon_threadsafe(self._replace, worker)
                     continue
                 self._loop.call_soon_threadsafe(self._settle, worker, request_id, outcome)
@@ -226,7 +228,6 @@ class WorkerProcesses:
     def _replace(self, worker: _Worker) -> None:
         if self._closing or worker not in self._workers:
             return
-        worker.connection.close()
         self._workers[self._workers.index(worker)] = self._spawn()
         pid = worker.process.pid
         log.error("worker process %s exited; replaced (%d activities failed)", pid, len(worker.running))
