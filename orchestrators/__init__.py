@@ -1,0 +1,1 @@
+"""The classification orchestration and the pure decisions it makes."""
