@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import sqlalchemy
+
 from settings import get_settings
 from storage.blobs import BlobStore, open_blob_store
 from storage.database import ensure_schema, get_engine
-
-import sqlalchemy
 
 
 @lru_cache(maxsize=1)

@@ -17,6 +17,7 @@ from typing import Any
 
 import azure.durable_functions as df
 import torch
+
 from activities.checkpoints import fetch_checkpoint
 from contracts import INFERENCE_ACTIVITY, ImagePredictions, InferenceInput, InferenceOutput, Prediction
 from inference.batcher import DynamicBatcher
