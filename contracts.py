@@ -29,9 +29,9 @@ class _Json:
     @classmethod
     def from_json(cls: type[T], data: dict[str, Any]) -> T:
         kwargs: dict[str, Any] = {}
-        hints = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         for name, value in data.items():
-            if name not in hints:
+            if name not in known:
                 continue
             nested = _NESTED.get((cls.__name__, name))
             if nested is not None and value is not None:

@@ -61,7 +61,7 @@ def read_image_bytes(source: ImageSource, store: BlobStore, settings: Settings) 
         try:
             data = store.get(source.blob)
         except (BlobNotFoundError, InvalidBlobNameError) as exc:
-            raise ImageSourceError(str(exc).strip("'\"")) from None
+            raise ImageSourceError(str(exc)) from None
         if len(data) > settings.max_image_bytes:
             raise ImageSourceError(
                 f"blob {source.blob} is {len(data)} bytes, over the {settings.max_image_bytes}-byte limit"
