@@ -1,7 +1,10 @@
 # Two commands for a fresh machine: `make run` (set up and start the app locally) and `make test`.
 # Everything is installed into ./.venv and ./node_modules; nothing is installed globally.
 
-PYTHON ?= python3
+# Python 3.13, as on Azure (Python 3.13 function apps run Microsoft's azure-functions-runtime worker).
+# `python3.13` from PATH, else a pyenv install; PYTHON=/path/to/python3.13 overrides both.
+PYTHON ?= $(shell for p in python3.13 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13 2>/dev/null); do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo $$p; break; }; done)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -9,6 +12,9 @@ STAMP := $(VENV)/.installed
 .PHONY: setup run test
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.13 not found: install it (python.org, pyenv install 3.13, or apt) or run make PYTHON=/path/to/python3.13" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 13), sys.version' || { echo "$(PYTHON) is not Python 3.13" >&2; exit 1; }
+	@if [ -x $(PY) ] && ! $(PY) -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then echo "$(VENV) is not Python 3.13: recreating it"; rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
