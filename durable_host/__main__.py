@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import logs
 from .config import build_config, load_local_settings
-from .indexing import IndexingError
+from .azure_worker import IndexingError
 from .server import load_index, serve
 
 

@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from azure.functions import meta
-from azure.functions.durable_functions import ActivityTriggerConverter
-
+from . import azure_worker
 from .indexing import DurableFunction, FunctionIndex
 from .invoke import Invoker
 
@@ -75,14 +73,13 @@ def missing(name: str) -> Outcome:
 
 
 def activity_kwargs(info: DurableFunction, input_text: str | None) -> dict[str, Any]:
-    """The trigger argument, decoded by the worker's own ``ActivityTriggerConverter``."""
-    value = ActivityTriggerConverter.decode(meta.Datum(type="json", value=input_text),
-                                            trigger_metadata=None)
-    return {info.trigger_param: value}
+    """The trigger argument, decoded by the converter Azure's worker uses for ``activityTrigger``."""
+    return {info.trigger_param: azure_worker.decode("activityTrigger", "json", input_text)}
 
 
 def encode_result(value: Any) -> Outcome:
-    return Outcome(True, result=ActivityTriggerConverter.encode(value, expected_type=None).value)
+    """The return value as the worker encodes it; what it cannot encode fails the activity."""
+    return Outcome(True, result=azure_worker.encode("activityTrigger", value).value)
 
 
 # ---------------------------------------------------------------- worker processes
@@ -95,9 +92,9 @@ def _init_worker(app_dir: str, script_file: str, log_level: str) -> None:
     """Process start: import the app like the main process did."""
     global _worker_index, _worker_invoker
     from . import logs
-    from .indexing import import_app, index_functions
+    from .indexing import index_functions, load_app
     logs.setup(log_level)
-    _worker_index = index_functions(import_app(Path(app_dir), script_file))
+    _worker_index = index_functions(load_app(Path(app_dir), script_file))
     _worker_invoker = Invoker(None, app_dir)
 
 

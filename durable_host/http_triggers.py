@@ -7,7 +7,6 @@ injects, so ``DurableOrchestrationClient`` works unchanged against this host.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
@@ -16,9 +15,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
-import azure.functions as func
 from aiohttp import web
 
+from . import azure_worker
 from .indexing import HttpFunction
 from .invoke import Invoker
 
@@ -179,32 +178,32 @@ class HttpTriggers:
         params: dict[str, str] = {}
         for key, value in request.query.items():
             params.setdefault(key, value)
-        req = func.HttpRequest(request.method, str(request.url), headers=headers, params=params,
-                               route_params=route_params, body=body)
+        req = azure_worker.decode_http_request(request.method, str(request.url), headers, params,
+                                               route_params, body)
         kwargs: dict[str, Any] = {function.trigger_param: req}
         if function.client_param:
-            kwargs[function.client_param] = self.client_json
+            kwargs[function.client_param] = azure_worker.decode("durableClient", "string",
+                                                                self.client_json)
         try:
             result = await self.invoker.call(function, kwargs)
         except Exception:  # noqa: BLE001 - logged by the invoker, answered like the host: 500
             return web.Response(status=500)
-        return to_response(result)
+        try:
+            output = azure_worker.encode("http", result)
+        except (TypeError, ValueError) as exc:  # what Azure's worker fails the invocation with
+            log.error("Function '%s': %s", function.name, exc)
+            return web.Response(status=500)
+        return to_response(output)
 
 
-def to_response(result: Any) -> web.Response:
-    """Map a function's return value like the worker's ``HttpResponseConverter``."""
-    if isinstance(result, func.HttpResponse):
-        headers = dict(result.headers.items())
-        if not any(k.lower() == "content-type" for k in headers):
-            mimetype = result.mimetype or "text/plain"
-            headers["Content-Type"] = f"{mimetype}; charset={result.charset}" \
-                if mimetype.startswith("text/") else mimetype
-        return web.Response(status=result.status_code, body=result.get_body() or b"", headers=headers)
-    if isinstance(result, str):
-        return web.Response(text=result, content_type="text/plain")
-    if result is None:
-        return web.Response(status=204)
-    if isinstance(result, (dict, list)):
-        return web.Response(text=json.dumps(result), content_type="application/json")
-    log.error("HTTP function returned an unsupported type %s", type(result).__name__)
-    return web.Response(status=500)
+def to_response(output: Any) -> web.Response:
+    """The Functions host's answer for the worker's encoded ``$return`` (``str`` or ``HttpResponse``)."""
+    if output.type == "string":
+        return web.Response(text=output.value, content_type="text/plain")
+    value = output.value
+    response = web.Response(status=int(value["status_code"].value), body=value["body"].value or b"",
+                            headers={name: datum.value for name, datum in value["headers"].items()})
+    for cookie in value["cookies"] or ():
+        for morsel in cookie.values():
+            response.headers.add("Set-Cookie", morsel.OutputString())
+    return response

@@ -1,32 +1,28 @@
-"""Import ``function_app.py`` and index its functions, the way the Python worker does.
+"""Index ``function_app.py`` the way Azure's Python worker does, then classify what the host runs.
 
-The worker imports the script, requires exactly one ``FunctionRegister`` among its globals and
-asks it for ``get_functions()``; trigger and binding metadata then come from the
-``azure-functions`` library itself, so decorators, blueprints and validation behave exactly as
-on Azure.
+Importing, finding the single ``FunctionRegister`` and the load-time checks are the worker
+library's own (``azure_worker``); trigger and binding metadata come from the ``azure-functions``
+library itself, so decorators, blueprints and validation behave exactly as on Azure. This module
+only sorts the functions into what the host serves.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import azure.functions as func
 
+from .azure_worker import IndexingError, check_functions, index_app
+
 log = logging.getLogger("durable_host")
 
 SUPPORTED_BINDINGS = {"httpTrigger", "http", "orchestrationTrigger", "activityTrigger",
                       "entityTrigger", "durableClient"}
-
-
-class IndexingError(Exception):
-    """The app cannot be hosted; the message names the function and the reason."""
 
 
 @dataclass(frozen=True)
@@ -73,22 +69,13 @@ class FunctionIndex:
         return self.entities.get(name.lower())
 
 
-def import_app(app_dir: Path, script_file: str = "function_app.py") -> func.FunctionRegister:
-    """Import the script and return its single ``FunctionRegister`` (``FunctionApp``/``DFApp``)."""
+def load_app(app_dir: Path, script_file: str = "function_app.py") -> list[func.Function]:
+    """Import the script and index its functions as Azure's worker does, with the worker's checks."""
     app_dir = Path(app_dir).resolve()
-    if not (app_dir / script_file).is_file():
-        raise IndexingError(f"{script_file} not found in {app_dir}")
-    if str(app_dir) not in sys.path:
-        sys.path.insert(0, str(app_dir))
     os.chdir(app_dir)  # azure.durable_functions reads host.json relative to the working directory
-    module = importlib.import_module(Path(script_file).stem)
-    apps = [value for value in vars(module).values() if isinstance(value, func.FunctionRegister)]
-    if not apps:
-        raise IndexingError(f"no FunctionApp/DFApp instance found in {script_file}")
-    if len(apps) > 1:
-        raise IndexingError(f"More than one FunctionApp/DFApp instance found in {script_file}: "
-                            "an app must have exactly one (use blueprints to split it)")
-    return apps[0]
+    functions = index_app(app_dir, script_file)
+    check_functions(functions)
+    return functions
 
 
 def _parameters(fn: Callable[..., Any]) -> list[str]:
@@ -103,10 +90,10 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__wrapped__", None))
 
 
-def index_functions(app: func.FunctionRegister) -> FunctionIndex:
-    """Classify ``app.get_functions()``; unsupported triggers or bindings are skipped with a reason."""
+def index_functions(functions: list[func.Function]) -> FunctionIndex:
+    """Classify the app's functions; unsupported triggers or bindings are skipped with a reason."""
     index = FunctionIndex()
-    for function in app.get_functions():
+    for function in functions:
         name = function.get_function_name()
         trigger = function.get_trigger()
         bindings = function.get_bindings()

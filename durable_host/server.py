@@ -14,7 +14,8 @@ from .activities import ActivityDispatcher, WorkerProcesses
 from .config import HostConfig
 from .engine import Engine
 from .http_triggers import HttpTriggers
-from .indexing import FunctionIndex, import_app, index_functions, IndexingError
+from .azure_worker import IndexingError
+from .indexing import FunctionIndex, index_functions, load_app
 from .invoke import Invoker, default_thread_count
 from .management import ManagementApi
 from .operations import HubOperations
@@ -25,7 +26,7 @@ log = logging.getLogger("durable_host")
 
 
 def load_index(config: HostConfig) -> FunctionIndex:
-    index = index_functions(import_app(config.app_dir, config.script_file))
+    index = index_functions(load_app(config.app_dir, config.script_file))
     if index.entities:
         names = ", ".join(sorted(f.name for f in index.entities.values()))
         raise IndexingError(f"entity functions are not supported by durable_host: {names}")

@@ -14,12 +14,6 @@ from durable_host.testing import HostProcess, HostStartError
 from .conftest import APPS
 
 
-def test_two_function_apps_are_refused():
-    with pytest.raises(HostStartError, match="More than one FunctionApp/DFApp instance"):
-        with HostProcess(APPS / "two_apps", startup_timeout=30):
-            pass
-
-
 def test_entities_are_refused_with_the_function_name():
     with pytest.raises(HostStartError, match="entity functions are not supported.*Counter"):
         with HostProcess(APPS / "entities", startup_timeout=30):

@@ -1,0 +1,138 @@
+"""Microsoft's Python worker (``azure-functions-runtime``) as the judge of the app.
+
+On Azure, Python 3.13+ apps run in this worker: it imports ``function_app.py``, checks every
+function (parameters against bindings, annotations against binding types) and, on the first
+error, loads no function at all; at each invocation it turns trigger data into arguments and
+return values into output data with the converters ``azure-functions`` registers. The host calls
+the same code, so an app the worker refuses does not start here either, and a value the worker
+cannot convert fails here too.
+
+Where the library is not installed (it needs Python 3.13+), the host imports the app itself with
+the worker's messages, converts with ``azure-functions``' registered converters directly (what
+the worker looks up) and logs once that the load checks were skipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+
+log = logging.getLogger("durable_host")
+
+try:
+    from azure_functions_runtime import functions as _worker_functions
+    from azure_functions_runtime import loader as _worker_loader
+    from azure_functions_runtime.bindings import meta as _worker_meta
+    from azure_functions_runtime.bindings.datumdef import Datum as _WorkerDatum
+except ImportError:  # Python < 3.13, or an environment without the worker library
+    _worker_functions = _worker_loader = _worker_meta = None  # type: ignore[assignment]
+
+WORKER_LIBRARY = _worker_meta is not None
+
+# The load checks read three values of the host protocol's BindingInfo enums (directions and the
+# "undefined" data type), which the Functions host would send over gRPC; nothing else of it.
+_PROTOS = types.SimpleNamespace(
+    BindingInfo=types.SimpleNamespace(**{"in": 0, "out": 1, "inout": 2, "undefined": 0}))
+
+
+class IndexingError(Exception):
+    """The app cannot be hosted: the worker's own message, or the host's, naming the function."""
+
+
+def _ensure_registry() -> None:
+    if WORKER_LIBRARY and _worker_meta.BINDING_REGISTRY is None:
+        _worker_meta.load_binding_registry()
+
+
+def index_app(app_dir: Path, script_file: str) -> list[func.Function]:
+    """Import the script and return its functions, as the worker's ``index_function_app`` does."""
+    script = app_dir / script_file
+    if not script.is_file():
+        raise IndexingError(f"{script_file} not found in {app_dir}")
+    if str(app_dir) not in sys.path:
+        sys.path.insert(0, str(app_dir))
+    try:
+        if WORKER_LIBRARY:
+            _ensure_registry()
+            functions: list[func.Function] = _worker_loader.index_function_app(str(script))
+            return functions
+        return _index_without_worker(script)
+    except ValueError as exc:  # the worker's "no app" / "more than one app" errors
+        raise IndexingError(str(exc)) from exc
+
+
+def _index_without_worker(script: Path) -> list[func.Function]:
+    """The worker's ``index_function_app``, with its messages, for when the library is absent."""
+    module = importlib.import_module(script.stem)
+    apps = [value for value in vars(module).values() if isinstance(value, func.FunctionRegister)]
+    if len(apps) > 1:
+        raise ValueError(f"More than one {type(apps[0]).__name__} or other top level function app "
+                         "instances are defined.")
+    if not apps:
+        raise ValueError(f"Could not find top level function app instances in {script.name}.")
+    return apps[0].get_functions()
+
+
+def check_functions(functions: list[func.Function]) -> None:
+    """Run the worker's load-time checks on every function; the first refusal is an error.
+
+    Azure's worker registers functions one by one and a refused function fails the whole app,
+    so the host refuses to start with the same message.
+    """
+    if not WORKER_LIBRARY:
+        log.warning("azure-functions-runtime is not installed (it needs Python 3.13+): the "
+                    "worker's load checks were skipped, so Azure may still refuse this app")
+        return
+    _ensure_registry()
+    registry = _worker_functions.Registry()
+    for function in functions:
+        try:
+            registry.add_indexed_function(function=function, protos=_PROTOS)
+        except _worker_functions.FunctionLoadError as exc:
+            raise IndexingError(str(exc)) from exc
+
+
+def _datum(value: Any, data_type: str) -> Any:
+    return _WorkerDatum(value, data_type) if WORKER_LIBRARY else func.meta.Datum(value, data_type)
+
+
+def decode(binding: str, data_type: str, value: Any) -> Any:
+    """Trigger or input data (a ``TypedData`` on Azure) to the argument the function receives."""
+    if WORKER_LIBRARY:
+        _ensure_registry()
+        converter = _worker_meta.get_binding(binding)
+    else:
+        converter = func.get_binding_registry().get(binding)
+    return converter.decode(_datum(value, data_type), trigger_metadata={})
+
+
+def decode_http_request(method: str, url: str, headers: dict[str, str], query: dict[str, str],
+                        route_params: dict[str, str], body: bytes) -> func.HttpRequest:
+    """The ``RpcHttp`` the Functions host sends (body as bytes: the worker asks for raw bodies)."""
+    def strings(values: dict[str, str]) -> dict[str, Any]:
+        return {key: _datum(value, "string") for key, value in values.items()}
+
+    request: func.HttpRequest = decode("httpTrigger", "http", {
+        "method": _datum(method, "string"), "url": _datum(url, "string"),
+        "headers": strings(headers), "query": strings(query), "params": strings(route_params),
+        "body": _datum(body, "bytes")})
+    return request
+
+
+def encode(binding: str, value: Any) -> func.meta.Datum:
+    """A return value to output data, or ``TypeError``/``ValueError`` where the worker fails too."""
+    if WORKER_LIBRARY:
+        _ensure_registry()
+        datum: func.meta.Datum = _worker_meta.get_datum(binding, value, None)
+        return datum
+    try:
+        return func.get_binding_registry().get(binding).encode(value, expected_type=None)
+    except NotImplementedError:
+        raise TypeError(f'unable to encode outgoing TypedData: unsupported type "{binding}" for '
+                        f'Python type "{type(value).__name__}"') from None
