@@ -47,6 +47,9 @@ def print_functions(config: HostConfig, index: FunctionIndex) -> None:
         lines.append(f"        {name}: skipped ({reason})")
     lines.append("")
     lines.append(f"Task hub '{config.hub_name}' at {config.hub_path}")
+    if config.storage_provider:
+        lines.append(f"host.json storageProvider '{config.storage_provider}' applies on Azure only; "
+                     "this host keeps the task hub above")
     if config.workers > 1:
         lines.append(f"Activities run in {config.workers} worker processes")
     print("\n".join(lines), flush=True)
@@ -61,7 +64,7 @@ class Host:
         self.pool = ThreadPoolExecutor(max_workers=default_thread_count(), thread_name_prefix="worker")
         self.invoker = Invoker(self.pool, str(config.app_dir))
         self.store = Store(config.hub_path)
-        self.engine = Engine(index, self.store)
+        self.engine = Engine(index, self.store, default_version=config.default_version)
         self.ops = HubOperations(self.engine)
         self.management = ManagementApi(self.ops, config)
         self.triggers = HttpTriggers(index.http, config.route_prefix, self.invoker,

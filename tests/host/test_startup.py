@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+import requests
 
 from durable_host.config import build_config, load_local_settings
 from durable_host.http_triggers import compile_route
@@ -60,3 +62,20 @@ def _route(template: str, methods=()):
 ])
 def test_route_templates(template, path, expected):
     assert _route(template).match(path) == expected
+
+
+def test_a_durable_task_scheduler_host_json_runs_locally(tmp_path):
+    """The host.json deployed with the Durable Task Scheduler backend also serves the laptop."""
+    shutil.copy(APPS / "bench" / "function_app.py", tmp_path)
+    (tmp_path / "host.json").write_text(json.dumps({"version": "2.0", "extensions": {"durableTask": {
+        "hubName": "SchedulerHub",
+        "storageProvider": {"type": "azureManaged",
+                            "connectionStringName": "DURABLE_TASK_SCHEDULER_CONNECTION_STRING"}}}}))
+    with HostProcess(tmp_path) as host:
+        started = requests.post(f"{host.base_url}/runtime/webhooks/durabletask/orchestrators/"
+                                "HelloSequence5?timeout=20&pollingInterval=1", timeout=30)
+        assert started.status_code == 200, started.text
+        assert started.json() == ["Tokyo", "Seattle", "London", "Paris", "Cairo"]
+        notes = [line for line in host.output.splitlines() if "storageProvider" in line]
+    assert notes == ["host.json storageProvider 'azureManaged' applies on Azure only; this host keeps "
+                     "the task hub above"]
