@@ -2,8 +2,11 @@
 
 The same handler also answers on ``/durabletask/``, the path of the extension's local RPC
 listener that the Python SDK client calls. Routing is done here rather than by aiohttp so that
-an unknown route *or method* answers 404 like the extension, and so that no request can end
-in a 500 for a client mistake.
+an unknown route *or method* answers 404 like the extension (route segments match in any case,
+as ASP.NET routing does), and so that no request can end in a 500 for a client mistake.
+
+Query values are read the way the extension's ``TryParse`` calls read them: a value that does
+not parse is ignored, never an error.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import time
 from typing import Any, Awaitable, Callable
@@ -20,9 +24,17 @@ from aiohttp import web
 from .config import HostConfig
 from .events import parse_ts
 from .model import ALL_STATUSES, Instance
-from .operations import BadRequest, HubOperations, NotFound, OperationError, Query
+from .operations import (
+    BadRequest,
+    Gone,
+    HubOperations,
+    NotFound,
+    OperationError,
+    PreconditionFailed,
+    Query,
+)
 from .status import status_body
-from .urls import management_urls
+from .urls import check_status_payload
 
 log = logging.getLogger("durable_host")
 
@@ -30,43 +42,78 @@ Handler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
 DEFAULT_PAGE = 100
 
 
-def error_response(status: int, message: str, exc_type: str = "System.InvalidOperationException") -> web.Response:
-    """The ASP.NET error shape the extension returns."""
-    return web.json_response({"Message": "Something went wrong while processing your request",
-                              "ExceptionMessage": message, "ExceptionType": exc_type,
-                              "StackTrace": None}, status=status)
+def error_response(exc: OperationError) -> web.Response:
+    """The extension answers 404 and 410 without a body, other refusals in the ASP.NET error shape."""
+    if isinstance(exc, (NotFound, Gone)):
+        return web.Response(status=exc.status)
+    return web.json_response({"Message": exc.summary, "ExceptionMessage": str(exc),
+                              "ExceptionType": "System.InvalidOperationException",
+                              "StackTrace": None}, status=exc.status)
 
 
 def flag(request: web.Request, name: str, default: bool) -> bool:
-    """.NET ``bool.TryParse``: case-insensitive, so the SDK's ``True`` works."""
-    value = request.query.get(name)
-    if value is None:
-        return default
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise BadRequest(f"The value '{value}' of query parameter '{name}' is not a boolean.")
+    """.NET ``bool.TryParse``: case-insensitive, so the SDK's ``True`` works; else ``default``."""
+    value = request.query.get(name, "").strip().lower()
+    return value == "true" if value in ("true", "false") else default
 
 
 def time_param(request: web.Request, name: str) -> float | None:
+    """A date filter; like ``DateTime.TryParse`` in the extension, a bad one is no filter."""
+    try:
+        return parse_ts(request.query[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def statuses_param(request: web.Request) -> frozenset[str] | None:
+    """``runtimeStatus=A,B``, names as .NET ``Enum.TryParse`` reads them (exact case).
+
+    Unknown names are dropped, and with none left there is no status filter at all.
+    """
+    values = ",".join(request.query.getall("runtimeStatus", [])).split(",")
+    return frozenset({v.strip() for v in values} & set(ALL_STATUSES)) or None
+
+
+def page_size(request: web.Request) -> int:
+    """``top``: the extension ignores a value ``int.TryParse`` refuses, and so a bad one is 100."""
+    try:
+        top = int(request.query.get("top", ""))
+    except ValueError:
+        return DEFAULT_PAGE
+    return top if top > 0 else DEFAULT_PAGE
+
+
+def seconds_param(request: web.Request, name: str) -> float | None:
+    """A wait-mode parameter in seconds.
+
+    The extension ignores a value that is not a number and starts the instance anyway; a 400
+    that leaves nothing started is the safer answer (see the README's differences).
+    """
     value = request.query.get(name)
     if not value:
         return None
     try:
-        return parse_ts(value)
-    except ValueError as exc:
-        raise BadRequest(f"The value '{value}' of query parameter '{name}' is not a date.") from exc
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise BadRequest(f"The value '{value}' of query parameter '{name}' is not a number of seconds.")
+    return seconds
 
 
-def statuses_param(request: web.Request) -> frozenset[str] | None:
-    value = request.query.get("runtimeStatus")
-    if not value:
+def wait_timeout(request: web.Request) -> float | None:
+    """The timeout of wait mode, or None without it; checked before anything starts.
+
+    Like the extension (with Azure Storage), wait mode needs both ``timeout`` and
+    ``pollingInterval``, and an interval longer than the timeout is a bad request. The host
+    then waits for the instance to finish rather than polling.
+    """
+    timeout, interval = seconds_param(request, "timeout"), seconds_param(request, "pollingInterval")
+    if timeout is None or interval is None:
         return None
-    by_lower = {s.lower(): s for s in ALL_STATUSES}
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [n for n in names if n.lower() not in by_lower]
-    if unknown:
-        raise BadRequest(f"Unknown runtimeStatus value(s): {', '.join(unknown)}")
-    return frozenset(by_lower[n.lower()] for n in names)
+    if interval > timeout:
+        raise BadRequest(f"Total timeout {timeout} should be bigger than retry timeout {interval}")
+    return timeout
 
 
 async def json_body(request: web.Request) -> str | None:
@@ -87,16 +134,18 @@ class ManagementApi:
         self.ops = ops
         self.config = config
         seg = r"(?P<{}>[^/]+)"
-        self._routes: list[tuple[str, re.Pattern, Handler]] = [
-            ("POST", re.compile(rf"orchestrators/{seg.format('name')}(?:/{seg.format('id')})?/?"), self.start),
-            ("GET", re.compile(r"instances/?"), self.list_instances),
-            ("DELETE", re.compile(r"instances/?"), self.purge_by),
-            ("GET", re.compile(rf"instances/{seg.format('id')}/?"), self.get_status),
-            ("DELETE", re.compile(rf"instances/{seg.format('id')}/?"), self.purge),
-            ("POST", re.compile(rf"instances/{seg.format('id')}/raiseEvent/{seg.format('event')}/?"), self.raise_event),
-            ("POST", re.compile(rf"instances/{seg.format('id')}/(?P<op>terminate|suspend|resume|rewind)/?"), self.control),
-            ("POST", re.compile(rf"instances/{seg.format('id')}/restart/?"), self.restart),
+        routes: list[tuple[str, str, Handler]] = [
+            ("POST", rf"orchestrators/{seg.format('name')}(?:/{seg.format('id')})?/?", self.start),
+            ("GET", r"instances/?", self.list_instances),
+            ("DELETE", r"instances/?", self.purge_by),
+            ("GET", rf"instances/{seg.format('id')}/?", self.get_status),
+            ("DELETE", rf"instances/{seg.format('id')}/?", self.purge),
+            ("POST", rf"instances/{seg.format('id')}/raiseEvent/{seg.format('event')}/?", self.raise_event),
+            ("POST", rf"instances/{seg.format('id')}/(?P<op>terminate|suspend|resume|rewind)/?", self.control),
+            ("POST", rf"instances/{seg.format('id')}/restart/?", self.restart),
         ]
+        self._routes = [(method, re.compile(pattern, re.IGNORECASE), handler)
+                        for method, pattern, handler in routes]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         tail = request.match_info.get("tail", "")
@@ -106,8 +155,8 @@ class ManagementApi:
                 try:
                     return await handler(request, {k: v for k, v in match.groupdict().items() if v})
                 except OperationError as exc:
-                    return error_response(exc.status, str(exc))
-        return error_response(404, f"No management API route for {request.method} {request.path}")
+                    return error_response(exc)
+        return web.Response(status=404)
 
     # ------------------------------------------------------------------ helpers
 
@@ -115,39 +164,13 @@ class ManagementApi:
         return f"{request.scheme}://{request.host}"
 
     def check_status(self, request: web.Request, instance_id: str) -> web.Response:
-        urls = management_urls(self._origin(request), self.config, instance_id)
+        urls = check_status_payload(self._origin(request), self.config, instance_id)
         return web.json_response(urls, status=202, headers={
             "Location": urls["statusQueryGetUri"], "Retry-After": "10"})
 
-    async def _wait(self, request: web.Request, inst: Instance) -> web.Response:
-        """``timeout``/``pollingInterval`` mode: answer with the result if it comes in time."""
-        try:
-            timeout = float(request.query["timeout"])
-        except ValueError as exc:
-            raise BadRequest("timeout must be a number of seconds") from exc
-        if not inst.terminal:
-            try:
-                await asyncio.wait_for(self.ops.engine.wait_terminal(inst.instance_id), timeout)
-            except asyncio.TimeoutError:
-                return self.check_status(request, inst.instance_id)
-        inst = self.ops.get(inst.instance_id)
-        if inst.status == "Completed":
-            return web.Response(text=inst.output or "null", content_type="application/json")
-        return web.json_response(status_body(inst), status=500 if inst.status == "Failed" else 200)
-
-    # ------------------------------------------------------------------ handlers
-
-    async def start(self, request: web.Request, p: dict[str, str]) -> web.Response:
-        input_json = await json_body(request)
-        inst = await self.ops.start(p["name"], p.get("id"), input_json, request.query.get("version"))
-        if "timeout" in request.query:
-            return await self._wait(request, inst)
-        return self.check_status(request, inst.instance_id)
-
-    async def get_status(self, request: web.Request, p: dict[str, str]) -> web.Response:
-        inst = self.ops.engine.instances.get(p["id"])
-        if inst is None:
-            return web.Response(status=404)
+    async def _status_response(self, request: web.Request, inst: Instance,
+                               failed_status: int) -> web.Response:
+        """The status answer of ``GET instances/{id}``, honouring its ``show*`` flags."""
         show_input = flag(request, "showInput", True)
         history = await self.ops.history(inst) if flag(request, "showHistory", False) else None
         body = status_body(inst, show_input=show_input, history=history,
@@ -155,29 +178,56 @@ class ManagementApi:
         if not inst.terminal:
             return web.json_response(body, status=202, headers={
                 "Location": str(request.url), "Retry-After": "5"})
-        failed_500 = inst.status == "Failed" and flag(request, "returnInternalServerErrorOnFailure", False)
-        return web.json_response(body, status=500 if failed_500 else 200)
+        return web.json_response(body, status=failed_status if inst.status == "Failed" else 200)
+
+    async def _started(self, request: web.Request, instance_id: str,
+                       timeout: float | None) -> web.Response:
+        """The answer to a start or restart: the check-status 202, or in wait mode the result.
+
+        A wait that ends in time answers 200 with the output when Completed, else with the
+        status (a Failed one too: the extension asks its status handler for no 500 here).
+        """
+        if timeout is None:
+            return self.check_status(request, instance_id)
+        inst = self.ops.get(instance_id)
+        if not inst.terminal:
+            try:
+                await asyncio.wait_for(self.ops.engine.wait_terminal(instance_id), timeout)
+            except TimeoutError:
+                return self.check_status(request, instance_id)
+            inst = self.ops.get(instance_id)
+        if inst.status == "Completed":
+            return web.Response(text=inst.output or "null", content_type="application/json")
+        return await self._status_response(request, inst, failed_status=200)
+
+    # ------------------------------------------------------------------ handlers
+
+    async def start(self, request: web.Request, p: dict[str, str]) -> web.Response:
+        timeout = wait_timeout(request)
+        input_json = await json_body(request)
+        inst = await self.ops.start(p["name"], p.get("id"), input_json, request.query.get("version"))
+        return await self._started(request, inst.instance_id, timeout)
+
+    async def get_status(self, request: web.Request, p: dict[str, str]) -> web.Response:
+        inst = self.ops.get(p["id"])
+        failed_500 = flag(request, "returnInternalServerErrorOnFailure", False)
+        return await self._status_response(request, inst, failed_status=500 if failed_500 else 200)
 
     def _query(self, request: web.Request) -> Query:
         return Query(time_param(request, "createdTimeFrom"), time_param(request, "createdTimeTo"),
                      statuses_param(request), request.query.get("instanceIdPrefix") or None)
 
     async def list_instances(self, request: web.Request, p: dict[str, str]) -> web.Response:
+        """One page of instances; the continuation header is always sent, empty on the last page."""
         found = self.ops.query(self._query(request))
         try:
-            top = int(request.query.get("top", DEFAULT_PAGE))
             start = int(request.headers.get("x-ms-continuation-token") or 0)
         except ValueError as exc:
-            raise BadRequest("top and x-ms-continuation-token must be integers") from exc
-        if top <= 0:
-            top = DEFAULT_PAGE
-        page = found[start:start + top]
+            raise BadRequest("x-ms-continuation-token must be a token this host sent") from exc
+        end = start + page_size(request)
         show_input = flag(request, "showInput", True)
-        headers = {}
-        if start + top < len(found):
-            headers["x-ms-continuation-token"] = str(start + top)
-        return web.json_response([status_body(i, show_input=show_input) for i in page],
-                                 headers=headers)
+        return web.json_response([status_body(i, show_input=show_input) for i in found[start:end]],
+                                 headers={"x-ms-continuation-token": str(end) if end < len(found) else ""})
 
     async def purge(self, request: web.Request, p: dict[str, str]) -> web.Response:
         inst = self.ops.get(p["id"])
@@ -185,35 +235,35 @@ class ManagementApi:
         return web.json_response({"instancesDeleted": deleted})
 
     async def purge_by(self, request: web.Request, p: dict[str, str]) -> web.Response:
-        if not request.query.get("createdTimeFrom"):
-            raise BadRequest("Please provide value for 'createdTimeFrom' parameter.")
         query = self._query(request)
+        if query.created_from is None:
+            raise BadRequest("Please provide value for 'createdTimeFrom' parameter.")
         if query.created_to is None:
             query = Query(query.created_from, time.time(), query.statuses, query.prefix)
         deleted = await self.ops.purge_by(query)
-        return web.json_response({"instancesDeleted": deleted}, status=200 if deleted else 404)
+        if not deleted:
+            raise NotFound("No instances matched the purge filter.")
+        return web.json_response({"instancesDeleted": deleted})
 
     async def raise_event(self, request: web.Request, p: dict[str, str]) -> web.Response:
+        self.ops.active(p["id"])   # 404 and 410 come before the content checks, as in the extension
         if request.content_type != "application/json":
-            raise BadRequest("The request content type must be application/json.")
+            raise BadRequest("Only application/json request content is supported")
         input_json = await json_body(request)
         await self.ops.raise_event(p["id"], p["event"], input_json)
         return web.Response(status=202)
 
     async def control(self, request: web.Request, p: dict[str, str]) -> web.Response:
         reason = request.query.get("reason")
-        operation: Any = getattr(self.ops, p["op"])
+        operation: Any = getattr(self.ops, p["op"].lower())
         try:
             await operation(p["id"], reason)
-        except OperationError as exc:
-            if p["op"] == "rewind" and not isinstance(exc, NotFound):
-                # the SDK raises a plain-string body as the message
-                return web.json_response(str(exc), status=exc.status)
-            raise
+        except PreconditionFailed as exc:
+            # rewind of an unfinished instance: the SDK raises a plain-string body as the message
+            return web.json_response(str(exc), status=exc.status)
         return web.Response(status=202)
 
     async def restart(self, request: web.Request, p: dict[str, str]) -> web.Response:
+        timeout = wait_timeout(request)
         inst = await self.ops.restart(p["id"], flag(request, "restartWithNewInstanceId", True))
-        if "timeout" in request.query:
-            return await self._wait(request, inst)
-        return self.check_status(request, inst.instance_id)
+        return await self._started(request, inst.instance_id, timeout)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Iterable
@@ -21,9 +22,16 @@ from .store import DELETE_HISTORY, INSERT_HISTORY, UPSERT_INSTANCE, Operation
 
 
 class OperationError(Exception):
-    """A refused operation; ``status`` is the HTTP status the extension answers with."""
+    """A refused operation; ``status`` is the HTTP status the extension answers with and
+    ``summary`` the ``Message`` of its error body (the exception text is ``ExceptionMessage``).
+    """
 
     status = 400
+
+    def __init__(self, message: str,
+                 summary: str = "Something went wrong while processing your request"):
+        super().__init__(message)
+        self.summary = summary
 
 
 class BadRequest(OperationError):
@@ -44,6 +52,23 @@ class Gone(OperationError):
 
 class PreconditionFailed(OperationError):
     status = 412
+
+
+MAX_INSTANCE_ID_LENGTH = 256
+
+
+def check_instance_id(instance_id: str) -> None:
+    """Refuse the ids the extension's ``StartNewAsync`` refuses.
+
+    ``@`` starts entity ids, the characters would break status URLs and storage keys, and the
+    length counts UTF-16 code units as .NET does.
+    """
+    if instance_id.startswith("@"):
+        raise BadRequest("Orchestration instance ids must not start with @.")
+    if any(c in "/\\?#" or unicodedata.category(c) == "Cc" for c in instance_id):
+        raise BadRequest("Orchestration instance ids must not contain /, \\, #, ?, or control characters.")
+    if len(instance_id.encode("utf-16-le")) // 2 > MAX_INSTANCE_ID_LENGTH:
+        raise BadRequest(f"Instance ID lengths must not exceed {MAX_INSTANCE_ID_LENGTH} characters.")
 
 
 @dataclass(frozen=True)
@@ -84,6 +109,7 @@ class HubOperations:
                              else f"The function '{name}' doesn't exist, is disabled, or is not "
                              "an orchestrator function.")
         instance_id = instance_id or uuid.uuid4().hex
+        check_instance_id(instance_id)
         existing = self.engine.instances.get(instance_id)
         if existing is not None and not existing.terminal:
             raise Conflict(f"An Orchestration instance with the status {existing.status} already "
@@ -94,20 +120,21 @@ class HubOperations:
         return self.engine.instances[instance_id]
 
     async def raise_event(self, instance_id: str, name: str, input_json: str | None) -> None:
-        inst = self._active(instance_id)
+        inst = self.active(instance_id)
         ev = event(EventType.EventRaised, Name=name, Input=input_json)
         await self._send(inst, "event", event_=ev)
 
     async def terminate(self, instance_id: str, reason: str | None) -> None:
-        await self._send(self._active(instance_id), "terminate", reason=reason)
+        await self._send(self.active(instance_id), "terminate", reason=reason)
 
     async def suspend(self, instance_id: str, reason: str | None) -> None:
-        await self._send(self._active(instance_id), "suspend", reason=reason)
+        await self._send(self.active(instance_id), "suspend", reason=reason)
 
     async def resume(self, instance_id: str, reason: str | None) -> None:
-        await self._send(self._active(instance_id), "resume", reason=reason)
+        await self._send(self.active(instance_id), "resume", reason=reason)
 
-    def _active(self, instance_id: str) -> Instance:
+    def active(self, instance_id: str) -> Instance:
+        """The instance, if it can still take events and control operations (else 404/410)."""
         inst = self.get(instance_id)
         if inst.terminal:
             raise Gone(f"The instance '{instance_id}' is in the {inst.status} state.")
@@ -118,7 +145,11 @@ class HubOperations:
         await self.engine.store.submit(self.engine.send(msg))
 
     async def restart(self, instance_id: str, new_id: bool) -> Instance:
-        inst = self.get(instance_id)
+        """Start the instance's orchestrator again with its input; an unknown id is a 400 there."""
+        inst = self.engine.instances.get(instance_id)
+        if inst is None:
+            raise BadRequest(f"An orchestration with the instanceId {instance_id} was not found.",
+                             summary="InstanceId does not match a valid orchestration instance.")
         target = uuid.uuid4().hex if new_id else instance_id
         if not new_id and not inst.terminal:
             raise Conflict(f"Instance '{instance_id}' is {inst.status}; it cannot restart in place.")
@@ -128,12 +159,14 @@ class HubOperations:
         """Replay a Failed orchestration as if its failed activities had not failed yet.
 
         Failed activity results are removed from the history and those activities run again;
-        failed sub-orchestrations are rewound recursively.
+        failed sub-orchestrations are rewound recursively. Another finished instance is Gone
+        (410, which the SDK's ``rewind()`` expects); an unfinished one is a failed precondition.
         """
         inst = self.get(instance_id)
         if inst.status != "Failed":
-            raise PreconditionFailed(f"Instance '{instance_id}' is {inst.status}; only Failed "
-                                     "orchestrations can be rewound.")
+            refusal = Gone if inst.terminal else PreconditionFailed
+            raise refusal(f"Instance '{instance_id}' is {inst.status}; only Failed "
+                          "orchestrations can be rewound.")
         ops = await self._rewind(inst, reason)
         await self.engine.store.submit(ops)
 

@@ -12,8 +12,13 @@ from .events import EventType, status_ts
 from .model import Instance
 
 _STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
-_HIDDEN = {EventType.OrchestratorStarted, EventType.OrchestratorCompleted,
-           EventType.TaskScheduled, EventType.SubOrchestrationInstanceCreated}
+_HIDDEN = {EventType.OrchestratorStarted, EventType.OrchestratorCompleted}
+# A completion and the kind of event that scheduled it (merged into the completion once it exists).
+_MERGED_INTO = {EventType.TaskCompleted: EventType.TaskScheduled,
+                EventType.TaskFailed: EventType.TaskScheduled,
+                EventType.SubOrchestrationInstanceCompleted: EventType.SubOrchestrationInstanceCreated,
+                EventType.SubOrchestrationInstanceFailed: EventType.SubOrchestrationInstanceCreated}
+_ORIGINS = frozenset(_MERGED_INTO.values())
 _WITH_RESULT = {EventType.TaskCompleted, EventType.SubOrchestrationInstanceCompleted,
                 EventType.ExecutionCompleted}
 
@@ -47,30 +52,35 @@ def status_body(inst: Instance, *, show_input: bool = True,
 
 
 def history_events(history: list[dict], *, show_input: bool, show_output: bool) -> list[dict]:
-    """Apply the extension's transformation (see the protocol spec, §6)."""
-    scheduled = {e["EventId"]: e for e in history
-                 if e["EventType"] in (EventType.TaskScheduled, EventType.SubOrchestrationInstanceCreated)}
-    out = []
+    """Apply the extension's transformation (see the protocol spec, §6).
+
+    As in the extension's ``GetDurableOrchestrationStatusAsync``, a TaskScheduled or
+    SubOrchestrationInstanceCreated event is listed until its completion arrives and is then
+    merged into it, and ``Input`` stays the JSON text the history holds (only ``Result`` is
+    parsed), so a tool written against Azure reads the same shapes here.
+    """
+    out: list[dict | None] = []
+    origins: dict[tuple[EventType, Any], tuple[int, dict]] = {}   # (kind, EventId) -> (index, event)
     for raw in history:
         kind = EventType(raw["EventType"])
         if kind in _HIDDEN:
             continue
         ev = {k: v for k, v in raw.items() if k not in ("EventId", "IsPlayed")}
         ev["EventType"] = kind.name
-        if kind in (EventType.TaskCompleted, EventType.TaskFailed,
-                    EventType.SubOrchestrationInstanceCompleted, EventType.SubOrchestrationInstanceFailed):
-            origin = scheduled.get(ev.pop("TaskScheduledId", None))
-            if origin is not None:
-                ev["FunctionName"] = origin.get("Name")
-                ev["ScheduledTime"] = origin.get("Timestamp")
-                if show_input:
-                    ev["Input"] = _parse(origin.get("Input"))
+        if kind in _ORIGINS:
+            origins[(kind, raw["EventId"])] = (len(out), raw)
+            ev.pop("Version", None)
+        elif kind in _MERGED_INTO:
+            found = origins.pop((_MERGED_INTO[kind], ev.pop("TaskScheduledId", None)), None)
+            if found is not None:
+                index, origin = found
+                out[index] = None
+                ev.update(FunctionName=origin.get("Name"), ScheduledTime=origin.get("Timestamp"),
+                          Input=origin.get("Input"))
         elif kind == EventType.ExecutionStarted:
             ev["FunctionName"] = ev.pop("Name", None)
             for key in ("OrchestrationInstance", "ParentInstance", "Version", "Tags"):
                 ev.pop(key, None)
-            if show_input:
-                ev["Input"] = _parse(ev.get("Input"))
         elif kind == EventType.ExecutionCompleted:
             ev["OrchestrationStatus"] = _STATUS_NAMES.get(ev.get("OrchestrationStatus"), "Unknown")
         elif kind == EventType.TimerFired:
@@ -83,4 +93,4 @@ def history_events(history: list[dict], *, show_input: bool, show_output: bool) 
         if not show_input:
             ev.pop("Input", None)
         out.append(ev)
-    return out
+    return [ev for ev in out if ev is not None]

@@ -36,6 +36,17 @@ def management_urls(origin: str, config: HostConfig, instance_id: str) -> dict[s
     }
 
 
+def check_status_payload(origin: str, config: HostConfig, instance_id: str) -> dict[str, str]:
+    """The body of the extension's own check-status 202 (start, restart, wait-mode timeout).
+
+    The extension builds that body without ``rewindPostUri``, unlike ``managementUrls`` and
+    the SDK's ``create_check_status_response``, which do include it.
+    """
+    urls = management_urls(origin, config, instance_id)
+    del urls["rewindPostUri"]
+    return urls
+
+
 def client_binding(config: HostConfig) -> dict:
     """The JSON the extension injects for ``@app.durable_client_input`` (legacy RPC branch)."""
     origin = config.base_url
