@@ -11,7 +11,7 @@ from pathlib import Path
 from . import logs
 from .config import build_config, load_local_settings
 from .azure_worker import IndexingError
-from .server import load_index, serve
+from .server import load_index, print_functions, serve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="worker processes (default FUNCTIONS_WORKER_PROCESS_COUNT or 1)")
     parser.add_argument("--log-level", default=env("DURABLE_HOST_LOG_LEVEL", "INFO"),
                         help="INFO (default) prints one line per invocation; WARNING is quiet")
+    parser.add_argument("--check", action="store_true",
+                        help="index the app with Azure's worker checks, list its functions, exit "
+                             "(0: Azure's worker would load it)")
     return parser.parse_args(argv)
 
 
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, IndexingError, ValueError) as exc:
         print(f"durable_host: cannot start: {exc}", file=sys.stderr, flush=True)
         return 2
+    if args.check:
+        print_functions(config, index)
+        return 0
     asyncio.run(serve(config, index))
     return 0
 

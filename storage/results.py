@@ -179,7 +179,7 @@ def _parse_time(value: Optional[str]) -> Optional[datetime]:
     """ISO-8601 to an aware UTC datetime; "Z" and any offset are accepted, naive means UTC."""
     if value is None:
         return None
-    if value.endswith(("Z", "z")):  # fromisoformat() only accepts "Z" from Python 3.11
+    if value.endswith(("Z", "z")):  # fromisoformat() accepts "Z" but not "z"
         value = value[:-1] + "+00:00"
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -79,3 +81,14 @@ def test_a_durable_task_scheduler_host_json_runs_locally(tmp_path):
         notes = [line for line in host.output.splitlines() if "storageProvider" in line]
     assert notes == ["host.json storageProvider 'azureManaged' applies on Azure only; this host keeps "
                      "the task hub above"]
+
+
+@pytest.mark.parametrize("app,code,expected", [
+    ("bench", 0, "HelloSequence5: orchestrationTrigger"),
+    ("bad_annotation", 2, "cannot load the summarise function: binding payload has invalid non-type"),
+])
+def test_check_loads_the_app_like_azure_and_exits(app, code, expected):
+    done = subprocess.run([sys.executable, "-m", "durable_host", "--check", "--app-dir", str(APPS / app)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == code
+    assert expected in done.stdout + done.stderr
