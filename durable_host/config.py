@@ -31,6 +31,7 @@ class HostConfig:
     max_activities: int
     max_orchestrations: int
     script_file: str = "function_app.py"
+    default_version: str | None = None   # ``defaultVersion``: the version of new orchestrations
 
     @property
     def public_host(self) -> str:
@@ -103,4 +104,5 @@ def build_config(app_dir: str | Path, *, host: str, port: int, hub_dir: str | Pa
         max_activities=_int_setting(durable, "maxConcurrentActivityFunctions", 10 * cores),
         max_orchestrations=_int_setting(durable, "maxConcurrentOrchestratorFunctions", 10 * cores),
         script_file=environ.get("PYTHON_SCRIPT_FILE_NAME", "function_app.py"),
+        default_version=durable.get("defaultVersion"),
     )
