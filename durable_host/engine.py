@@ -62,9 +62,10 @@ def orchestrator_failure(name: str, error: str) -> str:
 class Engine:
     """Owns every instance of one task hub and runs their episodes."""
 
-    def __init__(self, index: FunctionIndex, store: Store):
+    def __init__(self, index: FunctionIndex, store: Store, *, default_version: str | None = None):
         self.index = index
         self.store = store
+        self.default_version = default_version   # host.json ``defaultVersion``
         self.instances: dict[str, Instance] = {}
         self.activities: ActivityDispatcher | None = None
         self._ready: deque[Instance] = deque()
@@ -174,7 +175,11 @@ class Engine:
 
     def create_instance(self, name: str, instance_id: str, input_json: str | None, *,
                         parent: dict | None = None, version: str | None = None) -> Operation:
-        """Create (or replace a finished) instance and send its ExecutionStarted."""
+        """Create (or replace a finished) instance and send its ExecutionStarted.
+
+        Without an explicit ``version`` the instance gets ``defaultVersion``, for client starts
+        and sub-orchestrations alike, as the extension assigns it.
+        """
         now = time.time()
         old = self.instances.get(instance_id)
         ops: Operation = []
@@ -182,7 +187,7 @@ class Engine:
             ops += self.forget(old)
         execution_id = uuid.uuid4().hex
         inst = Instance(instance_id, name, execution_id, "Pending", input_json, now, now,
-                        parent=parent, version=version)
+                        parent=parent, version=self.default_version if version is None else version)
         self.instances[instance_id] = inst
         started = self._execution_started(inst, now)
         ops.append((UPSERT_INSTANCE, [inst.row()]))

@@ -35,16 +35,17 @@ def _parse(text: str | None) -> Any:
 def status_body(inst: Instance, *, show_input: bool = True,
                 history: list[dict] | None = None, show_history_output: bool = False) -> dict:
     """The status JSON of ``GET instances/{id}`` (``historyEvents`` only when asked)."""
-    body: dict[str, Any] = {
-        "name": inst.name,
-        "instanceId": inst.instance_id,
+    body: dict[str, Any] = {"name": inst.name, "instanceId": inst.instance_id}
+    if inst.version:   # the extension omits ``version`` when the instance has none
+        body["version"] = inst.version
+    body.update({
         "runtimeStatus": inst.status,
         "input": _parse(inst.input) if show_input else None,
         "customStatus": _parse(inst.custom_status),
         "output": _parse(inst.output),
         "createdTime": status_ts(inst.created),
         "lastUpdatedTime": status_ts(inst.updated),
-    }
+    })
     if history is not None:
         body["historyEvents"] = history_events(history, show_input=show_input,
                                                show_output=show_history_output)
