@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 from .activities import ActivityDispatcher, Outcome, WorkItem
 from .episode import Scheduled, run_episode, sdk_event
-from .events import EventType, event, iso_ts
+from .events import EventType, event, iso_ts, parse_ts
 from .indexing import FunctionIndex
 from .model import Instance, Message
 from .store import (DELETE_ACTIVITIES_OF, DELETE_ACTIVITY, DELETE_HISTORY, DELETE_INSTANCE,
@@ -328,7 +328,6 @@ class Engine:
                  "Failed" if result.error else "Succeeded", inst.instance_id,
                  (time.perf_counter() - started) * 1000)
         inst.custom_status = dumps(result.custom_status) if result.custom_status is not None else None
-        inst.next_task_id, inst.action_count = result.next_task_id, result.action_count
         for signal in result.signals:
             ops += self.signal_entity(signal.instance_id, signal.operation, signal.input_)
         if result.error is not None:
@@ -345,6 +344,9 @@ class Engine:
             else:
                 self._finish(inst, "Completed", output, now, ops)
         else:
+            # Only an episode that goes on commits its task ids: a failed episode's decisions are
+            # discarded (as in DTFx), so a rewind replays from the last committed ones.
+            inst.next_task_id, inst.action_count = result.next_task_id, result.action_count
             scheduled = [self._schedule(inst, item, now, ops) for item in result.scheduled]
             self._append(inst, scheduled + [event(EventType.OrchestratorCompleted, now)])
 
@@ -363,17 +365,22 @@ class Engine:
         log.info("%s: Function '%s (Orchestrator)' %s.", inst.instance_id, inst.name,
                  status.lower() if status != "Terminated" else "was terminated")
         if inst.parent:
-            parent = inst.parent
-            if status == "Completed":
-                ev = event(EventType.SubOrchestrationInstanceCompleted, now,
-                           TaskScheduledId=parent["task_id"], Result=output)
-            else:
-                reason = json.loads(output) if status == "Failed" else \
-                    f"Orchestration '{inst.name}' was {status.lower()}: {json.loads(output)}"
-                ev = event(EventType.SubOrchestrationInstanceFailed, now,
-                           TaskScheduledId=parent["task_id"], Reason=reason, Details=None)
-            ops += self.send(self.new_message(parent["instance_id"], parent["execution_id"],
-                                              "event", event_=ev))
+            ops += self._report_to_parent(inst, now)
+
+    def _report_to_parent(self, inst: Instance, now: float) -> Operation:
+        """Send the result of a finished sub-orchestration to its parent's execution."""
+        parent = inst.parent
+        assert parent is not None and inst.output is not None
+        if inst.status == "Completed":
+            ev = event(EventType.SubOrchestrationInstanceCompleted, now,
+                       TaskScheduledId=parent["task_id"], Result=inst.output)
+        else:
+            reason = json.loads(inst.output) if inst.status == "Failed" else \
+                f"Orchestration '{inst.name}' was {inst.status.lower()}: {json.loads(inst.output)}"
+            ev = event(EventType.SubOrchestrationInstanceFailed, now,
+                       TaskScheduledId=parent["task_id"], Reason=reason, Details=None)
+        return self.send(self.new_message(parent["instance_id"], parent["execution_id"],
+                                          "event", event_=ev))
 
     def _continue_as_new(self, inst: Instance, new_input: str | None, now: float,
                          ops: Operation) -> None:
@@ -398,9 +405,7 @@ class Engine:
             assert item.fire_at is not None
             fire_at = item.fire_at if item.fire_at.tzinfo else item.fire_at.replace(tzinfo=timezone.utc)
             fire_ts = fire_at.timestamp()
-            fired = event(EventType.TimerFired, fire_ts, TimerId=item.task_id, FireAt=iso_ts(fire_ts))
-            ops += self.send(self.new_message(inst.instance_id, inst.execution_id, "event",
-                                              event_=fired, visible_at=fire_ts))
+            ops += self._arm_timer(inst, item.task_id, fire_ts)
             return event(EventType.TimerCreated, now, item.task_id, FireAt=iso_ts(fire_ts))
         if item.kind == "suborchestration":
             child_id = item.instance_id or uuid.uuid5(
@@ -425,6 +430,12 @@ class Engine:
             return self.call_entity(inst, item, now, ops)
         raise RuntimeError(f"unknown scheduled kind {item.kind}")
 
+    def _arm_timer(self, inst: Instance, task_id: int, fire_ts: float) -> Operation:
+        """The durable timer: a TimerFired message that becomes visible at ``fire_ts``."""
+        fired = event(EventType.TimerFired, fire_ts, TimerId=task_id, FireAt=iso_ts(fire_ts))
+        return self.send(self.new_message(inst.instance_id, inst.execution_id, "event",
+                                          event_=fired, visible_at=fire_ts))
+
     def _dispatch_activity(self, inst: Instance, task_id: int, name: str,
                            input_: str | None) -> Operation:
         work = WorkItem(self._next_activity_id, inst.instance_id, inst.execution_id,
@@ -434,10 +445,63 @@ class Engine:
         self.activities.submit(work)
         return [(INSERT_ACTIVITY, [work.row()])]
 
-    def schedule_again(self, inst: Instance, scheduled: dict) -> Operation:
-        """Run the activity of a TaskScheduled event again (rewind)."""
-        return self._dispatch_activity(inst, scheduled["EventId"], scheduled["Name"],
-                                       scheduled.get("Input"))
+    # ------------------------------------------------------------------ rewind
+
+    def rewind(self, inst: Instance, histories: dict[str, list[dict]], reason: str | None,
+               parent_execution_id: str | None = None) -> Operation:
+        """Revive a Failed instance as if its failures had not happened yet.
+
+        As DTFx's rewind does, failure results leave the history and the instance gets a new
+        execution id, so results still in flight for the failed execution are ignored when they
+        arrive. Then every task left without a result is issued again, not only the failed ones:
+        results that reached the instance after it had failed (the other branches of a fan-out)
+        were dropped, and waiting for them would leave it Running forever. ``histories`` holds
+        the history of ``inst`` and of each Failed sub-orchestration to rewind with it, read
+        beforehand (a Failed instance's history no longer changes); this method does not yield,
+        so nothing can happen to the instances between the checks and the changes.
+        """
+        now = time.time()
+        execution_id = uuid.uuid4().hex
+        if parent_execution_id is not None:
+            assert inst.parent is not None
+            inst.parent = {**inst.parent, "execution_id": parent_execution_id}
+        children = {e["EventId"]: e["InstanceId"] for e in histories[inst.instance_id]
+                    if e["EventType"] == EventType.SubOrchestrationInstanceCreated}
+        kept = [_with_execution_ids(e, inst, execution_id) for e in histories[inst.instance_id]
+                if not _undone_by_rewind(e, children, histories)]
+        inst.execution_id = execution_id
+        inst.history, inst.persisted = kept, len(kept)
+        inst.sdk_events = [sdk_event(e) for e in kept]
+        inst.status, inst.output, inst.updated = "Running", None, now
+        ops: Operation = [(DELETE_HISTORY, [(inst.instance_id,)]), (UPSERT_INSTANCE, [inst.row()]),
+                          (INSERT_HISTORY, [(inst.instance_id, i, dumps(e)) for i, e in enumerate(kept)])]
+        for task in _unanswered(kept):
+            ops += self._issue_again(inst, task, histories, reason, now)
+        # Replay at once, as a rewind that only has to re-run the orchestrator itself needs.
+        rewound = event(EventType.GenericEvent, now, Data=f"Rewound: {reason or ''}")
+        ops += self.send(self.new_message(inst.instance_id, execution_id, "event", event_=rewound))
+        log.info("%s: Function '%s (Orchestrator)' was rewound. Reason: %s", inst.instance_id,
+                 inst.name, reason)
+        return ops
+
+    def _issue_again(self, inst: Instance, task: dict, histories: dict[str, list[dict]],
+                     reason: str | None, now: float) -> Operation:
+        """Make the result of a scheduled task come (again) to the rewound execution."""
+        kind = task["EventType"]
+        if kind == EventType.TaskScheduled:
+            return self._dispatch_activity(inst, task["EventId"], task["Name"], task.get("Input"))
+        if kind == EventType.TimerCreated:
+            return self._arm_timer(inst, task["EventId"], parse_ts(task["FireAt"]))
+        child = self.instances.get(task["InstanceId"])
+        if child is None or not child.parent or child.parent["instance_id"] != inst.instance_id:
+            return []   # purged or started anew elsewhere: nothing can answer any more
+        if child.instance_id in histories and child.status == "Failed":
+            return self.rewind(child, histories, reason, inst.execution_id)
+        # A running child reports to the new execution when it ends; a finished one, whose
+        # result the Failed parent dropped, reports again now.
+        child.parent = {**child.parent, "execution_id": inst.execution_id}
+        ops: Operation = [(UPSERT_INSTANCE, [child.row()])]
+        return ops + self._report_to_parent(child, now) if child.terminal else ops
 
     # ------------------------------------------------------------------ entities (extension points)
 
@@ -446,3 +510,43 @@ class Engine:
 
     def call_entity(self, inst: Instance, item: Scheduled, now: float, ops: Operation) -> dict:
         raise NotImplementedError("entities are not supported by this host")
+
+
+# History events that schedule a task, and those that carry a task's result (by TaskScheduledId).
+_SCHEDULED = frozenset({EventType.TaskScheduled, EventType.TimerCreated,
+                        EventType.SubOrchestrationInstanceCreated})
+_RESULTS = frozenset({EventType.TaskCompleted, EventType.TaskFailed,
+                      EventType.SubOrchestrationInstanceCompleted,
+                      EventType.SubOrchestrationInstanceFailed})
+
+
+def _undone_by_rewind(ev: dict, children: dict[int, str], histories: dict[str, list[dict]]) -> bool:
+    """Whether a rewind removes ``ev``: the failures it undoes and the end of the execution.
+
+    A sub-orchestration's failure is undone only when that child is rewound too (its history is
+    in ``histories``); a child that was terminated, for instance, stays a failure.
+    """
+    kind = ev["EventType"]
+    if kind == EventType.SubOrchestrationInstanceFailed:
+        return children.get(ev["TaskScheduledId"]) in histories
+    return kind in (EventType.TaskFailed, EventType.ExecutionCompleted)
+
+
+def _unanswered(history: list[dict]) -> list[dict]:
+    """Activities, timers and sub-orchestrations of ``history`` that have no result in it."""
+    answered = {e["TaskScheduledId"] for e in history if e["EventType"] in _RESULTS} | \
+        {e["TimerId"] for e in history if e["EventType"] == EventType.TimerFired}
+    return [e for e in history if e["EventType"] in _SCHEDULED and e["EventId"] not in answered]
+
+
+def _with_execution_ids(ev: dict, inst: Instance, execution_id: str) -> dict:
+    """``ev``; an ExecutionStarted event gets the new execution id and the parent's current one."""
+    if ev["EventType"] != EventType.ExecutionStarted:
+        return ev
+    started = {**ev, "OrchestrationInstance": {**ev["OrchestrationInstance"],
+                                               "ExecutionId": execution_id}}
+    if inst.parent:
+        started["ParentInstance"] = {**ev["ParentInstance"], "OrchestrationInstance": {
+            **ev["ParentInstance"]["OrchestrationInstance"],
+            "ExecutionId": inst.parent["execution_id"]}}
+    return started

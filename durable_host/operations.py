@@ -8,17 +8,15 @@ API only maps them to status codes. Each operation returns once its change is du
 from __future__ import annotations
 
 import json
-import time
 import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Iterable
 
-from .engine import Engine, dumps
-from .episode import sdk_event
+from .engine import Engine
 from .events import EventType, event
 from .model import Instance, TERMINAL
-from .store import DELETE_HISTORY, INSERT_HISTORY, UPSERT_INSTANCE, Operation
+from .store import Operation
 
 
 class OperationError(Exception):
@@ -171,39 +169,20 @@ class HubOperations:
         await self.engine.store.submit(ops)
 
     async def _rewind(self, inst: Instance, reason: str | None) -> Operation:
-        engine = self.engine
-        history = await self.history(inst)
-        scheduled = {e["EventId"]: e for e in history
-                     if e["EventType"] in (EventType.TaskScheduled, EventType.SubOrchestrationInstanceCreated)}
-        kept, ops, redo = [], [], []
-        for ev in history:
-            kind = ev["EventType"]
-            if kind == EventType.ExecutionCompleted:
+        """Read every history the rewind needs, then let the engine rewind without yielding."""
+        return self.engine.rewind(inst, await self._failed_histories(inst), reason)
+
+    async def _failed_histories(self, inst: Instance) -> dict[str, list[dict]]:
+        """The history of ``inst`` and of each Failed sub-orchestration it started, recursively."""
+        histories = {inst.instance_id: await self.history(inst)}
+        for ev in histories[inst.instance_id]:
+            if ev["EventType"] != EventType.SubOrchestrationInstanceCreated:
                 continue
-            if kind == EventType.TaskFailed and ev["TaskScheduledId"] in scheduled:
-                redo.append(scheduled[ev["TaskScheduledId"]])
-                continue
-            if kind == EventType.SubOrchestrationInstanceFailed and ev["TaskScheduledId"] in scheduled:
-                child = engine.instances.get(scheduled[ev["TaskScheduledId"]]["InstanceId"])
-                if child is not None and child.status == "Failed":
-                    ops += await self._rewind(child, reason)
-                    continue
-            kept.append(ev)
-        now = time.time()
-        kept.append(event(EventType.GenericEvent, now, Data=f"Rewound: {reason or ''}"))
-        inst.history, inst.persisted = kept, len(kept)
-        inst.sdk_events = [sdk_event(e) for e in kept]
-        inst.status, inst.output, inst.updated = "Running", None, now
-        ops += [(DELETE_HISTORY, [(inst.instance_id,)]), (UPSERT_INSTANCE, [inst.row()]),
-                (INSERT_HISTORY, [(inst.instance_id, i, dumps(e)) for i, e in enumerate(kept)])]
-        for task in redo:
-            if task["EventType"] == EventType.TaskScheduled:
-                ops += engine.schedule_again(inst, task)
-        if not redo:
-            # Nothing to re-run: replay once more (an orchestrator that failed by itself).
-            ops += engine.send(engine.new_message(inst.instance_id, inst.execution_id, "event",
-                                                  event_=event(EventType.GenericEvent, now)))
-        return ops
+            child = self.engine.instances.get(ev["InstanceId"])
+            if child is not None and child.status == "Failed" and child.parent \
+                    and child.parent["instance_id"] == inst.instance_id:
+                histories.update(await self._failed_histories(child))
+        return histories
 
     async def history(self, inst: Instance) -> list[dict]:
         """The current execution's history, from memory or (once finished) from the store."""

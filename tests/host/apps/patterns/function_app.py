@@ -347,3 +347,40 @@ def http_call(context: df.DurableOrchestrationContext):
     """context.call_http: the extension's built-in HTTP activity."""
     response = yield context.call_http("GET", context.get_input())
     return response
+
+
+@app.activity_trigger(input_name="payload")
+def fail_first_attempt(payload: dict) -> str:
+    """Fails its first attempt (marked by a file) after a delay of ``delay`` seconds; then succeeds."""
+    import os
+    import time
+    marker = os.path.join(payload["dir"], str(payload["i"]))
+    if os.path.exists(marker):
+        return f"ok {payload['i']}"
+    open(marker, "w").close()
+    time.sleep(payload["delay"])
+    raise ValueError(f"first attempt of {payload['i']} fails")
+
+
+@app.orchestration_trigger(context_name="context")
+def fan_out_failing(context: df.DurableOrchestrationContext):
+    """Six parallel activities that all fail once, one after another (staggered delays)."""
+    a = context.get_input()
+    return (yield context.task_all([context.call_activity(
+        "fail_first_attempt", {"dir": a["dir"], "i": i, "delay": a["step"] * i}) for i in range(6)]))
+
+
+@app.orchestration_trigger(context_name="context")
+def rewindable_parent(context: df.DurableOrchestrationContext):
+    """Its sub-orchestration fails once, so rewinding it must rewind the child too."""
+    return (yield context.call_sub_orchestrator(
+        "flaky_child", {"key": context.instance_id, "fail_times": 1}))
+
+
+@app.orchestration_trigger(context_name="context")
+def rewindable_timer(context: df.DurableOrchestrationContext):
+    """Fails while its timer is pending; the timer fires while the instance is Failed."""
+    timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=0.5))
+    flaky_task = context.call_activity("flaky", {"key": context.instance_id, "fail_times": 1})
+    yield context.task_all([timer, flaky_task])
+    return flaky_task.result
