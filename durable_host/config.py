@@ -32,6 +32,7 @@ class HostConfig:
     max_orchestrations: int
     script_file: str = "function_app.py"
     default_version: str | None = None   # ``defaultVersion``: the version of new orchestrations
+    storage_provider: str | None = None  # ``storageProvider.type`` for Azure; the host keeps SQLite
 
     @property
     def public_host(self) -> str:
@@ -105,4 +106,5 @@ def build_config(app_dir: str | Path, *, host: str, port: int, hub_dir: str | Pa
         max_orchestrations=_int_setting(durable, "maxConcurrentOrchestratorFunctions", 10 * cores),
         script_file=environ.get("PYTHON_SCRIPT_FILE_NAME", "function_app.py"),
         default_version=durable.get("defaultVersion"),
+        storage_provider=(durable.get("storageProvider") or {}).get("type"),
     )
