@@ -98,13 +98,13 @@ class ClassifierClient:
     def status_at(self, status_url: str) -> dict[str, Any]:
         """GET a ``statusQueryGetUri`` exactly as the API returned it."""
         return self._call(
-            "GET", status_url, key_as="none", not_found=f"{status_url} answered 404: the task is gone (purged?)"
+            "GET", status_url, key_as="none", bare={404: f"{status_url} answered 404: the task is gone (purged?)"}
         ).body
 
     def status(self, instance_id: str) -> dict[str, Any]:
         """GET instances/{id}: runtime status, customStatus and, once completed, the output."""
         return self._call(
-            "GET", self._instance_url(instance_id), key_as="code", not_found=_no_instance(instance_id)
+            "GET", self._instance_url(instance_id), key_as="code", bare={404: _no_instance(instance_id)}
         ).body
 
     def instances(
@@ -134,19 +134,22 @@ class ClassifierClient:
                 return
 
     def terminate(self, instance_id: str, reason: str) -> None:
-        """POST instances/{id}/terminate?reason=: 202; 404 unknown; 410 already finished (the API says so)."""
+        """POST instances/{id}/terminate?reason=: 202; 404 unknown; 410 already finished (empty bodies)."""
         self._call(
             "POST",
             self._instance_url(instance_id, "/terminate"),
             params={"reason": reason},
             key_as="code",
-            not_found=_no_instance(instance_id),
+            bare={
+                404: _no_instance(instance_id),
+                410: f"task {instance_id!r} has already ended (Completed, Failed or Terminated): nothing to terminate",
+            },
         )
 
     def purge(self, instance_id: str) -> int:
         """DELETE instances/{id}: the orchestration's history goes; the persisted result stays."""
         body = self._call(
-            "DELETE", self._instance_url(instance_id), key_as="code", not_found=_no_instance(instance_id)
+            "DELETE", self._instance_url(instance_id), key_as="code", bare={404: _no_instance(instance_id)}
         ).body
         return int((body or {}).get("instancesDeleted", 0))
 
@@ -170,13 +173,14 @@ class ClassifierClient:
         headers: Optional[dict[str, str]] = None,
         json: Any = None,
         key_as: Literal["header", "code", "none"],
-        not_found: Optional[str] = None,
+        bare: Optional[dict[int, str]] = None,
     ) -> Response:
         """One request; every way it can fail becomes an :class:`ApiError` with a readable message.
 
         ``key_as`` says how this URL wants the function key: a header on ``/api``, ``code=`` on
         management URLs built here, and nothing on URLs the API handed out (they carry their own).
-        ``not_found`` is the message for a 404 without a body (the management API's unknown instance).
+        ``bare`` gives the message for an error status answered without a body, as the management API
+        answers 404 (unknown instance) and 410 (instance already ended), like the Durable extension.
         """
         params = dict(params or {})
         headers = dict(headers or {})
@@ -195,8 +199,8 @@ class ClassifierClient:
         except requests.RequestException as exc:
             raise ApiError(None, f"request to {url} failed: {exc}") from None
         if response.status_code >= 400:
-            if response.status_code == 404 and not_found and not response.content.strip():
-                raise ApiError(404, not_found)
+            if bare and response.status_code in bare and not response.content.strip():
+                raise ApiError(response.status_code, bare[response.status_code])
             raise ApiError(response.status_code, error_message(response))
         body: Any = None
         if response.content.strip():

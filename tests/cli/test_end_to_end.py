@@ -80,7 +80,7 @@ def test_status_result_list_and_purge_on_a_real_task(classify: Classify, photo_r
     not_waited = classify("wait", task_id)
     assert not_waited.exit_code == 2 and f"error: no task with id '{task_id}'" in not_waited.stderr
     again = classify("purge", task_id)
-    assert again.exit_code == 2 and f"No instance with ID '{task_id}' found." in again.stderr
+    assert again.exit_code == 2 and f"error: no task with id '{task_id}'" in again.stderr
 
     stored = classify("result", task_id)  # the persisted result outlives the purged history
     assert stored.exit_code == 0
@@ -133,7 +133,7 @@ def test_terminate_wait_and_a_wait_that_times_out(classify: Classify, shared_ima
     assert waited.exit_code == 1
     assert f"task {task['id']}: Terminated" in waited.stdout and "test stop" in waited.stdout
     again = classify("terminate", task["id"])
-    assert again.exit_code == 2 and "Terminated" in again.stderr and again.stderr.startswith("error: ")
+    assert again.exit_code == 2 and again.stderr.startswith(f"error: task {task['id']!r} has already ended")
 
 
 def test_an_unknown_model_shows_the_apis_400_message_and_exits_2(classify: Classify, shared_images_dir: Path) -> None:
