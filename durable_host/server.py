@@ -101,8 +101,9 @@ class Host:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
+        folded = path.lower()  # ASP.NET matches route literals case-insensitively
         for base in (WEBHOOK_PATH, RPC_PATH):
-            if path == base or path.startswith(base + "/"):
+            if folded == base or folded.startswith(base + "/"):
                 request.match_info["tail"] = path[len(base) + 1:]
                 return await self.management.handle(request)
         if path == "/admin/host/status":

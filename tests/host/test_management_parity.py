@@ -81,6 +81,7 @@ def test_route_segments_are_matched_case_insensitively(api):
     api.wait(iid, until=("Running",))
     assert api.session.get(f"{api.mgmt}/INSTANCES/{iid}").status_code == 202
     assert api.session.get(f"{api.mgmt}/Instances/").status_code == 200
+    assert api.session.get(f"{api.base}/Runtime/Webhooks/DurableTask/instances/{iid}").status_code == 202
     r = api.session.post(f"{api.mgmt}/instances/{iid}/RAISEEVENT/go", json="now")
     assert r.status_code == 202
     assert api.wait(iid)["output"] == {"go": "now"}
