@@ -75,24 +75,28 @@ def predict(model: LoadedModel, crops: torch.Tensor, top_k: int) -> list[list[Pr
     return classify(model, crops, top_k)
 
 
-def prewarm_in_background() -> None:
-    """Load the ``MODEL_PREWARM`` models on a thread so the first task does not pay for loading.
+def prewarm(models: tuple[str, ...]) -> None:
+    """Load ``models`` now; a model without weights is one warning line saying what to do.
 
     A failure is logged, not raised: a task for that model will then report the same error itself.
+    Missing weights are the common case on a machine without internet, so they get the advice alone,
+    not a traceback that buries the function listing.
     """
-    settings = get_settings()
-    if not settings.model_prewarm:
-        return
+    for name in models:
+        try:
+            model = load(name)
+            log.info("prewarmed %s with %s in %.0f ms", name, model.weights.label, model.load_ms)
+        except WeightsUnavailableError as exc:
+            log.warning("%s is not loaded: %s", name, " ".join(str(exc).split()))
+        except Exception:  # noqa: BLE001 - reported, and reported again by the first task
+            log.exception("could not prewarm %s", name)
 
-    def load_all() -> None:
-        for name in settings.model_prewarm:
-            try:
-                model = load(name)
-                log.info("prewarmed %s with %s in %.0f ms", name, model.weights.label, model.load_ms)
-            except Exception:  # noqa: BLE001 - reported, and reported again by the first task
-                log.exception("could not prewarm %s", name)
 
-    threading.Thread(target=load_all, name="model-prewarm", daemon=True).start()
+def prewarm_in_background() -> None:
+    """Load the ``MODEL_PREWARM`` models on a thread so the first task does not pay for loading."""
+    models = get_settings().model_prewarm
+    if models:
+        threading.Thread(target=prewarm, args=(models,), name="model-prewarm", daemon=True).start()
 
 
 def infer(request: InferenceInput) -> InferenceOutput:

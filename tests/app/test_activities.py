@@ -117,6 +117,23 @@ def test_missing_weights_fail_the_model_with_instructions(
     assert "nowhere.pth" in (result.error or "") and "MODEL_WEIGHTS_RESNET18" in (result.error or "")
 
 
+def test_prewarm_without_weights_is_one_line_of_advice_per_model(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("MODEL_WEIGHTS_RESNET18", f"file:{app_env / 'nowhere.pth'}")
+    monkeypatch.setenv("MODEL_WEIGHTS_RESNET50", "random:3")
+    get_settings.cache_clear()
+    with caplog.at_level("INFO", logger=inference_activity.log.name):
+        inference_activity.prewarm(("resnet18", "resnet50"))
+    records = [r for r in caplog.records if r.name == inference_activity.log.name]
+    missing, loaded = records
+    assert missing.levelname == "WARNING" and missing.exc_info is None
+    assert "\n" not in missing.getMessage()
+    assert missing.getMessage().startswith("resnet18 is not loaded: checkpoint ")
+    assert "MODEL_WEIGHTS_RESNET18=file:" in missing.getMessage()
+    assert loaded.getMessage().startswith("prewarmed resnet50 with RANDOM WEIGHTS (seed 3)")
+
+
 def test_persist_is_idempotent_and_drops_the_task_tensors(app_env: Path) -> None:
     store = services.blob_store()
     store.put(f"tensors/{TASK}/0-r256-c224-bilinear.u8", b"tensor bytes")
