@@ -108,18 +108,18 @@ class ClassifierClient:
         ).body
 
     def instances(
-        self, statuses: Sequence[str] = (), limit: int = 100, page_size: int = 100
+        self, statuses: Sequence[str] = (), limit: Optional[int] = None, page_size: int = 100
     ) -> Iterator[dict[str, Any]]:
-        """GET instances/ page by page (``x-ms-continuation-token``), stopping after ``limit``.
+        """GET instances/ page by page (``x-ms-continuation-token``), stopping after ``limit`` (None: all).
 
         ``top`` is the API's page size, not a total, so the token is followed until ``limit`` items.
         """
-        params: dict[str, Any] = {"top": min(limit, page_size), "showInput": "false"}
+        params: dict[str, Any] = {"top": page_size if limit is None else min(limit, page_size), "showInput": "false"}
         if statuses:
             params["runtimeStatus"] = ",".join(statuses)
         token: Optional[str] = None
         seen = 0
-        while seen < limit:
+        while True:
             headers = {CONTINUATION_HEADER: token} if token else {}
             answer = self._call(
                 "GET", self._management_url("instances/"), params=params, headers=headers, key_as="code"
@@ -127,7 +127,7 @@ class ClassifierClient:
             for item in answer.body or []:
                 yield item
                 seen += 1
-                if seen >= limit:
+                if seen == limit:
                     return
             token = answer.headers.get(CONTINUATION_HEADER)
             if not token or not answer.body:

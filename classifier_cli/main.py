@@ -34,6 +34,8 @@ from classifier_cli.render import (
     print_output,
     print_status,
     print_stored,
+    status_text,
+    task_outcome,
 )
 
 DEFAULT_URL = "http://127.0.0.1:7071"
@@ -148,18 +150,25 @@ def report(app: App, statuses: Mapping[str, dict[str, Any]], as_json: bool) -> i
     """Print finished tasks and return the exit code: 0 if every image went through every model."""
     if as_json:
         app.emit_json(list(statuses.values()))
-    code = 0
     for instance_id, status in statuses.items():
         output = status.get("output")
-        completed = status.get("runtimeStatus") == "Completed" and isinstance(output, dict)
         if not as_json:
-            if completed:
-                print_output(app.out, output, title=f"task {instance_id}")
+            if status.get("runtimeStatus") == "Completed" and isinstance(output, dict):
+                print_output(app.out, output, title=f"task {instance_id} · {task_outcome(status)}")
             else:
                 print_status(app.out, status)
-        if not completed or failed_images(output):
-            code = 1
-    return code
+    return max((exit_code(status) for status in statuses.values()), default=0)
+
+
+def exit_code(status: Mapping[str, Any]) -> int:
+    """The README's exit code for one task: 1 once it has ended without every image through every model.
+
+    A task still running has failed nothing yet (0); the API's own errors exit 2 elsewhere.
+    """
+    if status.get("runtimeStatus") in ("Pending", "Running", "Suspended"):
+        return 0
+    output = status.get("output")
+    return 1 if not isinstance(output, dict) or failed_images(output) else 0
 
 
 def _submit_all(app: App, paths: Sequence[Path], models: Sequence[str], top_k: int,
@@ -232,21 +241,35 @@ def status(app: App, instance_id: str, as_json: bool) -> None:
         app.emit_json(document)
     else:
         print_status(app.out, document)
+    raise SystemExit(exit_code(document))
+
+
+def _split_csv(values: Sequence[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
 @cli.command(name="list")
 @click.option("--status", "statuses", multiple=True, metavar="STATUS[,STATUS]",
               help="Only these runtime statuses, e.g. Running,Completed (repeatable).")
-@click.option("--top", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many tasks.")
+@click.option("--outcome", "outcomes", multiple=True, metavar="OUTCOME[,OUTCOME]",
+              help="Only tasks that ended with this outcome: Completed, CompletedWithErrors, Failed (repeatable).")
+@click.option("--top", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many tasks, newest first.")
 @json_option
 @click.pass_obj
-def list_tasks(app: App, statuses: Sequence[str], top: int, as_json: bool) -> None:
-    """List tasks, optionally only some runtime statuses.
+def list_tasks(app: App, statuses: Sequence[str], outcomes: Sequence[str], top: int, as_json: bool) -> None:
+    """List tasks, newest first; optionally only some runtime statuses or task outcomes.
 
-    Uses the management API's instance query, following its continuation token up to --top tasks.
+    The management API's instance query has no order, so every page is read (following its
+    continuation token) and the newest --top are shown.
     """
-    wanted = [s.strip() for value in statuses for s in value.split(",") if s.strip()]
-    instances = list(app.client.instances(wanted, top))
+    wanted = _split_csv(statuses)
+    outcome_filter = {o.lower() for o in _split_csv(outcomes)}
+    everything = [
+        item for item in app.client.instances(wanted)
+        if not outcome_filter or (task_outcome(item) or "").lower() in outcome_filter
+    ]
+    instances = sorted(everything, key=lambda item: str(item.get("createdTime")), reverse=True)[:top]
     if as_json:
         app.emit_json(instances)
     else:

@@ -152,10 +152,30 @@ def print_output(console: Console, output: Mapping[str, Any], title: Optional[st
     console.print(timings_line(output.get("timings") or {}))
 
 
+def task_outcome(status: Mapping[str, Any]) -> Optional[str]:
+    """The task's own result (``Completed``, ``CompletedWithErrors``, ``Failed``) once it has one.
+
+    An orchestration that ran to its end is ``Completed`` even when every image failed; the task's
+    outcome is in its output, and that is what a user asks about.
+    """
+    output = status.get("output")
+    if status.get("runtimeStatus") == "Completed" and isinstance(output, Mapping):
+        value = output.get("status")
+        return str(value) if value else None
+    return None
+
+
+def status_text(status: Mapping[str, Any]) -> str:
+    """``Completed · task Failed``: the runtime status, and the task's outcome where there is one."""
+    runtime = str(status.get("runtimeStatus", "?"))
+    outcome = task_outcome(status)
+    return f"{runtime} · task {outcome}" if outcome else runtime
+
+
 def print_status(console: Console, status: Mapping[str, Any]) -> None:
     """``status ID``: runtime status and progress, and the result table once completed."""
     runtime = status.get("runtimeStatus", "?")
-    console.print(f"task {status.get('instanceId')}: [bold]{runtime}[/bold] ({status.get('name')})")
+    console.print(f"task {status.get('instanceId')}: [bold]{status_text(status)}[/bold] ({status.get('name')})")
     console.print(f"created {status.get('createdTime')} · last updated {status.get('lastUpdatedTime')}")
     custom = status.get("customStatus")
     if isinstance(custom, Mapping):
@@ -188,7 +208,7 @@ def instances_table(instances: Iterable[Mapping[str, Any]]) -> Table:
         table.add_row(
             str(item.get("instanceId")),
             str(item.get("name")),
-            str(item.get("runtimeStatus")),
+            status_text(item),
             describe_progress(custom).text if isinstance(custom, Mapping) else "",
             str(item.get("createdTime")),
             str(item.get("lastUpdatedTime")),

@@ -17,7 +17,8 @@ BOTH_MODELS = ("-m", "resnet18", "-m", "resnet50")
 
 
 def task_ids(run: Run) -> list[str]:
-    return re.findall(r"^task ([0-9a-f]{32})\s*$", run.stdout, flags=re.MULTILINE)
+    return re.findall(r"^task ([0-9a-f]{32}) · (?:Completed|CompletedWithErrors|Failed)\s*$", run.stdout,
+                      flags=re.MULTILINE)
 
 
 def table_lines(run: Run, image: str) -> list[str]:
@@ -61,7 +62,7 @@ def test_status_result_list_and_purge_on_a_real_task(classify: Classify, photo_r
     _, task_id = photo_run
     status = classify("status", task_id)
     assert status.exit_code == 0
-    assert f"task {task_id}: Completed (classify_images)" in status.stdout
+    assert f"task {task_id}: Completed · task Completed (classify_images)" in status.stdout
     assert "progress: done 5/5 images" in status.stdout
     assert all(len(table_lines(status, name)) == 2 for name in photos(shared_images_dir))
 
@@ -113,6 +114,19 @@ def test_a_file_that_is_not_an_image_shows_the_apis_error_and_exits_1(
     assert "not a supported image" in bad_line and "this is text" in bad_line
     [good_line] = table_lines(run, "rocket.jpg")
     assert "RANDOM (seed 0)" in good_line
+    [task_id] = task_ids(run)
+
+    status = classify("status", task_id)  # the orchestration completed; the task did not fully
+    assert status.exit_code == 1
+    assert f"task {task_id}: Completed · task CompletedWithErrors" in status.stdout
+    [newest] = json.loads(classify("list", "--top", "1", "--json").stdout)
+    assert newest["instanceId"] == task_id
+    with_errors = json.loads(classify("list", "--outcome", "CompletedWithErrors,Failed", "--json").stdout)
+    assert task_id in [item["instanceId"] for item in with_errors]
+    assert all(item["output"]["status"] != "Completed" for item in with_errors)
+    clean = json.loads(classify("list", "--outcome", "completed", "--json").stdout)
+    assert task_id not in [item["instanceId"] for item in clean]
+    assert all(item["output"]["status"] == "Completed" for item in clean)
 
 
 def test_terminate_wait_and_a_wait_that_times_out(classify: Classify, shared_images_dir: Path, tmp_path: Path) -> None:
