@@ -185,7 +185,8 @@ def build_output(
     submitted = _parse(record.submitted_at)
     started = _parse(record.processing_started_at)
     finished = _parse(record.processing_finished_at)
-    prep_start, prep_end = _bounds(p.started_at for p in preprocessed.values())
+    prep_start, _ = _bounds(p.started_at for p in preprocessed.values())
+    _, prep_end = _bounds(p.finished_at for p in preprocessed.values())
     inf_start, _ = _bounds(r.started_at for r in record.results)
     _, inf_end = _bounds(r.finished_at for r in record.results)
     weights = {r.model: r.weights for r in record.results if r.weights}

@@ -133,6 +133,7 @@ def test_output_has_every_image_and_model_with_weights_and_timings() -> None:
     assert timings["processing_finished_at"] == "2026-01-01T00:00:11+00:00"
     assert timings["queue_ms"] == 0.0 and timings["total_ms"] == 11000.0
     assert timings["inference_ms"] == 1000.0
+    assert timings["preprocess_ms"] == 1500.0  # first preprocessing start to last finish
     assert timings["persisted_at"] == "2026-01-01T00:00:12+00:00"
 
 
