@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence, TypeVar
 T = TypeVar("T")
 
 #: Extensions picked up from folders (case-insensitive); explicitly named files are sent regardless.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".bmp", ".tif", ".tiff")
 
 
 class InputError(ValueError):

@@ -17,10 +17,10 @@ def touch(path: Path, data: bytes = b"x") -> Path:
 
 
 def test_a_folder_gives_its_images_sorted_recursively_by_extension(tmp_path: Path) -> None:
-    for name in ("b.jpg", "a.PNG", "notes.txt", "sub/c.jpeg", "sub/readme.md", "z.webp"):
+    for name in ("b.jpg", "a.PNG", "notes.txt", "sub/c.jpeg", "sub/readme.md", "z.webp", "y.avif"):
         touch(tmp_path / name)
     found = find_images([tmp_path])
-    assert [image.name for image in found] == ["a.PNG", "b.jpg", "sub/c.jpeg", "z.webp"]
+    assert [image.name for image in found] == ["a.PNG", "b.jpg", "sub/c.jpeg", "y.avif", "z.webp"]
     assert all(image.path.is_file() for image in found)
 
 
