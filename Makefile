@@ -9,9 +9,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test
+.PHONY: setup run test checkov
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.13 not found: install it (python.org, pyenv install 3.13, or apt) or run make PYTHON=/path/to/python3.13" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 13), sys.version' || { echo "$(PYTHON) is not Python 3.13" >&2; exit 1; }
 	@if [ -x $(PY) ] && ! $(PY) -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then echo "$(VENV) is not Python 3.13: recreating it"; rm -rf $(VENV); fi
@@ -27,10 +27,21 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(STAMP)
 
+# checkov (the Bicep linter tests/deploy runs) lives in its own virtualenv: its dependency pins are not the app's.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
+
+checkov: $(CHECKOV_STAMP)
+
 # `make run` runs activities in two worker processes, each with its share of the cores (see README).
 run: export FUNCTIONS_WORKER_PROCESS_COUNT ?= 2
 run: setup
 	$(PY) -m durable_host --app-dir .
 
-test: setup node_modules/.installed
+test: export CHECKOV ?= $(CURDIR)/$(CHECKOV_VENV)/bin/checkov
+test: setup node_modules/.installed checkov
 	$(PY) -m pytest

@@ -18,7 +18,9 @@ from storage.database import ensure_schema, get_engine
 @lru_cache(maxsize=1)
 def blob_store() -> BlobStore:
     settings = get_settings()
-    return open_blob_store(settings.blob_connection_string, settings.blob_local_root)
+    return open_blob_store(
+        settings.blob_connection_string, settings.blob_local_root, account_url=settings.blob_account_url
+    )
 
 
 @lru_cache(maxsize=1)

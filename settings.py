@@ -22,6 +22,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     blob_connection_string: str
+    blob_account_url: str
     blob_local_root: str
     upload_container: str
     tensor_container: str
@@ -97,6 +98,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         raise SettingsError(f"MODEL_PREWARM: {exc}") from None
     return Settings(
         blob_connection_string=env.get("BLOB_CONNECTION_STRING", "").strip(),
+        blob_account_url=env.get("BLOB_ACCOUNT_URL", "").strip(),
         blob_local_root=env.get("BLOB_LOCAL_ROOT", "").strip() or ".localdata/blobs",
         upload_container=env.get("UPLOAD_CONTAINER", "").strip() or "uploads",
         tensor_container=env.get("TENSOR_CONTAINER", "").strip() or "tensors",

@@ -1,7 +1,8 @@
 """Blob storage behind one small interface, so activities never care where bytes live.
 
-Production and Azurite use :class:`AzureBlobStore`; a laptop without any emulator uses
-:class:`LocalFolderBlobStore`. Both accept exactly the same names ("container/path/in/container"),
+Production and Azurite use :class:`AzureBlobStore`: on Azure with the app's managed identity (an account
+URL and ``DefaultAzureCredential``, no key), with Azurite through a connection string. A laptop without any
+emulator uses :class:`LocalFolderBlobStore`. Both accept exactly the same names ("container/path/in/container"),
 so a name that works locally cannot fail later in Azure, and both are safe to share between the
 threads of the Functions worker.
 """
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 
@@ -213,8 +215,21 @@ class AzureBlobStore:
     container and retries, so the common path costs one request and no setup step is needed.
     """
 
-    def __init__(self, connection_string: str) -> None:
-        self._service = BlobServiceClient.from_connection_string(connection_string)
+    def __init__(
+        self,
+        connection_string: str = "",
+        *,
+        account_url: str = "",
+        credential: TokenCredential | None = None,
+    ) -> None:
+        """A connection string (account key, Azurite), or an account URL
+        (``https://<account>.blob.core.windows.net/``) and an Entra credential with a blob data role."""
+        if connection_string:
+            self._service = BlobServiceClient.from_connection_string(connection_string)
+        elif account_url and credential is not None:
+            self._service = BlobServiceClient(account_url=account_url, credential=credential)
+        else:
+            raise ValueError("AzureBlobStore needs a connection string, or an account URL and a credential")
 
     def __repr__(self) -> str:
         return f"AzureBlobStore({self.account_url!r})"
@@ -276,9 +291,18 @@ class AzureBlobStore:
         return removed
 
 
-def open_blob_store(connection_string: str | None, local_root: str | Path) -> BlobStore:
-    """The store the settings ask for: a local folder when no connection string is configured,
-    Azure otherwise (``UseDevelopmentStorage=true`` included, which means Azurite on port 10000)."""
-    if connection_string is None or not connection_string.strip():
-        return LocalFolderBlobStore(Path(local_root))
-    return AzureBlobStore(connection_string.strip())
+def open_blob_store(
+    connection_string: str | None, local_root: str | Path, *, account_url: str = ""
+) -> BlobStore:
+    """The store the settings ask for, first match wins: a connection string (``UseDevelopmentStorage=true``
+    included, which means Azurite on port 10000); an account URL, signed in with ``DefaultAzureCredential``
+    (on Azure the managed identity whose client id is ``AZURE_CLIENT_ID``; on a laptop ``az login``);
+    else a local folder."""
+    if connection_string and connection_string.strip():
+        return AzureBlobStore(connection_string.strip())
+    if account_url.strip():
+        # Imported here: azure.identity (and msal) is only loaded by apps that sign in with it.
+        from azure.identity import DefaultAzureCredential
+
+        return AzureBlobStore(account_url=account_url.strip(), credential=DefaultAzureCredential())
+    return LocalFolderBlobStore(Path(local_root))

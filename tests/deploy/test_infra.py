@@ -1,0 +1,288 @@
+"""The Bicep in infra/ cross-checked with the app it deploys: the settings the app reads, the identity-only
+connections, the roles, the durable backend and host.json. Nothing here needs Azure or the Bicep compiler;
+what only a deployment can show (that Azure accepts the templates) is listed in the README."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy.dialects.mssql.pyodbc import MSDialect_pyodbc
+from sqlalchemy.engine import make_url
+
+from settings import Settings, settings_from
+from storage.blobs import AzureBlobStore, open_blob_store
+from tests.deploy import bicep
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Stand-ins for what Azure fills in at deployment, to evaluate the app settings the way the app will see them.
+CLIENT_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+DEPLOYED = {
+    "identityClientId": CLIENT_ID,
+    "storage.properties.primaryEndpoints.blob": "https://stexample.blob.core.windows.net/",
+    "storage.properties.primaryEndpoints.queue": "https://stexample.queue.core.windows.net/",
+    "storage.properties.primaryEndpoints.table": "https://stexample.table.core.windows.net/",
+    "applicationInsights.properties.ConnectionString": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
+    "schedulerEndpoint": "https://dts-example.westus2.durabletask.io",
+    "sqlServerFqdn": "sql-example.database.windows.net",
+    "sqlDatabaseName": "classifier",
+}
+SETTING_GROUPS = ("hostStorageSettings", "monitoringSettings", "durableTaskSchedulerSettings", "appSettings")
+
+
+def _resolve(value: str) -> str:
+    if value.startswith("'"):
+        return bicep.interpolate(bicep.string_value(value), DEPLOYED)
+    assert value in DEPLOYED, f"app setting value {value!r} is neither a string nor a known expression"
+    return DEPLOYED[value]
+
+
+def azure_app_settings() -> dict[str, str]:
+    """The function app's settings with the Durable Task Scheduler backend, as the app will read them."""
+    source = bicep.text("function-app.bicep")
+    assert f"properties: union({', '.join(SETTING_GROUPS)})" in source
+    settings: dict[str, str] = {}
+    for group in SETTING_GROUPS:
+        for key, value in bicep.object_var(source, group).items():
+            assert key not in settings, f"{key} is set twice"
+            settings[key] = _resolve(value)
+    return settings
+
+
+class RecordingEnv(dict[str, str]):
+    """An environment that remembers every variable read from it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def settings_read_by_app() -> set[str]:
+    env = RecordingEnv({})
+    settings_from(env)
+    return env.read
+
+
+def test_azure_yaml_deploys_this_folder_as_a_python_function_app() -> None:
+    config = yaml.safe_load((REPO_ROOT / "azure.yaml").read_text())
+    assert config["services"] == {"api": {"project": ".", "language": "python", "host": "function"}}
+    # azd finds the deployed app by this tag.
+    assert "'azd-service-name': 'api'" in bicep.text("main.bicep")
+
+
+def test_every_required_parameter_is_supplied_by_azd() -> None:
+    main = bicep.text("main.bicep")
+    required = set(re.findall(r"^param (\w+) \w+$", main, re.M))
+    supplied = json.loads((REPO_ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
+    assert required == {"environmentName", "location"}
+    assert required <= set(supplied)
+    declared = set(re.findall(r"^param (\w+) ", main, re.M))
+    assert set(supplied) <= declared, "main.parameters.json names a parameter main.bicep does not have"
+
+
+def test_flex_consumption_python_313_on_4_gb_instances() -> None:
+    app = bicep.text("function-app.bicep")
+    assert "tier: 'FlexConsumption'" in app and "name: 'FC1'" in app
+    assert re.search(r"runtime: \{\s*name: 'python'\s*version: '3.13'\s*\}", app)
+    assert re.search(r"^param instanceMemoryMB int = 4096$", bicep.text("main.bicep"), re.M)
+    # Flex Consumption refuses these settings: the runtime comes from functionAppConfig.
+    settings = azure_app_settings()
+    assert not {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE"} & set(settings)
+
+
+def test_host_storage_is_reached_with_the_identity() -> None:
+    settings = azure_app_settings()
+    assert "AzureWebJobsStorage" not in settings  # a connection string would carry the account key
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert settings["AzureWebJobsStorage__clientId"] == CLIENT_ID
+    for service in ("blob", "queue", "table"):
+        uri = settings[f"AzureWebJobsStorage__{service}ServiceUri"]
+        assert uri == f"https://stexample.{service}.core.windows.net/"
+
+
+def test_application_insights_takes_entra_authenticated_telemetry_only() -> None:
+    settings = azure_app_settings()
+    assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == f"ClientId={CLIENT_ID};Authorization=AAD"
+    assert "DisableLocalAuth: true" in bicep.text("monitoring.bicep")
+
+
+def test_no_secret_anywhere_in_the_infrastructure() -> None:
+    for path in (REPO_ROOT / "infra").rglob("*"):
+        if path.is_file():
+            source = path.read_text()
+            for secret in ("AccountKey", "listKeys(", "administratorLoginPassword", "Password=", "SharedAccessSignature"):
+                assert secret not in source, f"{path.name} mentions {secret}"
+            assert not re.search(r"^output .*(key|secret|password)", source, re.M | re.I), path.name
+
+
+def test_storage_account_refuses_shared_keys_and_public_blobs() -> None:
+    storage = bicep.text("storage.bicep")
+    assert "allowSharedKeyAccess: false" in storage
+    assert "allowBlobPublicAccess: false" in storage
+    assert "minimumTlsVersion: 'TLS1_2'" in storage
+
+
+def test_the_app_containers_are_created_under_the_names_the_app_uses() -> None:
+    defaults = settings_from({})
+    match = re.search(r"containers: \[deploymentContainerName, '([^']+)', '([^']+)'\]", bicep.text("main.bicep"))
+    assert match, "main.bicep does not pass the app's containers to the storage module"
+    assert set(match.groups()) == {defaults.upload_container, defaults.tensor_container}
+
+
+def test_durable_task_scheduler_with_its_task_hub_and_identity_connection_string() -> None:
+    dts = bicep.text("durable-task-scheduler.bicep")
+    assert bicep.resource_types(dts) == [
+        "Microsoft.DurableTask/schedulers@2025-11-01",
+        "Microsoft.DurableTask/schedulers/taskHubs@2025-11-01",
+    ]
+    assert "sku: { name: 'Consumption' }" in dts
+    settings = azure_app_settings()
+    assert settings["DURABLE_TASK_SCHEDULER_CONNECTION_STRING"] == (
+        f"Endpoint=https://dts-example.westus2.durabletask.io;Authentication=ManagedIdentity;ClientID={CLIENT_ID}"
+    )
+
+
+def test_app_settings_switch_host_json_to_the_scheduler() -> None:
+    """host.json keeps the default (Azure Storage) backend for Core Tools and the local host; on Azure the
+    app settings override it, and the scheduler's task hub is the one host.json names."""
+    host = json.loads((REPO_ROOT / "host.json").read_text())
+    durable = host["extensions"]["durableTask"]
+    assert "storageProvider" not in durable
+    settings = azure_app_settings()
+    prefix = "AzureFunctionsJobHost__extensions__durableTask__storageProvider__"
+    assert settings[prefix + "type"] == "azureManaged"
+    assert settings[prefix + "connectionStringName"] == "DURABLE_TASK_SCHEDULER_CONNECTION_STRING"
+    task_hub = re.search(r"^param taskHubName string = '([^']+)'$", bicep.text("main.bicep"), re.M)
+    assert task_hub and task_hub.group(1) == durable["hubName"]
+
+
+def test_the_scheduler_settings_are_dropped_with_the_azure_storage_backend() -> None:
+    app = bicep.text("function-app.bicep")
+    assert "var durableTaskSchedulerSettings = empty(schedulerEndpoint) ? {} : {" in app
+    main = bicep.text("main.bicep")
+    assert "@allowed(['dts', 'azureStorage'])\nparam durableBackend string = 'dts'" in main
+    assert "schedulerEndpoint: durableBackend == 'dts' ? scheduler.outputs.endpoint : ''" in main
+    assert "module scheduler 'modules/durable-task-scheduler.bicep' = if (durableBackend == 'dts')" in main
+
+
+ROLE_IDS = {
+    "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "durableTaskDataContributor": "0ad04412-c4d5-4796-b79c-f76d14c8d402",
+}
+
+
+def _role_assignments(source: str) -> Iterator[tuple[str, str, str]]:
+    """(scope, role expression, principal) of every role assignment in ``source``."""
+    for block in re.findall(r"^resource \w+ 'Microsoft.Authorization/roleAssignments@[^']+' = (.*?)^\}", source, re.M | re.S):
+        scope = re.search(r"scope: (\w+)", block)
+        role = re.search(r"roleDefinitions', (\w+(?:\.\w+)?)\)", block)
+        principal = re.search(r"principalId: (\w+)", block)
+        assert scope and role and principal, block
+        yield scope.group(1), role.group(1), principal.group(1)
+
+
+def test_the_identity_has_each_data_role_on_its_resource() -> None:
+    rbac = bicep.text("rbac.bicep")
+    declared = dict(re.findall(r"^  (\w+): '([0-9a-f-]{36})'", rbac, re.M))
+    assert declared == ROLE_IDS
+    assert "var storageRoles = [roles.storageBlobDataOwner, roles.storageQueueDataContributor, roles.storageTableDataContributor]" in rbac
+    assignments = set(_role_assignments(rbac))
+    assert assignments == {
+        ("storage", "role", "identityPrincipalId"),  # for role in storageRoles
+        ("applicationInsights", "roles.monitoringMetricsPublisher", "identityPrincipalId"),
+        ("scheduler", "roles.durableTaskDataContributor", "identityPrincipalId"),
+        ("scheduler", "roles.durableTaskDataContributor", "userPrincipalId"),  # the dashboard, for the deployer
+    }
+    assert "[for role in storageRoles: {" in rbac
+
+
+def test_sql_accepts_entra_identities_only_with_the_app_identity_as_admin() -> None:
+    sql = bicep.text("sql.bicep")
+    assert "azureADOnlyAuthentication: true" in sql
+    assert "sid: adminIdentityPrincipalId" in sql and "principalType: 'Application'" in sql
+    main = bicep.text("main.bicep")
+    assert "adminIdentityPrincipalId: identity.outputs.principalId" in main
+
+
+def test_sql_connection_string_signs_in_as_the_identity_without_a_password() -> None:
+    url = make_url(azure_app_settings()["SQL_CONNECTION_STRING"])
+    assert url.get_backend_name() == "mssql" and url.password is None
+    (odbc,), _ = MSDialect_pyodbc().create_connect_args(url)
+    parts = dict(part.split("=", 1) for part in odbc.split(";"))
+    assert parts["DRIVER"] == "{ODBC Driver 18 for SQL Server}"
+    assert parts["Server"] == "sql-example.database.windows.net,1433"
+    assert parts["Database"] == "classifier"
+    assert parts["UID"] == CLIENT_ID  # a user-assigned identity is named by its client id
+    assert parts["authentication"] == "ActiveDirectoryMsi"  # ODBC keywords are case-insensitive
+    assert parts["Encrypt"] == "yes"
+    assert "PWD" not in parts
+
+
+# Settings whose local default would be wrong on Azure, and why; each must be set by the infrastructure.
+MUST_DIFFER_ON_AZURE = {
+    "BLOB_ACCOUNT_URL": "the default is a folder on one instance's disk; instances share nothing",
+    "SQL_CONNECTION_STRING": "the default is SQLite on one instance's disk",
+    "CHECKPOINT_CACHE_DIR": "the default is relative to the app folder, which is read-only on Flex Consumption",
+}
+# Settings the infrastructure sets that settings.py does not read, and who reads them.
+READ_ELSEWHERE = {
+    "AZURE_CLIENT_ID": "DefaultAzureCredential (azure-identity): which managed identity to sign in as",
+    "TORCH_HOME": "torch.hub: where downloaded weights go (the home folder is not writable)",
+    "PIP_EXTRA_INDEX_URL": "pip during the remote build: torch from PyTorch's CPU wheel index",
+}
+
+
+def test_every_setting_that_must_differ_on_azure_is_set() -> None:
+    read = settings_read_by_app()
+    settings = azure_app_settings()
+    for name in MUST_DIFFER_ON_AZURE:
+        assert name in read, f"{name} is no longer read by settings.py"
+        assert settings.get(name), f"{name} is not set by infra/modules/function-app.bicep"
+
+
+def test_app_settings_in_the_infrastructure_are_read_by_someone() -> None:
+    """A typo in a setting name would silently leave the app on its local default."""
+    read = settings_read_by_app()
+    platform = re.compile(r"^(AzureWebJobsStorage__|AzureFunctionsJobHost__|APPLICATIONINSIGHTS_|DURABLE_TASK_SCHEDULER_)")
+    for name in bicep.object_var(bicep.text("function-app.bicep"), "appSettings"):
+        assert name in read or name in READ_ELSEWHERE, f"{name} is set on Azure but nothing reads it"
+    for name in azure_app_settings():
+        assert name in read or name in READ_ELSEWHERE or platform.match(name), name
+
+
+def test_on_azure_the_app_keeps_nothing_on_the_instance_disk() -> None:
+    """Every path-like setting, evaluated with the deployed app settings, leaves the read-only app folder;
+    blobs go to the storage account with the identity, results to Azure SQL."""
+    settings = settings_from(azure_app_settings())
+    for field in fields(Settings):
+        value = getattr(settings, field.name)
+        # blob_local_root is only used without a connection string or account URL (the store below is Azure).
+        if isinstance(value, str) and field.name != "blob_local_root":
+            assert ".localdata" not in value, f"{field.name}={value!r} points into the app folder on Azure"
+    assert settings.blob_connection_string == ""
+    store = open_blob_store(settings.blob_connection_string, settings.blob_local_root, account_url=settings.blob_account_url)
+    assert isinstance(store, AzureBlobStore)
+    assert store.account_url == "https://stexample.blob.core.windows.net/"
+
+
+@pytest.mark.parametrize("name", sorted(MUST_DIFFER_ON_AZURE) + ["TORCH_HOME"])
+def test_settings_set_on_azure_are_in_the_readme_table(name: str) -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert re.search(rf"^\| `{name}` \|", readme, re.M), f"{name} is missing from the README's configuration table"
