@@ -41,17 +41,20 @@ class FakeEntraCredential:
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         self.scopes.append(scopes)
         now = int(time.time())
+        expires = now + 3600
         claims = {
             "aud": self.audience,
             "iss": "https://sts.windows.net/00000000-0000-0000-0000-000000000000/",
             "iat": now - 60,
             "nbf": now - 60,
-            "exp": now + 3600,
+            "exp": expires,
             "oid": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
         }
         parts = [{"alg": "none", "typ": "JWT"}, claims]
-        token = ".".join(base64.urlsafe_b64encode(json.dumps(p).encode()).rstrip(b"=").decode() for p in parts)
-        return AccessToken(token + ".", claims["exp"])
+        token = ".".join(
+            base64.urlsafe_b64encode(json.dumps(p).encode()).rstrip(b"=").decode() for p in parts
+        )
+        return AccessToken(token + ".", expires)
 
 
 def _self_signed_certificate(folder: Path) -> tuple[Path, Path]:
@@ -66,7 +69,9 @@ def _self_signed_certificate(folder: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -160,7 +165,9 @@ def test_settings_with_an_account_url_sign_in_with_default_azure_credential(tmp_
 
 
 def test_a_connection_string_still_wins_for_local_use(tmp_path: Path) -> None:
-    store = open_blob_store("UseDevelopmentStorage=true", tmp_path, account_url="https://stexample.blob.core.windows.net/")
+    store = open_blob_store(
+        "UseDevelopmentStorage=true", tmp_path, account_url="https://stexample.blob.core.windows.net/"
+    )
     assert isinstance(store, AzureBlobStore)
     assert store.account_url.startswith("http://127.0.0.1:10000/devstoreaccount1")
     store.close()

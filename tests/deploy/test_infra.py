@@ -101,7 +101,9 @@ def test_flex_consumption_python_313_on_4_gb_instances() -> None:
     assert re.search(r"^param instanceMemoryMB int = 4096$", bicep.text("main.bicep"), re.M)
     # Flex Consumption refuses these settings: the runtime comes from functionAppConfig.
     settings = azure_app_settings()
-    assert not {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE"} & set(settings)
+    assert not {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE"} & set(
+        settings
+    )
 
 
 def test_host_storage_is_reached_with_the_identity() -> None:
@@ -124,7 +126,13 @@ def test_no_secret_anywhere_in_the_infrastructure() -> None:
     for path in (REPO_ROOT / "infra").rglob("*"):
         if path.is_file():
             source = path.read_text()
-            for secret in ("AccountKey", "listKeys(", "administratorLoginPassword", "Password=", "SharedAccessSignature"):
+            for secret in (
+                "AccountKey",
+                "listKeys(",
+                "administratorLoginPassword",
+                "Password=",
+                "SharedAccessSignature",
+            ):
                 assert secret not in source, f"{path.name} mentions {secret}"
             assert not re.search(r"^output .*(key|secret|password)", source, re.M | re.I), path.name
 
@@ -138,7 +146,9 @@ def test_storage_account_refuses_shared_keys_and_public_blobs() -> None:
 
 def test_the_app_containers_are_created_under_the_names_the_app_uses() -> None:
     defaults = settings_from({})
-    match = re.search(r"containers: \[deploymentContainerName, '([^']+)', '([^']+)'\]", bicep.text("main.bicep"))
+    match = re.search(
+        r"containers: \[deploymentContainerName, '([^']+)', '([^']+)'\]", bicep.text("main.bicep")
+    )
     assert match, "main.bicep does not pass the app's containers to the storage module"
     assert set(match.groups()) == {defaults.upload_container, defaults.tensor_container}
 
@@ -190,7 +200,9 @@ ROLE_IDS = {
 
 def _role_assignments(source: str) -> Iterator[tuple[str, str, str]]:
     """(scope, role expression, principal) of every role assignment in ``source``."""
-    for block in re.findall(r"^resource \w+ 'Microsoft.Authorization/roleAssignments@[^']+' = (.*?)^\}", source, re.M | re.S):
+    for block in re.findall(
+        r"^resource \w+ 'Microsoft.Authorization/roleAssignments@[^']+' = (.*?)^\}", source, re.M | re.S
+    ):
         scope = re.search(r"scope: (\w+)", block)
         role = re.search(r"roleDefinitions', (\w+(?:\.\w+)?)\)", block)
         principal = re.search(r"principalId: (\w+)", block)
@@ -202,13 +214,21 @@ def test_the_identity_has_each_data_role_on_its_resource() -> None:
     rbac = bicep.text("rbac.bicep")
     declared = dict(re.findall(r"^  (\w+): '([0-9a-f-]{36})'", rbac, re.M))
     assert declared == ROLE_IDS
-    assert "var storageRoles = [roles.storageBlobDataOwner, roles.storageQueueDataContributor, roles.storageTableDataContributor]" in rbac
+    assert (
+        "var storageRoles = [roles.storageBlobDataOwner, roles.storageQueueDataContributor, "
+        "roles.storageTableDataContributor]"
+        in rbac
+    )
     assignments = set(_role_assignments(rbac))
     assert assignments == {
         ("storage", "role", "identityPrincipalId"),  # for role in storageRoles
         ("applicationInsights", "roles.monitoringMetricsPublisher", "identityPrincipalId"),
         ("scheduler", "roles.durableTaskDataContributor", "identityPrincipalId"),
-        ("scheduler", "roles.durableTaskDataContributor", "userPrincipalId"),  # the dashboard, for the deployer
+        (
+            "scheduler",
+            "roles.durableTaskDataContributor",
+            "userPrincipalId",
+        ),  # the dashboard, for the deployer
     }
     assert "[for role in storageRoles: {" in rbac
 
@@ -260,7 +280,9 @@ def test_every_setting_that_must_differ_on_azure_is_set() -> None:
 def test_app_settings_in_the_infrastructure_are_read_by_someone() -> None:
     """A typo in a setting name would silently leave the app on its local default."""
     read = settings_read_by_app()
-    platform = re.compile(r"^(AzureWebJobsStorage__|AzureFunctionsJobHost__|APPLICATIONINSIGHTS_|DURABLE_TASK_SCHEDULER_)")
+    platform = re.compile(
+        r"^(AzureWebJobsStorage__|AzureFunctionsJobHost__|APPLICATIONINSIGHTS_|DURABLE_TASK_SCHEDULER_)"
+    )
     for name in bicep.object_var(bicep.text("function-app.bicep"), "appSettings"):
         assert name in read or name in READ_ELSEWHERE, f"{name} is set on Azure but nothing reads it"
     for name in azure_app_settings():
@@ -277,7 +299,9 @@ def test_on_azure_the_app_keeps_nothing_on_the_instance_disk() -> None:
         if isinstance(value, str) and field.name != "blob_local_root":
             assert ".localdata" not in value, f"{field.name}={value!r} points into the app folder on Azure"
     assert settings.blob_connection_string == ""
-    store = open_blob_store(settings.blob_connection_string, settings.blob_local_root, account_url=settings.blob_account_url)
+    store = open_blob_store(
+        settings.blob_connection_string, settings.blob_local_root, account_url=settings.blob_account_url
+    )
     assert isinstance(store, AzureBlobStore)
     assert store.account_url == "https://stexample.blob.core.windows.net/"
 
@@ -285,4 +309,6 @@ def test_on_azure_the_app_keeps_nothing_on_the_instance_disk() -> None:
 @pytest.mark.parametrize("name", sorted(MUST_DIFFER_ON_AZURE) + ["TORCH_HOME"])
 def test_settings_set_on_azure_are_in_the_readme_table(name: str) -> None:
     readme = (REPO_ROOT / "README.md").read_text()
-    assert re.search(rf"^\| `{name}` \|", readme, re.M), f"{name} is missing from the README's configuration table"
+    assert re.search(rf"^\| `{name}` \|", readme, re.M), (
+        f"{name} is missing from the README's configuration table"
+    )

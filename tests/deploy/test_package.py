@@ -182,5 +182,5 @@ def test_local_requirements_provide_the_host_and_the_cli() -> None:
     files = [p for folder in ("durable_host", "classifier_cli") for p in (REPO_ROOT / folder).rglob("*.py")]
     for module, path in _third_party(files).items():
         if module.startswith("azure_functions_worker") or module.startswith("azure_functions_runtime"):
-            continue  # Microsoft's worker: optional for the local host, a test dependency (requirements-dev.txt)
+            continue  # Microsoft's worker: optional for the local host, in requirements-dev.txt
         assert _distribution_of(module) in installed, f"{path.relative_to(REPO_ROOT)} imports {module}"
