@@ -39,13 +39,19 @@ var monitoringSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
 }
 
-// host.json keeps the Azure Storage backend (what Core Tools and the local host run without a scheduler);
-// on Azure these app settings override it with the Durable Task Scheduler.
-var durableTaskSchedulerSettings = empty(schedulerEndpoint) ? {} : {
+// host.json names the Durable Task Scheduler, in the package, where the scale controller reads it.
+var durableTaskSchedulerSettings = {
   DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${schedulerEndpoint};Authentication=ManagedIdentity;ClientID=${identityClientId}'
-  AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'azureManaged'
-  AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'
 }
+
+// With the Azure Storage backend (no scheduler endpoint) these settings override host.json's storageProvider,
+// as local.settings.json.example does for Core Tools with Azurite.
+var azureStorageBackendSettings = {
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'AzureStorage'
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'AzureWebJobsStorage'
+}
+
+var durableBackendSettings = empty(schedulerEndpoint) ? azureStorageBackendSettings : durableTaskSchedulerSettings
 
 var appSettings = {
   // DefaultAzureCredential in the app picks the user-assigned identity by this client id.
@@ -121,7 +127,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 
   resource settings 'config' = {
     name: 'appsettings'
-    properties: union(hostStorageSettings, monitoringSettings, durableTaskSchedulerSettings, appSettings)
+    properties: union(hostStorageSettings, monitoringSettings, durableBackendSettings, appSettings)
   }
 
   // Basic-auth publishing credentials off: azd deploys with the deploying user's Entra token.

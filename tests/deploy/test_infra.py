@@ -33,7 +33,7 @@ DEPLOYED = {
     "sqlServerFqdn": "sql-example.database.windows.net",
     "sqlDatabaseName": "classifier",
 }
-SETTING_GROUPS = ("hostStorageSettings", "monitoringSettings", "durableTaskSchedulerSettings", "appSettings")
+BACKEND_SETTINGS = {"dts": "durableTaskSchedulerSettings", "azureStorage": "azureStorageBackendSettings"}
 
 
 def _resolve(value: str) -> str:
@@ -43,12 +43,19 @@ def _resolve(value: str) -> str:
     return DEPLOYED[value]
 
 
-def azure_app_settings() -> dict[str, str]:
-    """The function app's settings with the Durable Task Scheduler backend, as the app will read them."""
+def azure_app_settings(backend: str = "dts") -> dict[str, str]:
+    """The function app's settings for a durable backend (``dts`` or ``azureStorage``), as the app reads them."""
     source = bicep.text("function-app.bicep")
-    assert f"properties: union({', '.join(SETTING_GROUPS)})" in source
+    assert (
+        "properties: union(hostStorageSettings, monitoringSettings, durableBackendSettings, appSettings)"
+        in source
+    )
+    assert (
+        "var durableBackendSettings = empty(schedulerEndpoint) ? azureStorageBackendSettings "
+        ": durableTaskSchedulerSettings" in source
+    )
     settings: dict[str, str] = {}
-    for group in SETTING_GROUPS:
+    for group in ("hostStorageSettings", "monitoringSettings", BACKEND_SETTINGS[backend], "appSettings"):
         for key, value in bicep.object_var(source, group).items():
             assert key not in settings, f"{key} is set twice"
             settings[key] = _resolve(value)
@@ -166,23 +173,36 @@ def test_durable_task_scheduler_with_its_task_hub_and_identity_connection_string
     )
 
 
-def test_app_settings_switch_host_json_to_the_scheduler() -> None:
-    """host.json keeps the default (Azure Storage) backend for Core Tools and the local host; on Azure the
-    app settings override it, and the scheduler's task hub is the one host.json names."""
-    host = json.loads((REPO_ROOT / "host.json").read_text())
-    durable = host["extensions"]["durableTask"]
-    assert "storageProvider" not in durable
-    settings = azure_app_settings()
-    prefix = "AzureFunctionsJobHost__extensions__durableTask__storageProvider__"
-    assert settings[prefix + "type"] == "azureManaged"
-    assert settings[prefix + "connectionStringName"] == "DURABLE_TASK_SCHEDULER_CONNECTION_STRING"
+def test_host_json_runs_on_the_scheduler_that_the_infrastructure_creates() -> None:
+    """The package's host.json names the scheduler (the scale controller reads host.json from the package, and
+    app-setting overrides of it are not seen there: azure-functions-durable-extension#2622); the app settings
+    supply its connection, and its task hub is the one host.json names."""
+    durable = json.loads((REPO_ROOT / "host.json").read_text())["extensions"]["durableTask"]
+    assert durable["storageProvider"] == {
+        "type": "azureManaged",
+        "connectionStringName": "DURABLE_TASK_SCHEDULER_CONNECTION_STRING",
+    }
+    assert "DURABLE_TASK_SCHEDULER_CONNECTION_STRING" in azure_app_settings("dts")
+    assert not [name for name in azure_app_settings("dts") if name.startswith("AzureFunctionsJobHost__")]
     task_hub = re.search(r"^param taskHubName string = '([^']+)'$", bicep.text("main.bicep"), re.M)
     assert task_hub and task_hub.group(1) == durable["hubName"]
 
 
-def test_the_scheduler_settings_are_dropped_with_the_azure_storage_backend() -> None:
-    app = bicep.text("function-app.bicep")
-    assert "var durableTaskSchedulerSettings = empty(schedulerEndpoint) ? {} : {" in app
+OVERRIDE = "AzureFunctionsJobHost__extensions__durableTask__storageProvider__"
+
+
+def test_the_azure_storage_backend_overrides_host_json_as_core_tools_does() -> None:
+    """Without a scheduler, app settings switch host.json back to the storage account: the same two overrides
+    that local.settings.json.example gives Core Tools with Azurite."""
+    settings = azure_app_settings("azureStorage")
+    assert "DURABLE_TASK_SCHEDULER_CONNECTION_STRING" not in settings
+    overrides = {name: value for name, value in settings.items() if name.startswith(OVERRIDE)}
+    assert overrides == {
+        OVERRIDE + "type": "AzureStorage",
+        OVERRIDE + "connectionStringName": "AzureWebJobsStorage",
+    }
+    local = json.loads((REPO_ROOT / "local.settings.json.example").read_text())["Values"]
+    assert {name: value for name, value in local.items() if name.startswith(OVERRIDE)} == overrides
     main = bicep.text("main.bicep")
     assert "@allowed(['dts', 'azureStorage'])\nparam durableBackend string = 'dts'" in main
     assert "schedulerEndpoint: durableBackend == 'dts' ? scheduler.outputs.endpoint : ''" in main
@@ -216,8 +236,7 @@ def test_the_identity_has_each_data_role_on_its_resource() -> None:
     assert declared == ROLE_IDS
     assert (
         "var storageRoles = [roles.storageBlobDataOwner, roles.storageQueueDataContributor, "
-        "roles.storageTableDataContributor]"
-        in rbac
+        "roles.storageTableDataContributor]" in rbac
     )
     assignments = set(_role_assignments(rbac))
     assert assignments == {
@@ -285,8 +304,9 @@ def test_app_settings_in_the_infrastructure_are_read_by_someone() -> None:
     )
     for name in bicep.object_var(bicep.text("function-app.bicep"), "appSettings"):
         assert name in read or name in READ_ELSEWHERE, f"{name} is set on Azure but nothing reads it"
-    for name in azure_app_settings():
-        assert name in read or name in READ_ELSEWHERE or platform.match(name), name
+    for backend in BACKEND_SETTINGS:
+        for name in azure_app_settings(backend):
+            assert name in read or name in READ_ELSEWHERE or platform.match(name), name
 
 
 def test_on_azure_the_app_keeps_nothing_on_the_instance_disk() -> None:
