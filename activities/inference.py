@@ -9,6 +9,7 @@ retried.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from datetime import datetime, timezone
@@ -93,9 +94,14 @@ def prewarm(models: tuple[str, ...]) -> None:
 
 
 def prewarm_in_background() -> None:
-    """Load the ``MODEL_PREWARM`` models on a thread so the first task does not pay for loading."""
+    """Load the ``MODEL_PREWARM`` models on a thread so the first task does not pay for loading.
+
+    Not in the local host's dispatcher process (``DURABLE_HOST_ROLE=dispatcher``: its worker
+    processes run every activity), which would otherwise hold a third copy of each model and repeat
+    every warning. On Azure every worker process runs activities and the variable is not set.
+    """
     models = get_settings().model_prewarm
-    if models:
+    if models and os.environ.get("DURABLE_HOST_ROLE") != "dispatcher":
         threading.Thread(target=prewarm, args=(models,), name="model-prewarm", daemon=True).start()
 
 

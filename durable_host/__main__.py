@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import logs
-from .config import build_config, load_local_settings
+from .config import DISPATCHER_ROLE, ROLE_SETTING, build_config, load_local_settings
 from .azure_worker import IndexingError
 from .server import load_index, print_functions, serve
 
@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
                               workers=args.workers)
         # as on Azure, the app (and every worker process) sees how many worker processes there are
         os.environ["FUNCTIONS_WORKER_PROCESS_COUNT"] = str(config.workers)
+        if args.check or config.workers > 1:
+            # this process will run no activity: the app may skip what only activities need
+            os.environ[ROLE_SETTING] = DISPATCHER_ROLE
         index = load_index(config)
     except (FileNotFoundError, IndexingError, ValueError) as exc:
         print(f"durable_host: cannot start: {exc}", file=sys.stderr, flush=True)

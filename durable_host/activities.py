@@ -92,7 +92,9 @@ def _init_worker(app_dir: str, script_file: str, log_level: str) -> None:
     """Process start: import the app like the main process did."""
     global _worker_index, _worker_invoker
     from . import logs
+    from .config import ROLE_SETTING, WORKER_ROLE
     from .indexing import index_functions, load_app
+    os.environ[ROLE_SETTING] = WORKER_ROLE  # inherited from the dispatcher: this process runs activities
     logs.setup(log_level)
     _worker_index = index_functions(load_app(Path(app_dir), script_file))
     _worker_invoker = Invoker(None, app_dir)

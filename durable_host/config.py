@@ -14,6 +14,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 DEFAULT_HUB_NAME = "TestHubName"
+
+# Set in the host process when activities run elsewhere (``--workers`` > 1, ``--check``), and to
+# ``worker`` in worker processes. Azure has no such process (every Python process runs every kind of
+# function), so the variable is absent there; an app may read it to skip, in the dispatcher, work
+# that only activities need, such as loading models.
+ROLE_SETTING = "DURABLE_HOST_ROLE"
+DISPATCHER_ROLE = "dispatcher"
+WORKER_ROLE = "worker"
 _SETTING_REF = re.compile(r"%([^%]+)%")
 
 

@@ -6,6 +6,7 @@ through torchvision's own weights API, so the reference below is what a user of 
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -132,6 +133,22 @@ def test_prewarm_without_weights_is_one_line_of_advice_per_model(
     assert missing.getMessage().startswith("resnet18 is not loaded: checkpoint ")
     assert "MODEL_WEIGHTS_RESNET18=file:" in missing.getMessage()
     assert loaded.getMessage().startswith("prewarmed resnet50 with RANDOM WEIGHTS (seed 3)")
+
+
+@pytest.mark.parametrize(("role", "prewarms"), [("dispatcher", False), ("worker", True), (None, True)])
+def test_the_local_hosts_dispatcher_process_does_not_prewarm(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch, role: str | None, prewarms: bool
+) -> None:
+    monkeypatch.setenv("MODEL_PREWARM", "resnet18")
+    monkeypatch.setenv("MODEL_WEIGHTS_RESNET18", "random:5")
+    if role is not None:
+        monkeypatch.setenv("DURABLE_HOST_ROLE", role)
+    get_settings.cache_clear()
+    inference_activity.prewarm_in_background()
+    for thread in threading.enumerate():
+        if thread.name == "model-prewarm":
+            thread.join(timeout=60)
+    assert bool(inference_activity.model_cache().loaded()) is prewarms
 
 
 def test_persist_is_idempotent_and_drops_the_task_tensors(app_env: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from durable_host.testing import HostProcess
 
 from .conftest import APPS, Api
@@ -42,3 +44,21 @@ def test_a_dead_worker_process_fails_its_activity_and_is_replaced(tmp_path):
 
 def test_in_process_activities_by_default(api):
     assert api.run("pids")["output"] == [api.host.process.pid]
+
+
+def test_each_process_is_told_whether_it_runs_activities(tmp_path):
+    """The dispatcher runs no activity with worker processes, and says so to the app it imports."""
+    (tmp_path / "host.json").write_text('{"version": "2.0"}')
+    (tmp_path / "function_app.py").write_text(
+        "import os\nimport azure.durable_functions as df\n"
+        "print('imported as', os.environ.get('DURABLE_HOST_ROLE', 'unset'), flush=True)\n"
+        "app = df.DFApp()\n\n\n@app.activity_trigger(input_name='name')\n"
+        "def hello(name: str) -> str:\n    return name\n")
+    with HostProcess(tmp_path, extra_args=("--workers", "2")) as host:
+        deadline = time.monotonic() + 30
+        while host.output.count("imported as worker") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        roles = sorted(line.split()[-1] for line in host.output.splitlines() if line.startswith("imported as"))
+    assert roles == ["dispatcher", "worker", "worker"]
+    with HostProcess(tmp_path) as host:  # one process runs everything, as on Azure: nothing is set
+        assert "imported as unset" in host.output
