@@ -3,57 +3,181 @@
 Errors the user caused (a missing blob, a host that is not allowed, a 404, a file over the size cap)
 raise ``ImageSourceError`` and fail only that image; network and storage hiccups raise anything else so
 that the orchestrator's retry policy gets another try.
+
+URL fetches are an SSRF surface, so a URL is parsed exactly once (by urllib3, the HTTP client itself) and
+the request is built from that parse: what the allowlist check saw is what gets fetched. Two parsers
+disagreeing about ``http://[::1]:1\\@allowed/`` was how the allowlist used to be bypassed. The allowed
+host name is resolved once and the connection goes to that address (no DNS rebinding between check and
+connect); redirects are refused; one deadline covers the whole fetch, so a server dripping a byte at a
+time cannot hold an activity slot longer than ``URL_FETCH_TIMEOUT_SECONDS``.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Self
 
-import requests
+from urllib3 import BaseHTTPResponse
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import HTTPError, LocationParseError
+from urllib3.util import parse_url
 
 from contracts import ImageSource
 from settings import Settings
 from storage.blobs import BlobNotFoundError, BlobStore, InvalidBlobNameError
+
+_CHUNK_BYTES = 64 * 1024
+#: Characters parsers disagree about (backslash, whitespace) or that have no business in a URL.
+_AMBIGUOUS = re.compile(r"[\\\s\x00-\x1f\x7f]")
 
 
 class ImageSourceError(ValueError):
     """The image cannot be read for a reason that retrying will not change."""
 
 
-def check_url_allowed(url: str, allowed_hosts: frozenset[str]) -> None:
-    """Refuse URLs outside the allowlist: fetching arbitrary URLs from a server invites SSRF."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+@dataclass(frozen=True)
+class CheckedUrl:
+    """An allowed URL as the fetch will use it: nothing is re-parsed after the check."""
+
+    scheme: str  # "http" or "https"
+    host: str  # lower case, IPv6 without brackets: as written in URL_ALLOWED_HOSTS
+    port: int
+    target: str  # path and query, the request line's target
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def _bare_host(host: str) -> str:
+    return host.lower().removeprefix("[").removesuffix("]")
+
+
+def check_url_allowed(url: str, allowed_hosts: frozenset[str]) -> CheckedUrl:
+    """Refuse URLs outside the allowlist: fetching arbitrary URLs from a server invites SSRF.
+
+    Only plain ``http(s)://host[:port]/path`` is accepted: no user info, no backslashes, whitespace or
+    non-ASCII characters, so there is a single reading of the URL. Hosts are compared literally, so
+    ``2130706433`` or ``0177.0.0.1`` are not ``127.0.0.1``.
+    """
+    if not url.isascii() or _AMBIGUOUS.search(url):
+        raise ImageSourceError(
+            f"image URL {url!r} must not contain backslashes, whitespace, control or non-ASCII characters"
+        )
+    try:
+        parts = parse_url(url)
+    except LocationParseError:
+        raise ImageSourceError(f"image URL {url!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.host:
         raise ImageSourceError(f"image URL {url!r} must be an absolute http(s) URL")
+    if parts.auth is not None:
+        raise ImageSourceError(f"image URL {url!r} must not contain user info ('user@')")
     if not allowed_hosts:
         raise ImageSourceError("image URLs are disabled: set URL_ALLOWED_HOSTS to the hosts to allow")
-    if parts.hostname.lower() not in allowed_hosts:
+    host = _bare_host(parts.host)
+    if host not in {_bare_host(allowed) for allowed in allowed_hosts}:
         raise ImageSourceError(
-            f"image URL host {parts.hostname!r} is not in URL_ALLOWED_HOSTS ({', '.join(sorted(allowed_hosts))})"
+            f"image URL host {host!r} is not in URL_ALLOWED_HOSTS ({', '.join(sorted(allowed_hosts))})"
         )
+    default_port = 443 if parts.scheme == "https" else 80
+    return CheckedUrl(parts.scheme, host, parts.port or default_port, parts.request_uri)
+
+
+def _resolve(checked: CheckedUrl) -> str:
+    """The address to connect to, resolved once so the connection goes where the check said."""
+    try:
+        infos = socket.getaddrinfo(checked.host, checked.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ImageSourceError(f"image URL host {checked.host!r} does not resolve: {exc}") from None
+    return str(infos[0][4][0])
+
+
+def _connection(checked: CheckedUrl, address: str, timeout: float) -> HTTPConnection:
+    if checked.scheme == "https":  # the certificate is checked against the name, not the address
+        return HTTPSConnection(
+            address, checked.port, timeout=timeout, server_hostname=checked.host, assert_hostname=checked.host
+        )
+    return HTTPConnection(address, checked.port, timeout=timeout)
+
+
+class _Deadline:
+    """Cuts the connection when the fetch's time is up, whatever phase it is in (connect, headers, body).
+
+    A per-read timeout never fires against a server that sends one byte just often enough.
+    """
+
+    def __init__(self, connection: HTTPConnection, seconds: float) -> None:
+        self.expired = threading.Event()
+        self._connection = connection
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def _expire(self) -> None:
+        self.expired.set()
+        sock = self._connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+    def __enter__(self) -> Self:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+
+def _read_body(response: BaseHTTPResponse, url: str, limit: int) -> bytes:
+    """Stream the body with a byte cap, so a huge or endless response is cut off early."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := response.read1(_CHUNK_BYTES):
+        size += len(chunk)
+        if size > limit:
+            raise ImageSourceError(f"image at {url} is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _get(connection: HTTPConnection, checked: CheckedUrl, url: str, limit: int) -> bytes:
+    connection.request("GET", checked.target, headers={"Host": checked.host_header}, preload_content=False)
+    response = connection.getresponse()
+    if 300 <= response.status < 500:  # redirects are not followed: their target was never checked
+        raise ImageSourceError(f"fetching {url} answered HTTP {response.status}")
+    if response.status >= 500:  # transient: retried by the orchestrator
+        raise ConnectionError(f"fetching {url} answered HTTP {response.status}")
+    declared = response.headers.get("Content-Length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise ImageSourceError(f"image at {url} is {declared} bytes, over the {limit}-byte limit")
+    return _read_body(response, url, limit)
 
 
 def fetch_url(url: str, settings: Settings) -> bytes:
-    """Download at most ``max_image_bytes``, streaming so a huge response is cut off early."""
-    check_url_allowed(url, settings.url_allowed_hosts)
-    limit = settings.max_image_bytes
-    with requests.get(
-        url, stream=True, timeout=settings.url_fetch_timeout_seconds, allow_redirects=False
-    ) as response:
-        if 400 <= response.status_code < 500 or 300 <= response.status_code < 400:
-            raise ImageSourceError(f"fetching {url} answered HTTP {response.status_code}")
-        response.raise_for_status()  # 5xx: transient, retried
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise ImageSourceError(f"image at {url} is {declared} bytes, over the {limit}-byte limit")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_content(chunk_size=64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise ImageSourceError(f"image at {url} is over the {limit}-byte limit")
-            chunks.append(chunk)
-    return b"".join(chunks)
+    """Download at most ``max_image_bytes`` from an allowed URL within ``url_fetch_timeout_seconds`` in all."""
+    checked = check_url_allowed(url, settings.url_allowed_hosts)
+    budget = settings.url_fetch_timeout_seconds
+    connection = _connection(checked, _resolve(checked), budget)
+    late = ImageSourceError(f"fetching {url} took longer than {budget:g} s (URL_FETCH_TIMEOUT_SECONDS)")
+    try:
+        with _Deadline(connection, budget) as deadline:
+            try:
+                data = _get(connection, checked, url, settings.max_image_bytes)
+            except (OSError, HTTPError):
+                if deadline.expired.is_set():
+                    raise late from None
+                raise
+        if deadline.expired.is_set():  # the cut may look like the end of a body without a length
+            raise late
+        return data
+    finally:
+        connection.close()
 
 
 def read_image_bytes(source: ImageSource, store: BlobStore, settings: Settings) -> bytes:
