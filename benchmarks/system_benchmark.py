@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -154,32 +155,63 @@ def load_phase(client: Client, blobs: list[str], model: str, task_size: int, con
     }
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: they mean little without the cores and the CPU."""
+    cpu = platform.processor() or "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    import torch
+
+    return {"cores": os.cpu_count(), "cpu": cpu, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def caption(report: dict[str, Any]) -> str:
+    box = report.get("machine") or {}
+    return (f"{report['model']}, precision {report['precision']}, seeded RANDOM weights (same FLOPs as pretrained); "
+            f"{box.get('cores', '?')} cores, {box.get('cpu', 'CPU not recorded')}, torch {box.get('torch', '?')}; "
+            "make run defaults (2 worker processes), clients polling statusQueryGetUri every 50 ms")
+
+
+def plot(report: dict[str, Any], path: Path) -> Any:
+    """Throughput at the measured concurrencies only (markers, no lines between them), and latency
+    p50/p95 bars per scenario: overlapping density histograms could not be read."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for size in sorted({p["task_size"] for p in report["load"]}):
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    sizes = sorted({p["task_size"] for p in report["load"]})
+    for size, marker in zip(sizes, "os^D"):
         points = [p for p in report["load"] if p["task_size"] == size]
-        left.plot([p["concurrency"] for p in points], [p["images_per_s"] for p in points], "o-",
-                  label=f"{size}-image tasks through the system")
-        right.hist([p["latencies_ms"] for p in points], bins=30, histtype="step", density=True,
-                   label=[f"{size} img, {p['concurrency']} concurrent" for p in points])
+        left.plot([p["concurrency"] for p in points], [p["images_per_s"] for p in points], marker, markersize=8,
+                  linestyle="none", label=f"{size}-image tasks through the system")
     raw = report["raw_images_per_s"][report["model"]]
-    left.axhline(raw, color="grey", linestyle="--", label=f"raw pipeline ({raw:.0f} images/s)")
+    left.axhline(raw, color="grey", linestyle="--", label=f"raw pipeline, same run ({raw:.0f} images/s)")
+    concurrencies = sorted({p["concurrency"] for p in report["load"]})
     left.set_xscale("log", base=2)
-    left.set_xlabel("concurrent tasks")
+    left.set_xticks(concurrencies, [str(c) for c in concurrencies])
+    left.set_xlabel("concurrent tasks (measured points only)")
     left.set_ylabel("images/s")
-    left.set_title(f"Throughput, {report['model']} ({report['precision']})")
+    left.set_ylim(bottom=0)
+    left.set_title("Throughput")
     left.legend(fontsize=8)
-    right.set_xlabel("task latency (ms)")
-    right.set_ylabel("density")
-    right.set_title("Latency distribution")
-    right.legend(fontsize=6)
+
+    names = [f"{p['task_size']} img × {p['concurrency']}" for p in report["load"]]
+    positions = range(len(names))
+    right.bar([x - 0.2 for x in positions], [p["latency_p50_ms"] for p in report["load"]], 0.4, label="p50")
+    right.bar([x + 0.2 for x in positions], [p["latency_p95_ms"] for p in report["load"]], 0.4, label="p95")
+    right.set_xticks(list(positions), names, rotation=30, ha="right", fontsize=8)
+    right.set_ylabel("task latency (ms)")
+    right.set_title("Latency per scenario (task size × concurrent tasks)")
+    right.legend(fontsize=8)
+    fig.suptitle(caption(report), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return fig
 
 
 def main() -> None:
@@ -188,7 +220,12 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--precision", default=os.environ.get("INFERENCE_PRECISION", "auto"))
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs")
+    parser.add_argument("--replot", type=Path, metavar="REPORT_JSON",
+                        help="only draw the plot of an earlier report, next to it")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(args.replot.read_text()), args.replot.with_suffix(".png"))
+        return
     photos = sorted(SHARED_IMAGES.glob("*.jpg"))
     if not photos:
         raise SystemExit(f"no photos in {SHARED_IMAGES}; set SHARED_DIR")
@@ -256,6 +293,8 @@ def main() -> None:
     report = {
         "model": args.model,
         "precision": args.precision,
+        "weights": "seeded random (random:0), same FLOPs as pretrained",
+        "machine": machine(),
         "raw_images_per_s": raw,
         "single_task": {
             "latency_p50_ms": percentile([r["latency_ms"] for r in single], 0.5),
