@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -22,6 +23,8 @@ from storage.blobs import InvalidBlobNameError, split_blob_name
 DEFAULT_TOP_K = 5
 TASK_FIELDS = ("models", "model", "model_type", "images", "top_k")
 IMAGE_FIELDS = ("blob", "url", "data", "name")
+#: ASCII digits only (``str.isdigit`` also accepts "²", which ``int`` refuses); 9 digits fit any limit.
+_SMALL_INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
 
 
 class RequestError(ValueError):
@@ -71,14 +74,23 @@ def parse_models(value: Any, field: str) -> list[str]:
     return models
 
 
+def describe(value: Any) -> str:
+    """A short, safe rendering of a client's value for an error message: never a huge or deep repr."""
+    if isinstance(value, (list, dict)):
+        return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+    text = repr(value) if isinstance(value, str) or len(str(abs(value))) <= 40 else "a huge number"
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
 def parse_top_k(value: Any, settings: Settings) -> int:
+    """An int, or a string of ASCII digits (the query string's form); ``"²"`` or ``"--5"`` are not numbers."""
     if value is None:
         return DEFAULT_TOP_K
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _SMALL_INTEGER.fullmatch(value.strip()):
         value = int(value)
     limit = min(settings.max_top_k, NUM_CLASSES)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-        raise RequestError(f"'top_k' must be an integer from 1 to {limit}, got {value!r}", "top_k")
+        raise RequestError(f"'top_k' must be an integer from 1 to {limit}, got {describe(value)}", "top_k")
     return value
 
 
@@ -149,7 +161,9 @@ def parse_json_submission(body: bytes, settings: Settings) -> TaskSubmission:
         raise RequestError("the request body is empty; send JSON or the bytes of an image")
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:  # the parser's own depth guard: 100,000 nested "[" must not be a 500
+        raise RequestError("the request body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer over Python's 4,300-digit limit
         raise RequestError(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise RequestError("the request body must be a JSON object")

@@ -24,6 +24,11 @@ from storage.models import InferenceResult, InferenceTask
 # One retry settles an insert race; the third attempt covers a delete racing the retry.
 _SAVE_ATTEMPTS = 3
 
+#: The TaskID column is INT on SQL Server; a larger number is no TaskID (and overflows the driver).
+MAX_TASK_ID = 2**31 - 1
+#: The InstanceID column's length.
+MAX_INSTANCE_ID_LENGTH = 100
+
 _CANONICAL_RESNET = re.compile(r"resnet(\d+)")
 _LEGACY_RESNET = re.compile(r"ResNet(\d+)")
 
@@ -102,7 +107,9 @@ def load_task(engine: Engine, ref: str) -> Optional[StoredTask]:
     with Session(engine) as session:
         query = select(InferenceTask).options(selectinload(InferenceTask.results))
         task = None
-        if ref.isascii() and ref.isdigit():
+        if len(ref) > MAX_INSTANCE_ID_LENGTH:  # cannot match a row: no query for it
+            return None
+        if ref.isascii() and ref.isdigit() and int(ref) <= MAX_TASK_ID:
             task = session.scalar(query.where(InferenceTask.task_id == int(ref)))
         if task is None:
             task = session.scalar(query.where(InferenceTask.instance_id == ref))

@@ -160,6 +160,30 @@ def test_bad_input_is_a_400_with_a_json_reason(host: HostProcess, body: bytes, c
     assert words in response.json()["error"]
 
 
+@pytest.mark.parametrize("route", ["tasks", "create_task"])
+@pytest.mark.parametrize(
+    ("body", "content_type", "query"),
+    [
+        (b'{"model": "resnet18", "images": [{"blob": "photos/b.jpg"}], "top_k": "--5"}', "application/json", ""),
+        ('{"model": "resnet18", "images": [{"blob": "photos/b.jpg"}], "top_k": "²"}'.encode(), "application/json", ""),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", ""),
+        (b"\xff\xd8\xff", "image/jpeg", "?model=resnet18&top_k=--5"),
+        (b"\xff\xd8\xff", "image/jpeg", "?model=resnet18&top_k=%C2%B2"),
+    ],
+)
+def test_client_errors_are_400_not_500(host: HostProcess, route: str, body: bytes, content_type: str,
+                                       query: str) -> None:
+    response = requests.post(api(host, route) + query, data=body, headers={"Content-Type": content_type}, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]
+
+
+@pytest.mark.parametrize("ref", ["9223372036854775808", "2147483648", "9" * 5000, "x" * 101])
+def test_ids_no_task_can_have_are_a_404(host: HostProcess, ref: str) -> None:
+    response = requests.get(api(host, f"tasks/{ref}"), timeout=10)
+    assert response.status_code == 404 and response.json()["error"]
+
+
 def test_unknown_task_result_is_a_404_with_a_json_reason(host: HostProcess) -> None:
     response = requests.get(api(host, "tasks/does-not-exist"), timeout=10)
     assert response.status_code == 404

@@ -100,6 +100,24 @@ def test_bad_requests_name_the_problem(document: Any, field: str | None, words: 
     assert error.to_json()["error"] == error.message
 
 
+@pytest.mark.parametrize("top_k", ["--5", "²", "٣", "+-1", "1" * 30, 10**4000, -(10**4000), [[[]]], {"a": 1}, 2.5])
+def test_top_k_that_is_no_small_ascii_integer_is_a_400(top_k: Any) -> None:
+    error = rejected({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "top_k": top_k})
+    assert error.field == "top_k" and len(error.message) < 120
+    upload = rejected(b"\xff\xd8", content_type="image/jpeg", query={"model": "resnet18", "top_k": str(top_k)})
+    assert upload.field == "top_k"
+
+
+@pytest.mark.parametrize(("top_k", "expected"), [(" 7 ", 7), ("+3", 3), (4, 4)])
+def test_top_k_accepts_ascii_integers(top_k: Any, expected: int) -> None:
+    assert submit({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "top_k": top_k}).top_k == expected
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"top_k": ' + b"9" * 5000 + b"}"])
+def test_json_the_parser_refuses_is_a_400(body: bytes) -> None:
+    assert "not valid JSON" in rejected(body).message
+
+
 def test_unsupported_content_type_and_upload_without_model() -> None:
     assert "unsupported Content-Type" in rejected(b"hello", content_type="text/plain").message
     assert "?model=" in rejected(b"\xff\xd8", content_type="image/jpeg").message

@@ -128,6 +128,12 @@ def test_unknown_ref(engine: Engine) -> None:
     assert load_task(engine, "999") is None
 
 
+@pytest.mark.parametrize("ref", ["9223372036854775808", "2147483648", "9" * 5000, "x" * 101])
+def test_refs_no_row_can_have_are_none_not_an_overflow(engine: Engine, ref: str) -> None:
+    save_task(engine, make_record())
+    assert load_task(engine, ref) is None
+
+
 def test_all_digit_instance_id(engine: Engine) -> None:
     """A TaskID wins, but an all-digit instance id that is no TaskID is still found."""
     first = save_task(engine, make_record(instance_id="first"))
