@@ -18,7 +18,7 @@ import azure.durable_functions as df
 from contracts import PREPROCESS_ACTIVITY, PreprocessInput, PreprocessOutput
 from activities.checkpoints import as_file_spec
 from activities.sources import ImageSourceError, read_image_bytes
-from inference.preprocess import InvalidImageError, crop_uint8, decode_image
+from inference.preprocess import InvalidImageError, check_resize_pixels, crop_uint8, decode_image
 from inference.tensor_io import encode_tensor
 from inference.weights import ResolvedWeights, resolve_weights
 from services import blob_store
@@ -43,11 +43,16 @@ def preprocess(request: PreprocessInput) -> PreprocessOutput:
     store = blob_store()
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
+    weights_by_model = {
+        model: preprocessing_weights(model, settings.weights_spec(model)) for model in request.models
+    }
     try:
         data = read_image_bytes(request.source, store, settings)
         image = decode_image(
             data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
         )
+        for weights in weights_by_model.values():
+            check_resize_pixels(image.size, weights.resize_size, settings.max_image_pixels)
     except (ImageSourceError, InvalidImageError) as exc:
         return PreprocessOutput(
             image_index=request.image_index,
@@ -58,8 +63,7 @@ def preprocess(request: PreprocessInput) -> PreprocessOutput:
     width, height = image.size
     blobs_by_transform: dict[str, str] = {}
     tensors: dict[str, str] = {}
-    for model in request.models:
-        weights = preprocessing_weights(model, settings.weights_spec(model))
+    for model, weights in weights_by_model.items():
         key = weights.transform_key
         if key not in blobs_by_transform:
             name = tensor_blob_name(settings.tensor_container, request.task_id, request.image_index, key)

@@ -120,6 +120,23 @@ def crop_uint8(image: Image.Image, weights: ResolvedWeights) -> torch.Tensor:
     return F.pil_to_tensor(cropped).contiguous()
 
 
+def check_resize_pixels(size: tuple[int, int], resize_size: int, max_pixels: int) -> None:
+    """Refuse an image whose resize (short side to ``resize_size``) would exceed ``max_pixels``.
+
+    ``MAX_IMAGE_PIXELS`` bounds the decoded image, but the resize scales the *long* side too: a 196-byte
+    4000x1 PNG becomes 1,024,000x256 pixels (about 1 GB in the worker). The output size is computed as
+    torchvision does, from the header's size, before any resize is attempted.
+    """
+    width, height = size
+    short, long = min(width, height), max(width, height)
+    resized = resize_size * int(resize_size * long / short)
+    if resized > max_pixels:
+        raise InvalidImageError(
+            f"extreme aspect ratio: {width}x{height} resized to {resize_size} on the short side would be "
+            f"{resized} pixels, the limit is {max_pixels} pixels (MAX_IMAGE_PIXELS)"
+        )
+
+
 def normalise(batch_uint8: torch.Tensor, weights: ResolvedWeights) -> torch.Tensor:
     """uint8 ``[N, 3, H, W]`` -> float32 normalised batch, the second half of the reference transform."""
     if batch_uint8.dtype != torch.uint8 or batch_uint8.ndim != 4 or batch_uint8.shape[1] != 3:

@@ -6,6 +6,7 @@ through torchvision's own weights API, so the reference below is what a user of 
 
 from __future__ import annotations
 
+import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -104,6 +105,17 @@ def test_bad_images_fail_only_themselves_with_a_reason(app_env: Path) -> None:
     assert "not a supported image" in (not_image.error or "")
     missing = preprocess(PreprocessInput(TASK, 1, ImageSource(blob="uploads/bad/gone.jpg"), ["resnet18"]))
     assert "uploads/bad/gone.jpg" in (missing.error or "") and missing.tensors == {}
+
+
+@pytest.mark.parametrize("size", [(4000, 1), (1, 40000), (2000, 3)])
+def test_extreme_aspect_ratios_fail_the_image_before_the_resize(app_env: Path, size: tuple[int, int]) -> None:
+    """A tiny PNG whose resize to 256 on the short side would need gigabytes is refused, not resized."""
+    encoded = io.BytesIO()
+    Image.new("RGB", size).save(encoded, "PNG")
+    services.blob_store().put("uploads/bad/strip.png", encoded.getvalue())
+    strip = preprocess(PreprocessInput(TASK, 0, ImageSource(blob="uploads/bad/strip.png"), ["resnet18"]))
+    assert strip.tensors == {} and "extreme aspect ratio" in (strip.error or "")
+    assert "MAX_IMAGE_PIXELS" in (strip.error or "")
 
 
 def test_missing_weights_fail_the_model_with_instructions(
