@@ -7,6 +7,7 @@ failed model is recorded and the rest goes on; only an orchestration-level bug f
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Generator, Optional
 
 import azure.durable_functions as df
@@ -63,7 +64,9 @@ def wait_each(
 
 @bp.orchestration_trigger(context_name="context", orchestration=CLASSIFY_ORCHESTRATOR)
 def classify_images(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
-    request = ClassificationRequest.from_json(context.get_input())
+    # The instance id, not the input's task_id: restartPostUri starts a new instance with the old input,
+    # and its tensors and rows must not land under (and overwrite) the finished task's.
+    request = dataclasses.replace(ClassificationRequest.from_json(context.get_input()), task_id=context.instance_id)
     retry = df.RetryOptions(request.retry_interval_ms, request.retry_attempts)
     total = len(request.images)
 

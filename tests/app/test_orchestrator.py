@@ -220,6 +220,15 @@ def test_persisted_record_has_a_row_per_image_and_model() -> None:
     assert record["image_count"] == 2 and record["models"] == ["resnet18", "resnet50"]
 
 
+def test_a_restarted_instance_works_and_persists_under_its_own_id() -> None:
+    """restartPostUri starts a new instance id with the old input, whose task_id names the old task."""
+    restarted = {**make_request(images=2, models=["resnet18"]), "task_id": "finished-task"}
+    result = run(restarted)  # the driver's instance id is "task-1"; persist_ok asserts the record's
+    assert result.output["task_id"] == "task-1"
+    for payload in calls_to(result, PREPROCESS_ACTIVITY) + calls_to(result, INFERENCE_ACTIVITY):
+        assert payload["task_id"] == "task-1"
+
+
 @pytest.mark.parametrize("images", [1, 7])
 def test_replay_is_deterministic(images: int) -> None:
     first = run(make_request(images=images, models=["resnet18", "resnet50"], batch_size=3))
