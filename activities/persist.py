@@ -1,8 +1,9 @@
-"""Persist activity: write the task and its results to SQL, then drop the task's temporary tensors.
+"""Persist activity: write the task and its results to SQL, then drop the task's temporary blobs.
 
 ``save_task`` is idempotent per instance id, so a replayed or retried call rewrites the same rows
-instead of adding new ones; tensors are deleted only after the rows are committed, so a retry after a
-failed write still has nothing it needs missing (persistence never reads tensors).
+instead of adding new ones; tensors and the images the starter stored for this task (uploads) are
+deleted only after the rows are committed, so a retry after a failed write still has nothing it needs
+missing (persistence reads neither). Without this, every uploaded image stayed in storage forever.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ bp = df.Blueprint()
 
 def persist(record: TaskRecord) -> PersistOutput:
     task_id = save_task(database(), record)
-    blob_store().delete_prefix(f"{get_settings().tensor_container}/{record.instance_id}/")
+    settings = get_settings()
+    for container in (settings.tensor_container, settings.upload_container):
+        blob_store().delete_prefix(f"{container}/{record.instance_id}/")
     return PersistOutput(task_id=task_id, persisted_at=datetime.now(timezone.utc).isoformat())
 
 

@@ -163,9 +163,11 @@ def test_the_local_hosts_dispatcher_process_does_not_prewarm(
     assert bool(inference_activity.model_cache().loaded()) is prewarms
 
 
-def test_persist_is_idempotent_and_drops_the_task_tensors(app_env: Path) -> None:
+def test_persist_is_idempotent_and_drops_the_task_tensors_and_uploads(app_env: Path) -> None:
     store = services.blob_store()
     store.put(f"tensors/{TASK}/0-r256-c224-bilinear.u8", b"tensor bytes")
+    store.put(f"uploads/{TASK}/0.jpg", b"uploaded image")
+    store.put("uploads/other-task/0.jpg", b"another task's image")
     record = TaskRecord(
         instance_id=TASK, models=["resnet18"], status="Completed", submitted_at="2026-01-01T00:00:00+00:00",
         processing_started_at="2026-01-01T00:00:01+00:00", processing_finished_at="2026-01-01T00:00:02+00:00",
@@ -179,6 +181,8 @@ def test_persist_is_idempotent_and_drops_the_task_tensors(app_env: Path) -> None
     assert stored is not None and stored.task_id == first
     assert [r.label for r in stored.record.results] == ["tabby"]
     assert not store.exists(f"tensors/{TASK}/0-r256-c224-bilinear.u8")
+    assert not store.exists(f"uploads/{TASK}/0.jpg")
+    assert store.exists("uploads/other-task/0.jpg")
 
 
 def test_concurrent_single_image_activities_share_forward_passes(
