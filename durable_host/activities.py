@@ -122,7 +122,9 @@ def _worker_main(app_dir: str, script_file: str, log_level: str, threads: int,
     """A worker process: import the app, then run activities on a thread pool, as the Python worker does.
 
     Requests and results travel over this process's own pipe: a process that dies can then break only
-    its own pipe, never a lock shared with the other workers.
+    its own pipe, never a lock shared with the other workers. The host holds the only other end, so its
+    death (even SIGKILL) is an EOF here at once: the process then exits on the spot. Finishing the running
+    activities would be wasted work whose results nobody reads, logged as if it had succeeded.
     """
     _init_worker(app_dir, script_file, log_level)
     pool = ThreadPoolExecutor(threads, thread_name_prefix="activity")
@@ -136,9 +138,9 @@ def _worker_main(app_dir: str, script_file: str, log_level: str, threads: int,
     while True:
         try:
             request = connection.recv()
-        except EOFError:  # the host went away
-            break
-        if request is None:
+        except (EOFError, OSError):  # the host died: nobody will read a result
+            os._exit(0)
+        if request is None:  # the host shuts down cleanly: it waits for the running activities
             break
         pool.submit(run, *request)
     pool.shutdown(wait=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import requests
+
 from durable_host.testing import HostProcess
 
 from .conftest import APPS, Api
@@ -62,3 +64,62 @@ def test_each_process_is_told_whether_it_runs_activities(tmp_path):
     assert roles == ["dispatcher", "worker", "worker"]
     with HostProcess(tmp_path) as host:  # one process runs everything, as on Azure: nothing is set
         assert "imported as unset" in host.output
+
+
+ORPHAN_APP = '''
+import json, os, time
+import azure.durable_functions as df
+import azure.functions as func
+
+app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+@app.route(route="start", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return client.create_check_status_response(req, await client.start_new("linger", None, req.get_body().decode()))
+
+
+@app.orchestration_trigger(context_name="context")
+def linger(context: df.DurableOrchestrationContext):
+    return (yield context.call_activity("linger_activity", context.get_input()))
+
+
+@app.activity_trigger(input_name="folder")
+def linger_activity(folder: str) -> str:
+    open(os.path.join(folder, f"started-{os.getpid()}"), "w").close()
+    time.sleep(3)
+    open(os.path.join(folder, "finished"), "w").close()
+    return "done"
+'''
+
+
+def test_worker_processes_exit_at_once_when_the_host_is_killed(tmp_path):
+    """SIGKILL of the host: its workers see EOF on their pipe and exit without finishing the activity."""
+    app, marks = tmp_path / "app", tmp_path / "marks"
+    app.mkdir(), marks.mkdir()
+    (app / "host.json").write_text('{"version": "2.0"}')
+    (app / "function_app.py").write_text(ORPHAN_APP)
+    with HostProcess(app, extra_args=("--workers", "2")) as host:
+        assert requests.post(f"{host.base_url}/api/start", data=str(marks), timeout=10).status_code == 202
+        deadline = time.monotonic() + 30
+        while not list(marks.glob("started-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (started,) = marks.glob("started-*")
+        worker_pid = int(started.name.split("-")[1])
+        host.kill()
+        deadline = time.monotonic() + 1.5
+        while _alive(worker_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(worker_pid), "the worker outlived its host"
+        time.sleep(3.5)
+        assert not (marks / "finished").exists(), "the worker ran the activity on after its host died"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, not yet reaped by init, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
