@@ -168,4 +168,12 @@ def _describe_bytes(data: bytes) -> str:
         return "the data looks like XML/SVG (vector images are not supported)"
     if text.startswith((b"{", b"[")):
         return "the data looks like JSON"
-    return f"unrecognised data starting with {data[:16]!r} ({len(data)} bytes)"
+    return f"unrecognised data starting with {_quote_start(data[:16])} ({len(data)} bytes)"
+
+
+def _quote_start(head: bytes) -> str:
+    """The first bytes as a person reads them: quoted text when printable, else hex (never a bytes repr)."""
+    text = head.decode("utf-8", errors="replace").strip()
+    if text and text.isprintable():
+        return f'"{text}"'
+    return head.hex(" ")

@@ -25,7 +25,7 @@ UNVERIFIED = (
     "torchvision ResNet50_Weights.IMAGENET1K_V2 from resnet50-11ad3fa6.pth — UNVERIFIED: sha256 deadbeef does not "
     "match the published 11ad3fa6"
 )
-BAD_IMAGE = "notes.jpg: not a supported image (JPEG, PNG): unrecognised data starting with b'hello' (5 bytes)"
+BAD_IMAGE = 'notes.jpg: not a supported image (JPEG, PNG): unrecognised data starting with "hello" (6 bytes)'
 
 OUTPUT: dict[str, Any] = {
     "task_id": "5f0c",

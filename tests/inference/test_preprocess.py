@@ -143,6 +143,19 @@ def test_non_images_say_what_they_are(data: bytes, match: str) -> None:
         _decode(data)
 
 
+@pytest.mark.parametrize(
+    "data,shown",
+    [
+        (b"hello\n", 'unrecognised data starting with "hello" (6 bytes)'),
+        (b"\x00\x01\x02", "unrecognised data starting with 00 01 02 (3 bytes)"),
+    ],
+)
+def test_unrecognised_bytes_are_shown_readably_not_as_a_python_repr(data: bytes, shown: str) -> None:
+    with pytest.raises(InvalidImageError) as refused:
+        _decode(data)
+    assert str(refused.value).endswith(shown) and "b'" not in str(refused.value)
+
+
 def test_truncated_jpeg(photos: list[Path]) -> None:
     data = photos[0].read_bytes()
     with pytest.raises(InvalidImageError, match="corrupt or truncated"):
