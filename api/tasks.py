@@ -188,8 +188,22 @@ async def create_task(req: func.HttpRequest, client: df.DurableOrchestrationClie
     )
 
 
+def not_stored_reason(ref: str, status: Optional[df.DurableOrchestrationStatus]) -> str:
+    """Why ``ref`` has no stored result, from its orchestration: a terminated task is not "still running"."""
+    runtime = status.runtime_status if status else None
+    if runtime is None:
+        return f"no stored result for task {ref!r}: unknown task, or its history was purged before it was stored"
+    if runtime is df.OrchestrationRuntimeStatus.Completed:
+        return f"task {ref!r} completed but its result was not persisted (see persist_error in its output)"
+    if runtime in TERMINAL:  # Terminated: the output is the reason given; Failed: the error
+        reason = f" ({status.output})" if status and status.output else ""
+        return f"task {ref!r} ended as {runtime.value}{reason}; its result was not persisted"
+    return f"task {ref!r} is {runtime.value}: its result is stored when it ends (poll its statusQueryGetUri)"
+
+
 @bp.route(route="tasks/{task_id}", methods=["GET"])
-async def get_task_result(req: func.HttpRequest) -> func.HttpResponse:
+@bp.durable_client_input(client_name="client")
+async def get_task_result(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """The persisted result: outlives purged orchestration history, by instance id or TaskID."""
     ref = req.route_params.get("task_id", "")
     try:
@@ -198,11 +212,6 @@ async def get_task_result(req: func.HttpRequest) -> func.HttpResponse:
         log.exception("could not read task %s", ref)
         return json_response({"error": f"the results database is unavailable: {type(exc).__name__}"}, 503)
     if stored is None:
-        return json_response(
-            {
-                "error": f"no stored result for task {ref!r}; a task that is still running has none yet "
-                "(poll its statusQueryGetUri)",
-            },
-            404,
-        )
+        status = await client.get_status(ref)
+        return json_response({"error": not_stored_reason(ref, status)}, 404)
     return json_response({"task_id": stored.task_id, **stored.record.to_json()}, 200)

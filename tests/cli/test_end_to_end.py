@@ -149,6 +149,11 @@ def test_terminate_wait_and_a_wait_that_times_out(classify: Classify, shared_ima
     assert f"task {task['id']}: Terminated" in waited.stdout and "test stop" in waited.stdout
     again = classify("terminate", task["id"])
     assert again.exit_code == 2 and again.stderr.startswith(f"error: task {task['id']!r} has already ended")
+    never_stored = classify("result", task["id"])
+    assert never_stored.exit_code == 2
+    assert f"error: task {task['id']!r} ended as Terminated (test stop); its result was not persisted" in (
+        never_stored.stderr)
+    assert "still running" not in never_stored.stderr
 
 
 def test_an_unknown_model_shows_the_apis_400_message_and_exits_2(classify: Classify, shared_images_dir: Path) -> None:
