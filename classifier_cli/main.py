@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence
 
 import click
 from rich.console import Console
@@ -34,13 +34,15 @@ from classifier_cli.render import (
     print_output,
     print_status,
     print_stored,
-    status_text,
+    print_summary,
     task_outcome,
 )
 
 DEFAULT_URL = "http://127.0.0.1:7071"
 #: Width used when output is not a terminal (pipes, CI logs): wide enough that tables do not wrap names.
 PIPE_WIDTH = 200
+#: Exit code after Ctrl-C while following, as shells report a process ended by SIGINT (128 + 2).
+INTERRUPTED = 130
 
 
 class CliError(click.ClickException):
@@ -91,6 +93,9 @@ def _console(stderr: bool) -> Console:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of tables.")
+details_option = click.option(
+    "--details", is_flag=True, help="With several tasks: each task's full table too, not only the summary."
+)
 interval_option = click.option(
     "--interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True, help="Seconds between polls."
 )
@@ -113,50 +118,97 @@ def cli(ctx: click.Context, base_url: str, key: Optional[str], timeout: float, d
     ctx.obj = App(ClassifierClient(base_url, key, timeout), _console(False), _console(True), debug)
 
 
-def follow(app: App, pollers: Mapping[str, Callable[[], dict[str, Any]]], interval: float,
+@dataclass(frozen=True)
+class Followed:
+    """A task to follow: how to poll its status, and how many images it has (None: not known)."""
+
+    poll: Callable[[], dict[str, Any]]
+    images: Optional[int] = None
+
+
+class Unfinished(Exception):
+    """Following stopped before every task ended; ``finished`` are those that had, in order."""
+
+    def __init__(self, reason: str, finished: Mapping[str, dict[str, Any]], pending: Sequence[str],
+                 exit_code: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.finished = finished
+        self.pending = pending
+        self.exit_code = exit_code
+
+
+def follow(app: App, tasks: Mapping[str, Followed], interval: float,
            timeout: Optional[float] = None) -> dict[str, dict[str, Any]]:
-    """Poll each task until it reaches a terminal runtime status, driving one progress bar per task."""
+    """Poll each task until it reaches a terminal runtime status, driving one progress bar for all.
+
+    Raises :class:`Unfinished` on Ctrl-C, on ``timeout`` and when the app stops answering, so that
+    the caller can still show the tasks that had finished.
+    """
     deadline = time.monotonic() + timeout if timeout is not None else None
-    pending = dict(pollers)
+    pending = dict(tasks)
     final: dict[str, dict[str, Any]] = {}
+
+    def unfinished(reason: str, exit_code: int) -> Unfinished:
+        done = {instance_id: final[instance_id] for instance_id in tasks if instance_id in final}
+        return Unfinished(reason, done, list(pending), exit_code)
+
     try:
-        with TaskProgress(app.err, list(pollers)) as progress:
+        with TaskProgress(app.err, {instance_id: task.images for instance_id, task in tasks.items()}) as progress:
             while pending:
-                for instance_id, poll in list(pending.items()):
-                    status = poll()
+                for instance_id, task in list(pending.items()):
+                    status = task.poll()
                     progress.update(instance_id, status)
                     if status.get("runtimeStatus") in TERMINAL_STATUSES:
                         final[instance_id] = status
                         del pending[instance_id]
                 if pending and deadline is not None and time.monotonic() >= deadline:
-                    raise CliError(f"still running after {timeout:g} s: {', '.join(pending)}")
+                    raise unfinished(f"still running after {timeout:g} s", 2)
                 if pending:
                     time.sleep(interval)
     except KeyboardInterrupt:
-        raise CliError(f"interrupted; {_still_running(pending)}", 130) from None
+        raise unfinished("interrupted", INTERRUPTED) from None
     except ApiError as exc:
         if exc.status is not None and exc.status < 500:  # the API's answer about the task itself
             raise
         # The app went away or broke while the tasks may be fine: say which ones to look at again.
-        raise CliError(f"{exc.message}; {_still_running(pending)}") from None
-    return {instance_id: final[instance_id] for instance_id in pollers}
+        raise unfinished(exc.message, 2) from None
+    return {instance_id: final[instance_id] for instance_id in tasks}
 
 
-def _still_running(pending: Mapping[str, object]) -> str:
-    return f"not followed to the end: {', '.join(pending)} (they run on; check later with: classify wait ID)"
+def follow_and_report(app: App, tasks: Mapping[str, Followed], interval: float, timeout: Optional[float],
+                      as_json: bool, details: bool) -> NoReturn:
+    """Follow the tasks, print them and exit with the README's code; when stopped early, print what
+    had finished and the ``classify wait`` command that follows the rest."""
+    try:
+        statuses = follow(app, tasks, interval, timeout)
+    except Unfinished as stop:
+        report(app, stop.finished, as_json, details)
+        raise CliError(
+            f"{stop.reason}: {', '.join(stop.pending)} not followed to the end (the tasks run on; "
+            f"follow them with: classify wait {' '.join(stop.pending)})",
+            stop.exit_code,
+        ) from None
+    raise SystemExit(report(app, statuses, as_json, details))
 
 
-def report(app: App, statuses: Mapping[str, dict[str, Any]], as_json: bool) -> int:
-    """Print finished tasks and return the exit code: 0 if every image went through every model."""
+def report(app: App, statuses: Mapping[str, dict[str, Any]], as_json: bool, details: bool = False) -> int:
+    """Print finished tasks and return the exit code: 0 if every image went through every model.
+
+    One task prints its full table; several print one line each and one summary table of all their
+    images, with the full tables first when ``details`` asks for them.
+    """
     if as_json:
         app.emit_json(list(statuses.values()))
-    for instance_id, status in statuses.items():
-        output = status.get("output")
-        if not as_json:
+    elif len(statuses) == 1 or details:
+        for instance_id, status in statuses.items():
+            output = status.get("output")
             if status.get("runtimeStatus") == "Completed" and isinstance(output, dict):
                 print_output(app.out, output, title=f"task {instance_id} · {task_outcome(status)}")
             else:
                 print_status(app.out, status)
+    if len(statuses) > 1 and not as_json:
+        print_summary(app.out, statuses)
     return max((exit_code(status) for status in statuses.values()), default=0)
 
 
@@ -172,11 +224,14 @@ def exit_code(status: Mapping[str, Any]) -> int:
 
 
 def _submit_all(app: App, paths: Sequence[Path], models: Sequence[str], top_k: int,
-                batch: int) -> list[dict[str, Any]]:
-    """Submit the images in tasks of at most ``batch``; names what was already submitted if one fails."""
+                batch: int) -> list[tuple[dict[str, Any], int]]:
+    """Submit the images in tasks of at most ``batch``: each task's check-status answer and image count.
+
+    Names what was already submitted if one submission fails.
+    """
     images = find_images(paths)
     groups = list(chunks(images, batch))
-    submitted: list[dict[str, Any]] = []
+    submitted: list[tuple[dict[str, Any], int]] = []
     for number, group in enumerate(groups, 1):
         app.err.print(f"submitting task {number}/{len(groups)}: {len(group)} image(s)…", highlight=False)
         try:
@@ -184,9 +239,9 @@ def _submit_all(app: App, paths: Sequence[Path], models: Sequence[str], top_k: i
         except ApiError as exc:
             if not submitted:
                 raise
-            ids = ", ".join(s["id"] for s in submitted)
+            ids = ", ".join(body["id"] for body, _ in submitted)
             raise CliError(f"{exc.message} (tasks already submitted and still running: {ids})") from None
-        submitted.append(answer.body)
+        submitted.append((answer.body, len(group)))
     return submitted
 
 
@@ -199,31 +254,35 @@ def _submit_all(app: App, paths: Sequence[Path], models: Sequence[str], top_k: i
               help="Images per task (the server refuses more than MAX_IMAGES_PER_TASK, 32 by default).")
 @click.option("--follow/--no-follow", "follow_tasks", default=True, show_default=True,
               help="Follow the task(s) with progress and print the results.")
+@details_option
 @interval_option
 @json_option
 @click.pass_obj
 def submit(app: App, paths: Sequence[Path], models: Sequence[str], top_k: int, batch: int, follow_tasks: bool,
-           interval: float, as_json: bool) -> None:
+           details: bool, interval: float, as_json: bool) -> None:
     """Upload images and follow the task(s) to the results.
 
     PATH... are image files or folders. Folders are searched recursively by image extension; a file
     named explicitly is always sent (the server says per image what it could not read). More than
-    --batch images become several tasks, submitted and followed together.
+    --batch images become several tasks, submitted and followed together: one progress bar and one
+    summary table (one row per image) for all of them.
     """
     submitted = _submit_all(app, paths, models, top_k, batch)
     if not follow_tasks:
+        answers = [answer for answer, _ in submitted]
         if as_json:
-            app.emit_json(submitted)
+            app.emit_json(answers)
             return
         table = Table("id", "status URL", title_justify="left")
-        for answer in submitted:
+        for answer in answers:
             table.add_row(answer["id"], answer["statusQueryGetUri"])
         app.out.print(table)
         return
-    pollers = {
-        answer["id"]: (lambda url=answer["statusQueryGetUri"]: app.client.status_at(url)) for answer in submitted
+    tasks = {
+        answer["id"]: Followed(lambda url=answer["statusQueryGetUri"]: app.client.status_at(url), size)
+        for answer, size in submitted
     }
-    raise SystemExit(report(app, follow(app, pollers, interval), as_json))
+    follow_and_report(app, tasks, interval, None, as_json, details)
 
 
 @cli.command()
@@ -278,16 +337,21 @@ def list_tasks(app: App, statuses: Sequence[str], outcomes: Sequence[str], top: 
 
 
 @cli.command()
-@click.argument("instance_id")
+@click.argument("instance_ids", metavar="ID...", nargs=-1, required=True)
 @click.option("--timeout", "wait_timeout", type=click.FloatRange(min=0), default=None,
-              help="Give up (exit 2) after this many seconds; the task keeps running.")
+              help="Give up (exit 2) after this many seconds; the tasks keep running.")
+@details_option
 @interval_option
 @json_option
 @click.pass_obj
-def wait(app: App, instance_id: str, wait_timeout: Optional[float], interval: float, as_json: bool) -> None:
-    """Follow a task with a progress bar until it ends."""
-    statuses = follow(app, {instance_id: lambda: app.client.status(instance_id)}, interval, wait_timeout)
-    raise SystemExit(report(app, statuses, as_json))
+def wait(app: App, instance_ids: Sequence[str], wait_timeout: Optional[float], details: bool, interval: float,
+         as_json: bool) -> None:
+    """Follow one or more tasks with one progress bar until they end, then print their results."""
+    tasks = {
+        instance_id: Followed(lambda instance_id=instance_id: app.client.status(instance_id))
+        for instance_id in dict.fromkeys(instance_ids)
+    }
+    follow_and_report(app, tasks, interval, wait_timeout, as_json, details)
 
 
 @cli.command()

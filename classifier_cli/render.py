@@ -17,6 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
+from classifier_cli.api import TERMINAL_STATUSES
+
 #: Marks that must survive any shortening of a weights label: results from such weights are suspect.
 WEIGHT_WARNINGS = ("RANDOM", "UNVERIFIED")
 _TIMINGS = ("queue_ms", "preprocess_ms", "inference_ms", "total_ms")
@@ -152,6 +154,71 @@ def print_output(console: Console, output: Mapping[str, Any], title: Optional[st
     console.print(timings_line(output.get("timings") or {}))
 
 
+def summary_table(outputs: Mapping[str, Mapping[str, Any]]) -> Table:
+    """Several tasks' outputs as one table, one row per image: top-1 per model, failed images first.
+
+    A folder of a hundred images is several tasks; their full tables (one row per image and model)
+    are what ``--details`` prints. The weights of each model go in the caption, so that random or
+    unverified weights stay visible.
+    """
+    models = list(dict.fromkeys(model for output in outputs.values() for model in output.get("models") or []))
+    table = Table(title_justify="left", caption=_weights_caption(outputs, models), caption_justify="left")
+    table.add_column("image", overflow="fold")
+    table.add_column("task", no_wrap=True)
+    for model in models:
+        table.add_column(f"{model} top-1", overflow="fold")
+    table.add_column("error", style="red", overflow="fold")
+    entries = [
+        (instance_id, output_rows({**output, "images": [image]}))
+        for instance_id, output in outputs.items()
+        for image in output.get("images") or []
+    ]
+    entries.sort(key=lambda entry: not any(row.error for row in entry[1]))  # stable: failures first
+    for instance_id, rows in entries:
+        top1 = {row.model: _top1(row) for row in rows}
+        errors = dict.fromkeys(row.error for row in rows if row.error)
+        table.add_row(rows[0].image, instance_id[:8], *(top1.get(model, "") for model in models), "; ".join(errors))
+    failed = sum(1 for _, rows in entries if any(row.error for row in rows))
+    table.title = f"{len(entries)} image(s) in {len(outputs)} task(s): {failed} failed"
+    return table
+
+
+def _top1(row: Row) -> str:
+    best = row.top_k[0] if row.top_k else {}
+    return f"{best.get('label', '')} {_probability(best.get('probability'))}".strip()
+
+
+def _weights_caption(outputs: Mapping[str, Mapping[str, Any]], models: Sequence[str]) -> Optional[Text]:
+    labels: dict[str, str] = {}
+    for output in outputs.values():
+        for model, label in (output.get("weights") or {}).items():
+            if label:
+                labels.setdefault(model, label)
+    if not labels:
+        return None
+    caption = Text("weights: ")
+    for number, model in enumerate(models):
+        caption.append(("" if number == 0 else " · ") + f"{model} ")
+        caption.append_text(short_weights(labels.get(model)))
+    return caption
+
+
+def print_summary(console: Console, statuses: Mapping[str, Mapping[str, Any]]) -> None:
+    """Several tasks: one line each (its outcome, or how it ended), then one table of all their images."""
+    outputs = {}
+    for instance_id, status in statuses.items():
+        output = status.get("output")
+        outcome = task_outcome(status)
+        if outcome is not None and isinstance(output, Mapping):
+            outputs[instance_id] = output
+            console.print(f"task {instance_id} · {outcome}", highlight=False)
+        else:  # Terminated: the output is the reason; Failed: the error
+            ended = f"task {instance_id} · {status.get('runtimeStatus')}" + (f" ({output})" if output else "")
+            console.print(Text(ended, style="red"))
+    if outputs:
+        console.print(summary_table(outputs))
+
+
 def task_outcome(status: Mapping[str, Any]) -> Optional[str]:
     """The task's own result (``Completed``, ``CompletedWithErrors``, ``Failed``) once it has one.
 
@@ -177,8 +244,8 @@ def print_status(console: Console, status: Mapping[str, Any]) -> None:
     runtime = status.get("runtimeStatus", "?")
     console.print(f"task {status.get('instanceId')}: [bold]{status_text(status)}[/bold] ({status.get('name')})")
     console.print(f"created {status.get('createdTime')} · last updated {status.get('lastUpdatedTime')}")
-    custom = status.get("customStatus")
-    if isinstance(custom, Mapping):
+    custom = _custom(status)
+    if custom is not None:
         console.print("progress: " + describe_progress(custom).text)
     output = status.get("output")
     if runtime == "Completed" and isinstance(output, Mapping):
@@ -204,12 +271,12 @@ def instances_table(instances: Iterable[Mapping[str, Any]]) -> Table:
     for column in ("id", "name", "status", "progress", "created", "last updated"):
         table.add_column(column, overflow="fold")
     for item in instances:
-        custom = item.get("customStatus")
+        custom = _custom(item)
         table.add_row(
             str(item.get("instanceId")),
             str(item.get("name")),
             status_text(item),
-            describe_progress(custom).text if isinstance(custom, Mapping) else "",
+            describe_progress(custom).text if custom is not None else "",
             str(item.get("createdTime")),
             str(item.get("lastUpdatedTime")),
         )
@@ -247,30 +314,55 @@ def describe_progress(custom: Optional[Mapping[str, Any]]) -> Stage:
     return Stage(stage, int(custom.get("images_done") or 0), int(total) if total is not None else None, "images")
 
 
-class TaskProgress:
-    """One progress bar per followed task, fed with management-API status documents.
+def _custom(status: Mapping[str, Any]) -> Optional[Mapping[str, Any]]:
+    custom = status.get("customStatus")
+    return custom if isinstance(custom, Mapping) else None
 
-    On a terminal the bars redraw in place. When stderr is a file or a pipe (CI logs, tests) rich
-    only draws the bars once at the end, so each change of stage or count is also written as a line:
-    long work always shows that it is moving.
+
+def images_done(status: Mapping[str, Any], expected: Optional[int] = None) -> tuple[int, Optional[int]]:
+    """How many of a task's images are finished, and of how many (None: not known yet).
+
+    The overall bar counts images from start to end, so that its unit never switches and it never
+    goes back: nothing is done while preprocessing, inference counts the images' worth of predictions
+    made so far, and a task that has ended has settled all its images, classified or failed.
+    ``expected`` is the number submitted, when the caller knows it before the task reports it.
+    """
+    custom = _custom(status) or {}
+    total = int(custom["images_total"]) if custom.get("images_total") is not None else expected
+    if status.get("runtimeStatus") in TERMINAL_STATUSES:
+        if total is None:
+            output = status.get("output")
+            total = len(output.get("images") or []) if isinstance(output, Mapping) else 0
+        return total, total
+    predictions_total = int(custom.get("predictions_total") or 0)
+    if predictions_total and custom.get("stage") != "preprocessing":
+        return int(custom.get("predictions_done") or 0) * (total or 0) // predictions_total, total
+    return 0, total
+
+
+class TaskProgress:
+    """One progress bar for every followed task together: images done of all images submitted.
+
+    On a terminal the bar redraws in place. When stderr is a file or a pipe (CI logs, tests) rich
+    only draws the bar once at the end, so each change is also written as a line: long work always
+    shows that it is moving. Each task that ends says so in a line of its own, in both cases.
     """
 
-    def __init__(self, console: Console, instance_ids: Sequence[str]) -> None:
+    def __init__(self, console: Console, expected: Mapping[str, Optional[int]]) -> None:
         self.console = console
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]}"),
+            TextColumn("images"),
             TimeElapsedColumn(),
             console=console,
         )
-        self.bars = {
-            instance_id: self.progress.add_task(f"{instance_id[:8]} pending", total=None, unit="")
-            for instance_id in instance_ids
-        }
-        self.last: dict[str, str] = {}
+        self.bar = self.progress.add_task("pending", total=None)
+        self.expected = dict(expected)
+        self.statuses: dict[str, Mapping[str, Any]] = {}
+        self.last = ""
 
     def __enter__(self) -> "TaskProgress":
         self.progress.start()
@@ -280,20 +372,25 @@ class TaskProgress:
         self.progress.stop()
 
     def update(self, instance_id: str, status: Mapping[str, Any]) -> None:
-        custom = status.get("customStatus")
-        stage = describe_progress(custom if isinstance(custom, Mapping) else None)
-        runtime = str(status.get("runtimeStatus", ""))
-        label = stage.stage if runtime in ("Running", "Pending", "Completed", "") else runtime.lower()
-        finished = runtime == "Completed"
-        total = stage.total if stage.total else None
-        self.progress.update(
-            self.bars[instance_id],
-            description=f"{instance_id[:8]} {label}",
-            completed=(total or 0) if finished else stage.done,
-            total=total,
-            unit=stage.unit,
-        )
-        line = f"task {instance_id}: {runtime or 'Pending'} · {stage.text}"
-        if not self.console.is_terminal and self.last.get(instance_id) != line:
+        """Take a task's latest status document and redraw the bar."""
+        ended = status.get("runtimeStatus") in TERMINAL_STATUSES
+        if ended and self.statuses.get(instance_id, {}).get("runtimeStatus") not in TERMINAL_STATUSES:
+            self.console.print(f"task {instance_id} ended: {status_text(status)}", highlight=False)
+        self.statuses[instance_id] = status
+        counts = [images_done(self.statuses.get(i, {}), n) for i, n in self.expected.items()]
+        totals = [total for _, total in counts]
+        total = None if None in totals else sum(t or 0 for t in totals)
+        done = sum(d for d, _ in counts)
+        description = self._describe()
+        self.progress.update(self.bar, description=description, completed=done, total=total)
+        line = f"progress: {description} · {done}/{total if total is not None else '?'} images"
+        if not self.console.is_terminal and line != self.last:
             self.console.print(line, highlight=False)
-        self.last[instance_id] = line
+        self.last = line
+
+    def _describe(self) -> str:
+        """``inference · tasks 1/3``: the stages of the tasks still running and how many have ended."""
+        running = [s for s in self.statuses.values() if s.get("runtimeStatus") not in TERMINAL_STATUSES]
+        stages = sorted({describe_progress(_custom(s)).stage for s in running}) or ["done"]
+        ended = len(self.statuses) - len(running)
+        return f"{'/'.join(stages)} · tasks {ended}/{len(self.expected)}"

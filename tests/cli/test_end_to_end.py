@@ -52,9 +52,11 @@ def test_submit_uploads_follows_and_prints_every_photo_through_both_models(
 def test_submit_shows_progress_from_custom_status(photo_run: tuple[Run, str]) -> None:
     run, task_id = photo_run
     assert "submitting task 1/1: 5 image(s)" in run.stderr
-    assert re.search(rf"task {task_id}: Running · (preprocessing|inference) \d+/\d+", run.stderr), run.stderr
-    assert f"task {task_id}: Completed · done 5/5 images" in run.stderr
-    assert re.search(r"done ━+ 5/5 images", run.stderr)  # the bar as last drawn
+    assert re.search(r"progress: (preprocessing|inference) · tasks 0/1 · \d/5 images", run.stderr), run.stderr
+    assert f"task {task_id} ended: Completed · task Completed" in run.stderr
+    assert "progress: done · tasks 1/1 · 5/5 images" in run.stderr
+    assert re.search(r"done · tasks 1/1 ━+ 5/5 images", run.stderr)  # the bar as last drawn
+    assert "predictions" not in run.stderr  # one unit, images, from start to end
 
 
 def test_status_result_list_and_purge_on_a_real_task(classify: Classify, photo_run: tuple[Run, str],
@@ -102,6 +104,20 @@ def test_a_folder_bigger_than_a_batch_becomes_several_tasks_followed_together(
     assert names == photos(shared_images_dir)
     assert all(len(image["predictions"]["resnet18"]["top_k"]) == 1 for s in statuses for image in s["output"]["images"])
 
+    ids = [s["instanceId"] for s in statuses]
+    waited = classify("wait", *ids)  # several ids: one bar, a line per task, one summary table
+    assert waited.exit_code == 0, waited.stderr
+    assert waited.stdout.count("5 image(s) in 3 task(s): 0 failed") == 1
+    assert all(len(table_lines(waited, name)) == 1 for name in photos(shared_images_dir))
+    assert [line for line in waited.stdout.splitlines() if line.startswith("task ")] == [
+        f"task {instance_id} · Completed" for instance_id in ids]
+    assert "weights: resnet18 RANDOM (seed 0)" in waited.stdout
+    assert "progress: done · tasks 3/3 · 5/5 images" in waited.stderr
+    detailed = classify("wait", *ids, "--details")  # and each task's full table before the summary
+    assert detailed.exit_code == 0
+    assert task_ids(detailed) == ids * 2  # the full tables' titles, then the summary's lines
+    assert all(len(table_lines(detailed, name)) == 2 for name in photos(shared_images_dir))
+
 
 def test_a_file_that_is_not_an_image_shows_the_apis_error_and_exits_1(
     classify: Classify, shared_images_dir: Path, tmp_path: Path
@@ -120,8 +136,9 @@ def test_a_file_that_is_not_an_image_shows_the_apis_error_and_exits_1(
     status = classify("status", task_id)  # the orchestration completed; the task did not fully
     assert status.exit_code == 1
     assert f"task {task_id}: Completed · task CompletedWithErrors" in status.stdout
-    [newest] = json.loads(classify("list", "--top", "1", "--json").stdout)
-    assert newest["instanceId"] == task_id
+    newest = json.loads(classify("list", "--top", "5", "--json").stdout)
+    # createdTime has whole seconds, so tasks submitted just before may tie with this one
+    assert task_id in [item["instanceId"] for item in newest if item["createdTime"] == newest[0]["createdTime"]]
     with_errors = json.loads(classify("list", "--outcome", "CompletedWithErrors,Failed", "--json").stdout)
     assert task_id in [item["instanceId"] for item in with_errors]
     assert all(item["output"]["status"] != "Completed" for item in with_errors)
@@ -183,3 +200,19 @@ def test_debug_keeps_the_traceback_for_whoever_asks() -> None:
     assert plain.exit_code == 2 and plain.stderr == f"error: cannot reach {url} — is the app running? (make run)\n"
     with pytest.raises(ApiError, match="cannot reach"):
         Classify(url)("--debug", "status", "abc")
+
+
+def test_a_folder_of_several_tasks_shows_one_bar_and_one_summary_row_per_image(
+    classify: Classify, shared_images_dir: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(shared_images_dir, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "notes.png").write_text("hello\n")
+    run = classify("submit", str(tmp_path), "--batch", "2", "-k", "1", "--interval", "0.05")
+    assert run.exit_code == 1, run.stderr
+    assert "6 image(s) in 3 task(s): 1 failed" in run.stdout
+    rows = [line for line in run.stdout.splitlines() if re.search(r"\.(jpg|png) ", line)]
+    assert len(rows) == 6 and "notes.png" in rows[0]  # one row per image, failures first
+    assert 'not a supported image (JPEG, PNG, GIF, BMP, TIFF, WEBP, AVIF): unrecognised data starting with "hello"' in rows[0]
+    done = [int(n) for n in re.findall(r"^progress: .* · (\d)/6 images$", run.stderr, flags=re.MULTILINE)]
+    assert done == sorted(done) and done[-1] == 6, run.stderr  # one bar in images, never back to 0
+    assert "predictions" not in run.stderr

@@ -9,12 +9,15 @@ import pytest
 from rich.console import Console
 
 from classifier_cli.render import (
+    TaskProgress,
     describe_progress,
     failed_images,
+    images_done,
     instances_table,
     output_rows,
     print_output,
     print_stored,
+    print_summary,
     short_weights,
     timings_line,
 )
@@ -162,3 +165,59 @@ def test_instances_table_shows_progress() -> None:
                                     "createdTime": "t0", "lastUpdatedTime": "t1"}]))
     line = next(line for line in console.export_text().splitlines() if "abc" in line)
     assert "Running" in line and "preprocessing 1/2 images" in line
+
+
+def test_a_tasks_progress_counts_images_from_start_to_end_never_predictions_never_back() -> None:
+    custom = {"images_total": 4}
+    seen = [
+        images_done({"runtimeStatus": "Pending"}, expected=4),
+        images_done({"runtimeStatus": "Running", "customStatus": {**custom, "stage": "preprocessing",
+                                                                  "images_done": 3}}),
+        images_done({"runtimeStatus": "Running", "customStatus": {**custom, "stage": "inference", "images_done": 4,
+                                                                  "predictions_total": 8, "predictions_done": 0}}),
+        images_done({"runtimeStatus": "Running", "customStatus": {**custom, "stage": "inference", "images_done": 4,
+                                                                  "predictions_total": 8, "predictions_done": 5}}),
+        images_done({"runtimeStatus": "Completed", "customStatus": {**custom, "stage": "done", "images_done": 4}}),
+    ]
+    assert seen == [(0, 4), (0, 4), (0, 4), (2, 4), (4, 4)]
+    assert images_done({"runtimeStatus": "Terminated", "output": "stopped"}) == (0, 0)  # never reported a total
+
+
+def test_several_tasks_share_one_bar_counted_in_images() -> None:
+    console = Console(record=True, width=300, force_terminal=False)
+    running = {"runtimeStatus": "Running", "customStatus": {"stage": "inference", "images_total": 2,
+                                                            "predictions_total": 2, "predictions_done": 1}}
+    with TaskProgress(console, {"a" * 32: 2, "b" * 32: 3}) as progress:
+        progress.update("a" * 32, running)
+        progress.update("b" * 32, {"runtimeStatus": "Pending"})
+        progress.update("a" * 32, {"runtimeStatus": "Completed", "output": OUTPUT})
+        progress.update("b" * 32, {"runtimeStatus": "Completed", "output": OUTPUT})
+    lines = [line for line in console.export_text().splitlines() if line.startswith(("progress:", "task "))]
+    assert lines == [
+        "progress: inference · tasks 0/2 · 1/5 images",
+        "progress: inference/pending · tasks 0/2 · 1/5 images",
+        f"task {'a' * 32} ended: Completed · task CompletedWithErrors",
+        "progress: pending · tasks 1/2 · 2/5 images",
+        f"task {'b' * 32} ended: Completed · task CompletedWithErrors",
+        "progress: done · tasks 2/2 · 5/5 images",
+    ]
+
+
+def test_several_tasks_make_one_summary_row_per_image_failures_first() -> None:
+    clean = {**copy.deepcopy(OUTPUT), "status": "Completed", "images": [
+        {**OUTPUT["images"][0], "name": "dog.jpg"}]}
+    text = rendered(print_summary, {"a" * 32: {"runtimeStatus": "Completed", "output": clean},
+                                    "b" * 32: {"runtimeStatus": "Completed", "output": OUTPUT},
+                                    "c" * 32: {"runtimeStatus": "Terminated", "output": "not needed"}})
+    lines = text.splitlines()
+    assert [line for line in lines if line.startswith("task ")] == [
+        f"task {'a' * 32} · Completed", f"task {'b' * 32} · CompletedWithErrors",
+        f"task {'c' * 32} · Terminated (not needed)",
+    ]
+    assert "4 image(s) in 2 task(s): 2 failed" in text
+    rows = [line for line in lines if ".jpg" in line]
+    assert [next(n for n in ("notes", "lost", "chelsea_cat", "dog") if n in row) for row in rows] == [
+        "notes", "lost", "dog", "chelsea_cat"]  # failed images first, then in the order submitted
+    assert BAD_IMAGE in rows[0] and rows[0].count(BAD_IMAGE) == 1 and "bbbbbbbb" in rows[0]
+    assert "tabby 0.610" in rows[3] and "tiger cat 0.500" in rows[3] and "aaaaaaaa" in rows[2]
+    assert "weights: resnet18 RANDOM (seed 0) · resnet50 IMAGENET1K_V2 (verified)" in text
