@@ -184,12 +184,14 @@ def follow_and_report(app: App, tasks: Mapping[str, Followed], interval: float, 
         statuses = follow(app, tasks, interval, timeout)
     except Unfinished as stop:
         report(app, stop.finished, as_json, details)
-        raise CliError(
-            f"{stop.reason}: {', '.join(stop.pending)} not followed to the end (the tasks run on; "
-            f"follow them with: classify wait {' '.join(stop.pending)})",
-            stop.exit_code,
-        ) from None
+        raise CliError(f"{stop.reason}: {', '.join(stop.pending)} not followed to the end {_run_on(stop.pending)}",
+                       stop.exit_code) from None
     raise SystemExit(report(app, statuses, as_json, details))
+
+
+def _run_on(instance_ids: Sequence[str]) -> str:
+    """How to pick up tasks this command stopped watching: they go on running on the server."""
+    return f"(the tasks run on; follow them with: classify wait {' '.join(instance_ids)})"
 
 
 def report(app: App, statuses: Mapping[str, dict[str, Any]], as_json: bool, details: bool = False) -> int:
@@ -236,11 +238,14 @@ def _submit_all(app: App, paths: Sequence[Path], models: Sequence[str], top_k: i
         app.err.print(f"submitting task {number}/{len(groups)}: {len(group)} image(s)…", highlight=False)
         try:
             answer = app.client.submit(task_payload(group, models, top_k))
-        except ApiError as exc:
+        except (ApiError, KeyboardInterrupt) as exc:
             if not submitted:
                 raise
-            ids = ", ".join(body["id"] for body, _ in submitted)
-            raise CliError(f"{exc.message} (tasks already submitted and still running: {ids})") from None
+            ids = [body["id"] for body, _ in submitted]
+            if isinstance(exc, KeyboardInterrupt):
+                raise CliError(f"interrupted while submitting: {', '.join(ids)} submitted {_run_on(ids)}",
+                               INTERRUPTED) from None
+            raise CliError(f"{exc.message}: {', '.join(ids)} already submitted {_run_on(ids)}") from None
         submitted.append((answer.body, len(group)))
     return submitted
 

@@ -184,11 +184,13 @@ def summary_table(outputs: Mapping[str, Mapping[str, Any]]) -> Table:
 
 
 def _top1(row: Row) -> str:
+    """``label 0.613``, or nothing for a failed row."""
     best = row.top_k[0] if row.top_k else {}
     return f"{best.get('label', '')} {_probability(best.get('probability'))}".strip()
 
 
 def _weights_caption(outputs: Mapping[str, Mapping[str, Any]], models: Sequence[str]) -> Optional[Text]:
+    """``weights: resnet18 RANDOM (seed 0) · …``: the tasks of one submission share their weights."""
     labels: dict[str, str] = {}
     for output in outputs.values():
         for model, label in (output.get("weights") or {}).items():
@@ -303,8 +305,9 @@ class Stage:
 def describe_progress(custom: Optional[Mapping[str, Any]]) -> Stage:
     """Read the orchestration's ``customStatus``: images count during preprocessing, predictions after.
 
-    Preprocessing is one activity per image; inference is one prediction per image and model, so the
-    bar restarts at the inference stage with the larger total instead of guessing a combined one.
+    This is the exact stage for ``status`` and ``list``, where one task is described on its own.
+    Preprocessing is one activity per image and inference one prediction per image and model, so the
+    count changes unit between stages; the progress bar uses :func:`images_done` instead.
     """
     custom = custom or {}
     stage = str(custom.get("stage") or "pending")
@@ -315,6 +318,7 @@ def describe_progress(custom: Optional[Mapping[str, Any]]) -> Stage:
 
 
 def _custom(status: Mapping[str, Any]) -> Optional[Mapping[str, Any]]:
+    """The ``customStatus`` the orchestration set, if it has set one (it is null until then)."""
     custom = status.get("customStatus")
     return custom if isinstance(custom, Mapping) else None
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from classifier_cli import main
-from classifier_cli.api import ClassifierClient
+from classifier_cli.api import ClassifierClient, Response
 from tests.cli.conftest import COLUMNS
 from tests.cli.test_render import OUTPUT
 
@@ -43,3 +44,25 @@ def test_ctrl_c_prints_the_finished_tasks_summary_and_how_to_follow_the_rest(
         f"follow them with: classify wait {'b' * 32} {'d' * 32})\n"
     )
     assert "progress: preprocessing · tasks 2/4 · 4/12 images" in run.stderr
+
+
+def test_ctrl_c_between_submissions_names_the_tasks_already_submitted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (tmp_path / name).write_bytes(b"not decoded locally")
+    answers: list[Any] = [Response(202, {"id": "1" * 32, "statusQueryGetUri": "unused"}, {}), KeyboardInterrupt()]
+
+    def submit(self: ClassifierClient, payload: dict[str, Any]) -> Response:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(ClassifierClient, "submit", submit)
+    run = CliRunner().invoke(main.cli, ["submit", str(tmp_path), "--batch", "2"], catch_exceptions=False)
+    assert run.exit_code == 130
+    assert run.stderr.endswith(
+        f"error: interrupted while submitting: {'1' * 32} submitted (the tasks run on; "
+        f"follow them with: classify wait {'1' * 32})\n"
+    )
