@@ -178,7 +178,7 @@ def test_client_errors_are_400_not_500(host: HostProcess, route: str, body: byte
     assert response.json()["error"]
 
 
-@pytest.mark.parametrize("ref", ["9223372036854775808", "2147483648", "9" * 5000, "x" * 101])
+@pytest.mark.parametrize("ref", ["9223372036854775808", "2147483648", "9" * 5000, "x" * 101, "a%3Fb%3D1%23c", "%E2%9C%93"])
 def test_ids_no_task_can_have_are_a_404(host: HostProcess, ref: str) -> None:
     response = requests.get(api(host, f"tasks/{ref}"), timeout=10)
     assert response.status_code == 404 and response.json()["error"]
