@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T", bound="_Json")
 
@@ -47,9 +47,9 @@ class _Json:
 class ImageSource(_Json):
     """Where an image is read from: exactly one of ``blob`` ("container/path") or ``url``."""
 
-    blob: Optional[str] = None
-    url: Optional[str] = None
-    name: Optional[str] = None  # what the user called it (file name or URL), for reports
+    blob: str | None = None
+    url: str | None = None
+    name: str | None = None  # what the user called it (file name or URL), for reports
 
     @property
     def display_name(self) -> str:
@@ -84,12 +84,12 @@ class PreprocessOutput(_Json):
 
     image_index: int
     tensors: dict[str, str] = field(default_factory=dict)
-    width: Optional[int] = None
-    height: Optional[int] = None
-    started_at: Optional[str] = None
-    finished_at: Optional[str] = None
-    duration_ms: Optional[float] = None
-    error: Optional[str] = None
+    width: int | None = None
+    height: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_ms: float | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,12 +124,12 @@ class InferenceOutput(_Json):
     """Top-k per image of one batch, or ``error`` for the whole batch (e.g. weights missing)."""
 
     model: str
-    weights: Optional[str] = None  # human label of the weights that produced the logits
+    weights: str | None = None  # human label of the weights that produced the logits
     results: list[ImagePredictions] = field(default_factory=list)
-    started_at: Optional[str] = None
-    finished_at: Optional[str] = None
-    duration_ms: Optional[float] = None
-    error: Optional[str] = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_ms: float | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,15 +139,15 @@ class ResultRecord(_Json):
     image_index: int
     image_name: str
     model: str
-    weights: Optional[str]
-    label: Optional[str]
-    class_index: Optional[int]
-    confidence: Optional[float]
+    weights: str | None
+    label: str | None
+    class_index: int | None
+    confidence: float | None
     top_k: list[Prediction]
-    started_at: Optional[str]
-    finished_at: Optional[str]
-    inference_ms: Optional[float]
-    error: Optional[str] = None
+    started_at: str | None
+    finished_at: str | None
+    inference_ms: float | None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,11 +158,11 @@ class TaskRecord(_Json):
     models: list[str]
     status: str  # "Completed" | "CompletedWithErrors" | "Failed"
     submitted_at: str
-    processing_started_at: Optional[str]
-    processing_finished_at: Optional[str]
+    processing_started_at: str | None
+    processing_finished_at: str | None
     completed_at: str
     image_count: int
-    error: Optional[str]
+    error: str | None
     results: list[ResultRecord]
 
 

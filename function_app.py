@@ -8,7 +8,8 @@ functions of the single app object below; nothing else happens at import time ex
 import azure.durable_functions as df
 import azure.functions as func
 
-from activities.inference import bp as inference_bp, prewarm_in_background
+from activities.inference import bp as inference_bp
+from activities.inference import prewarm_in_background
 from activities.persist import bp as persist_bp
 from activities.preprocess import bp as preprocess_bp
 from api.tasks import bp as tasks_bp

@@ -8,9 +8,10 @@ the README's configuration table; keep the two in step.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Mapping, TypeVar
+from typing import TypeVar
 
 N = TypeVar("N", int, float)
 
@@ -102,8 +103,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         blob_local_root=env.get("BLOB_LOCAL_ROOT", "").strip() or ".localdata/blobs",
         upload_container=env.get("UPLOAD_CONTAINER", "").strip() or "uploads",
         tensor_container=env.get("TENSOR_CONTAINER", "").strip() or "tensors",
-        sql_connection_string=env.get("SQL_CONNECTION_STRING", "").strip()
-        or "sqlite:///.localdata/results.db",
+        sql_connection_string=env.get("SQL_CONNECTION_STRING", "").strip() or "sqlite:///.localdata/results.db",
         model_weights={
             model: env.get(f"MODEL_WEIGHTS_{model.upper()}", "").strip() or DEFAULT_WEIGHTS[model]
             for model in SUPPORTED_MODELS

@@ -20,7 +20,7 @@ BLOB_PREFIX = "blob:"
 
 def _split(spec: str) -> tuple[str, str]:
     """``"blob:c/p.pth#BASE"`` -> (``"c/p.pth"``, ``"#BASE"``)."""
-    name, hash_sign, base = spec[len(BLOB_PREFIX):].partition("#")
+    name, hash_sign, base = spec[len(BLOB_PREFIX) :].partition("#")
     return name.strip(), f"{hash_sign}{base}"
 
 

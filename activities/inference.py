@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import azure.durable_functions as df
@@ -89,7 +89,7 @@ def prewarm(models: tuple[str, ...]) -> None:
             log.info("prewarmed %s with %s in %.0f ms", name, model.weights.label, model.load_ms)
         except WeightsUnavailableError as exc:
             log.warning("%s is not loaded: %s", name, " ".join(str(exc).split()))
-        except Exception:  # noqa: BLE001 - reported, and reported again by the first task
+        except Exception:
             log.exception("could not prewarm %s", name)
 
 
@@ -106,7 +106,7 @@ def prewarm_in_background() -> None:
 
 
 def infer(request: InferenceInput) -> InferenceOutput:
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     clock = time.perf_counter()
     try:
         model = load(request.model)
@@ -119,11 +119,10 @@ def infer(request: InferenceInput) -> InferenceOutput:
         model=request.model,
         weights=model.weights.label,
         results=[
-            ImagePredictions(image_index=item.image_index, top_k=top)
-            for item, top in zip(request.items, predictions)
+            ImagePredictions(image_index=item.image_index, top_k=top) for item, top in zip(request.items, predictions)
         ],
         started_at=started.isoformat(),
-        finished_at=datetime.now(timezone.utc).isoformat(),
+        finished_at=datetime.now(UTC).isoformat(),
         duration_ms=round((time.perf_counter() - clock) * 1000.0, 3),
     )
 

@@ -8,7 +8,7 @@ missing (persistence reads neither). Without this, every uploaded image stayed i
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import azure.durable_functions as df
 
@@ -25,7 +25,7 @@ def persist(record: TaskRecord) -> PersistOutput:
     settings = get_settings()
     for container in (settings.tensor_container, settings.upload_container):
         blob_store().delete_prefix(f"{container}/{record.instance_id}/")
-    return PersistOutput(task_id=task_id, persisted_at=datetime.now(timezone.utc).isoformat())
+    return PersistOutput(task_id=task_id, persisted_at=datetime.now(UTC).isoformat())
 
 
 @bp.activity_trigger(input_name="payload", activity=PERSIST_ACTIVITY)

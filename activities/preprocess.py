@@ -10,14 +10,14 @@ Models whose weights share a transform share one tensor blob.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache
 
 import azure.durable_functions as df
 
-from contracts import PREPROCESS_ACTIVITY, PreprocessInput, PreprocessOutput
 from activities.checkpoints import as_file_spec
 from activities.sources import ImageSourceError, read_image_bytes
+from contracts import PREPROCESS_ACTIVITY, PreprocessInput, PreprocessOutput
 from inference.preprocess import InvalidImageError, check_resize_pixels, crop_uint8, decode_image
 from inference.tensor_io import encode_tensor
 from inference.weights import ResolvedWeights, resolve_weights
@@ -27,7 +27,7 @@ from settings import get_settings
 bp = df.Blueprint()
 
 
-@lru_cache(maxsize=None)
+@cache
 def preprocessing_weights(model: str, spec: str) -> ResolvedWeights:
     """The weights' transform, without reading the weights file: preprocessing never needs the file,
     so an image is not failed because a model's weights are missing (inference reports that)."""
@@ -41,23 +41,19 @@ def tensor_blob_name(container: str, task_id: str, image_index: int, transform_k
 def preprocess(request: PreprocessInput) -> PreprocessOutput:
     settings = get_settings()
     store = blob_store()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     clock = time.perf_counter()
-    weights_by_model = {
-        model: preprocessing_weights(model, settings.weights_spec(model)) for model in request.models
-    }
+    weights_by_model = {model: preprocessing_weights(model, settings.weights_spec(model)) for model in request.models}
     try:
         data = read_image_bytes(request.source, store, settings)
-        image = decode_image(
-            data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
-        )
+        image = decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
         for weights in weights_by_model.values():
             check_resize_pixels(image.size, weights.resize_size, settings.max_image_pixels)
     except (ImageSourceError, InvalidImageError) as exc:
         return PreprocessOutput(
             image_index=request.image_index,
             started_at=started.isoformat(),
-            finished_at=datetime.now(timezone.utc).isoformat(),
+            finished_at=datetime.now(UTC).isoformat(),
             error=f"{request.source.display_name}: {exc}",
         )
     width, height = image.size
@@ -76,7 +72,7 @@ def preprocess(request: PreprocessInput) -> PreprocessOutput:
         width=width,
         height=height,
         started_at=started.isoformat(),
-        finished_at=datetime.now(timezone.utc).isoformat(),
+        finished_at=datetime.now(UTC).isoformat(),
         duration_ms=round((time.perf_counter() - clock) * 1000.0, 3),
     )
 

@@ -13,8 +13,9 @@ import json
 import logging
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -37,13 +38,11 @@ TERMINAL = {
 _EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp"}
 
 
-def json_response(body: Any, status: int, headers: Optional[dict[str, str]] = None) -> func.HttpResponse:
-    return func.HttpResponse(
-        json.dumps(body), status_code=status, mimetype="application/json", headers=headers
-    )
+def json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
 
 
-def _upload_name(settings: Settings, instance_id: str, position: int, content_type: Optional[str]) -> str:
+def _upload_name(settings: Settings, instance_id: str, position: int, content_type: str | None) -> str:
     return f"{settings.upload_container}/{instance_id}/{position}{_EXTENSIONS.get(content_type or '', '')}"
 
 
@@ -70,7 +69,7 @@ async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubm
         models=submission.models,
         images=await store_uploads(submission, instance_id, settings),
         top_k=submission.top_k,
-        submitted_at=datetime.now(timezone.utc).isoformat(),
+        submitted_at=datetime.now(UTC).isoformat(),
         batch_size=settings.inference_batch_size,
         retry_attempts=settings.activity_retry_attempts,
         retry_interval_ms=settings.activity_retry_interval_ms,
@@ -82,7 +81,7 @@ async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubm
 
 async def wait_for_result(
     client: df.DurableOrchestrationClient, instance_id: str, seconds: float
-) -> Optional[df.DurableOrchestrationStatus]:
+) -> df.DurableOrchestrationStatus | None:
     """Poll until the orchestration ends or ``seconds`` pass; short intervals first for small tasks."""
     deadline = time.monotonic() + seconds
     interval = 0.01
@@ -107,13 +106,11 @@ class Rejected(Exception):
 
 async def submit(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
-) -> tuple[str, TaskSubmission, Optional[float]]:
+) -> tuple[str, TaskSubmission, float | None]:
     """Validate, store uploads and start the orchestration: (instance id, submission, seconds to wait)."""
     settings = get_settings()
     try:
-        submission = parse_submission(
-            req.get_body(), req.headers.get("Content-Type", ""), req.params, settings
-        )
+        submission = parse_submission(req.get_body(), req.headers.get("Content-Type", ""), req.params, settings)
         wait = parse_wait(req.params, settings)
     except RequestError as exc:
         raise Rejected(json_response(exc.to_json(), 400)) from None
@@ -126,8 +123,8 @@ async def submit(
 
 
 async def finished_within(
-    client: df.DurableOrchestrationClient, instance_id: str, wait: Optional[float]
-) -> Optional[func.HttpResponse]:
+    client: df.DurableOrchestrationClient, instance_id: str, wait: float | None
+) -> func.HttpResponse | None:
     """Synchronous mode: 200 with the output if the task ends within ``wait`` seconds, else None."""
     if not wait:
         return None
@@ -188,7 +185,7 @@ async def create_task(req: func.HttpRequest, client: df.DurableOrchestrationClie
     )
 
 
-def not_stored_reason(ref: str, status: Optional[df.DurableOrchestrationStatus]) -> str:
+def not_stored_reason(ref: str, status: df.DurableOrchestrationStatus | None) -> str:
     """Why ``ref`` has no stored result, from its orchestration: a terminated task is not "still running"."""
     runtime = status.runtime_status if status else None
     if runtime is None:

@@ -11,8 +11,9 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from activities.sources import ImageSourceError, check_url_allowed
 from contracts import ImageSource
@@ -30,7 +31,7 @@ _SMALL_INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
 class RequestError(ValueError):
     """A client mistake; ``field`` names the part of the request that is wrong."""
 
-    def __init__(self, message: str, field: Optional[str] = None) -> None:
+    def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
@@ -46,10 +47,10 @@ class RequestError(ValueError):
 class ImageInput:
     """An image as submitted: a reference (blob or URL) or bytes the starter must store first."""
 
-    source: Optional[ImageSource] = None
-    data: Optional[bytes] = None
-    name: Optional[str] = None
-    content_type: Optional[str] = None
+    source: ImageSource | None = None
+    data: bytes | None = None
+    name: str | None = None
+    content_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def check_image_size(size: int, settings: Settings, what: str, field: str) -> No
         )
 
 
-def decode_base64_image(text: Any, settings: Settings, field: str) -> tuple[bytes, Optional[str]]:
+def decode_base64_image(text: Any, settings: Settings, field: str) -> tuple[bytes, str | None]:
     """Decode strict base64, accepting a ``data:image/...;base64,`` URL prefix as browsers send it."""
     if not isinstance(text, str):
         raise RequestError(f"'{field}' must be a base64 string", field)
@@ -190,9 +191,7 @@ def parse_json_submission(body: bytes, settings: Settings) -> TaskSubmission:
     )
 
 
-def parse_image_upload(
-    body: bytes, content_type: str, query: Mapping[str, str], settings: Settings
-) -> TaskSubmission:
+def parse_image_upload(body: bytes, content_type: str, query: Mapping[str, str], settings: Settings) -> TaskSubmission:
     """Parse a raw image body (``Content-Type: image/*``) with models and top_k in the query."""
     check_image_size(len(body), settings, "the uploaded image", "body")
     model_value = query.get("models") or query.get("model")
@@ -206,20 +205,16 @@ def parse_image_upload(
     )
 
 
-def parse_submission(
-    body: bytes, content_type: str, query: Mapping[str, str], settings: Settings
-) -> TaskSubmission:
+def parse_submission(body: bytes, content_type: str, query: Mapping[str, str], settings: Settings) -> TaskSubmission:
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type.startswith("image/"):
         return parse_image_upload(body, media_type, query, settings)
     if media_type in ("", "application/json", "text/json") or media_type.endswith("+json"):
         return parse_json_submission(body, settings)
-    raise RequestError(
-        f"unsupported Content-Type {content_type!r}: send application/json or image/*", "Content-Type"
-    )
+    raise RequestError(f"unsupported Content-Type {content_type!r}: send application/json or image/*", "Content-Type")
 
 
-def parse_wait(query: Mapping[str, str], settings: Settings) -> Optional[float]:
+def parse_wait(query: Mapping[str, str], settings: Settings) -> float | None:
     """Seconds to wait for the result (synchronous mode), capped at ``SYNC_WAIT_MAX_SECONDS``."""
     raw = query.get("wait")
     if raw is None or raw == "":

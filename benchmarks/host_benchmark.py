@@ -40,6 +40,7 @@ async def hello_sequence(base: str, count: int) -> dict:
     prefix = f"seq-{int(time.time())}-"
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as session:
+
         async def start(i: int) -> None:
             async with session.post(f"{mgmt}/orchestrators/HelloSequence5/{prefix}{i}") as r:
                 assert r.status == 202, await r.text()
@@ -48,8 +49,9 @@ async def hello_sequence(base: str, count: int) -> dict:
         await asyncio.gather(*(start(i) for i in range(count)))
         accepted = time.time() - t0
         while True:
-            async with session.get(f"{mgmt}/instances", params={
-                    "instanceIdPrefix": prefix, "runtimeStatus": "Pending,Running", "top": "1"}) as r:
+            async with session.get(
+                f"{mgmt}/instances", params={"instanceIdPrefix": prefix, "runtimeStatus": "Pending,Running", "top": "1"}
+            ) as r:
                 if not await r.json():
                     break
             await asyncio.sleep(0.05)
@@ -66,16 +68,23 @@ async def hello_sequence(base: str, count: int) -> dict:
             latencies.append(end - start)
     latencies.sort()
     span = max(ends) - min(starts)
-    return {"count": count, "accept_s": accepted, "wall_s": wall, "span_s": span,
-            "per_s": count / span, "p50_ms": 1000 * statistics.median(latencies),
-            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
+    return {
+        "count": count,
+        "accept_s": accepted,
+        "wall_s": wall,
+        "span_s": span,
+        "per_s": count / span,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+    }
 
 
 async def fan_out(base: str, width: int) -> float:
     async with aiohttp.ClientSession() as session:
         t0 = time.perf_counter()
-        async with session.post(f"{base}/runtime/webhooks/durabletask/orchestrators/FanOutFanIn",
-                                json=width, params={"timeout": "120"}) as r:
+        async with session.post(
+            f"{base}/runtime/webhooks/durabletask/orchestrators/FanOutFanIn", json=width, params={"timeout": "120"}
+        ) as r:
             assert r.status == 200 and await r.json() == width, await r.text()
         return time.perf_counter() - t0
 
@@ -84,8 +93,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orchestrations", type=int, default=1000)
     parser.add_argument("--fan-out", type=int, default=1000)
-    parser.add_argument("--log-level", default="INFO",
-                        help="host log level (INFO prints a line per invocation, like func start)")
+    parser.add_argument(
+        "--log-level", default="INFO", help="host log level (INFO prints a line per invocation, like func start)"
+    )
     args = parser.parse_args()
     with HostProcess(APP, extra_args=("--log-level", args.log_level)) as host:
         seq = asyncio.run(hello_sequence(host.base_url, args.orchestrations))
@@ -93,11 +103,15 @@ def main() -> None:
         episodes = host.output.count("Executed 'Functions.FanOutFanIn'")
     print(f"HelloSequence5 x{seq['count']} started at once (host log level {args.log_level}):")
     print(f"  all accepted (202) in {seq['accept_s']:.2f} s; all completed in {seq['wall_s']:.2f} s")
-    print(f"  throughput: {seq['per_s']:.0f} orchestrations/s "
-          f"({seq['count']} in {seq['span_s']:.2f} s, first start to last completion)")
+    print(
+        f"  throughput: {seq['per_s']:.0f} orchestrations/s "
+        f"({seq['count']} in {seq['span_s']:.2f} s, first start to last completion)"
+    )
     print(f"  latency: p50 {seq['p50_ms']:.0f} ms, p99 {seq['p99_ms']:.0f} ms")
-    print(f"Fan-out/fan-in of {args.fan_out} activities: {fan:.2f} s end to end"
-          + (f" ({episodes} orchestrator episodes)" if episodes else ""))
+    print(
+        f"Fan-out/fan-in of {args.fan_out} activities: {fan:.2f} s end to end"
+        + (f" ({episodes} orchestrator episodes)" if episodes else "")
+    )
 
 
 if __name__ == "__main__":

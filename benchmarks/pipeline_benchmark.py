@@ -122,7 +122,7 @@ def bench_end_to_end(model: LoadedModel, photos: list[bytes], images: int, batch
 
     def all_images() -> None:
         for start in range(0, images, batch_size):
-            run(data[start:start + batch_size])
+            run(data[start : start + batch_size])
 
     return images / (best_ms(all_images, repeats, warmup=1) / 1e3)
 
@@ -275,16 +275,24 @@ def render(r: dict[str, Any]) -> str:
                 f"| {name} | {batch.removeprefix('batch')} | {f['fp32_contiguous']:.1f} | "
                 f"{f['fp32_channels_last']:.1f} | {f['bf16_autocast']:.1f} |"
             )
-    lines += ["", "| model | end-to-end img/s fp32 (batch 8) | bf16 (batch 8) | bf16 min cosine | bf16 max abs diff "
-              "(logit range) | top-1 agreement | top-5 overlap |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| model | end-to-end img/s fp32 (batch 8) | bf16 (batch 8) | bf16 min cosine | bf16 max abs diff "
+        "(logit range) | top-1 agreement | top-5 overlap |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, e2e in r["end_to_end_images_per_s"].items():
         d = r["bf16_drift"][name]
         lines.append(
             f"| {name} | {e2e['fp32']:.1f} | {e2e['bf16']:.1f} | {d['min_cosine']:.4f} | "
             f"{d['max_abs_diff']:.3f} ({d['logit_range']:.1f}) | {d['top1_agreement']:.0%} | {d['top5_overlap']:.0%} |"
         )
-    lines += ["", "| dynamic batching (bf16) | callers | direct img/s | batched img/s | gain | direct latency ms "
-              "| batched latency ms | mean batch |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| dynamic batching (bf16) | callers | direct img/s | batched img/s | gain | direct latency ms "
+        "| batched latency ms | mean batch |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, b in r["dynamic_batching"].items():
         lines.append(
             f"| {name} | {b['callers']} | {b['direct_images_per_s']:.1f} | {b['batched_images_per_s']:.1f} | "

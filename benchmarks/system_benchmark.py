@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import threading
@@ -71,8 +70,7 @@ def raw_pipeline(models: list[str], photos: list[bytes], precision: str, seconds
 
         def one_batch() -> None:
             crops = [
-                crop_uint8(decode_image(data, max_bytes=1 << 26, max_pixels=1 << 28), model.weights)
-                for data in batch
+                crop_uint8(decode_image(data, max_bytes=1 << 26, max_pixels=1 << 28), model.weights) for data in batch
             ]
             classify(model, torch.stack(crops), 5)
 
@@ -135,7 +133,9 @@ class Client:
         }
 
 
-def load_phase(client: Client, blobs: list[str], model: str, task_size: int, concurrency: int, tasks: int) -> dict[str, Any]:
+def load_phase(
+    client: Client, blobs: list[str], model: str, task_size: int, concurrency: int, tasks: int
+) -> dict[str, Any]:
     """``tasks`` tasks of ``task_size`` images with ``concurrency`` clients in flight; throughput and latency."""
     work = [[blobs[(t * task_size + i) % len(blobs)] for i in range(task_size)] for t in range(tasks)]
     started = time.perf_counter()
@@ -160,8 +160,9 @@ def machine() -> dict[str, Any]:
     cpu = platform.processor() or "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     import torch
 
@@ -170,9 +171,11 @@ def machine() -> dict[str, Any]:
 
 def caption(report: dict[str, Any]) -> str:
     box = report.get("machine") or {}
-    return (f"{report['model']}, precision {report['precision']}, seeded RANDOM weights (same FLOPs as pretrained); "
-            f"{box.get('cores', '?')} cores, {box.get('cpu', 'CPU not recorded')}, torch {box.get('torch', '?')}; "
-            "make run defaults (2 worker processes), clients polling statusQueryGetUri every 50 ms")
+    return (
+        f"{report['model']}, precision {report['precision']}, seeded RANDOM weights (same FLOPs as pretrained); "
+        f"{box.get('cores', '?')} cores, {box.get('cpu', 'CPU not recorded')}, torch {box.get('torch', '?')}; "
+        "make run defaults (2 worker processes), clients polling statusQueryGetUri every 50 ms"
+    )
 
 
 def plot(report: dict[str, Any], path: Path) -> Any:
@@ -187,8 +190,14 @@ def plot(report: dict[str, Any], path: Path) -> Any:
     sizes = sorted({p["task_size"] for p in report["load"]})
     for size, marker in zip(sizes, "os^D"):
         points = [p for p in report["load"] if p["task_size"] == size]
-        left.plot([p["concurrency"] for p in points], [p["images_per_s"] for p in points], marker, markersize=8,
-                  linestyle="none", label=f"{size}-image tasks through the system")
+        left.plot(
+            [p["concurrency"] for p in points],
+            [p["images_per_s"] for p in points],
+            marker,
+            markersize=8,
+            linestyle="none",
+            label=f"{size}-image tasks through the system",
+        )
     raw = report["raw_images_per_s"][report["model"]]
     left.axhline(raw, color="grey", linestyle="--", label=f"raw pipeline, same run ({raw:.0f} images/s)")
     concurrencies = sorted({p["concurrency"] for p in report["load"]})
@@ -220,8 +229,9 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--precision", default=os.environ.get("INFERENCE_PRECISION", "auto"))
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs")
-    parser.add_argument("--replot", type=Path, metavar="REPORT_JSON",
-                        help="only draw the plot of an earlier report, next to it")
+    parser.add_argument(
+        "--replot", type=Path, metavar="REPORT_JSON", help="only draw the plot of an earlier report, next to it"
+    )
     args = parser.parse_args()
     if args.replot:
         plot(json.loads(args.replot.read_text()), args.replot.with_suffix(".png"))
@@ -231,8 +241,7 @@ def main() -> None:
         raise SystemExit(f"no photos in {SHARED_IMAGES}; set SHARED_DIR")
     scale = 1 if args.quick else 3
 
-    raw = raw_pipeline(["resnet18", "resnet50"], [p.read_bytes() for p in photos], args.precision,
-                       seconds=3.0 * scale)
+    raw = raw_pipeline(["resnet18", "resnet50"], [p.read_bytes() for p in photos], args.precision, seconds=3.0 * scale)
 
     with tempfile.TemporaryDirectory() as tmp:
         store = LocalFolderBlobStore(Path(tmp) / "blobs")
@@ -254,11 +263,11 @@ def main() -> None:
             eager = Client(host.base_url, poll_interval=0.002)
             for _ in range(3):  # warm-up: model load, first orchestrations, SQLite file
                 eager.run_task(blobs[:1], args.model)
-            single = [eager.run_task(blobs[i % len(blobs):i % len(blobs) + 1], args.model) for i in range(10 * scale)]
+            single = [eager.run_task(blobs[i % len(blobs) : i % len(blobs) + 1], args.model) for i in range(10 * scale)]
             print(
-                f"1-image tasks one at a time: latency p50 {percentile([r['latency_ms'] for r in single], .5):.1f} ms, "
-                f"overhead p50 {percentile([r['overhead_ms'] for r in single], .5):.1f} ms, "
-                f"Completed visible p50 {percentile([r['visible_after_ms'] for r in single], .5):.1f} ms "
+                f"1-image tasks one at a time: latency p50 {percentile([r['latency_ms'] for r in single], 0.5):.1f} ms, "
+                f"overhead p50 {percentile([r['overhead_ms'] for r in single], 0.5):.1f} ms, "
+                f"Completed visible p50 {percentile([r['visible_after_ms'] for r in single], 0.5):.1f} ms "
                 "after the last activity",
                 flush=True,
             )
@@ -319,13 +328,21 @@ def main() -> None:
     print(f"| ratio system / raw ({args.model}, 8-image tasks) | {report['ratio_8_image_tasks']:.2f} |")
     s = report["single_task"]
     print(f"| 1-image task latency p50 (alone) | {s['latency_p50_ms']:.1f} ms |")
-    print(f"| orchestration overhead p50 / p95 (1-image tasks) | {s['overhead_p50_ms']:.1f} / {s['overhead_p95_ms']:.1f} ms |")
-    print(f"| Completed visible after last activity p50 / p95 | {s['visible_after_p50_ms']:.1f} / {s['visible_after_p95_ms']:.1f} ms |")
-    print(f"| dynamic batching gain, 1-image tasks x16 | {report['dynamic_batching_gain_1_image_x16']:.2f}x "
-          f"({unbatched['images_per_s']:.1f} -> {batched['images_per_s']:.1f} images/s) |")
+    print(
+        f"| orchestration overhead p50 / p95 (1-image tasks) | {s['overhead_p50_ms']:.1f} / {s['overhead_p95_ms']:.1f} ms |"
+    )
+    print(
+        f"| Completed visible after last activity p50 / p95 | {s['visible_after_p50_ms']:.1f} / {s['visible_after_p95_ms']:.1f} ms |"
+    )
+    print(
+        f"| dynamic batching gain, 1-image tasks x16 | {report['dynamic_batching_gain_1_image_x16']:.2f}x "
+        f"({unbatched['images_per_s']:.1f} -> {batched['images_per_s']:.1f} images/s) |"
+    )
     for p in load:
-        print(f"| {p['task_size']}-image tasks x{p['concurrency']} | {p['images_per_s']:.1f} images/s, "
-              f"p50/p95/p99 {p['latency_p50_ms']:.0f}/{p['latency_p95_ms']:.0f}/{p['latency_p99_ms']:.0f} ms |")
+        print(
+            f"| {p['task_size']}-image tasks x{p['concurrency']} | {p['images_per_s']:.1f} images/s, "
+            f"p50/p95/p99 {p['latency_p50_ms']:.0f}/{p['latency_p95_ms']:.0f}/{p['latency_p99_ms']:.0f} ms |"
+        )
     print(f"\nwrote {args.out / 'system_benchmark.json'} and {args.out / 'system_benchmark.png'}")
 
 

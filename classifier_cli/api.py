@@ -8,8 +8,9 @@ words when the API gave any: the commands print it and never a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Mapping, Optional, Sequence
+from typing import Any, Literal
 from urllib.parse import quote
 
 import requests
@@ -25,7 +26,7 @@ TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
 class ApiError(Exception):
     """A call that did not succeed; ``status`` is None when no HTTP answer came back at all."""
 
-    def __init__(self, status: Optional[int], message: str) -> None:
+    def __init__(self, status: int | None, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -74,9 +75,9 @@ class ClassifierClient:
     def __init__(
         self,
         base_url: str,
-        key: Optional[str] = None,
+        key: str | None = None,
         timeout: float = 30.0,
-        session: Optional[requests.Session] = None,
+        session: requests.Session | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.key = key or None
@@ -108,7 +109,7 @@ class ClassifierClient:
         ).body
 
     def instances(
-        self, statuses: Sequence[str] = (), limit: Optional[int] = None, page_size: int = 100
+        self, statuses: Sequence[str] = (), limit: int | None = None, page_size: int = 100
     ) -> Iterator[dict[str, Any]]:
         """GET instances/ page by page (``x-ms-continuation-token``), stopping after ``limit`` (None: all).
 
@@ -117,7 +118,7 @@ class ClassifierClient:
         params: dict[str, Any] = {"top": page_size if limit is None else min(limit, page_size), "showInput": "false"}
         if statuses:
             params["runtimeStatus"] = ",".join(statuses)
-        token: Optional[str] = None
+        token: str | None = None
         seen = 0
         while True:
             headers = {CONTINUATION_HEADER: token} if token else {}
@@ -169,11 +170,11 @@ class ClassifierClient:
         method: str,
         url: str,
         *,
-        params: Optional[dict[str, Any]] = None,
-        headers: Optional[dict[str, str]] = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
         json: Any = None,
         key_as: Literal["header", "code", "none"],
-        bare: Optional[dict[int, str]] = None,
+        bare: dict[int, str] | None = None,
     ) -> Response:
         """One request; every way it can fail becomes an :class:`ApiError` with a readable message.
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -103,17 +104,24 @@ interval_option = click.option(
 
 @click.group(cls=ClassifyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--base-url", envvar="CLASSIFIER_URL", default=DEFAULT_URL, show_default=True,
+    "--base-url",
+    envvar="CLASSIFIER_URL",
+    default=DEFAULT_URL,
+    show_default=True,
     help="The app's origin (env CLASSIFIER_URL), e.g. https://myapp.azurewebsites.net.",
 )
 @click.option(
-    "--key", envvar="CLASSIFIER_KEY", default=None,
+    "--key",
+    envvar="CLASSIFIER_KEY",
+    default=None,
     help="Function key (env CLASSIFIER_KEY): x-functions-key on /api, code= on management calls.",
 )
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds per HTTP request.")
+@click.option(
+    "--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds per HTTP request."
+)
 @click.option("--debug", is_flag=True, help="Show Python tracebacks.")
 @click.pass_context
-def cli(ctx: click.Context, base_url: str, key: Optional[str], timeout: float, debug: bool) -> None:
+def cli(ctx: click.Context, base_url: str, key: str | None, timeout: float, debug: bool) -> None:
     """Classify images with the ResNet classifier app (local host or Azure) over its HTTP API."""
     ctx.obj = App(ClassifierClient(base_url, key, timeout), _console(False), _console(True), debug)
 
@@ -123,14 +131,15 @@ class Followed:
     """A task to follow: how to poll its status, and how many images it has (None: not known)."""
 
     poll: Callable[[], dict[str, Any]]
-    images: Optional[int] = None
+    images: int | None = None
 
 
 class Unfinished(Exception):
     """Following stopped before every task ended; ``finished`` are those that had, in order."""
 
-    def __init__(self, reason: str, finished: Mapping[str, dict[str, Any]], pending: Sequence[str],
-                 exit_code: int) -> None:
+    def __init__(
+        self, reason: str, finished: Mapping[str, dict[str, Any]], pending: Sequence[str], exit_code: int
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.finished = finished
@@ -138,8 +147,9 @@ class Unfinished(Exception):
         self.exit_code = exit_code
 
 
-def follow(app: App, tasks: Mapping[str, Followed], interval: float,
-           timeout: Optional[float] = None) -> dict[str, dict[str, Any]]:
+def follow(
+    app: App, tasks: Mapping[str, Followed], interval: float, timeout: float | None = None
+) -> dict[str, dict[str, Any]]:
     """Poll each task until it reaches a terminal runtime status, driving one progress bar for all.
 
     Raises :class:`Unfinished` on Ctrl-C, on ``timeout`` and when the app stops answering, so that
@@ -176,16 +186,18 @@ def follow(app: App, tasks: Mapping[str, Followed], interval: float,
     return {instance_id: final[instance_id] for instance_id in tasks}
 
 
-def follow_and_report(app: App, tasks: Mapping[str, Followed], interval: float, timeout: Optional[float],
-                      as_json: bool, details: bool) -> NoReturn:
+def follow_and_report(
+    app: App, tasks: Mapping[str, Followed], interval: float, timeout: float | None, as_json: bool, details: bool
+) -> NoReturn:
     """Follow the tasks, print them and exit with the README's code; when stopped early, print what
     had finished and the ``classify wait`` command that follows the rest."""
     try:
         statuses = follow(app, tasks, interval, timeout)
     except Unfinished as stop:
         report(app, stop.finished, as_json, details)
-        raise CliError(f"{stop.reason}: {', '.join(stop.pending)} not followed to the end {_run_on(stop.pending)}",
-                       stop.exit_code) from None
+        raise CliError(
+            f"{stop.reason}: {', '.join(stop.pending)} not followed to the end {_run_on(stop.pending)}", stop.exit_code
+        ) from None
     raise SystemExit(report(app, statuses, as_json, details))
 
 
@@ -225,8 +237,9 @@ def exit_code(status: Mapping[str, Any]) -> int:
     return 1 if not isinstance(output, dict) or failed_images(output) else 0
 
 
-def _submit_all(app: App, paths: Sequence[Path], models: Sequence[str], top_k: int,
-                batch: int) -> list[tuple[dict[str, Any], int]]:
+def _submit_all(
+    app: App, paths: Sequence[Path], models: Sequence[str], top_k: int, batch: int
+) -> list[tuple[dict[str, Any], int]]:
     """Submit the images in tasks of at most ``batch``: each task's check-status answer and image count.
 
     Names what was already submitted if one submission fails.
@@ -243,8 +256,9 @@ def _submit_all(app: App, paths: Sequence[Path], models: Sequence[str], top_k: i
                 raise
             ids = [body["id"] for body, _ in submitted]
             if isinstance(exc, KeyboardInterrupt):
-                raise CliError(f"interrupted while submitting: {', '.join(ids)} submitted {_run_on(ids)}",
-                               INTERRUPTED) from None
+                raise CliError(
+                    f"interrupted while submitting: {', '.join(ids)} submitted {_run_on(ids)}", INTERRUPTED
+                ) from None
             raise CliError(f"{exc.message}: {', '.join(ids)} already submitted {_run_on(ids)}") from None
         submitted.append((answer.body, len(group)))
     return submitted
@@ -252,19 +266,45 @@ def _submit_all(app: App, paths: Sequence[Path], models: Sequence[str], top_k: i
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-m", "--model", "models", multiple=True, default=("resnet18",), show_default=True,
-              help="Model to run; repeat for several (-m resnet18 -m resnet50).")
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
+    default=("resnet18",),
+    show_default=True,
+    help="Model to run; repeat for several (-m resnet18 -m resnet50).",
+)
 @click.option("-k", "--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Predictions per image.")
-@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Images per task (the server refuses more than MAX_IMAGES_PER_TASK, 32 by default).")
-@click.option("--follow/--no-follow", "follow_tasks", default=True, show_default=True,
-              help="Follow the task(s) with progress and print the results.")
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Images per task (the server refuses more than MAX_IMAGES_PER_TASK, 32 by default).",
+)
+@click.option(
+    "--follow/--no-follow",
+    "follow_tasks",
+    default=True,
+    show_default=True,
+    help="Follow the task(s) with progress and print the results.",
+)
 @details_option
 @interval_option
 @json_option
 @click.pass_obj
-def submit(app: App, paths: Sequence[Path], models: Sequence[str], top_k: int, batch: int, follow_tasks: bool,
-           details: bool, interval: float, as_json: bool) -> None:
+def submit(
+    app: App,
+    paths: Sequence[Path],
+    models: Sequence[str],
+    top_k: int,
+    batch: int,
+    follow_tasks: bool,
+    details: bool,
+    interval: float,
+    as_json: bool,
+) -> None:
     """Upload images and follow the task(s) to the results.
 
     PATH... are image files or folders. Folders are searched recursively by image extension; a file
@@ -313,12 +353,23 @@ def _split_csv(values: Sequence[str]) -> list[str]:
 
 
 @cli.command(name="list")
-@click.option("--status", "statuses", multiple=True, metavar="STATUS[,STATUS]",
-              help="Only these runtime statuses, e.g. Running,Completed (repeatable).")
-@click.option("--outcome", "outcomes", multiple=True, metavar="OUTCOME[,OUTCOME]",
-              help="Only tasks that ended with this outcome: Completed, CompletedWithErrors, Failed (repeatable).")
-@click.option("--top", type=click.IntRange(min=1), default=50, show_default=True,
-              help="At most this many tasks, newest first.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="STATUS[,STATUS]",
+    help="Only these runtime statuses, e.g. Running,Completed (repeatable).",
+)
+@click.option(
+    "--outcome",
+    "outcomes",
+    multiple=True,
+    metavar="OUTCOME[,OUTCOME]",
+    help="Only tasks that ended with this outcome: Completed, CompletedWithErrors, Failed (repeatable).",
+)
+@click.option(
+    "--top", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many tasks, newest first."
+)
 @json_option
 @click.pass_obj
 def list_tasks(app: App, statuses: Sequence[str], outcomes: Sequence[str], top: int, as_json: bool) -> None:
@@ -330,7 +381,8 @@ def list_tasks(app: App, statuses: Sequence[str], outcomes: Sequence[str], top: 
     wanted = _split_csv(statuses)
     outcome_filter = {o.lower() for o in _split_csv(outcomes)}
     everything = [
-        item for item in app.client.instances(wanted)
+        item
+        for item in app.client.instances(wanted)
         if not outcome_filter or (task_outcome(item) or "").lower() in outcome_filter
     ]
     instances = sorted(everything, key=lambda item: str(item.get("createdTime")), reverse=True)[:top]
@@ -343,14 +395,20 @@ def list_tasks(app: App, statuses: Sequence[str], outcomes: Sequence[str], top: 
 
 @cli.command()
 @click.argument("instance_ids", metavar="ID...", nargs=-1, required=True)
-@click.option("--timeout", "wait_timeout", type=click.FloatRange(min=0), default=None,
-              help="Give up (exit 2) after this many seconds; the tasks keep running.")
+@click.option(
+    "--timeout",
+    "wait_timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Give up (exit 2) after this many seconds; the tasks keep running.",
+)
 @details_option
 @interval_option
 @json_option
 @click.pass_obj
-def wait(app: App, instance_ids: Sequence[str], wait_timeout: Optional[float], details: bool, interval: float,
-         as_json: bool) -> None:
+def wait(
+    app: App, instance_ids: Sequence[str], wait_timeout: float | None, details: bool, interval: float, as_json: bool
+) -> None:
     """Follow one or more tasks with one progress bar until they end, then print their results."""
     tasks = {
         instance_id: Followed(lambda instance_id=instance_id: app.client.status(instance_id))

@@ -9,8 +9,9 @@ model), so there is a single table. Progress and messages go to stderr and table
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -31,8 +32,8 @@ class Row:
     image: str
     model: str
     top_k: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
-    weights: Optional[str] = None
-    error: Optional[str] = None
+    weights: str | None = None
+    error: str | None = None
 
 
 def output_rows(output: Mapping[str, Any]) -> list[Row]:
@@ -57,8 +58,13 @@ def output_rows(output: Mapping[str, Any]) -> list[Row]:
             error = prediction.get("error") or image.get("error")
             # A failed row names no weights of its own; the task's label would suggest they were used.
             rows.append(
-                Row(name, model, prediction.get("top_k") or (), prediction.get("weights") or
-                    (None if error else weights.get(model)), error)
+                Row(
+                    name,
+                    model,
+                    prediction.get("top_k") or (),
+                    prediction.get("weights") or (None if error else weights.get(model)),
+                    error,
+                )
             )
     return rows
 
@@ -71,12 +77,18 @@ def stored_rows(result: Mapping[str, Any]) -> list[Row]:
             [{"label": record["label"], "probability": record.get("confidence")}] if record.get("label") else []
         )
         rows.append(
-            Row(str(record.get("image_name")), str(record.get("model")), top_k, record.get("weights"), record.get("error"))
+            Row(
+                str(record.get("image_name")),
+                str(record.get("model")),
+                top_k,
+                record.get("weights"),
+                record.get("error"),
+            )
         )
     return rows
 
 
-def short_weights(label: Optional[str]) -> Text:
+def short_weights(label: str | None) -> Text:
     """A weights label short enough for a table column, keeping RANDOM / UNVERIFIED visible (in red)."""
     if not label:
         return Text("")
@@ -107,7 +119,7 @@ def compact_top_k(top_k: Sequence[Mapping[str, Any]]) -> str:
     return " · ".join(f"{p.get('label')} {_probability(p.get('probability'))}".rstrip() for p in top_k)
 
 
-def results_table(rows: Iterable[Row], title: Optional[str] = None) -> Table:
+def results_table(rows: Iterable[Row], title: str | None = None) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("image", overflow="fold")
     table.add_column("model", no_wrap=True)
@@ -132,20 +144,18 @@ def results_table(rows: Iterable[Row], title: Optional[str] = None) -> Table:
 
 def timings_line(timings: Mapping[str, Any]) -> str:
     """``queue 12 ms · preprocess 9 ms · …`` for the durations the output reports."""
-    parts = [
-        f"{key[:-3]} {timings[key]:.0f} ms" for key in _TIMINGS if isinstance(timings.get(key), (int, float))
-    ]
+    parts = [f"{key[:-3]} {timings[key]:.0f} ms" for key in _TIMINGS if isinstance(timings.get(key), (int, float))]
     return "timings: " + (" · ".join(parts) if parts else "not reported")
 
 
-def failed_images(output: Optional[Mapping[str, Any]]) -> bool:
+def failed_images(output: Mapping[str, Any] | None) -> bool:
     """Whether a task's output reports any failed image or model (or is missing)."""
     if not output:
         return True
     return output.get("status") != "Completed" or any(row.error for row in output_rows(output))
 
 
-def print_output(console: Console, output: Mapping[str, Any], title: Optional[str] = None) -> None:
+def print_output(console: Console, output: Mapping[str, Any], title: str | None = None) -> None:
     """A completed task: the table, then whole-task errors, then timings."""
     console.print(results_table(output_rows(output), title=title))
     for key in ("error", "persist_error"):
@@ -189,7 +199,7 @@ def _top1(row: Row) -> str:
     return f"{best.get('label', '')} {_probability(best.get('probability'))}".strip()
 
 
-def _weights_caption(outputs: Mapping[str, Mapping[str, Any]], models: Sequence[str]) -> Optional[Text]:
+def _weights_caption(outputs: Mapping[str, Mapping[str, Any]], models: Sequence[str]) -> Text | None:
     """``weights: resnet18 RANDOM (seed 0) · …``: the tasks of one submission share their weights."""
     labels: dict[str, str] = {}
     for output in outputs.values():
@@ -221,7 +231,7 @@ def print_summary(console: Console, statuses: Mapping[str, Mapping[str, Any]]) -
         console.print(summary_table(outputs))
 
 
-def task_outcome(status: Mapping[str, Any]) -> Optional[str]:
+def task_outcome(status: Mapping[str, Any]) -> str | None:
     """The task's own result (``Completed``, ``CompletedWithErrors``, ``Failed``) once it has one.
 
     An orchestration that ran to its end is ``Completed`` even when every image failed; the task's
@@ -294,7 +304,7 @@ class Stage:
 
     stage: str
     done: int
-    total: Optional[int]
+    total: int | None
     unit: str
 
     @property
@@ -302,7 +312,7 @@ class Stage:
         return f"{self.stage} {self.done}/{self.total if self.total is not None else '?'} {self.unit}"
 
 
-def describe_progress(custom: Optional[Mapping[str, Any]]) -> Stage:
+def describe_progress(custom: Mapping[str, Any] | None) -> Stage:
     """Read the orchestration's ``customStatus``: images count during preprocessing, predictions after.
 
     This is the exact stage for ``status`` and ``list``, where one task is described on its own.
@@ -317,13 +327,13 @@ def describe_progress(custom: Optional[Mapping[str, Any]]) -> Stage:
     return Stage(stage, int(custom.get("images_done") or 0), int(total) if total is not None else None, "images")
 
 
-def _custom(status: Mapping[str, Any]) -> Optional[Mapping[str, Any]]:
+def _custom(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The ``customStatus`` the orchestration set, if it has set one (it is null until then)."""
     custom = status.get("customStatus")
     return custom if isinstance(custom, Mapping) else None
 
 
-def images_done(status: Mapping[str, Any], expected: Optional[int] = None) -> tuple[int, Optional[int]]:
+def images_done(status: Mapping[str, Any], expected: int | None = None) -> tuple[int, int | None]:
     """How many of a task's images are finished, and of how many (None: not known yet).
 
     The overall bar counts images from start to end, so that its unit never switches and it never
@@ -352,7 +362,7 @@ class TaskProgress:
     shows that it is moving. Each task that ends says so in a line of its own, in both cases.
     """
 
-    def __init__(self, console: Console, expected: Mapping[str, Optional[int]]) -> None:
+    def __init__(self, console: Console, expected: Mapping[str, int | None]) -> None:
         self.console = console
         self.progress = Progress(
             SpinnerColumn(),
@@ -368,7 +378,7 @@ class TaskProgress:
         self.statuses: dict[str, Mapping[str, Any]] = {}
         self.last = ""
 
-    def __enter__(self) -> "TaskProgress":
+    def __enter__(self) -> TaskProgress:
         self.progress.start()
         return self
 

@@ -9,30 +9,45 @@ import sys
 from pathlib import Path
 
 from . import logs
-from .config import DISPATCHER_ROLE, ROLE_SETTING, build_config, load_local_settings
 from .azure_worker import IndexingError
+from .config import DISPATCHER_ROLE, ROLE_SETTING, build_config, load_local_settings
 from .server import load_index, print_functions, serve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
-    parser = argparse.ArgumentParser(prog="python -m durable_host",
-                                     description="Run an Azure Durable Functions Python v2 app locally.")
-    parser.add_argument("--app-dir", default=env("DURABLE_HOST_APP_DIR", "."),
-                        help="function app folder (host.json, function_app.py); default: cwd")
-    parser.add_argument("--host", default=env("DURABLE_HOST_ADDRESS", "127.0.0.1"),
-                        help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=int(env("DURABLE_HOST_PORT", "7071")),
-                        help="port to listen on (default 7071)")
-    parser.add_argument("--hub-dir", default=env("DURABLE_HOST_HUB_DIR"),
-                        help="folder of the task hub databases (default <app-dir>/.durable)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes (default FUNCTIONS_WORKER_PROCESS_COUNT or 1)")
-    parser.add_argument("--log-level", default=env("DURABLE_HOST_LOG_LEVEL", "INFO"),
-                        help="INFO (default) prints one line per invocation; WARNING is quiet")
-    parser.add_argument("--check", action="store_true",
-                        help="index the app with Azure's worker checks, list its functions, exit "
-                             "(0: Azure's worker would load it)")
+    parser = argparse.ArgumentParser(
+        prog="python -m durable_host", description="Run an Azure Durable Functions Python v2 app locally."
+    )
+    parser.add_argument(
+        "--app-dir",
+        default=env("DURABLE_HOST_APP_DIR", "."),
+        help="function app folder (host.json, function_app.py); default: cwd",
+    )
+    parser.add_argument(
+        "--host", default=env("DURABLE_HOST_ADDRESS", "127.0.0.1"), help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=int(env("DURABLE_HOST_PORT", "7071")), help="port to listen on (default 7071)"
+    )
+    parser.add_argument(
+        "--hub-dir",
+        default=env("DURABLE_HOST_HUB_DIR"),
+        help="folder of the task hub databases (default <app-dir>/.durable)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default FUNCTIONS_WORKER_PROCESS_COUNT or 1)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env("DURABLE_HOST_LOG_LEVEL", "INFO"),
+        help="INFO (default) prints one line per invocation; WARNING is quiet",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="index the app with Azure's worker checks, list its functions, exit (0: Azure's worker would load it)",
+    )
     return parser.parse_args(argv)
 
 
@@ -42,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     app_dir = os.path.abspath(args.app_dir)
     load_local_settings(Path(app_dir))
     try:
-        config = build_config(app_dir, host=args.host, port=args.port, hub_dir=args.hub_dir,
-                              workers=args.workers)
+        config = build_config(app_dir, host=args.host, port=args.port, hub_dir=args.hub_dir, workers=args.workers)
         # as on Azure, the app (and every worker process) sees how many worker processes there are
         os.environ["FUNCTIONS_WORKER_PROCESS_COUNT"] = str(config.workers)
         if args.check or config.workers > 1:

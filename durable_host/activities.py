@@ -19,10 +19,11 @@ import os
 import threading
 import traceback
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import azure_worker
 from .indexing import DurableFunction, FunctionIndex
@@ -62,14 +63,17 @@ def failure(name: str, exc: BaseException) -> Outcome:
     """The extension's TaskFailed: Reason from the worker's RpcException, Details its JSON."""
     message = f"{type(exc).__name__}: {exc}"
     stack = "".join(traceback.format_exception(exc))
-    details = json.dumps({"Message": f"Result: Failure\nException: {message}\nStack: {stack}",
-                          "ClassName": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException"})
+    details = json.dumps(
+        {
+            "Message": f"Result: Failure\nException: {message}\nStack: {stack}",
+            "ClassName": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException",
+        }
+    )
     return Outcome(False, reason=f"Activity function '{name}' failed: {message}", details=details)
 
 
 def missing(name: str) -> Outcome:
-    return Outcome(False, reason=f"The function '{name}' doesn't exist, is disabled, or is not an "
-                   "activity function.")
+    return Outcome(False, reason=f"The function '{name}' doesn't exist, is disabled, or is not an activity function.")
 
 
 def activity_kwargs(info: DurableFunction, input_text: str | None) -> dict[str, Any]:
@@ -94,6 +98,7 @@ def _init_worker(app_dir: str, script_file: str, log_level: str) -> None:
     from . import logs
     from .config import ROLE_SETTING, WORKER_ROLE
     from .indexing import index_functions, load_app
+
     os.environ[ROLE_SETTING] = WORKER_ROLE  # inherited from the dispatcher: this process runs activities
     logs.setup(log_level)
     _worker_index = index_functions(load_app(Path(app_dir), script_file))
@@ -107,7 +112,7 @@ def _run_in_worker(name: str, input_text: str | None) -> Outcome:
         return missing(name)
     try:
         return encode_result(_worker_invoker.call_sync(info, activity_kwargs(info, input_text)))
-    except Exception as exc:  # noqa: BLE001 - a failed activity is a TaskFailed event
+    except Exception as exc:
         return failure(info.name, exc)
 
 
@@ -117,8 +122,9 @@ def worker_threads() -> int:
     return max(1, int(configured)) if configured.isdigit() else min(32, (os.cpu_count() or 1) + 4)
 
 
-def _worker_main(app_dir: str, script_file: str, log_level: str, threads: int,
-                 connection: "multiprocessing.connection.Connection") -> None:
+def _worker_main(
+    app_dir: str, script_file: str, log_level: str, threads: int, connection: multiprocessing.connection.Connection
+) -> None:
     """A worker process: import the app, then run activities on a thread pool, as the Python worker does.
 
     Requests and results travel over this process's own pipe: a process that dies can then break only
@@ -149,7 +155,7 @@ def _worker_main(app_dir: str, script_file: str, log_level: str, threads: int,
 @dataclass
 class _Worker:
     process: multiprocessing.process.BaseProcess
-    connection: "multiprocessing.connection.Connection"
+    connection: multiprocessing.connection.Connection
     running: set[int]
 
 
@@ -233,8 +239,9 @@ class WorkerProcesses:
         pid = worker.process.pid
         log.error("worker process %s exited; replaced (%d activities failed)", pid, len(worker.running))
         for request_id in list(worker.running):
-            self._settle(worker, request_id,
-                         Outcome(False, reason=f"worker process {pid} exited while running the activity"))
+            self._settle(
+                worker, request_id, Outcome(False, reason=f"worker process {pid} exited while running the activity")
+            )
 
     def shutdown(self) -> None:
         self._closing = True
@@ -255,9 +262,14 @@ class WorkerProcesses:
 class ActivityDispatcher:
     """Runs work items with at most ``concurrency`` in flight."""
 
-    def __init__(self, index: FunctionIndex, invoker: Invoker, concurrency: int,
-                 on_done: Callable[[WorkItem, Outcome], None],
-                 processes: WorkerProcesses | None = None):
+    def __init__(
+        self,
+        index: FunctionIndex,
+        invoker: Invoker,
+        concurrency: int,
+        on_done: Callable[[WorkItem, Outcome], None],
+        processes: WorkerProcesses | None = None,
+    ):
         self.index = index
         self.invoker = invoker
         self.concurrency = concurrency
@@ -293,6 +305,7 @@ class ActivityDispatcher:
     async def run(self, item: WorkItem) -> Outcome:
         if item.name == HTTP_ACTIVITY:
             from .durable_http import call_http
+
             return await call_http(item.input)
         if self.processes is not None:
             return await self.processes.run(item.name, item.input)
@@ -301,5 +314,5 @@ class ActivityDispatcher:
             return missing(item.name)
         try:
             return encode_result(await self.invoker.call(info, activity_kwargs(info, item.input)))
-        except Exception as exc:  # noqa: BLE001 - a failed activity is a TaskFailed event
+        except Exception as exc:
             return failure(info.name, exc)

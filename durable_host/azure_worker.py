@@ -37,8 +37,7 @@ WORKER_LIBRARY = _worker_meta is not None
 
 # The load checks read three values of the host protocol's BindingInfo enums (directions and the
 # "undefined" data type), which the Functions host would send over gRPC; nothing else of it.
-_PROTOS = types.SimpleNamespace(
-    BindingInfo=types.SimpleNamespace(**{"in": 0, "out": 1, "inout": 2, "undefined": 0}))
+_PROTOS = types.SimpleNamespace(BindingInfo=types.SimpleNamespace(**{"in": 0, "out": 1, "inout": 2, "undefined": 0}))
 
 
 class IndexingError(Exception):
@@ -72,8 +71,9 @@ def _index_without_worker(script: Path) -> list[func.Function]:
     module = importlib.import_module(script.stem)
     apps = [value for value in vars(module).values() if isinstance(value, func.FunctionRegister)]
     if len(apps) > 1:
-        raise ValueError(f"More than one {type(apps[0]).__name__} or other top level function app "
-                         "instances are defined.")
+        raise ValueError(
+            f"More than one {type(apps[0]).__name__} or other top level function app instances are defined."
+        )
     if not apps:
         raise ValueError(f"Could not find top level function app instances in {script.name}.")
     return apps[0].get_functions()
@@ -86,8 +86,10 @@ def check_functions(functions: list[func.Function]) -> None:
     so the host refuses to start with the same message.
     """
     if not WORKER_LIBRARY:
-        log.warning("azure-functions-runtime is not installed (it needs Python 3.13+): the "
-                    "worker's load checks were skipped, so Azure may still refuse this app")
+        log.warning(
+            "azure-functions-runtime is not installed (it needs Python 3.13+): the "
+            "worker's load checks were skipped, so Azure may still refuse this app"
+        )
         return
     _ensure_registry()
     registry = _worker_functions.Registry()
@@ -112,16 +114,26 @@ def decode(binding: str, data_type: str, value: Any) -> Any:
     return converter.decode(_datum(value, data_type), trigger_metadata={})
 
 
-def decode_http_request(method: str, url: str, headers: dict[str, str], query: dict[str, str],
-                        route_params: dict[str, str], body: bytes) -> func.HttpRequest:
+def decode_http_request(
+    method: str, url: str, headers: dict[str, str], query: dict[str, str], route_params: dict[str, str], body: bytes
+) -> func.HttpRequest:
     """The ``RpcHttp`` the Functions host sends (body as bytes: the worker asks for raw bodies)."""
+
     def strings(values: dict[str, str]) -> dict[str, Any]:
         return {key: _datum(value, "string") for key, value in values.items()}
 
-    request: func.HttpRequest = decode("httpTrigger", "http", {
-        "method": _datum(method, "string"), "url": _datum(url, "string"),
-        "headers": strings(headers), "query": strings(query), "params": strings(route_params),
-        "body": _datum(body, "bytes")})
+    request: func.HttpRequest = decode(
+        "httpTrigger",
+        "http",
+        {
+            "method": _datum(method, "string"),
+            "url": _datum(url, "string"),
+            "headers": strings(headers),
+            "query": strings(query),
+            "params": strings(route_params),
+            "body": _datum(body, "bytes"),
+        },
+    )
     return request
 
 
@@ -134,5 +146,7 @@ def encode(binding: str, value: Any) -> func.meta.Datum:
     try:
         return func.get_binding_registry().get(binding).encode(value, expected_type=None)
     except NotImplementedError:
-        raise TypeError(f'unable to encode outgoing TypedData: unsupported type "{binding}" for '
-                        f'Python type "{type(value).__name__}"') from None
+        raise TypeError(
+            f'unable to encode outgoing TypedData: unsupported type "{binding}" for '
+            f'Python type "{type(value).__name__}"'
+        ) from None

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 DEFAULT_HUB_NAME = "TestHubName"
 
@@ -39,7 +40,7 @@ class HostConfig:
     max_activities: int
     max_orchestrations: int
     script_file: str = "function_app.py"
-    default_version: str | None = None   # ``defaultVersion``: the version of new orchestrations
+    default_version: str | None = None  # ``defaultVersion``: the version of new orchestrations
     storage_provider: str | None = None  # ``storageProvider.type`` for Azure; the host keeps SQLite
 
     @property
@@ -87,8 +88,15 @@ def _int_setting(durable: dict, key: str, default: int) -> int:
         raise ValueError(f"host.json: extensions.durableTask.{key} must be an integer") from exc
 
 
-def build_config(app_dir: str | Path, *, host: str, port: int, hub_dir: str | Path | None,
-                 workers: int | None, environ: Mapping[str, str] = os.environ) -> HostConfig:
+def build_config(
+    app_dir: str | Path,
+    *,
+    host: str,
+    port: int,
+    hub_dir: str | Path | None,
+    workers: int | None,
+    environ: Mapping[str, str] = os.environ,
+) -> HostConfig:
     """Combine command-line values with ``host.json`` (after local settings were loaded)."""
     app_path = Path(app_dir).resolve()
     if not (app_path / "host.json").is_file():
@@ -97,8 +105,11 @@ def build_config(app_dir: str | Path, *, host: str, port: int, hub_dir: str | Pa
     http = extensions.get("http") or {}
     durable = extensions.get("durableTask") or {}
     route_prefix = http.get("routePrefix", "api")
-    hub_name = _resolve_setting(str(durable.get("hubName") or ""), environ) \
-        or environ.get("WEBSITE_SITE_NAME") or DEFAULT_HUB_NAME
+    hub_name = (
+        _resolve_setting(str(durable.get("hubName") or ""), environ)
+        or environ.get("WEBSITE_SITE_NAME")
+        or DEFAULT_HUB_NAME
+    )
     cores = os.cpu_count() or 1
     if workers is None:
         workers = int(environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "1") or 1)

@@ -16,13 +16,14 @@ from .activities import Outcome
 async def call_http(request_json: str | None) -> Outcome:
     request = json.loads(request_json or "{}")
     try:
-        async with aiohttp.ClientSession() as session:
-            async with session.request(request.get("method", "GET"), request["uri"],
-                                       data=request.get("content"),
-                                       headers=request.get("headers") or None) as response:
-                content = await response.text()
-                result = {"statusCode": response.status, "headers": dict(response.headers),
-                          "content": content}
-                return Outcome(True, result=json.dumps(result))
-    except Exception as exc:  # noqa: BLE001 - network errors fail the task, as in the extension
+        async with aiohttp.ClientSession() as session, session.request(
+            request.get("method", "GET"),
+            request["uri"],
+            data=request.get("content"),
+            headers=request.get("headers") or None,
+        ) as response:
+            content = await response.text()
+            result = {"statusCode": response.status, "headers": dict(response.headers), "content": content}
+            return Outcome(True, result=json.dumps(result))
+    except Exception as exc:
         return Outcome(False, reason=f"Durable HTTP request to {request.get('uri')} failed: {exc}")

@@ -22,23 +22,43 @@ import logging
 import time
 import uuid
 from collections import deque
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from .activities import ActivityDispatcher, Outcome, WorkItem
 from .episode import Scheduled, run_episode, sdk_event
 from .events import EventType, event, iso_ts, parse_ts
 from .indexing import FunctionIndex
 from .model import Instance, Message
-from .store import (DELETE_ACTIVITIES_OF, DELETE_ACTIVITY, DELETE_HISTORY, DELETE_INSTANCE,
-                    DELETE_MESSAGE, DELETE_MESSAGES_OF, INSERT_ACTIVITY, INSERT_HISTORY,
-                    INSERT_MESSAGE, UPSERT_INSTANCE, Operation, Store)
+from .store import (
+    DELETE_ACTIVITIES_OF,
+    DELETE_ACTIVITY,
+    DELETE_HISTORY,
+    DELETE_INSTANCE,
+    DELETE_MESSAGE,
+    DELETE_MESSAGES_OF,
+    INSERT_ACTIVITY,
+    INSERT_HISTORY,
+    INSERT_MESSAGE,
+    UPSERT_INSTANCE,
+    Operation,
+    Store,
+)
 
 log = logging.getLogger("durable_host")
 
 # DTFx OrchestrationStatus numbers, used in ExecutionCompleted events.
-STATUS_CODES = {"Running": 0, "Completed": 1, "ContinuedAsNew": 2, "Failed": 3, "Canceled": 4,
-                "Terminated": 5, "Pending": 6, "Suspended": 7}
+STATUS_CODES = {
+    "Running": 0,
+    "Completed": 1,
+    "ContinuedAsNew": 2,
+    "Failed": 3,
+    "Canceled": 4,
+    "Terminated": 5,
+    "Pending": 6,
+    "Suspended": 7,
+}
 # Yield the event loop to I/O after this much episode work (seconds).
 EPISODE_SLICE = 0.01
 
@@ -65,7 +85,7 @@ class Engine:
     def __init__(self, index: FunctionIndex, store: Store, *, default_version: str | None = None):
         self.index = index
         self.store = store
-        self.default_version = default_version   # host.json ``defaultVersion``
+        self.default_version = default_version  # host.json ``defaultVersion``
         self.instances: dict[str, Instance] = {}
         self.activities: ActivityDispatcher | None = None
         self._ready: deque[Instance] = deque()
@@ -96,8 +116,11 @@ class Engine:
             self.activities.submit(WorkItem(*row))
         unfinished = sum(1 for i in self.instances.values() if not i.terminal)
         if unfinished or snapshot.activities:
-            log.info("Task hub recovered: %d unfinished orchestration(s), %d activity(ies) to rerun",
-                     unfinished, len(snapshot.activities))
+            log.info(
+                "Task hub recovered: %d unfinished orchestration(s), %d activity(ies) to rerun",
+                unfinished,
+                len(snapshot.activities),
+            )
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run_ready())
@@ -109,9 +132,16 @@ class Engine:
 
     # ------------------------------------------------------------------ ids and messages
 
-    def new_message(self, instance_id: str, execution_id: str | None, kind: str, *,
-                    event_: dict | None = None, reason: str | None = None,
-                    visible_at: float = 0.0) -> Message:
+    def new_message(
+        self,
+        instance_id: str,
+        execution_id: str | None,
+        kind: str,
+        *,
+        event_: dict | None = None,
+        reason: str | None = None,
+        visible_at: float = 0.0,
+    ) -> Message:
         msg = Message(self._next_message_id, instance_id, execution_id, kind, event_, reason, visible_at)
         self._next_message_id += 1
         return msg
@@ -173,8 +203,15 @@ class Engine:
 
     # ------------------------------------------------------------------ instance creation
 
-    def create_instance(self, name: str, instance_id: str, input_json: str | None, *,
-                        parent: dict | None = None, version: str | None = None) -> Operation:
+    def create_instance(
+        self,
+        name: str,
+        instance_id: str,
+        input_json: str | None,
+        *,
+        parent: dict | None = None,
+        version: str | None = None,
+    ) -> Operation:
         """Create (or replace a finished) instance and send its ExecutionStarted.
 
         Without an explicit ``version`` the instance gets ``defaultVersion``, for client starts
@@ -186,8 +223,17 @@ class Engine:
         if old is not None:
             ops += self.forget(old)
         execution_id = uuid.uuid4().hex
-        inst = Instance(instance_id, name, execution_id, "Pending", input_json, now, now,
-                        parent=parent, version=self.default_version if version is None else version)
+        inst = Instance(
+            instance_id,
+            name,
+            execution_id,
+            "Pending",
+            input_json,
+            now,
+            now,
+            parent=parent,
+            version=self.default_version if version is None else version,
+        )
         self.instances[instance_id] = inst
         started = self._execution_started(inst, now)
         ops.append((UPSERT_INSTANCE, [inst.row()]))
@@ -198,13 +244,24 @@ class Engine:
     def _execution_started(self, inst: Instance, now: float) -> dict:
         parent = None
         if inst.parent:
-            parent = {"Name": None, "OrchestrationInstance": {
-                "InstanceId": inst.parent["instance_id"], "ExecutionId": inst.parent["execution_id"]},
-                "TaskScheduleId": inst.parent["task_id"]}
-        return event(EventType.ExecutionStarted, now, Name=inst.name, Input=inst.input,
-                     Version=inst.version or "", ParentInstance=parent, Tags=None,
-                     OrchestrationInstance={"InstanceId": inst.instance_id,
-                                            "ExecutionId": inst.execution_id})
+            parent = {
+                "Name": None,
+                "OrchestrationInstance": {
+                    "InstanceId": inst.parent["instance_id"],
+                    "ExecutionId": inst.parent["execution_id"],
+                },
+                "TaskScheduleId": inst.parent["task_id"],
+            }
+        return event(
+            EventType.ExecutionStarted,
+            now,
+            Name=inst.name,
+            Input=inst.input,
+            Version=inst.version or "",
+            ParentInstance=parent,
+            Tags=None,
+            OrchestrationInstance={"InstanceId": inst.instance_id, "ExecutionId": inst.execution_id},
+        )
 
     def forget(self, inst: Instance) -> Operation:
         """Remove an instance from memory; the statements remove it from the store."""
@@ -212,8 +269,7 @@ class Engine:
         inst.inbox.clear()
         inst.history, inst.sdk_events = None, []
         iid = [(inst.instance_id,)]
-        return [(DELETE_HISTORY, iid), (DELETE_MESSAGES_OF, iid), (DELETE_ACTIVITIES_OF, iid),
-                (DELETE_INSTANCE, iid)]
+        return [(DELETE_HISTORY, iid), (DELETE_MESSAGES_OF, iid), (DELETE_ACTIVITIES_OF, iid), (DELETE_INSTANCE, iid)]
 
     # ------------------------------------------------------------------ activities
 
@@ -221,8 +277,9 @@ class Engine:
         if outcome.ok:
             ev = event(EventType.TaskCompleted, TaskScheduledId=item.task_id, Result=outcome.result)
         else:
-            ev = event(EventType.TaskFailed, TaskScheduledId=item.task_id, Reason=outcome.reason,
-                       Details=outcome.details)
+            ev = event(
+                EventType.TaskFailed, TaskScheduledId=item.task_id, Reason=outcome.reason, Details=outcome.details
+            )
         msg = self.new_message(item.instance_id, item.execution_id, "event", event_=ev)
         self.store.submit_nowait([(DELETE_ACTIVITY, [(item.id,)])] + self.send(msg))
 
@@ -239,7 +296,7 @@ class Engine:
                 inst.queued = False
                 try:
                     self.process(inst)
-                except Exception:  # noqa: BLE001 - a host bug must not stop other instances
+                except Exception:
                     log.exception("%s: internal error while running an episode", inst.instance_id)
             await asyncio.sleep(0)
 
@@ -250,7 +307,7 @@ class Engine:
         messages, inst.inbox = inst.inbox, []
         ops: Operation = []
         consumed = [(m.id,) for m in messages]
-        if inst.terminal:   # late activity results, timers and events are dropped
+        if inst.terminal:  # late activity results, timers and events are dropped
             self.store.submit_nowait([(DELETE_MESSAGE, consumed)])
             return
         now = time.time()
@@ -258,8 +315,14 @@ class Engine:
         deliver: list[Message] = []
         for msg in messages:
             if msg.kind == "terminate":
-                self._finish(inst, "Terminated", dumps(msg.reason or ""), now, ops,
-                             extra=[event(EventType.ExecutionTerminated, now, Input=msg.reason)])
+                self._finish(
+                    inst,
+                    "Terminated",
+                    dumps(msg.reason or ""),
+                    now,
+                    ops,
+                    extra=[event(EventType.ExecutionTerminated, now, Input=msg.reason)],
+                )
                 self._commit(inst, ops, consumed)
                 return
             if msg.kind == "suspend" and inst.status in ("Running", "Pending"):
@@ -290,49 +353,59 @@ class Engine:
     def _commit(self, inst: Instance, ops: Operation, consumed: list[tuple]) -> None:
         head: Operation = [(UPSERT_INSTANCE, [inst.row()])]
         if inst.history is not None and inst.persisted < len(inst.history):
-            rows = [(inst.instance_id, seq, dumps(ev))
-                    for seq, ev in enumerate(inst.history[inst.persisted:], inst.persisted)]
+            rows = [
+                (inst.instance_id, seq, dumps(ev))
+                for seq, ev in enumerate(inst.history[inst.persisted :], inst.persisted)
+            ]
             head.append((INSERT_HISTORY, rows))
             inst.persisted = len(inst.history)
         if consumed:
             head.append((DELETE_MESSAGE, consumed))
         self.store.submit_nowait(head + ops)
         if inst.terminal:
-            inst.history, inst.sdk_events = None, []   # read back from the store when asked
+            inst.history, inst.sdk_events = None, []  # read back from the store when asked
             self._notify(inst)
 
     def _episode(self, inst: Instance, new_events: list[dict], now: float, ops: Operation) -> None:
         function = self.index.orchestrator(inst.name)
         self._append(inst, [event(EventType.OrchestratorStarted, now)] + new_events)
         if function is None:
-            error = (f"The function '{inst.name}' doesn't exist, is disabled, or is not an "
-                     "orchestrator function.")
+            error = f"The function '{inst.name}' doesn't exist, is disabled, or is not an orchestrator function."
             self._finish(inst, "Failed", dumps(orchestrator_failure(inst.name, error)), now, ops)
             return
         if inst.status == "Pending":
             inst.status = "Running"
-            log.info("%s: Function '%s (Orchestrator)' started. IsReplay: False.",
-                     inst.instance_id, inst.name)
+            log.info("%s: Function '%s (Orchestrator)' started. IsReplay: False.", inst.instance_id, inst.name)
         started = time.perf_counter()
         assert inst.history is not None
-        result = run_episode(function.fn, instance_id=inst.instance_id,
-                             parent_instance_id=inst.parent["instance_id"] if inst.parent else None,
-                             context_input=context_input(inst.input), history=inst.sdk_events,
-                             head=inst.history[:2], first_new_id=inst.next_task_id,
-                             prev_action_count=inst.action_count,
-                             episode_time=datetime.fromtimestamp(now, timezone.utc))
+        result = run_episode(
+            function.fn,
+            instance_id=inst.instance_id,
+            parent_instance_id=inst.parent["instance_id"] if inst.parent else None,
+            context_input=context_input(inst.input),
+            history=inst.sdk_events,
+            head=inst.history[:2],
+            first_new_id=inst.next_task_id,
+            prev_action_count=inst.action_count,
+            episode_time=datetime.fromtimestamp(now, UTC),
+        )
         self.episodes += 1
         ended = time.perf_counter()
         inst.not_before = ended + (ended - started)
-        log.info("Executed 'Functions.%s' (%s, Id=%s, Duration=%dms)", function.name,
-                 "Failed" if result.error else "Succeeded", inst.instance_id,
-                 (time.perf_counter() - started) * 1000)
+        log.info(
+            "Executed 'Functions.%s' (%s, Id=%s, Duration=%dms)",
+            function.name,
+            "Failed" if result.error else "Succeeded",
+            inst.instance_id,
+            (time.perf_counter() - started) * 1000,
+        )
         inst.custom_status = dumps(result.custom_status) if result.custom_status is not None else None
         for signal in result.signals:
             ops += self.signal_entity(signal.instance_id, signal.operation, signal.input_)
         if result.error is not None:
-            log.error("%s: Function '%s (Orchestrator)' failed with an error: %s",
-                      inst.instance_id, inst.name, result.error)
+            log.error(
+                "%s: Function '%s (Orchestrator)' failed with an error: %s", inst.instance_id, inst.name, result.error
+            )
             self._finish(inst, "Failed", dumps(orchestrator_failure(inst.name, result.error)), now, ops)
         elif result.continued:
             self._continue_as_new(inst, result.continue_as_new, now, ops)
@@ -350,20 +423,27 @@ class Engine:
             scheduled = [self._schedule(inst, item, now, ops) for item in result.scheduled]
             self._append(inst, scheduled + [event(EventType.OrchestratorCompleted, now)])
 
-    def _finish(self, inst: Instance, status: str, output: str, now: float, ops: Operation,
-                extra: list[dict] | None = None) -> None:
+    def _finish(
+        self, inst: Instance, status: str, output: str, now: float, ops: Operation, extra: list[dict] | None = None
+    ) -> None:
         """Complete the execution and tell the parent orchestration, if any."""
         inst.status, inst.output, inst.updated = status, output, now
         tail = list(extra or [])
-        if inst.history and inst.history[-1]["EventType"] != EventType.OrchestratorCompleted \
-                and inst.history[-1]["EventType"] != EventType.ExecutionSuspended:
+        if (
+            inst.history
+            and inst.history[-1]["EventType"] != EventType.OrchestratorCompleted
+            and inst.history[-1]["EventType"] != EventType.ExecutionSuspended
+        ):
             tail.append(event(EventType.OrchestratorCompleted, now))
-        tail.append(event(EventType.ExecutionCompleted, now, OrchestrationStatus=STATUS_CODES[status],
-                          Result=output))
+        tail.append(event(EventType.ExecutionCompleted, now, OrchestrationStatus=STATUS_CODES[status], Result=output))
         if inst.history is not None:
             self._append(inst, tail)
-        log.info("%s: Function '%s (Orchestrator)' %s.", inst.instance_id, inst.name,
-                 status.lower() if status != "Terminated" else "was terminated")
+        log.info(
+            "%s: Function '%s (Orchestrator)' %s.",
+            inst.instance_id,
+            inst.name,
+            status.lower() if status != "Terminated" else "was terminated",
+        )
         if inst.parent:
             ops += self._report_to_parent(inst, now)
 
@@ -372,18 +452,25 @@ class Engine:
         parent = inst.parent
         assert parent is not None and inst.output is not None
         if inst.status == "Completed":
-            ev = event(EventType.SubOrchestrationInstanceCompleted, now,
-                       TaskScheduledId=parent["task_id"], Result=inst.output)
+            ev = event(
+                EventType.SubOrchestrationInstanceCompleted, now, TaskScheduledId=parent["task_id"], Result=inst.output
+            )
         else:
-            reason = json.loads(inst.output) if inst.status == "Failed" else \
-                f"Orchestration '{inst.name}' was {inst.status.lower()}: {json.loads(inst.output)}"
-            ev = event(EventType.SubOrchestrationInstanceFailed, now,
-                       TaskScheduledId=parent["task_id"], Reason=reason, Details=None)
-        return self.send(self.new_message(parent["instance_id"], parent["execution_id"],
-                                          "event", event_=ev))
+            reason = (
+                json.loads(inst.output)
+                if inst.status == "Failed"
+                else f"Orchestration '{inst.name}' was {inst.status.lower()}: {json.loads(inst.output)}"
+            )
+            ev = event(
+                EventType.SubOrchestrationInstanceFailed,
+                now,
+                TaskScheduledId=parent["task_id"],
+                Reason=reason,
+                Details=None,
+            )
+        return self.send(self.new_message(parent["instance_id"], parent["execution_id"], "event", event_=ev))
 
-    def _continue_as_new(self, inst: Instance, new_input: str | None, now: float,
-                         ops: Operation) -> None:
+    def _continue_as_new(self, inst: Instance, new_input: str | None, now: float, ops: Operation) -> None:
         """Start a fresh execution with the new input; history and sequence numbers reset."""
         inst.execution_id = uuid.uuid4().hex
         inst.input = dumps(new_input) if new_input is not None else None
@@ -391,8 +478,9 @@ class Engine:
         inst.next_task_id = inst.action_count = 0
         inst.history, inst.sdk_events, inst.persisted = [], [], 0
         ops.append((DELETE_HISTORY, [(inst.instance_id,)]))
-        ops += self.send(self.new_message(inst.instance_id, inst.execution_id, "event",
-                                          event_=self._execution_started(inst, now)))
+        ops += self.send(
+            self.new_message(inst.instance_id, inst.execution_id, "event", event_=self._execution_started(inst, now))
+        )
         inst.status = "Pending"
         log.info("%s: Function '%s (Orchestrator)' continued as new.", inst.instance_id, inst.name)
 
@@ -403,28 +491,42 @@ class Engine:
             return event(EventType.TaskScheduled, now, item.task_id, Name=item.name, Input=item.input)
         if item.kind == "timer":
             assert item.fire_at is not None
-            fire_at = item.fire_at if item.fire_at.tzinfo else item.fire_at.replace(tzinfo=timezone.utc)
+            fire_at = item.fire_at if item.fire_at.tzinfo else item.fire_at.replace(tzinfo=UTC)
             fire_ts = fire_at.timestamp()
             ops += self._arm_timer(inst, item.task_id, fire_ts)
             return event(EventType.TimerCreated, now, item.task_id, FireAt=iso_ts(fire_ts))
         if item.kind == "suborchestration":
-            child_id = item.instance_id or uuid.uuid5(
-                uuid.NAMESPACE_URL, f"{inst.instance_id}/{inst.execution_id}/{item.task_id}").hex
-            created = event(EventType.SubOrchestrationInstanceCreated, now, item.task_id,
-                            Name=item.name, InstanceId=child_id, Input=item.input)
+            child_id = (
+                item.instance_id
+                or uuid.uuid5(uuid.NAMESPACE_URL, f"{inst.instance_id}/{inst.execution_id}/{item.task_id}").hex
+            )
+            created = event(
+                EventType.SubOrchestrationInstanceCreated,
+                now,
+                item.task_id,
+                Name=item.name,
+                InstanceId=child_id,
+                Input=item.input,
+            )
             existing = self.instances.get(child_id)
             if existing is not None and not existing.terminal:
-                failed = event(EventType.SubOrchestrationInstanceFailed, now,
-                               TaskScheduledId=item.task_id, Details=None,
-                               Reason=f"An orchestration with instance ID '{child_id}' is already running.")
-                ops += self.send(self.new_message(inst.instance_id, inst.execution_id, "event",
-                                                  event_=failed))
+                failed = event(
+                    EventType.SubOrchestrationInstanceFailed,
+                    now,
+                    TaskScheduledId=item.task_id,
+                    Details=None,
+                    Reason=f"An orchestration with instance ID '{child_id}' is already running.",
+                )
+                ops += self.send(self.new_message(inst.instance_id, inst.execution_id, "event", event_=failed))
                 return created
-            parent = {"instance_id": inst.instance_id, "execution_id": inst.execution_id,
-                      "task_id": item.task_id}
-            ops += self.create_instance(item.name, child_id,
-                                        dumps(item.input) if item.input is not None else None,
-                                        parent=parent, version=item.version)
+            parent = {"instance_id": inst.instance_id, "execution_id": inst.execution_id, "task_id": item.task_id}
+            ops += self.create_instance(
+                item.name,
+                child_id,
+                dumps(item.input) if item.input is not None else None,
+                parent=parent,
+                version=item.version,
+            )
             return created
         if item.kind == "entity_call":
             return self.call_entity(inst, item, now, ops)
@@ -433,13 +535,12 @@ class Engine:
     def _arm_timer(self, inst: Instance, task_id: int, fire_ts: float) -> Operation:
         """The durable timer: a TimerFired message that becomes visible at ``fire_ts``."""
         fired = event(EventType.TimerFired, fire_ts, TimerId=task_id, FireAt=iso_ts(fire_ts))
-        return self.send(self.new_message(inst.instance_id, inst.execution_id, "event",
-                                          event_=fired, visible_at=fire_ts))
+        return self.send(
+            self.new_message(inst.instance_id, inst.execution_id, "event", event_=fired, visible_at=fire_ts)
+        )
 
-    def _dispatch_activity(self, inst: Instance, task_id: int, name: str,
-                           input_: str | None) -> Operation:
-        work = WorkItem(self._next_activity_id, inst.instance_id, inst.execution_id,
-                        task_id, name, input_)
+    def _dispatch_activity(self, inst: Instance, task_id: int, name: str, input_: str | None) -> Operation:
+        work = WorkItem(self._next_activity_id, inst.instance_id, inst.execution_id, task_id, name, input_)
         self._next_activity_id += 1
         assert self.activities is not None
         self.activities.submit(work)
@@ -447,8 +548,13 @@ class Engine:
 
     # ------------------------------------------------------------------ rewind
 
-    def rewind(self, inst: Instance, histories: dict[str, list[dict]], reason: str | None,
-               parent_execution_id: str | None = None) -> Operation:
+    def rewind(
+        self,
+        inst: Instance,
+        histories: dict[str, list[dict]],
+        reason: str | None,
+        parent_execution_id: str | None = None,
+    ) -> Operation:
         """Revive a Failed instance as if its failures had not happened yet.
 
         As DTFx's rewind does, failure results leave the history and the instance gets a new
@@ -465,27 +571,36 @@ class Engine:
         if parent_execution_id is not None:
             assert inst.parent is not None
             inst.parent = {**inst.parent, "execution_id": parent_execution_id}
-        children = {e["EventId"]: e["InstanceId"] for e in histories[inst.instance_id]
-                    if e["EventType"] == EventType.SubOrchestrationInstanceCreated}
-        kept = [_with_execution_ids(e, inst, execution_id) for e in histories[inst.instance_id]
-                if not _undone_by_rewind(e, children, histories)]
+        children = {
+            e["EventId"]: e["InstanceId"]
+            for e in histories[inst.instance_id]
+            if e["EventType"] == EventType.SubOrchestrationInstanceCreated
+        }
+        kept = [
+            _with_execution_ids(e, inst, execution_id)
+            for e in histories[inst.instance_id]
+            if not _undone_by_rewind(e, children, histories)
+        ]
         inst.execution_id = execution_id
         inst.history, inst.persisted = kept, len(kept)
         inst.sdk_events = [sdk_event(e) for e in kept]
         inst.status, inst.output, inst.updated = "Running", None, now
-        ops: Operation = [(DELETE_HISTORY, [(inst.instance_id,)]), (UPSERT_INSTANCE, [inst.row()]),
-                          (INSERT_HISTORY, [(inst.instance_id, i, dumps(e)) for i, e in enumerate(kept)])]
+        ops: Operation = [
+            (DELETE_HISTORY, [(inst.instance_id,)]),
+            (UPSERT_INSTANCE, [inst.row()]),
+            (INSERT_HISTORY, [(inst.instance_id, i, dumps(e)) for i, e in enumerate(kept)]),
+        ]
         for task in _unanswered(kept):
             ops += self._issue_again(inst, task, histories, reason, now)
         # Replay at once, as a rewind that only has to re-run the orchestrator itself needs.
         rewound = event(EventType.GenericEvent, now, Data=f"Rewound: {reason or ''}")
         ops += self.send(self.new_message(inst.instance_id, execution_id, "event", event_=rewound))
-        log.info("%s: Function '%s (Orchestrator)' was rewound. Reason: %s", inst.instance_id,
-                 inst.name, reason)
+        log.info("%s: Function '%s (Orchestrator)' was rewound. Reason: %s", inst.instance_id, inst.name, reason)
         return ops
 
-    def _issue_again(self, inst: Instance, task: dict, histories: dict[str, list[dict]],
-                     reason: str | None, now: float) -> Operation:
+    def _issue_again(
+        self, inst: Instance, task: dict, histories: dict[str, list[dict]], reason: str | None, now: float
+    ) -> Operation:
         """Make the result of a scheduled task come (again) to the rewound execution."""
         kind = task["EventType"]
         if kind == EventType.TaskScheduled:
@@ -494,7 +609,7 @@ class Engine:
             return self._arm_timer(inst, task["EventId"], parse_ts(task["FireAt"]))
         child = self.instances.get(task["InstanceId"])
         if child is None or not child.parent or child.parent["instance_id"] != inst.instance_id:
-            return []   # purged or started anew elsewhere: nothing can answer any more
+            return []  # purged or started anew elsewhere: nothing can answer any more
         if child.instance_id in histories and child.status == "Failed":
             return self.rewind(child, histories, reason, inst.execution_id)
         # A running child reports to the new execution when it ends; a finished one, whose
@@ -513,11 +628,15 @@ class Engine:
 
 
 # History events that schedule a task, and those that carry a task's result (by TaskScheduledId).
-_SCHEDULED = frozenset({EventType.TaskScheduled, EventType.TimerCreated,
-                        EventType.SubOrchestrationInstanceCreated})
-_RESULTS = frozenset({EventType.TaskCompleted, EventType.TaskFailed,
-                      EventType.SubOrchestrationInstanceCompleted,
-                      EventType.SubOrchestrationInstanceFailed})
+_SCHEDULED = frozenset({EventType.TaskScheduled, EventType.TimerCreated, EventType.SubOrchestrationInstanceCreated})
+_RESULTS = frozenset(
+    {
+        EventType.TaskCompleted,
+        EventType.TaskFailed,
+        EventType.SubOrchestrationInstanceCompleted,
+        EventType.SubOrchestrationInstanceFailed,
+    }
+)
 
 
 def _undone_by_rewind(ev: dict, children: dict[int, str], histories: dict[str, list[dict]]) -> bool:
@@ -534,8 +653,9 @@ def _undone_by_rewind(ev: dict, children: dict[int, str], histories: dict[str, l
 
 def _unanswered(history: list[dict]) -> list[dict]:
     """Activities, timers and sub-orchestrations of ``history`` that have no result in it."""
-    answered = {e["TaskScheduledId"] for e in history if e["EventType"] in _RESULTS} | \
-        {e["TimerId"] for e in history if e["EventType"] == EventType.TimerFired}
+    answered = {e["TaskScheduledId"] for e in history if e["EventType"] in _RESULTS} | {
+        e["TimerId"] for e in history if e["EventType"] == EventType.TimerFired
+    }
     return [e for e in history if e["EventType"] in _SCHEDULED and e["EventId"] not in answered]
 
 
@@ -543,10 +663,13 @@ def _with_execution_ids(ev: dict, inst: Instance, execution_id: str) -> dict:
     """``ev``; an ExecutionStarted event gets the new execution id and the parent's current one."""
     if ev["EventType"] != EventType.ExecutionStarted:
         return ev
-    started = {**ev, "OrchestrationInstance": {**ev["OrchestrationInstance"],
-                                               "ExecutionId": execution_id}}
+    started = {**ev, "OrchestrationInstance": {**ev["OrchestrationInstance"], "ExecutionId": execution_id}}
     if inst.parent:
-        started["ParentInstance"] = {**ev["ParentInstance"], "OrchestrationInstance": {
-            **ev["ParentInstance"]["OrchestrationInstance"],
-            "ExecutionId": inst.parent["execution_id"]}}
+        started["ParentInstance"] = {
+            **ev["ParentInstance"],
+            "OrchestrationInstance": {
+                **ev["ParentInstance"]["OrchestrationInstance"],
+                "ExecutionId": inst.parent["execution_id"],
+            },
+        }
     return started

@@ -8,7 +8,7 @@ consistent with what the .NET extension sends.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
@@ -41,12 +41,12 @@ class EventType(IntEnum):
 
 def iso_ts(epoch: float) -> str:
     """History timestamp: ISO 8601 with microseconds and ``Z`` (the SDK needs an aware time)."""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def status_ts(epoch: float) -> str:
     """Status timestamps use .NET's ``ToString("s") + "Z"``: no fractional seconds."""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_ts(text: str) -> float:
@@ -56,12 +56,16 @@ def parse_ts(text: str) -> float:
         value = value[:-1] + "+00:00"
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
-def event(event_type: EventType, epoch: float | None = None, event_id: int = -1,
-          **fields: Any) -> dict[str, Any]:
+def event(event_type: EventType, epoch: float | None = None, event_id: int = -1, **fields: Any) -> dict[str, Any]:
     """One history event with the four keys every SDK ``HistoryEvent`` requires."""
-    return {"EventType": int(event_type), "EventId": event_id, "IsPlayed": False,
-            "Timestamp": iso_ts(time.time() if epoch is None else epoch), **fields}
+    return {
+        "EventType": int(event_type),
+        "EventId": event_id,
+        "IsPlayed": False,
+        "Timestamp": iso_ts(time.time() if epoch is None else epoch),
+        **fields,
+    }

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -23,8 +24,10 @@ from .invoke import Invoker
 
 log = logging.getLogger("durable_host")
 
-_PARAM = re.compile(r"\{(?P<star>\*{1,2})?(?P<name>\w+)(?P<constraints>(?::[^:{}?=]+(?:\([^)]*\))?)*)"
-                    r"(?P<optional>\?)?(?:=(?P<default>[^}]*))?\}")
+_PARAM = re.compile(
+    r"\{(?P<star>\*{1,2})?(?P<name>\w+)(?P<constraints>(?::[^:{}?=]+(?:\([^)]*\))?)*)"
+    r"(?P<optional>\?)?(?:=(?P<default>[^}]*))?\}"
+)
 _CONSTRAINT = re.compile(r":(\w+)(?:\(([^)]*)\))?")
 
 
@@ -63,12 +66,16 @@ def _is_guid(v: str) -> bool:
 def _constraint(name: str, arg: str | None) -> Callable[[str], bool]:
     """One ASP.NET route constraint as a predicate on the raw segment value."""
     simple: dict[str, Callable[[str], bool]] = {
-        "int": lambda v: re.fullmatch(r"-?\d+", v) is not None and -2**31 <= int(v) < 2**31,
-        "long": lambda v: re.fullmatch(r"-?\d+", v) is not None and -2**63 <= int(v) < 2**63,
+        "int": lambda v: re.fullmatch(r"-?\d+", v) is not None and -(2**31) <= int(v) < 2**31,
+        "long": lambda v: re.fullmatch(r"-?\d+", v) is not None and -(2**63) <= int(v) < 2**63,
         "bool": lambda v: v.lower() in ("true", "false"),
         "alpha": lambda v: re.fullmatch(r"[A-Za-z]+", v) is not None,
-        "guid": _is_guid, "double": _is_float, "float": _is_float, "decimal": _is_decimal,
-        "datetime": _is_datetime, "required": lambda v: v != "",
+        "guid": _is_guid,
+        "double": _is_float,
+        "float": _is_float,
+        "decimal": _is_decimal,
+        "datetime": _is_datetime,
+        "required": lambda v: v != "",
     }
     if name in simple:
         return simple[name]
@@ -78,8 +85,9 @@ def _constraint(name: str, arg: str | None) -> Callable[[str], bool]:
     if name == "maxlength":
         return lambda v: len(v) <= int(args[0])
     if name == "length":
-        return (lambda v: len(v) == int(args[0])) if len(args) == 1 else \
-            (lambda v: int(args[0]) <= len(v) <= int(args[1]))
+        return (
+            (lambda v: len(v) == int(args[0])) if len(args) == 1 else (lambda v: int(args[0]) <= len(v) <= int(args[1]))
+        )
     number = re.compile(r"-?\d+")
     if name == "min":
         return lambda v: number.fullmatch(v) is not None and int(v) >= int(args[0])
@@ -126,7 +134,7 @@ def compile_route(function: HttpFunction, prefix: str) -> Route:
         sep = "/" if index else ""
         pieces, pos, optional = [], 0, False
         for m in _PARAM.finditer(segment):
-            pieces.append(re.escape(segment[pos:m.start()]))
+            pieces.append(re.escape(segment[pos : m.start()]))
             name = m.group("name")
             if m.group("star"):
                 pieces.append(f"(?P<{name}>.*)")
@@ -146,15 +154,13 @@ def compile_route(function: HttpFunction, prefix: str) -> Route:
         body = "".join(pieces)
         parts.append(f"(?:{sep}{body})?" if optional else f"{sep}{body}")
     regex = re.compile("".join(parts), re.IGNORECASE)
-    return Route(function, template, regex, checks, defaults,
-                 rank=(catch_all, -literals, params))
+    return Route(function, template, regex, checks, defaults, rank=(catch_all, -literals, params))
 
 
 class HttpTriggers:
     """Matches requests to HTTP functions and invokes them."""
 
-    def __init__(self, functions: list[HttpFunction], prefix: str, invoker: Invoker,
-                 client_json: str):
+    def __init__(self, functions: list[HttpFunction], prefix: str, invoker: Invoker, client_json: str):
         self.routes = sorted((compile_route(f, prefix) for f in functions), key=lambda r: r.rank)
         self.invoker = invoker
         self.client_json = client_json
@@ -178,15 +184,13 @@ class HttpTriggers:
         params: dict[str, str] = {}
         for key, value in request.query.items():
             params.setdefault(key, value)
-        req = azure_worker.decode_http_request(request.method, str(request.url), headers, params,
-                                               route_params, body)
+        req = azure_worker.decode_http_request(request.method, str(request.url), headers, params, route_params, body)
         kwargs: dict[str, Any] = {function.trigger_param: req}
         if function.client_param:
-            kwargs[function.client_param] = azure_worker.decode("durableClient", "string",
-                                                                self.client_json)
+            kwargs[function.client_param] = azure_worker.decode("durableClient", "string", self.client_json)
         try:
             result = await self.invoker.call(function, kwargs)
-        except Exception:  # noqa: BLE001 - logged by the invoker, answered like the host: 500
+        except Exception:
             return web.Response(status=500)
         try:
             output = azure_worker.encode("http", result)
@@ -201,8 +205,11 @@ def to_response(output: Any) -> web.Response:
     if output.type == "string":
         return web.Response(text=output.value, content_type="text/plain")
     value = output.value
-    response = web.Response(status=int(value["status_code"].value), body=value["body"].value or b"",
-                            headers={name: datum.value for name, datum in value["headers"].items()})
+    response = web.Response(
+        status=int(value["status_code"].value),
+        body=value["body"].value or b"",
+        headers={name: datum.value for name, datum in value["headers"].items()},
+    )
     for cookie in value["cookies"] or ():
         for morsel in cookie.values():
             response.headers.add("Set-Cookie", morsel.OutputString())

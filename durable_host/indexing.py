@@ -11,9 +11,10 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import azure.functions as func
 
@@ -21,32 +22,38 @@ from .azure_worker import IndexingError, check_functions, index_app
 
 log = logging.getLogger("durable_host")
 
-SUPPORTED_BINDINGS = {"httpTrigger", "http", "orchestrationTrigger", "activityTrigger",
-                      "entityTrigger", "durableClient"}
+SUPPORTED_BINDINGS = {
+    "httpTrigger",
+    "http",
+    "orchestrationTrigger",
+    "activityTrigger",
+    "entityTrigger",
+    "durableClient",
+}
 
 
 @dataclass(frozen=True)
 class FunctionInfo:
     """What every invocable function has in common."""
 
-    name: str                   # the function name printed and logged (``Functions.<name>``)
-    fn: Callable[..., Any]      # what the worker calls
+    name: str  # the function name printed and logged (``Functions.<name>``)
+    fn: Callable[..., Any]  # what the worker calls
     trigger_param: str
     is_async: bool
-    wants_context: bool         # has an unbound parameter named ``context``
-    client_param: str | None    # durable client input binding, if any
+    wants_context: bool  # has an unbound parameter named ``context``
+    client_param: str | None  # durable client input binding, if any
 
 
 @dataclass(frozen=True)
 class HttpFunction(FunctionInfo):
     route: str = ""
-    methods: tuple[str, ...] = ()   # empty means every method
+    methods: tuple[str, ...] = ()  # empty means every method
     auth_level: str = "function"
 
 
 @dataclass(frozen=True)
 class DurableFunction(FunctionInfo):
-    registered_name: str = ""   # name the Durable extension registers (case-insensitive)
+    registered_name: str = ""  # name the Durable extension registers (case-insensitive)
 
 
 @dataclass
@@ -108,14 +115,24 @@ def index_functions(functions: list[func.Function]) -> FunctionIndex:
         if unbound:
             raise IndexingError(f"function '{name}': parameter(s) {unbound} match no binding")
         client = next((b.name for b in bindings if b.type == "durableClient"), None)
-        common = dict(name=name, fn=fn, trigger_param=trigger.name, is_async=_is_async(fn),
-                      wants_context="context" in params and "context" not in bound,
-                      client_param=client)
+        common = dict(
+            name=name,
+            fn=fn,
+            trigger_param=trigger.name,
+            is_async=_is_async(fn),
+            wants_context="context" in params and "context" not in bound,
+            client_param=client,
+        )
         if trigger.type == "httpTrigger":
             methods = tuple(_enum_value(m).upper() for m in (trigger.methods or ()))
-            index.http.append(HttpFunction(**common, route=(trigger.route or name).strip("/"),
-                                           methods=methods,
-                                           auth_level=_enum_value(trigger.auth_level).lower()))
+            index.http.append(
+                HttpFunction(
+                    **common,
+                    route=(trigger.route or name).strip("/"),
+                    methods=methods,
+                    auth_level=_enum_value(trigger.auth_level).lower(),
+                )
+            )
         elif trigger.type == "orchestrationTrigger":
             registered = getattr(trigger, "orchestration", None) or name
             index.orchestrators[registered.lower()] = DurableFunction(**common, registered_name=registered)

@@ -16,8 +16,9 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 import azure.functions as func
 from azure.functions import _abc as func_abc
@@ -107,14 +108,22 @@ class Invoker:
         try:
             yield
         except BaseException:
-            log.error("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)", info.name,
-                      invocation_id, (time.perf_counter() - started) * 1000, exc_info=True)
+            log.error(
+                "Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)",
+                info.name,
+                invocation_id,
+                (time.perf_counter() - started) * 1000,
+                exc_info=True,
+            )
             raise
-        log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)", info.name,
-                 invocation_id, (time.perf_counter() - started) * 1000)
+        log.info(
+            "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)",
+            info.name,
+            invocation_id,
+            (time.perf_counter() - started) * 1000,
+        )
 
-    def call_sync(self, info: FunctionInfo, kwargs: dict[str, Any],
-                  invocation_id: str | None = None) -> Any:
+    def call_sync(self, info: FunctionInfo, kwargs: dict[str, Any], invocation_id: str | None = None) -> Any:
         """Blocking call, for a worker thread or a worker process (async functions get a loop)."""
         invocation_id = self._prepare(info, kwargs, invocation_id)
         with self._logged(info, invocation_id):
@@ -122,13 +131,11 @@ class Invoker:
                 return asyncio.run(info.fn(**kwargs))
             return info.fn(**kwargs)
 
-    async def call(self, info: FunctionInfo, kwargs: dict[str, Any],
-                   invocation_id: str | None = None) -> Any:
+    async def call(self, info: FunctionInfo, kwargs: dict[str, Any], invocation_id: str | None = None) -> Any:
         """Async functions on this event loop, sync ones in the thread pool."""
         if not info.is_async:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self.pool, functools.partial(self.call_sync, info, kwargs, invocation_id))
+            return await loop.run_in_executor(self.pool, functools.partial(self.call_sync, info, kwargs, invocation_id))
         invocation_id = self._prepare(info, kwargs, invocation_id)
         with self._logged(info, invocation_id):
             return await info.fn(**kwargs)

@@ -17,7 +17,8 @@ import logging
 import math
 import re
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -46,9 +47,15 @@ def error_response(exc: OperationError) -> web.Response:
     """The extension answers 404 and 410 without a body, other refusals in the ASP.NET error shape."""
     if isinstance(exc, (NotFound, Gone)):
         return web.Response(status=exc.status)
-    return web.json_response({"Message": exc.summary, "ExceptionMessage": str(exc),
-                              "ExceptionType": "System.InvalidOperationException",
-                              "StackTrace": None}, status=exc.status)
+    return web.json_response(
+        {
+            "Message": exc.summary,
+            "ExceptionMessage": str(exc),
+            "ExceptionType": "System.InvalidOperationException",
+            "StackTrace": None,
+        },
+        status=exc.status,
+    )
 
 
 def flag(request: web.Request, name: str, default: bool) -> bool:
@@ -144,8 +151,7 @@ class ManagementApi:
             ("POST", rf"instances/{seg.format('id')}/(?P<op>terminate|suspend|resume|rewind)/?", self.control),
             ("POST", rf"instances/{seg.format('id')}/restart/?", self.restart),
         ]
-        self._routes = [(method, re.compile(pattern, re.IGNORECASE), handler)
-                        for method, pattern, handler in routes]
+        self._routes = [(method, re.compile(pattern, re.IGNORECASE), handler) for method, pattern, handler in routes]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         tail = request.match_info.get("tail", "")
@@ -165,23 +171,20 @@ class ManagementApi:
 
     def check_status(self, request: web.Request, instance_id: str) -> web.Response:
         urls = check_status_payload(self._origin(request), self.config, instance_id)
-        return web.json_response(urls, status=202, headers={
-            "Location": urls["statusQueryGetUri"], "Retry-After": "10"})
+        return web.json_response(urls, status=202, headers={"Location": urls["statusQueryGetUri"], "Retry-After": "10"})
 
-    async def _status_response(self, request: web.Request, inst: Instance,
-                               failed_status: int) -> web.Response:
+    async def _status_response(self, request: web.Request, inst: Instance, failed_status: int) -> web.Response:
         """The status answer of ``GET instances/{id}``, honouring its ``show*`` flags."""
         show_input = flag(request, "showInput", True)
         history = await self.ops.history(inst) if flag(request, "showHistory", False) else None
-        body = status_body(inst, show_input=show_input, history=history,
-                           show_history_output=flag(request, "showHistoryOutput", False))
+        body = status_body(
+            inst, show_input=show_input, history=history, show_history_output=flag(request, "showHistoryOutput", False)
+        )
         if not inst.terminal:
-            return web.json_response(body, status=202, headers={
-                "Location": str(request.url), "Retry-After": "5"})
+            return web.json_response(body, status=202, headers={"Location": str(request.url), "Retry-After": "5"})
         return web.json_response(body, status=failed_status if inst.status == "Failed" else 200)
 
-    async def _started(self, request: web.Request, instance_id: str,
-                       timeout: float | None) -> web.Response:
+    async def _started(self, request: web.Request, instance_id: str, timeout: float | None) -> web.Response:
         """The answer to a start or restart: the check-status 202, or in wait mode the result.
 
         A wait that ends in time answers 200 with the output when Completed, else with the
@@ -214,8 +217,12 @@ class ManagementApi:
         return await self._status_response(request, inst, failed_status=500 if failed_500 else 200)
 
     def _query(self, request: web.Request) -> Query:
-        return Query(time_param(request, "createdTimeFrom"), time_param(request, "createdTimeTo"),
-                     statuses_param(request), request.query.get("instanceIdPrefix") or None)
+        return Query(
+            time_param(request, "createdTimeFrom"),
+            time_param(request, "createdTimeTo"),
+            statuses_param(request),
+            request.query.get("instanceIdPrefix") or None,
+        )
 
     async def list_instances(self, request: web.Request, p: dict[str, str]) -> web.Response:
         """One page of instances; the continuation header is always sent, empty on the last page."""
@@ -226,8 +233,10 @@ class ManagementApi:
             raise BadRequest("x-ms-continuation-token must be a token this host sent") from exc
         end = start + page_size(request)
         show_input = flag(request, "showInput", True)
-        return web.json_response([status_body(i, show_input=show_input) for i in found[start:end]],
-                                 headers={"x-ms-continuation-token": str(end) if end < len(found) else ""})
+        return web.json_response(
+            [status_body(i, show_input=show_input) for i in found[start:end]],
+            headers={"x-ms-continuation-token": str(end) if end < len(found) else ""},
+        )
 
     async def purge(self, request: web.Request, p: dict[str, str]) -> web.Response:
         inst = self.ops.get(p["id"])
@@ -246,7 +255,7 @@ class ManagementApi:
         return web.json_response({"instancesDeleted": deleted})
 
     async def raise_event(self, request: web.Request, p: dict[str, str]) -> web.Response:
-        self.ops.active(p["id"])   # 404 and 410 come before the content checks, as in the extension
+        self.ops.active(p["id"])  # 404 and 410 come before the content checks, as in the extension
         if request.content_type != "application/json":
             raise BadRequest("Only application/json request content is supported")
         input_json = await json_body(request)

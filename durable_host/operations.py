@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import unicodedata
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .engine import Engine
 from .events import EventType, event
-from .model import Instance, TERMINAL
+from .model import TERMINAL, Instance
 from .store import Operation
 
 
@@ -26,8 +26,7 @@ class OperationError(Exception):
 
     status = 400
 
-    def __init__(self, message: str,
-                 summary: str = "Something went wrong while processing your request"):
+    def __init__(self, message: str, summary: str = "Something went wrong while processing your request"):
         super().__init__(message)
         self.summary = summary
 
@@ -79,10 +78,12 @@ class Query:
     prefix: str | None = None
 
     def matches(self, inst: Instance) -> bool:
-        return ((self.created_from is None or inst.created >= self.created_from)
-                and (self.created_to is None or inst.created <= self.created_to)
-                and (self.statuses is None or inst.status in self.statuses)
-                and (self.prefix is None or inst.instance_id.startswith(self.prefix)))
+        return (
+            (self.created_from is None or inst.created >= self.created_from)
+            and (self.created_to is None or inst.created <= self.created_to)
+            and (self.statuses is None or inst.status in self.statuses)
+            and (self.prefix is None or inst.instance_id.startswith(self.prefix))
+        )
 
 
 class HubOperations:
@@ -97,23 +98,26 @@ class HubOperations:
             raise NotFound(f"No instance with ID '{instance_id}' found.")
         return inst
 
-    async def start(self, name: str, instance_id: str | None, input_json: str | None,
-                    version: str | None = None) -> Instance:
+    async def start(
+        self, name: str, instance_id: str | None, input_json: str | None, version: str | None = None
+    ) -> Instance:
         function = self.engine.index.orchestrator(name)
         if function is None:
-            raise BadRequest(f"The function '{name}' doesn't exist, is disabled, or is not an "
-                             "orchestrator function. Additional info: No orchestrator functions "
-                             "are currently registered!" if not self.engine.index.orchestrators
-                             else f"The function '{name}' doesn't exist, is disabled, or is not "
-                             "an orchestrator function.")
+            raise BadRequest(
+                f"The function '{name}' doesn't exist, is disabled, or is not an "
+                "orchestrator function. Additional info: No orchestrator functions "
+                "are currently registered!"
+                if not self.engine.index.orchestrators
+                else f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator function."
+            )
         instance_id = instance_id or uuid.uuid4().hex
         check_instance_id(instance_id)
         existing = self.engine.instances.get(instance_id)
         if existing is not None and not existing.terminal:
-            raise Conflict(f"An Orchestration instance with the status {existing.status} already "
-                           f"exists with ID '{instance_id}'.")
-        ops = self.engine.create_instance(function.registered_name, instance_id, input_json,
-                                          version=version)
+            raise Conflict(
+                f"An Orchestration instance with the status {existing.status} already exists with ID '{instance_id}'."
+            )
+        ops = self.engine.create_instance(function.registered_name, instance_id, input_json, version=version)
         await self.engine.store.submit(ops)
         return self.engine.instances[instance_id]
 
@@ -146,8 +150,10 @@ class HubOperations:
         """Start the instance's orchestrator again with its input; an unknown id is a 400 there."""
         inst = self.engine.instances.get(instance_id)
         if inst is None:
-            raise BadRequest(f"An orchestration with the instanceId {instance_id} was not found.",
-                             summary="InstanceId does not match a valid orchestration instance.")
+            raise BadRequest(
+                f"An orchestration with the instanceId {instance_id} was not found.",
+                summary="InstanceId does not match a valid orchestration instance.",
+            )
         target = uuid.uuid4().hex if new_id else instance_id
         if not new_id and not inst.terminal:
             raise Conflict(f"Instance '{instance_id}' is {inst.status}; it cannot restart in place.")
@@ -163,8 +169,7 @@ class HubOperations:
         inst = self.get(instance_id)
         if inst.status != "Failed":
             refusal = Gone if inst.terminal else PreconditionFailed
-            raise refusal(f"Instance '{instance_id}' is {inst.status}; only Failed "
-                          "orchestrations can be rewound.")
+            raise refusal(f"Instance '{instance_id}' is {inst.status}; only Failed orchestrations can be rewound.")
         ops = await self._rewind(inst, reason)
         await self.engine.store.submit(ops)
 
@@ -179,8 +184,12 @@ class HubOperations:
             if ev["EventType"] != EventType.SubOrchestrationInstanceCreated:
                 continue
             child = self.engine.instances.get(ev["InstanceId"])
-            if child is not None and child.status == "Failed" and child.parent \
-                    and child.parent["instance_id"] == inst.instance_id:
+            if (
+                child is not None
+                and child.status == "Failed"
+                and child.parent
+                and child.parent["instance_id"] == inst.instance_id
+            ):
                 histories.update(await self._failed_histories(child))
         return histories
 
@@ -188,8 +197,12 @@ class HubOperations:
         """The current execution's history, from memory or (once finished) from the store."""
         if inst.history is not None:
             return list(inst.history)
-        rows = await self.engine.store.query(lambda c: [r[0] for r in c.execute(
-            "SELECT event FROM history WHERE instance_id=? ORDER BY seq", (inst.instance_id,))])
+        rows = await self.engine.store.query(
+            lambda c: [
+                r[0]
+                for r in c.execute("SELECT event FROM history WHERE instance_id=? ORDER BY seq", (inst.instance_id,))
+            ]
+        )
         return [json.loads(r) for r in rows]
 
     def query(self, query: Query) -> list[Instance]:

@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from .activities import ActivityDispatcher, WorkerProcesses
+from .azure_worker import IndexingError
 from .config import HostConfig
 from .engine import Engine
 from .http_triggers import HttpTriggers
-from .azure_worker import IndexingError
 from .indexing import FunctionIndex, index_functions, load_app
 from .invoke import Invoker, default_thread_count
 from .management import ManagementApi
@@ -39,8 +39,7 @@ def print_functions(config: HostConfig, index: FunctionIndex) -> None:
         methods = ",".join(f.methods) if f.methods else "ALL"
         route = "/".join(p for p in (config.route_prefix, f.route) if p)
         lines.append(f"        {f.name}: [{methods}] {config.base_url}/{route}")
-    for kind, functions in (("orchestrationTrigger", index.orchestrators),
-                            ("activityTrigger", index.activities)):
+    for kind, functions in (("orchestrationTrigger", index.orchestrators), ("activityTrigger", index.activities)):
         for f in functions.values():
             lines.append(f"        {f.name}: {kind}")
     for name, reason in index.skipped:
@@ -48,8 +47,10 @@ def print_functions(config: HostConfig, index: FunctionIndex) -> None:
     lines.append("")
     lines.append(f"Task hub '{config.hub_name}' at {config.hub_path}")
     if config.storage_provider:
-        lines.append(f"host.json storageProvider '{config.storage_provider}' applies on Azure only; "
-                     "this host keeps the task hub above")
+        lines.append(
+            f"host.json storageProvider '{config.storage_provider}' applies on Azure only; "
+            "this host keeps the task hub above"
+        )
     if config.workers > 1:
         lines.append(f"Activities run in {config.workers} worker processes")
     print("\n".join(lines), flush=True)
@@ -67,8 +68,7 @@ class Host:
         self.engine = Engine(index, self.store, default_version=config.default_version)
         self.ops = HubOperations(self.engine)
         self.management = ManagementApi(self.ops, config)
-        self.triggers = HttpTriggers(index.http, config.route_prefix, self.invoker,
-                                     json.dumps(client_binding(config)))
+        self.triggers = HttpTriggers(index.http, config.route_prefix, self.invoker, json.dumps(client_binding(config)))
         self.runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -77,9 +77,9 @@ class Host:
         processes = None
         if self.config.workers > 1:
             processes = WorkerProcesses(self.config.workers, self.config.app_dir, self.config.script_file)
-        self.engine.activities = ActivityDispatcher(self.index, self.invoker,
-                                                    self.config.max_activities,
-                                                    self.engine.on_activity_done, processes)
+        self.engine.activities = ActivityDispatcher(
+            self.index, self.invoker, self.config.max_activities, self.engine.on_activity_done, processes
+        )
         self.engine.activities.start()
         self.engine.recover()
         self.engine.start()
@@ -104,7 +104,7 @@ class Host:
         folded = path.lower()  # ASP.NET matches route literals case-insensitively
         for base in (WEBHOOK_PATH, RPC_PATH):
             if folded == base or folded.startswith(base + "/"):
-                request.match_info["tail"] = path[len(base) + 1:]
+                request.match_info["tail"] = path[len(base) + 1 :]
                 return await self.management.handle(request)
         if path == "/admin/host/status":
             return web.json_response({"state": "Running", "version": "durable_host"})
@@ -128,4 +128,3 @@ async def serve(config: HostConfig, index: FunctionIndex) -> None:
     log.info("Stopping host...")
     await host.stop()
     log.info("Host stopped.")
-

@@ -14,13 +14,14 @@ from .model import Instance
 _STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 _HIDDEN = {EventType.OrchestratorStarted, EventType.OrchestratorCompleted}
 # A completion and the kind of event that scheduled it (merged into the completion once it exists).
-_MERGED_INTO = {EventType.TaskCompleted: EventType.TaskScheduled,
-                EventType.TaskFailed: EventType.TaskScheduled,
-                EventType.SubOrchestrationInstanceCompleted: EventType.SubOrchestrationInstanceCreated,
-                EventType.SubOrchestrationInstanceFailed: EventType.SubOrchestrationInstanceCreated}
+_MERGED_INTO = {
+    EventType.TaskCompleted: EventType.TaskScheduled,
+    EventType.TaskFailed: EventType.TaskScheduled,
+    EventType.SubOrchestrationInstanceCompleted: EventType.SubOrchestrationInstanceCreated,
+    EventType.SubOrchestrationInstanceFailed: EventType.SubOrchestrationInstanceCreated,
+}
 _ORIGINS = frozenset(_MERGED_INTO.values())
-_WITH_RESULT = {EventType.TaskCompleted, EventType.SubOrchestrationInstanceCompleted,
-                EventType.ExecutionCompleted}
+_WITH_RESULT = {EventType.TaskCompleted, EventType.SubOrchestrationInstanceCompleted, EventType.ExecutionCompleted}
 
 
 def _parse(text: str | None) -> Any:
@@ -32,23 +33,25 @@ def _parse(text: str | None) -> Any:
         return text
 
 
-def status_body(inst: Instance, *, show_input: bool = True,
-                history: list[dict] | None = None, show_history_output: bool = False) -> dict:
+def status_body(
+    inst: Instance, *, show_input: bool = True, history: list[dict] | None = None, show_history_output: bool = False
+) -> dict:
     """The status JSON of ``GET instances/{id}`` (``historyEvents`` only when asked)."""
     body: dict[str, Any] = {"name": inst.name, "instanceId": inst.instance_id}
-    if inst.version:   # the extension omits ``version`` when the instance has none
+    if inst.version:  # the extension omits ``version`` when the instance has none
         body["version"] = inst.version
-    body.update({
-        "runtimeStatus": inst.status,
-        "input": _parse(inst.input) if show_input else None,
-        "customStatus": _parse(inst.custom_status),
-        "output": _parse(inst.output),
-        "createdTime": status_ts(inst.created),
-        "lastUpdatedTime": status_ts(inst.updated),
-    })
+    body.update(
+        {
+            "runtimeStatus": inst.status,
+            "input": _parse(inst.input) if show_input else None,
+            "customStatus": _parse(inst.custom_status),
+            "output": _parse(inst.output),
+            "createdTime": status_ts(inst.created),
+            "lastUpdatedTime": status_ts(inst.updated),
+        }
+    )
     if history is not None:
-        body["historyEvents"] = history_events(history, show_input=show_input,
-                                               show_output=show_history_output)
+        body["historyEvents"] = history_events(history, show_input=show_input, show_output=show_history_output)
     return body
 
 
@@ -61,7 +64,7 @@ def history_events(history: list[dict], *, show_input: bool, show_output: bool) 
     parsed), so a tool written against Azure reads the same shapes here.
     """
     out: list[dict | None] = []
-    origins: dict[tuple[EventType, Any], tuple[int, dict]] = {}   # (kind, EventId) -> (index, event)
+    origins: dict[tuple[EventType, Any], tuple[int, dict]] = {}  # (kind, EventId) -> (index, event)
     for raw in history:
         kind = EventType(raw["EventType"])
         if kind in _HIDDEN:
@@ -76,8 +79,9 @@ def history_events(history: list[dict], *, show_input: bool, show_output: bool) 
             if found is not None:
                 index, origin = found
                 out[index] = None
-                ev.update(FunctionName=origin.get("Name"), ScheduledTime=origin.get("Timestamp"),
-                          Input=origin.get("Input"))
+                ev.update(
+                    FunctionName=origin.get("Name"), ScheduledTime=origin.get("Timestamp"), Input=origin.get("Input")
+                )
         elif kind == EventType.ExecutionStarted:
             ev["FunctionName"] = ev.pop("Name", None)
             for key in ("OrchestrationInstance", "ParentInstance", "Version", "Tags"):

@@ -16,8 +16,9 @@ import logging
 import queue
 import sqlite3
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from .model import Instance, Message
 
@@ -41,7 +42,7 @@ CREATE TABLE IF NOT EXISTS activities(
   task_id INTEGER NOT NULL, name TEXT NOT NULL, input TEXT);
 """
 
-UPSERT_INSTANCE = ("INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+UPSERT_INSTANCE = "INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 INSERT_HISTORY = "INSERT OR REPLACE INTO history VALUES (?,?,?)"
 DELETE_HISTORY = "DELETE FROM history WHERE instance_id=?"
 INSERT_MESSAGE = "INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?)"
@@ -66,8 +67,9 @@ def _connect(path: Path) -> sqlite3.Connection:
 class Snapshot:
     """Everything on disk at startup, used to rebuild memory after a restart or a crash."""
 
-    def __init__(self, instances: list[Instance], messages: list[Message],
-                 activities: list[tuple], max_ids: tuple[int, int]):
+    def __init__(
+        self, instances: list[Instance], messages: list[Message], activities: list[tuple], max_ids: tuple[int, int]
+    ):
         self.instances = instances
         self.messages = messages
         self.activities = activities
@@ -94,17 +96,23 @@ class Store:
         """Read the whole hub (minus finished histories) before the writer starts."""
         c = self._conn
         instances = [Instance.from_row(r) for r in c.execute("SELECT * FROM instances")]
-        messages = [Message.from_row(r) for r in c.execute(
-            "SELECT id, instance_id, execution_id, visible_at, body FROM messages ORDER BY id")]
+        messages = [
+            Message.from_row(r)
+            for r in c.execute("SELECT id, instance_id, execution_id, visible_at, body FROM messages ORDER BY id")
+        ]
         activities = list(c.execute("SELECT * FROM activities ORDER BY id"))
-        max_ids = (c.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0],
-                   c.execute("SELECT COALESCE(MAX(id), 0) FROM activities").fetchone()[0])
+        max_ids = (
+            c.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0],
+            c.execute("SELECT COALESCE(MAX(id), 0) FROM activities").fetchone()[0],
+        )
         return Snapshot(instances, messages, activities, max_ids)
 
     def load_history(self, instance_id: str) -> list[str]:
         """History rows of one instance, as JSON texts (startup only: no writer yet)."""
-        return [r[0] for r in self._conn.execute(
-            "SELECT event FROM history WHERE instance_id=? ORDER BY seq", (instance_id,))]
+        return [
+            r[0]
+            for r in self._conn.execute("SELECT event FROM history WHERE instance_id=? ORDER BY seq", (instance_id,))
+        ]
 
     # ------------------------------------------------------------------ writer
 
@@ -187,7 +195,7 @@ class Store:
                         conn.executemany(sql, rows)
                     value = None
                 results.append((future, value, None))
-            except Exception as exc:  # noqa: BLE001 - reported to the waiter, logged otherwise
+            except Exception as exc:
                 log.exception("task hub write failed")
                 results.append((future, None, exc))
         conn.execute("COMMIT")

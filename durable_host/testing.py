@@ -27,8 +27,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,9 +67,16 @@ class HostProcess:
     like Ctrl-C), ``kill()`` (SIGKILL). On a failed start, ``HostStartError`` carries the log.
     """
 
-    def __init__(self, app_dir: str | os.PathLike, *, port: int | None = None,
-                 env: Mapping[str, str] | None = None, hub_dir: str | os.PathLike | None = None,
-                 extra_args: Sequence[str] = (), startup_timeout: float = 60.0):
+    def __init__(
+        self,
+        app_dir: str | os.PathLike,
+        *,
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        hub_dir: str | os.PathLike | None = None,
+        extra_args: Sequence[str] = (),
+        startup_timeout: float = 60.0,
+    ):
         self.app_dir = Path(app_dir).resolve()
         self.port = port or free_port()
         self.env = dict(env or {})
@@ -93,7 +100,7 @@ class HostProcess:
         with self._lock:
             return "".join(self._output)
 
-    def __enter__(self) -> "HostProcess":
+    def __enter__(self) -> HostProcess:
         self.start()
         return self
 
@@ -107,15 +114,24 @@ class HostProcess:
         env = {**os.environ, **self.env}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        cmd = [sys.executable, "-m", "durable_host", "--port", str(self.port),
-               "--hub-dir", str(self.hub_dir), *self.extra_args]
-        self.process = subprocess.Popen(cmd, cwd=self.app_dir, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, bufsize=1)
+        cmd = [
+            sys.executable,
+            "-m",
+            "durable_host",
+            "--port",
+            str(self.port),
+            "--hub-dir",
+            str(self.hub_dir),
+            *self.extra_args,
+        ]
+        self.process = subprocess.Popen(
+            cmd, cwd=self.app_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
         threading.Thread(target=self._pump, args=(self.process,), daemon=True).start()
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                time.sleep(0.2)   # let the pump collect the last lines
+                time.sleep(0.2)  # let the pump collect the last lines
                 raise HostStartError(f"host exited with code {self.process.returncode}:\n{self.output}")
             try:
                 with urllib.request.urlopen(f"{self.base_url}/admin/host/status", timeout=2) as r:

@@ -11,7 +11,7 @@ from urllib.parse import quote
 from .config import HostConfig
 
 WEBHOOK_PATH = "/runtime/webhooks/durabletask"
-RPC_PATH = "/durabletask"   # the extension's local RPC listener path, served on the same port
+RPC_PATH = "/durabletask"  # the extension's local RPC listener path, served on the same port
 INSTANCE_PLACEHOLDER = "INSTANCEID"
 
 
@@ -58,8 +58,7 @@ def client_binding(config: HostConfig) -> dict:
         "taskHubName": config.hub_name,
         "creationUrls": {
             "createNewInstancePostUri": f"{create}?{_hub_query(config)}",
-            "createAndWaitOnNewInstancePostUri":
-                f"{create}?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{_hub_query(config)}",
+            "createAndWaitOnNewInstancePostUri": f"{create}?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{_hub_query(config)}",
         },
         "managementUrls": management,
         "baseUrl": f"{origin}{WEBHOOK_PATH}",

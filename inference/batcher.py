@@ -19,7 +19,6 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Optional, Union
 
 import torch
 
@@ -35,7 +34,7 @@ Result = list[list[Prediction]]
 class _Request:
     crops: torch.Tensor  # uint8 [N, 3, H, W]
     k: int
-    future: "Future[Result]"
+    future: Future[Result]
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class DynamicBatcher:
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1e3
-        self._queue: "queue.Queue[Union[_Request, object]]" = queue.Queue()
+        self._queue: queue.Queue[_Request | object] = queue.Queue()
         self._closed = False
         self._close_lock = threading.Lock()
         self._batches = 0
@@ -70,20 +69,20 @@ class DynamicBatcher:
         self._worker = threading.Thread(target=self._run, name=f"batcher-{model.name}", daemon=True)
         self._worker.start()
 
-    def submit(self, crops: torch.Tensor, k: int) -> "Future[Result]":
+    def submit(self, crops: torch.Tensor, k: int) -> Future[Result]:
         """Queue uint8 crops (``[3, H, W]`` or ``[N, 3, H, W]``); the future yields one top-k list per image."""
         batch = crops[None] if crops.ndim == 3 else crops
         check_crop_batch(self.model, batch)
         if k < 1:
             raise ValueError(f"top_k must be at least 1, got {k}")
-        future: "Future[Result]" = Future()
+        future: Future[Result] = Future()
         with self._close_lock:
             if self._closed:
                 raise RuntimeError("DynamicBatcher is closed")
             self._queue.put(_Request(batch, k, future))
         return future
 
-    def classify(self, crops: torch.Tensor, k: int, timeout: Optional[float] = None) -> Result:
+    def classify(self, crops: torch.Tensor, k: int, timeout: float | None = None) -> Result:
         """Blocking :meth:`submit`: the caller's own predictions, or the exception its forward pass raised."""
         return self.submit(crops, k).result(timeout)
 
@@ -98,14 +97,14 @@ class DynamicBatcher:
             self._queue.put(_STOP)
         self._worker.join()
 
-    def __enter__(self) -> "DynamicBatcher":
+    def __enter__(self) -> DynamicBatcher:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def _run(self) -> None:
-        carried: Optional[_Request] = None
+        carried: _Request | None = None
         stopping = False
         while not stopping:
             first = carried if carried is not None else self._queue.get()
@@ -117,7 +116,7 @@ class DynamicBatcher:
             self._execute(batch)
         self._fail_pending(carried)
 
-    def _collect(self, first: _Request) -> tuple[list[_Request], Optional[_Request], bool]:
+    def _collect(self, first: _Request) -> tuple[list[_Request], _Request | None, bool]:
         """Gather requests until the batch is full or ``max_wait`` has passed since ``first`` was taken.
 
         Returns the batch, a request that did not fit (it starts the next batch) and whether to stop.
@@ -143,7 +142,7 @@ class DynamicBatcher:
         if not live:
             return
         try:
-            outcomes: list[Union[Result, Exception]] = list(self._forward(live))
+            outcomes: list[Result | Exception] = list(self._forward(live))
         except Exception as exc:
             # Isolate the failure: re-run each request alone so every caller gets its own outcome.
             outcomes = [exc] if len(live) == 1 else [self._forward_alone(r) for r in live]
@@ -153,7 +152,7 @@ class DynamicBatcher:
             else:
                 request.future.set_result(outcome)
 
-    def _forward_alone(self, request: _Request) -> Union[Result, Exception]:
+    def _forward_alone(self, request: _Request) -> Result | Exception:
         try:
             return self._forward([request])[0]
         except Exception as exc:
@@ -167,12 +166,12 @@ class DynamicBatcher:
         self._images += len(crops)
         results, start = [], 0
         for request in requests:
-            rows = scores[start:start + len(request.crops)]
+            rows = scores[start : start + len(request.crops)]
             start += len(request.crops)
             results.append(top_k(rows, request.k, self.model.weights.categories))
         return results
 
-    def _fail_pending(self, carried: Optional[_Request]) -> None:
+    def _fail_pending(self, carried: _Request | None) -> None:
         pending = [carried] if carried is not None else []
         while True:
             try:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -77,7 +77,7 @@ class ModelCache:
         self,
         *,
         precision: Precision = "auto",
-        device: Optional[torch.device] = None,
+        device: torch.device | None = None,
         allow_download: bool = True,
         loader: Loader = load_model,
     ) -> None:
@@ -97,7 +97,7 @@ class ModelCache:
     def device(self) -> torch.device:
         return self._device
 
-    def get(self, model: str, spec: str, *, precision: Optional[Precision] = None) -> LoadedModel:
+    def get(self, model: str, spec: str, *, precision: Precision | None = None) -> LoadedModel:
         """The loaded model for ``(model, spec)``, loading it on first use (errors propagate, uncached)."""
         name = normalise_model_name(model)
         resolved = self._precision if precision is None else resolve_precision(precision, self._device)
@@ -129,7 +129,7 @@ class ModelCache:
             return list(self._models.values())
 
 
-_default_cache: Optional[ModelCache] = None
+_default_cache: ModelCache | None = None
 _default_lock = threading.Lock()
 
 
@@ -143,10 +143,10 @@ def default_model_cache() -> ModelCache:
 
 
 _threads_lock = threading.Lock()
-_threads_configured: Optional[tuple[Optional[int], Optional[int]]] = None
+_threads_configured: tuple[int | None, int | None] | None = None
 
 
-def configure_torch_threads(intra: Optional[int], inter: Optional[int]) -> tuple[int, int]:
+def configure_torch_threads(intra: int | None, inter: int | None) -> tuple[int, int]:
     """Set torch's intra-op and inter-op thread counts once per process; returns the counts in effect.
 
     torch raises if the inter-op count is set twice or after inter-op work has started, so only the first

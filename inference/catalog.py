@@ -24,9 +24,7 @@ def normalise_model_name(name: str) -> str:
     """
     canonical = name.strip().lower() if isinstance(name, str) else ""
     if canonical not in SUPPORTED_MODELS:
-        raise UnknownModelError(
-            f"unknown model {name!r}: supported models are {', '.join(SUPPORTED_MODELS)}"
-        )
+        raise UnknownModelError(f"unknown model {name!r}: supported models are {', '.join(SUPPORTED_MODELS)}")
     return canonical
 
 

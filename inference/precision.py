@@ -9,7 +9,7 @@ oneDNN emulates it and it is slower than fp32.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, get_args
+from typing import Literal, get_args
 
 import torch
 
@@ -33,7 +33,7 @@ def cpu_has_native_bf16() -> bool:
     return bool(native and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def resolve_precision(requested: str, device: Optional[torch.device] = None) -> ResolvedPrecision:
+def resolve_precision(requested: str, device: torch.device | None = None) -> ResolvedPrecision:
     """Turn ``"fp32" | "bf16" | "auto"`` into the precision actually used on ``device``."""
     wanted = requested.strip().lower() if isinstance(requested, str) else requested
     if wanted not in PRECISIONS:

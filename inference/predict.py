@@ -35,8 +35,9 @@ def logits(model: LoadedModel, batch: torch.Tensor) -> torch.Tensor:
     made channels-last to match the module, which avoids a layout conversion inside the first convolution.
     """
     x = batch.to(model.device).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(
-        device_type=model.device.type, dtype=torch.bfloat16, enabled=model.precision == "bf16"
+    with (
+        torch.inference_mode(),
+        torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=model.precision == "bf16"),
     ):
         out = model.module(x)
     return out.float().cpu()

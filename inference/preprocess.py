@@ -70,7 +70,9 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidImageError(f"image rejected as a decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
-        raise InvalidImageError(f"not a supported image ({', '.join(ALLOWED_FORMATS)}): {_describe_bytes(data)}") from exc
+        raise InvalidImageError(
+            f"not a supported image ({', '.join(ALLOWED_FORMATS)}): {_describe_bytes(data)}"
+        ) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(f"corrupt or truncated image data ({exc})") from exc
     try:

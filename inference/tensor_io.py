@@ -122,7 +122,7 @@ class _Reader:
             raise ValueError(
                 f"encoded tensor is truncated: needed {n} more bytes at offset {self._pos}, {self.remaining} left"
             )
-        chunk = self._data[self._pos:self._pos + n]
+        chunk = self._data[self._pos : self._pos + n]
         self._pos += n
         return chunk
 

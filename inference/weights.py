@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import torch
@@ -67,11 +67,11 @@ class ResolvedWeights:
     spec: str  # canonical form, e.g. "IMAGENET1K_V2", "file:/abs/x.pth#IMAGENET1K_V1", "random:0#IMAGENET1K_V1"
     source: Source
     label: str
-    sha256: Optional[str]  # full hex digest of the file the parameters come from; None for random weights
-    verified: Optional[bool]  # torchvision files: sha256 matches the published prefix; None: nothing to check
+    sha256: str | None  # full hex digest of the file the parameters come from; None for random weights
+    verified: bool | None  # torchvision files: sha256 matches the published prefix; None: nothing to check
     base_weights: WeightsEnum  # torchvision enum member whose transforms and categories apply
-    checkpoint_path: Optional[Path]
-    seed: Optional[int]
+    checkpoint_path: Path | None
+    seed: int | None
     resize_size: int
     crop_size: int
     interpolation: InterpolationMode
@@ -89,8 +89,8 @@ class ResolvedWeights:
 class _ParsedSpec:
     source: Source
     base: WeightsEnum
-    path: Optional[Path] = None
-    seed: Optional[int] = None
+    path: Path | None = None
+    seed: int | None = None
 
     def canonical(self) -> str:
         if self.source == "torchvision":
@@ -109,9 +109,7 @@ def canonical_spec(model: str, spec: str) -> str:
     return _parse_spec(normalise_model_name(model), spec).canonical()
 
 
-def resolve_weights(
-    model: str, spec: str, *, allow_download: bool = True, check_file: bool = True
-) -> ResolvedWeights:
+def resolve_weights(model: str, spec: str, *, allow_download: bool = True, check_file: bool = True) -> ResolvedWeights:
     """Resolve ``spec`` for ``model``: find (or download) the file, hash it, and describe the weights.
 
     Raises :class:`InvalidWeightsSpecError` for a malformed spec, :class:`WeightsUnavailableError` when the
@@ -126,10 +124,12 @@ def resolve_weights(
     parsed = _parse_spec(name, spec)
     base_label = f"transforms/categories of {_enum_label(parsed.base)}"
     if not check_file:
-        return _describe(name, parsed, f"{parsed.canonical()} (file not checked), {base_label}", None, None, parsed.path)
-    sha256: Optional[str] = None
-    verified: Optional[bool] = None
-    path: Optional[Path] = None
+        return _describe(
+            name, parsed, f"{parsed.canonical()} (file not checked), {base_label}", None, None, parsed.path
+        )
+    sha256: str | None = None
+    verified: bool | None = None
+    path: Path | None = None
     if parsed.source == "torchvision":
         path = _ensure_published_file(name, parsed.base, allow_download)
         sha256 = _sha256(path)
@@ -183,9 +183,9 @@ def _describe(
     model: str,
     parsed: _ParsedSpec,
     label: str,
-    sha256: Optional[str],
-    verified: Optional[bool],
-    path: Optional[Path],
+    sha256: str | None,
+    verified: bool | None,
+    path: Path | None,
 ) -> ResolvedWeights:
     preset = parsed.base.transforms()
     resize_size, crop_size = int(preset.resize_size[0]), int(preset.crop_size[0])
@@ -215,13 +215,13 @@ def _parse_spec(model: str, spec: str) -> _ParsedSpec:
         raise InvalidWeightsSpecError(f"empty weights spec for {model}: {_spec_help(model)}")
     text = spec.strip()
     if text.lower().startswith(_FILE_PREFIX):
-        location, base = _split_base(model, text[len(_FILE_PREFIX):])
+        location, base = _split_base(model, text[len(_FILE_PREFIX) :])
         if not location:
             raise InvalidWeightsSpecError(f"weights spec {spec!r} names no file: {_spec_help(model)}")
         return _ParsedSpec("file", base, path=Path(location).expanduser().absolute())
     head, base = _split_base(model, text)
     if head.lower() == _RANDOM or head.lower().startswith(_RANDOM + ":"):
-        seed_text = head[len(_RANDOM) + 1:] or "0"
+        seed_text = head[len(_RANDOM) + 1 :] or "0"
         try:
             seed = int(seed_text)
         except ValueError:
@@ -377,7 +377,7 @@ def _unwrap_state_dict(raw: Any, path: Path) -> dict[str, torch.Tensor]:
     for key, value in raw.items():
         if not isinstance(value, torch.Tensor):
             raise InvalidCheckpointError(f"checkpoint {path}: entry {key!r} is {type(value).__name__}, not a tensor")
-        name = key[len("module."):] if key.startswith("module.") else key
+        name = key[len("module.") :] if key.startswith("module.") else key
         state[name] = value.float() if value.is_floating_point() else value
     return state
 
@@ -388,7 +388,7 @@ def _expected_shapes(model: str) -> dict[str, tuple[int, ...]]:
     return {key: tuple(t.shape) for key, t in net.state_dict().items()}
 
 
-def _check_state_dict(model: str, state: Mapping[str, torch.Tensor], path: Optional[Path]) -> None:
+def _check_state_dict(model: str, state: Mapping[str, torch.Tensor], path: Path | None) -> None:
     """Raise :class:`InvalidCheckpointError` naming missing/unexpected keys and wrong shapes."""
     expected = _expected_shapes(model)
     missing = sorted(expected.keys() - state.keys())

@@ -8,7 +8,8 @@ failed model is recorded and the rest goes on; only an orchestration-level bug f
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Generator, Optional
+from collections.abc import Callable, Generator
+from typing import Any
 
 import azure.durable_functions as df
 
@@ -35,7 +36,7 @@ from orchestrators.workflow import (
 
 bp = df.Blueprint()
 
-Outcome = tuple[int, Any, Optional[str]]  # (position, result, error message)
+Outcome = tuple[int, Any, str | None]  # (position, result, error message)
 
 
 def wait_each(
@@ -85,9 +86,7 @@ def classify_images(context: df.DurableOrchestrationContext) -> Generator[Any, A
         lambda outcomes: context.set_custom_status(progress("preprocessing", total, len(outcomes))),
     )
     preprocessed = {
-        index: PreprocessOutput.from_json(result)
-        if error is None
-        else PreprocessOutput(image_index=index, error=error)
+        index: PreprocessOutput.from_json(result) if error is None else PreprocessOutput(image_index=index, error=error)
         for index, result, error in prep_outcomes
     }
 
@@ -98,9 +97,7 @@ def classify_images(context: df.DurableOrchestrationContext) -> Generator[Any, A
     ]
     images_per_batch = [len(items) for _, items in batches]
     work_total = sum(images_per_batch)
-    context.set_custom_status(
-        progress("inference", total, total, predictions_total=work_total, predictions_done=0)
-    )
+    context.set_custom_status(progress("inference", total, total, predictions_total=work_total, predictions_done=0))
     inference_tasks = [
         context.call_activity_with_retry(
             INFERENCE_ACTIVITY,
@@ -125,17 +122,13 @@ def classify_images(context: df.DurableOrchestrationContext) -> Generator[Any, A
     inference: dict[str, list[BatchOutcome]] = {model: [] for model in request.models}
     for position, result, error in inference_outcomes:
         model, items = batches[position]
-        output = (
-            InferenceOutput.from_json(result)
-            if error is None
-            else InferenceOutput(model=model, error=error)
-        )
+        output = InferenceOutput.from_json(result) if error is None else InferenceOutput(model=model, error=error)
         inference[model].append(BatchOutcome(items=items, output=output))
 
     record = build_task_record(request, preprocessed, inference, context.current_utc_datetime)
     context.set_custom_status(progress("persisting", total, total))
-    persisted: Optional[PersistOutput] = None
-    persist_error: Optional[str] = None
+    persisted: PersistOutput | None = None
+    persist_error: str | None = None
     try:
         result = yield context.call_activity_with_retry(PERSIST_ACTIVITY, retry, record.to_json())
         persisted = PersistOutput.from_json(result)

@@ -7,9 +7,10 @@ Nothing here reads a clock, the environment or storage: every time comes from an
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any
 
 from contracts import (
     BatchItem,
@@ -35,9 +36,7 @@ def progress(stage: str, images_total: int, images_done: int, **extra: Any) -> d
     return {"stage": stage, "images_total": images_total, "images_done": images_done, **extra}
 
 
-def plan_batches(
-    preprocessed: Iterable[PreprocessOutput], model: str, batch_size: int
-) -> list[list[BatchItem]]:
+def plan_batches(preprocessed: Iterable[PreprocessOutput], model: str, batch_size: int) -> list[list[BatchItem]]:
     """Group the images that have a tensor for ``model`` into batches, in image order."""
     items = [
         BatchItem(image_index=p.image_index, tensor_blob=p.tensors[model])
@@ -57,21 +56,21 @@ def activity_error_message(error: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(error).__name__
 
 
-def _iso(moment: Optional[datetime]) -> Optional[str]:
+def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _parse(value: Optional[str]) -> Optional[datetime]:
+def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _span_ms(start: Optional[datetime], end: Optional[datetime]) -> Optional[float]:
+def _span_ms(start: datetime | None, end: datetime | None) -> float | None:
     if start is None or end is None:
         return None
     return round((end - start).total_seconds() * 1000.0, 3)
 
 
-def _bounds(values: Iterable[Optional[str]]) -> tuple[Optional[datetime], Optional[datetime]]:
+def _bounds(values: Iterable[str | None]) -> tuple[datetime | None, datetime | None]:
     moments = [m for m in (_parse(v) for v in values) if m is not None]
     return (min(moments), max(moments)) if moments else (None, None)
 
@@ -178,8 +177,8 @@ def build_output(
     request: ClassificationRequest,
     preprocessed: Mapping[int, PreprocessOutput],
     record: TaskRecord,
-    persisted: Optional[PersistOutput],
-    persist_error: Optional[str],
+    persisted: PersistOutput | None,
+    persist_error: str | None,
 ) -> dict[str, Any]:
     """The orchestration output: per image, per model top-k (or error), weights and timings."""
     submitted = _parse(record.submitted_at)

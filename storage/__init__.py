@@ -16,10 +16,10 @@ from storage.database import DEFAULT_DATABASE_URL, ensure_schema, get_engine
 from storage.results import StoredTask, load_task, save_task
 
 __all__ = [
+    "DEFAULT_DATABASE_URL",
     "AzureBlobStore",
     "BlobNotFoundError",
     "BlobStore",
-    "DEFAULT_DATABASE_URL",
     "InvalidBlobNameError",
     "LocalFolderBlobStore",
     "StoredTask",

@@ -101,8 +101,7 @@ def _split(name: str, *, what: str) -> tuple[str, str]:
         )
     if len(path) > MAX_BLOB_PATH_LENGTH:
         raise InvalidBlobNameError(
-            f"{what} {name[:80]!r}...: path is {len(path)} characters, at most "
-            f"{MAX_BLOB_PATH_LENGTH} allowed"
+            f"{what} {name[:80]!r}...: path is {len(path)} characters, at most {MAX_BLOB_PATH_LENGTH} allowed"
         )
     if "\\" in path or "\x00" in path:
         raise InvalidBlobNameError(f"{what} {name!r}: backslashes and NUL are not allowed")
@@ -112,9 +111,7 @@ def _split(name: str, *, what: str) -> tuple[str, str]:
 def _check_path(name: str, segments: list[str]) -> None:
     for segment in segments:
         if segment in ("", ".", ".."):
-            raise InvalidBlobNameError(
-                f"blob name {name!r}: empty, '.' and '..' path segments are not allowed"
-            )
+            raise InvalidBlobNameError(f"blob name {name!r}: empty, '.' and '..' path segments are not allowed")
 
 
 class LocalFolderBlobStore:
@@ -291,9 +288,7 @@ class AzureBlobStore:
         return removed
 
 
-def open_blob_store(
-    connection_string: str | None, local_root: str | Path, *, account_url: str = ""
-) -> BlobStore:
+def open_blob_store(connection_string: str | None, local_root: str | Path, *, account_url: str = "") -> BlobStore:
     """The store the settings ask for, first match wins: a connection string (``UseDevelopmentStorage=true``
     included, which means Azurite on port 10000); an account URL, signed in with ``DefaultAzureCredential``
     (on Azure the managed identity whose client id is ``AZURE_CLIENT_ID``; on a laptop ``az login``);

@@ -112,9 +112,8 @@ def write_session(engine: Engine) -> Iterator[Session]:
     On SQLite the transaction starts with ``BEGIN IMMEDIATE`` so that concurrent writers
     (threads or processes) queue on the busy timeout; other databases ignore the option.
     """
-    with Session(engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})) as session:
-        with session.begin():
-            yield session
+    with Session(engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})) as session, session.begin():
+        yield session
 
 
 def ensure_schema(engine: Engine) -> None:

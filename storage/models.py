@@ -10,17 +10,16 @@ Long text columns are ``Unicode()`` without a length: NVARCHAR(max) on SQL Serve
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Optional
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     DateTime,
-    MetaData,
     Dialect,
     Float,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     TypeDecorator,
     Unicode,
     UniqueConstraint,
@@ -45,15 +44,13 @@ class UtcDateTime(TypeDecorator[datetime]):
             return dialect.type_descriptor(mssql.DATETIME2())
         return dialect.type_descriptor(DateTime())
 
-    def process_bind_param(self, value: Optional[datetime], dialect: Dialect) -> Optional[datetime]:
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None or value.tzinfo is None:
             return value
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
 
-    def process_result_value(
-        self, value: Optional[datetime], dialect: Dialect
-    ) -> Optional[datetime]:
-        return None if value is None else value.replace(tzinfo=timezone.utc)
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):
@@ -81,15 +78,11 @@ class InferenceTask(Base):
     model_type: Mapped[str] = mapped_column("ModelType", Unicode(200))
     status: Mapped[str] = mapped_column("Status", Unicode(32))
     submitted_at: Mapped[datetime] = mapped_column("TimestampF1", UtcDateTime())
-    processing_started_at: Mapped[Optional[datetime]] = mapped_column(
-        "ProcessingStartedAt", UtcDateTime()
-    )
-    processing_finished_at: Mapped[Optional[datetime]] = mapped_column(
-        "ProcessingFinishedAt", UtcDateTime()
-    )
+    processing_started_at: Mapped[datetime | None] = mapped_column("ProcessingStartedAt", UtcDateTime())
+    processing_finished_at: Mapped[datetime | None] = mapped_column("ProcessingFinishedAt", UtcDateTime())
     completed_at: Mapped[datetime] = mapped_column("CompletedAt", UtcDateTime())
     image_count: Mapped[int] = mapped_column("ImageCount", Integer)
-    error: Mapped[Optional[str]] = mapped_column("Error", Unicode())
+    error: Mapped[str | None] = mapped_column("Error", Unicode())
 
     results: Mapped[list[InferenceResult]] = relationship(
         back_populates="task",
@@ -108,24 +101,20 @@ class InferenceResult(Base):
         Index(None, "TaskID"),
     )
 
-    result_id: Mapped[int] = mapped_column(
-        "ResultID", Integer, primary_key=True, autoincrement=True
-    )
-    task_id: Mapped[int] = mapped_column(
-        "TaskID", ForeignKey("InferenceTasks.TaskID", ondelete="CASCADE")
-    )
+    result_id: Mapped[int] = mapped_column("ResultID", Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column("TaskID", ForeignKey("InferenceTasks.TaskID", ondelete="CASCADE"))
     image_index: Mapped[int] = mapped_column("ImageIndex", Integer)
     image_name: Mapped[str] = mapped_column("ImageName", Unicode(2048))
     model_type: Mapped[str] = mapped_column("ModelType", Unicode(50))  # legacy spelling
-    weights: Mapped[Optional[str]] = mapped_column("Weights", Unicode(200))
-    label: Mapped[Optional[str]] = mapped_column("Label", Unicode(200))
-    class_index: Mapped[Optional[int]] = mapped_column("ClassIndex", Integer)
-    confidence: Mapped[Optional[float]] = mapped_column("Confidence", Float)
+    weights: Mapped[str | None] = mapped_column("Weights", Unicode(200))
+    label: Mapped[str | None] = mapped_column("Label", Unicode(200))
+    class_index: Mapped[int | None] = mapped_column("ClassIndex", Integer)
+    confidence: Mapped[float | None] = mapped_column("Confidence", Float)
     # JSON list of {"label", "class_index", "probability"}, best first.
     top_k_json: Mapped[str] = mapped_column("TopKJson", Unicode())
-    started_at: Mapped[Optional[datetime]] = mapped_column("F2_StartTime", UtcDateTime())
-    finished_at: Mapped[Optional[datetime]] = mapped_column("F2_EndTime", UtcDateTime())
-    inference_ms: Mapped[Optional[float]] = mapped_column("InferenceMs", Float)
-    error: Mapped[Optional[str]] = mapped_column("Error", Unicode())
+    started_at: Mapped[datetime | None] = mapped_column("F2_StartTime", UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column("F2_EndTime", UtcDateTime())
+    inference_ms: Mapped[float | None] = mapped_column("InferenceMs", Float)
+    error: Mapped[str | None] = mapped_column("Error", Unicode())
 
     task: Mapped[InferenceTask] = relationship(back_populates="results")

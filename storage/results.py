@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -42,7 +42,7 @@ class StoredTask:
 
 
 def to_legacy_model_name(model: str) -> str:
-    """"resnet50" -> "ResNet50", the spelling the existing reports filter on; others unchanged."""
+    """ "resnet50" -> "ResNet50", the spelling the existing reports filter on; others unchanged."""
     match = _CANONICAL_RESNET.fullmatch(model)
     return f"ResNet{match.group(1)}" if match else model
 
@@ -85,20 +85,17 @@ def _save(session: Session, record: TaskRecord) -> int:
     )
     if task_id is None:
         task_id = session.scalar(
-            insert(InferenceTask).values(instance_id=record.instance_id, **values)
-            .returning(InferenceTask.task_id)
+            insert(InferenceTask).values(instance_id=record.instance_id, **values).returning(InferenceTask.task_id)
         )
     else:
         session.execute(delete(InferenceResult).where(InferenceResult.task_id == task_id))
     if record.results:
-        session.execute(
-            insert(InferenceResult), [_result_values(task_id, result) for result in record.results]
-        )
+        session.execute(insert(InferenceResult), [_result_values(task_id, result) for result in record.results])
     assert task_id is not None
     return task_id
 
 
-def load_task(engine: Engine, ref: str) -> Optional[StoredTask]:
+def load_task(engine: Engine, ref: str) -> StoredTask | None:
     """The task with TaskID ``ref`` when ``ref`` is all digits, else with instance id ``ref``.
 
     An all-digit ``ref`` that is no TaskID is still tried as an instance id, since callers may
@@ -182,7 +179,7 @@ def _result_record(result: InferenceResult) -> ResultRecord:
     )
 
 
-def _parse_time(value: Optional[str]) -> Optional[datetime]:
+def _parse_time(value: str | None) -> datetime | None:
     """ISO-8601 to an aware UTC datetime; "Z" and any offset are accepted, naive means UTC."""
     if value is None:
         return None
@@ -190,10 +187,10 @@ def _parse_time(value: Optional[str]) -> Optional[datetime]:
         value = value[:-1] + "+00:00"
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
-def _format_time(value: Optional[datetime]) -> Optional[str]:
+def _format_time(value: datetime | None) -> str | None:
     """The canonical form, as ``datetime.now(timezone.utc).isoformat()`` writes it."""
-    return None if value is None else value.astimezone(timezone.utc).isoformat()
+    return None if value is None else value.astimezone(UTC).isoformat()

@@ -13,8 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
@@ -92,9 +92,24 @@ def test_make_run_serves_the_app_and_the_client_classifies_the_photos(
     base_url, startup_log = running_app
     assert any("submit_task" in line and "/api/tasks" in line for line in startup_log), startup_log
     result = subprocess.run(
-        [str(VENV / "bin" / "classify"), "--base-url", base_url, "submit", str(shared_images_dir),
-         "-m", "resnet18", "-m", "resnet50", "-k", "3"],
-        capture_output=True, text=True, timeout=300, cwd=checkout, env={**os.environ, "COLUMNS": "250"},
+        [
+            str(VENV / "bin" / "classify"),
+            "--base-url",
+            base_url,
+            "submit",
+            str(shared_images_dir),
+            "-m",
+            "resnet18",
+            "-m",
+            "resnet50",
+            "-k",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=checkout,
+        env={**os.environ, "COLUMNS": "250"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for photo in shared_images_dir.glob("*.jpg"):

@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import pytest
 
@@ -32,8 +33,9 @@ class Example(NamedTuple):
 
 def examples() -> list[Example]:
     text = (REPO_ROOT / "README.md").read_text()
-    return [Example(text.count("\n", 0, m.start("body")), m.group("body"), m.group("skip"))
-            for m in BLOCK.finditer(text)]
+    return [
+        Example(text.count("\n", 0, m.start("body")), m.group("body"), m.group("skip")) for m in BLOCK.finditer(text)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +58,20 @@ def test_the_readme_has_runnable_examples() -> None:
 
 
 @pytest.mark.parametrize("example", examples(), ids=lambda e: f"README line {e.line}")
-def test_a_readme_example_runs_as_written(example: Example, readme_host: tuple[HostProcess, Path],
-                                          shared_images_dir: Path) -> None:
+def test_a_readme_example_runs_as_written(
+    example: Example, readme_host: tuple[HostProcess, Path], shared_images_dir: Path
+) -> None:
     if example.skip is not None:
         pytest.skip(example.skip)
     host, blobs = readme_host
-    script = (example.body.replace("http://127.0.0.1:7071", host.base_url)
-              .replace(".localdata/blobs", str(blobs))
-              .replace("../shared", str(shared_images_dir.parent)))
+    script = (
+        example.body.replace("http://127.0.0.1:7071", host.base_url)
+        .replace(".localdata/blobs", str(blobs))
+        .replace("../shared", str(shared_images_dir.parent))
+    )
     env = {**os.environ, "CLASSIFIER_URL": host.base_url}
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, f"README line {example.line}:\n{example.body}\n{done.stdout}\n{done.stderr}"
     assert "Traceback" not in done.stdout + done.stderr

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Optional
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from azure.functions._durable_functions import OrchestrationContext
 
@@ -30,7 +31,7 @@ class Episode:
 @dataclass
 class ReplayRun:
     output: Any = None
-    error: Optional[str] = None
+    error: str | None = None
     episodes: list[Episode] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[str, Any]] = field(default_factory=list)  # every activity invocation, in order
@@ -40,7 +41,7 @@ class ReplayDriver:
     def __init__(self, handle: Callable[[Any], str], activities: dict[str, Activity]) -> None:
         self.handle = handle
         self.activities = activities
-        self.clock = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self.clock = datetime(2026, 1, 1, tzinfo=UTC)
         self.sequence = 0
 
     def _event(self, event_type: int, event_id: int = -1, **fields: Any) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -45,8 +45,13 @@ def app_env(tmp_path: Path, torch_home: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("BLOB_LOCAL_ROOT", str(tmp_path / "blobs"))
     monkeypatch.setenv("SQL_CONNECTION_STRING", f"sqlite:///{tmp_path / 'results.db'}")
     monkeypatch.setenv("INFERENCE_PRECISION", "fp32")
-    caches = (get_settings, services.blob_store, services.database, inference_activity.model_cache,
-              preprocess_activity.preprocessing_weights)
+    caches = (
+        get_settings,
+        services.blob_store,
+        services.database,
+        inference_activity.model_cache,
+        preprocess_activity.preprocessing_weights,
+    )
     for cache in caches:
         cache.cache_clear()
     yield tmp_path
@@ -123,7 +128,7 @@ def test_missing_weights_fail_the_model_with_instructions(
 ) -> None:
     monkeypatch.setenv("MODEL_WEIGHTS_RESNET18", f"file:{app_env / 'nowhere.pth'}")
     get_settings.cache_clear()
-    prepared = preprocess(PreprocessInput(TASK, 0, upload(sorted(shared_images_dir.glob('*.jpg'))[0]), ["resnet18"]))
+    prepared = preprocess(PreprocessInput(TASK, 0, upload(sorted(shared_images_dir.glob("*.jpg"))[0]), ["resnet18"]))
     assert prepared.error is None  # preprocessing does not need the weights file
     result = infer(InferenceInput(TASK, "resnet18", 5, [BatchItem(0, prepared.tensors["resnet18"])]))
     assert result.results == []
@@ -169,11 +174,30 @@ def test_persist_is_idempotent_and_drops_the_task_tensors_and_uploads(app_env: P
     store.put(f"uploads/{TASK}/0.jpg", b"uploaded image")
     store.put("uploads/other-task/0.jpg", b"another task's image")
     record = TaskRecord(
-        instance_id=TASK, models=["resnet18"], status="Completed", submitted_at="2026-01-01T00:00:00+00:00",
-        processing_started_at="2026-01-01T00:00:01+00:00", processing_finished_at="2026-01-01T00:00:02+00:00",
-        completed_at="2026-01-01T00:00:03+00:00", image_count=1, error=None,
-        results=[ResultRecord(0, "cat.jpg", "resnet18", "w", "tabby", 281, 0.5, [], "2026-01-01T00:00:01+00:00",
-                              "2026-01-01T00:00:02+00:00", 12.5)],
+        instance_id=TASK,
+        models=["resnet18"],
+        status="Completed",
+        submitted_at="2026-01-01T00:00:00+00:00",
+        processing_started_at="2026-01-01T00:00:01+00:00",
+        processing_finished_at="2026-01-01T00:00:02+00:00",
+        completed_at="2026-01-01T00:00:03+00:00",
+        image_count=1,
+        error=None,
+        results=[
+            ResultRecord(
+                0,
+                "cat.jpg",
+                "resnet18",
+                "w",
+                "tabby",
+                281,
+                0.5,
+                [],
+                "2026-01-01T00:00:01+00:00",
+                "2026-01-01T00:00:02+00:00",
+                12.5,
+            )
+        ],
     )
     first = persist(record).task_id
     assert persist(record).task_id == first  # a replayed or retried persist rewrites the same rows
@@ -192,7 +216,9 @@ def test_concurrent_single_image_activities_share_forward_passes(
     get_settings.cache_clear()
     photos = sorted(shared_images_dir.glob("*.jpg"))
     prepared = [preprocess(PreprocessInput(TASK, i, upload(p), ["resnet18"])) for i, p in enumerate(photos)]
-    requests = [InferenceInput(TASK, "resnet18", 3, [BatchItem(p.image_index, p.tensors["resnet18"])]) for p in prepared]
+    requests = [
+        InferenceInput(TASK, "resnet18", 3, [BatchItem(p.image_index, p.tensors["resnet18"])]) for p in prepared
+    ]
     with ThreadPoolExecutor(len(requests)) as pool:
         together = list(pool.map(infer, requests))
     model = inference_activity.model_cache().get("resnet18", get_settings().weights_spec("resnet18"))
@@ -224,9 +250,16 @@ def test_activities_against_azure_blob_storage(
     result = infer(InferenceInput(TASK, "resnet18", 3, [BatchItem(0, tensor)]))
     assert result.error is None and len(result.results[0].top_k) == 3
     record = TaskRecord(
-        instance_id=TASK, models=["resnet18"], status="Completed", submitted_at="2026-01-01T00:00:00+00:00",
-        processing_started_at=None, processing_finished_at=None, completed_at="2026-01-01T00:00:03+00:00",
-        image_count=1, error=None, results=[],
+        instance_id=TASK,
+        models=["resnet18"],
+        status="Completed",
+        submitted_at="2026-01-01T00:00:00+00:00",
+        processing_started_at=None,
+        processing_finished_at=None,
+        completed_at="2026-01-01T00:00:03+00:00",
+        image_count=1,
+        error=None,
+        results=[],
     )
     persist(record)
     assert not services.blob_store().exists(tensor)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -171,14 +172,17 @@ def test_bad_input_is_a_400_with_a_json_reason(host: HostProcess, body: bytes, c
         (b"\xff\xd8\xff", "image/jpeg", "?model=resnet18&top_k=%C2%B2"),
     ],
 )
-def test_client_errors_are_400_not_500(host: HostProcess, route: str, body: bytes, content_type: str,
-                                       query: str) -> None:
+def test_client_errors_are_400_not_500(
+    host: HostProcess, route: str, body: bytes, content_type: str, query: str
+) -> None:
     response = requests.post(api(host, route) + query, data=body, headers={"Content-Type": content_type}, timeout=30)
     assert response.status_code == 400, response.text
     assert response.json()["error"]
 
 
-@pytest.mark.parametrize("ref", ["9223372036854775808", "2147483648", "9" * 5000, "x" * 101, "a%3Fb%3D1%23c", "%E2%9C%93"])
+@pytest.mark.parametrize(
+    "ref", ["9223372036854775808", "2147483648", "9" * 5000, "x" * 101, "a%3Fb%3D1%23c", "%E2%9C%93"]
+)
 def test_ids_no_task_can_have_are_a_404(host: HostProcess, ref: str) -> None:
     response = requests.get(api(host, f"tasks/{ref}"), timeout=10)
     assert response.status_code == 404 and response.json()["error"]

@@ -25,8 +25,13 @@ def bindings(function: dict) -> dict[str, dict]:
 
 def test_every_function_is_indexed() -> None:
     assert set(indexed()) == {
-        "submit_task", "create_task", "get_task_result",
-        CLASSIFY_ORCHESTRATOR, PREPROCESS_ACTIVITY, INFERENCE_ACTIVITY, PERSIST_ACTIVITY,
+        "submit_task",
+        "create_task",
+        "get_task_result",
+        CLASSIFY_ORCHESTRATOR,
+        PREPROCESS_ACTIVITY,
+        INFERENCE_ACTIVITY,
+        PERSIST_ACTIVITY,
     }
 
 

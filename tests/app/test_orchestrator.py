@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import azure.durable_functions as df
 import pytest
@@ -208,7 +209,9 @@ def test_database_down_keeps_results_in_the_output() -> None:
 
 
 def test_persisted_record_has_a_row_per_image_and_model() -> None:
-    result = run(make_request(images=2, models=["resnet18", "resnet50"]), **{PREPROCESS_ACTIVITY: fake_preprocess(bad={1})})
+    result = run(
+        make_request(images=2, models=["resnet18", "resnet50"]), **{PREPROCESS_ACTIVITY: fake_preprocess(bad={1})}
+    )
     (record,) = calls_to(result, PERSIST_ACTIVITY)
     rows = [(r["image_index"], r["model"], r["label"], r["error"]) for r in record["results"]]
     assert rows == [

@@ -27,9 +27,15 @@ def test_worker_processes_share_the_cores() -> None:
 
 
 def test_values_are_parsed() -> None:
-    settings = settings_from({"INFERENCE_BATCH_SIZE": "16", "DYNAMIC_BATCH_MAX_WAIT_MS": "0",
-                              "MODEL_PREWARM": "ResNet50", "URL_ALLOWED_HOSTS": "A.example, b.example",
-                              "MODEL_WEIGHTS_RESNET18": "random:3"})
+    settings = settings_from(
+        {
+            "INFERENCE_BATCH_SIZE": "16",
+            "DYNAMIC_BATCH_MAX_WAIT_MS": "0",
+            "MODEL_PREWARM": "ResNet50",
+            "URL_ALLOWED_HOSTS": "A.example, b.example",
+            "MODEL_WEIGHTS_RESNET18": "random:3",
+        }
+    )
     assert settings.inference_batch_size == 16 and settings.dynamic_batch_max_wait_ms == 0.0
     assert settings.model_prewarm == ("resnet50",)
     assert settings.url_allowed_hosts == frozenset({"a.example", "b.example"})

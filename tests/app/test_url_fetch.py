@@ -13,8 +13,9 @@ import pytest
 from activities.sources import ImageSourceError, check_url_allowed, fetch_url
 from settings import settings_from
 
-SETTINGS = settings_from({"URL_ALLOWED_HOSTS": "127.0.0.1,::1", "URL_FETCH_TIMEOUT_SECONDS": "1",
-                          "MAX_IMAGE_BYTES": "1000"})
+SETTINGS = settings_from(
+    {"URL_ALLOWED_HOSTS": "127.0.0.1,::1", "URL_FETCH_TIMEOUT_SECONDS": "1", "MAX_IMAGE_BYTES": "1000"}
+)
 BODY = b"\x89PNG not really"
 
 
@@ -75,23 +76,26 @@ def test_allowed_urls_are_fetched_with_the_host_that_was_checked(port: int, port
     assert fetch_url(f"http://[::1]:{port6}/ok", SETTINGS) == BODY + f"[::1]:{port6}".encode()
 
 
-@pytest.mark.parametrize("template", [
-    "http://[::1]:{port6}\\@127.0.0.1:{port}/ok",  # the backslash two parsers read differently
-    "http://127.0.0.1:{port}\\@[::1]:{port6}/ok",
-    "http://[::1]:{port6}/\\@127.0.0.1/ok",
-    "http://user@127.0.0.1:{port}/ok",
-    "http://127.0.0.1:{port}@[::1]:{port6}/ok",
-    "http://2130706433:{port}/ok",  # 127.0.0.1 in decimal
-    "http://0177.0.0.1:{port}/ok",  # and in octal
-    "http://127.1:{port}/ok",
-    "http://127.0.0.1.:{port}/ok",
-    "http://127.0.0.1:{port}/o k",
-    "http://127.0.0.1:{port}/ok\n",
-    "http://１２７.0.0.1:{port}/ok",
-    "ftp://127.0.0.1:{port}/ok",
-    "file:///etc/passwd",
-    "//127.0.0.1:{port}/ok",
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "http://[::1]:{port6}\\@127.0.0.1:{port}/ok",  # the backslash two parsers read differently
+        "http://127.0.0.1:{port}\\@[::1]:{port6}/ok",
+        "http://[::1]:{port6}/\\@127.0.0.1/ok",
+        "http://user@127.0.0.1:{port}/ok",
+        "http://127.0.0.1:{port}@[::1]:{port6}/ok",
+        "http://2130706433:{port}/ok",  # 127.0.0.1 in decimal
+        "http://0177.0.0.1:{port}/ok",  # and in octal
+        "http://127.1:{port}/ok",
+        "http://127.0.0.1.:{port}/ok",
+        "http://127.0.0.1:{port}/o k",
+        "http://127.0.0.1:{port}/ok\n",
+        "http://１２７.0.0.1:{port}/ok",
+        "ftp://127.0.0.1:{port}/ok",
+        "file:///etc/passwd",
+        "//127.0.0.1:{port}/ok",
+    ],
+)
 def test_allowlist_tricks_are_refused(template: str, port: int, port6: int) -> None:
     with pytest.raises(ImageSourceError):
         check_url_allowed(template.format(port=port, port6=port6), SETTINGS.url_allowed_hosts)
@@ -107,8 +111,10 @@ def test_redirects_are_not_followed(port: int) -> None:
         fetch_url(f"http://127.0.0.1:{port}/redirect", SETTINGS)
 
 
-@pytest.mark.skip(reason="known bug, left open: the whole-fetch deadline sometimes never fires and the "
-                         "fetch hangs (seen in the full suite and alone); see the closing note of issue 11")
+@pytest.mark.skip(
+    reason="known bug, left open: the whole-fetch deadline sometimes never fires and the "
+    "fetch hangs (seen in the full suite and alone); see the closing note of issue 11"
+)
 @pytest.mark.parametrize(("path", "words"), [("/drip", "longer than 1 s"), ("/endless", "1000-byte limit")])
 def test_slow_or_endless_bodies_are_cut_off_by_one_deadline(port: int, path: str, words: str) -> None:
     started = time.monotonic()

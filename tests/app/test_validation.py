@@ -11,8 +11,14 @@ import pytest
 from api.validation import RequestError, parse_submission, parse_wait
 from settings import settings_from
 
-SETTINGS = settings_from({"URL_ALLOWED_HOSTS": "images.example.org", "MAX_IMAGES_PER_TASK": "4",
-                          "MAX_IMAGE_BYTES": "1000", "SYNC_WAIT_MAX_SECONDS": "30"})
+SETTINGS = settings_from(
+    {
+        "URL_ALLOWED_HOSTS": "images.example.org",
+        "MAX_IMAGES_PER_TASK": "4",
+        "MAX_IMAGE_BYTES": "1000",
+        "SYNC_WAIT_MAX_SECONDS": "30",
+    }
+)
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"0" * 20).decode()
 
 
@@ -28,15 +34,17 @@ def rejected(document: Any, **kwargs: Any) -> RequestError:
 
 
 def test_new_shape_with_every_image_kind() -> None:
-    submission = submit({
-        "models": ["resnet18", "ResNet50", "RESNET18"],
-        "images": [
-            {"blob": "photos/cat.jpg"},
-            {"url": "https://images.example.org/a.jpg"},
-            {"data": PNG, "name": "mine.png"},
-        ],
-        "top_k": 3,
-    })
+    submission = submit(
+        {
+            "models": ["resnet18", "ResNet50", "RESNET18"],
+            "images": [
+                {"blob": "photos/cat.jpg"},
+                {"url": "https://images.example.org/a.jpg"},
+                {"data": PNG, "name": "mine.png"},
+            ],
+            "top_k": 3,
+        }
+    )
     assert submission.models == ["resnet18", "resnet50"]
     assert submission.top_k == 3
     blob, url, data = submission.images
@@ -78,13 +86,19 @@ def test_raw_image_upload_takes_models_from_the_query() -> None:
         ({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}] * 5}, "images", "limit of 4"),
         ({"model": "resnet18", "images": [{"data": "***not base64***"}]}, "images[0].data", "not valid base64"),
         ({"model": "resnet18", "images": [{"data": ""}]}, "images[0].data", "empty"),
-        ({"model": "resnet18", "images": [{"data": base64.b64encode(b"x" * 1001).decode()}]},
-         "images[0].data", "over the 1000-byte limit"),
+        (
+            {"model": "resnet18", "images": [{"data": base64.b64encode(b"x" * 1001).decode()}]},
+            "images[0].data",
+            "over the 1000-byte limit",
+        ),
         ({"model": "resnet18", "images": [{"blob": "photos/a.jpg", "url": "https://x"}]}, "images[0]", "exactly one"),
         ({"model": "resnet18", "images": ["photos/a.jpg"]}, "images[0]", "must be an object"),
         ({"model": "resnet18", "images": [{"blob": "../etc/passwd"}]}, "images[0].blob", "images[0].blob"),
-        ({"model": "resnet18", "images": [{"url": "https://evil.example.com/a.jpg"}]}, "images[0].url",
-         "not in URL_ALLOWED_HOSTS"),
+        (
+            {"model": "resnet18", "images": [{"url": "https://evil.example.com/a.jpg"}]},
+            "images[0].url",
+            "not in URL_ALLOWED_HOSTS",
+        ),
         ({"model": "resnet18", "images": [{"url": "file:///etc/passwd"}]}, "images[0].url", "http(s)"),
         ({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "top_k": 0}, "top_k", "from 1 to 100"),
         ({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "top_k": 101}, "top_k", "from 1 to 100"),

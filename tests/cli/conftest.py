@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from click.testing import CliRunner
@@ -49,7 +49,7 @@ def app_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:
 
 
 @pytest.fixture()
-def classify(app_host: HostProcess) -> "Classify":
+def classify(app_host: HostProcess) -> Classify:
     return Classify(app_host.base_url)
 
 
@@ -71,7 +71,11 @@ class Classify:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
         done = subprocess.run(
             [sys.executable, "-m", "classifier_cli", *args],
-            capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            cwd=REPO_ROOT,
         )
         return Run(done.returncode, done.stdout, done.stderr)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -100,10 +101,16 @@ def response(status: int, body: Any) -> requests.Response:
     ("status", "body", "message"),
     [
         (400, {"error": "unknown model 'x'", "field": "models"}, "unknown model 'x'"),
-        (404, {"Message": "Something went wrong", "ExceptionMessage": "No instance with ID 'x' found."},
-         "No instance with ID 'x' found."),
-        (400, {"Message": "Please provide value for 'createdTimeFrom' parameter."},
-         "Please provide value for 'createdTimeFrom' parameter."),
+        (
+            404,
+            {"Message": "Something went wrong", "ExceptionMessage": "No instance with ID 'x' found."},
+            "No instance with ID 'x' found.",
+        ),
+        (
+            400,
+            {"Message": "Please provide value for 'createdTimeFrom' parameter."},
+            "Please provide value for 'createdTimeFrom' parameter.",
+        ),
         (502, b"Bad gateway from the proxy", "HTTP 502: Bad gateway from the proxy"),
         (500, b"", "HTTP 500 Reason"),
     ],

@@ -17,8 +17,9 @@ BOTH_MODELS = ("-m", "resnet18", "-m", "resnet50")
 
 
 def task_ids(run: Run) -> list[str]:
-    return re.findall(r"^task ([0-9a-f]{32}) · (?:Completed|CompletedWithErrors|Failed)\s*$", run.stdout,
-                      flags=re.MULTILINE)
+    return re.findall(
+        r"^task ([0-9a-f]{32}) · (?:Completed|CompletedWithErrors|Failed)\s*$", run.stdout, flags=re.MULTILINE
+    )
 
 
 def table_lines(run: Run, image: str) -> list[str]:
@@ -59,8 +60,9 @@ def test_submit_shows_progress_from_custom_status(photo_run: tuple[Run, str]) ->
     assert "predictions" not in run.stderr  # one unit, images, from start to end
 
 
-def test_status_result_list_and_purge_on_a_real_task(classify: Classify, photo_run: tuple[Run, str],
-                                                     shared_images_dir: Path) -> None:
+def test_status_result_list_and_purge_on_a_real_task(
+    classify: Classify, photo_run: tuple[Run, str], shared_images_dir: Path
+) -> None:
     _, task_id = photo_run
     status = classify("status", task_id)
     assert status.exit_code == 0
@@ -110,7 +112,8 @@ def test_a_folder_bigger_than_a_batch_becomes_several_tasks_followed_together(
     assert waited.stdout.count("5 image(s) in 3 task(s): 0 failed") == 1
     assert all(len(table_lines(waited, name)) == 1 for name in photos(shared_images_dir))
     assert [line for line in waited.stdout.splitlines() if line.startswith("task ")] == [
-        f"task {instance_id} · Completed" for instance_id in ids]
+        f"task {instance_id} · Completed" for instance_id in ids
+    ]
     assert "weights: resnet18 RANDOM (seed 0)" in waited.stdout
     assert "progress: done · tasks 3/3 · 5/5 images" in waited.stderr
     detailed = classify("wait", *ids, "--details")  # and each task's full table before the summary
@@ -127,7 +130,10 @@ def test_a_file_that_is_not_an_image_shows_the_apis_error_and_exits_1(
     run = classify("submit", str(shared_images_dir / "rocket.jpg"), str(bad))
     assert run.exit_code == 1, run.stderr
     [bad_line] = table_lines(run, "holiday.jpg")
-    assert 'not a supported image (JPEG, PNG, GIF, BMP, TIFF, WEBP, AVIF): unrecognised data starting with "this is text, no"' in bad_line
+    assert (
+        'not a supported image (JPEG, PNG, GIF, BMP, TIFF, WEBP, AVIF): unrecognised data starting with "this is text, no"'
+        in bad_line
+    )
     assert "b'" not in bad_line
     [good_line] = table_lines(run, "rocket.jpg")
     assert "RANDOM (seed 0)" in good_line
@@ -169,7 +175,8 @@ def test_terminate_wait_and_a_wait_that_times_out(classify: Classify, shared_ima
     never_stored = classify("result", task["id"])
     assert never_stored.exit_code == 2
     assert f"error: task {task['id']!r} ended as Terminated (test stop); its result was not persisted" in (
-        never_stored.stderr)
+        never_stored.stderr
+    )
     assert "still running" not in never_stored.stderr
 
 
@@ -212,7 +219,10 @@ def test_a_folder_of_several_tasks_shows_one_bar_and_one_summary_row_per_image(
     assert "6 image(s) in 3 task(s): 1 failed" in run.stdout
     rows = [line for line in run.stdout.splitlines() if re.search(r"\.(jpg|png) ", line)]
     assert len(rows) == 6 and "notes.png" in rows[0]  # one row per image, failures first
-    assert 'not a supported image (JPEG, PNG, GIF, BMP, TIFF, WEBP, AVIF): unrecognised data starting with "hello"' in rows[0]
+    assert (
+        'not a supported image (JPEG, PNG, GIF, BMP, TIFF, WEBP, AVIF): unrecognised data starting with "hello"'
+        in rows[0]
+    )
     done = [int(n) for n in re.findall(r"^progress: .* · (\d)/6 images$", run.stderr, flags=re.MULTILINE)]
     assert done == sorted(done) and done[-1] == 6, run.stderr  # one bar in images, never back to 0
     assert "predictions" not in run.stderr

@@ -15,8 +15,10 @@ from tests.cli.conftest import COLUMNS
 from tests.cli.test_render import OUTPUT
 
 DONE = {"runtimeStatus": "Completed", "output": OUTPUT}
-CLEAN = {"runtimeStatus": "Completed", "output": {**copy.deepcopy(OUTPUT), "status": "Completed",
-                                                  "images": OUTPUT["images"][:1]}}
+CLEAN = {
+    "runtimeStatus": "Completed",
+    "output": {**copy.deepcopy(OUTPUT), "status": "Completed", "images": OUTPUT["images"][:1]},
+}
 RUNNING = {"runtimeStatus": "Running", "customStatus": {"stage": "preprocessing", "images_total": 4}}
 
 

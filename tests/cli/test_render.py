@@ -22,7 +22,9 @@ from classifier_cli.render import (
     timings_line,
 )
 
-RANDOM = "RANDOM WEIGHTS (seed 0) — predictions are meaningless, transforms/categories of ResNet18_Weights.IMAGENET1K_V1"
+RANDOM = (
+    "RANDOM WEIGHTS (seed 0) — predictions are meaningless, transforms/categories of ResNet18_Weights.IMAGENET1K_V1"
+)
 VERIFIED = "torchvision ResNet50_Weights.IMAGENET1K_V2 from resnet50-11ad3fa6.pth (sha256 verified)"
 UNVERIFIED = (
     "torchvision ResNet50_Weights.IMAGENET1K_V2 from resnet50-11ad3fa6.pth — UNVERIFIED: sha256 deadbeef does not "
@@ -39,18 +41,30 @@ OUTPUT: dict[str, Any] = {
     "timings": {"queue_ms": 12.1, "preprocess_ms": 9.3, "inference_ms": 41.0, "total_ms": 70.2},
     "images": [
         {
-            "index": 0, "name": "chelsea_cat.jpg", "error": None,
+            "index": 0,
+            "name": "chelsea_cat.jpg",
+            "error": None,
             "predictions": {
-                "resnet18": {"weights": RANDOM, "inference_ms": 40.2, "top_k": [
-                    {"label": "tabby", "class_index": 281, "probability": 0.61},
-                    {"label": "tiger cat", "class_index": 282, "probability": 0.2},
-                    {"label": "Egyptian cat", "class_index": 285, "probability": 0.1}]},
-                "resnet50": {"weights": VERIFIED, "inference_ms": 50.0, "top_k": [
-                    {"label": "tiger cat", "class_index": 282, "probability": 0.5}]},
+                "resnet18": {
+                    "weights": RANDOM,
+                    "inference_ms": 40.2,
+                    "top_k": [
+                        {"label": "tabby", "class_index": 281, "probability": 0.61},
+                        {"label": "tiger cat", "class_index": 282, "probability": 0.2},
+                        {"label": "Egyptian cat", "class_index": 285, "probability": 0.1},
+                    ],
+                },
+                "resnet50": {
+                    "weights": VERIFIED,
+                    "inference_ms": 50.0,
+                    "top_k": [{"label": "tiger cat", "class_index": 282, "probability": 0.5}],
+                },
             },
         },
         {
-            "index": 1, "name": "notes.jpg", "error": BAD_IMAGE,
+            "index": 1,
+            "name": "notes.jpg",
+            "error": BAD_IMAGE,
             "predictions": {"resnet18": {"error": BAD_IMAGE}, "resnet50": {"error": BAD_IMAGE}},
         },
         {"index": 2, "name": "lost.jpg", "error": "blob missing", "predictions": {}},
@@ -93,8 +107,11 @@ def test_whole_task_errors_are_shown_under_the_table() -> None:
         (RANDOM, "RANDOM (seed 0)", True),
         (VERIFIED, "IMAGENET1K_V2 (verified)", False),
         (UNVERIFIED, "IMAGENET1K_V2 UNVERIFIED", True),
-        ("checkpoint /models/ft/model.pth (sha256 abcd1234), transforms/categories of X", "model.pth (sha256 abcd1234)",
-         False),
+        (
+            "checkpoint /models/ft/model.pth (sha256 abcd1234), transforms/categories of X",
+            "model.pth (sha256 abcd1234)",
+            False,
+        ),
         ("some future label that is rather long and says UNVERIFIED at its very end", None, True),
         (None, "", False),
     ],
@@ -120,8 +137,11 @@ def test_failed_images_tells_a_clean_output_from_one_with_errors() -> None:
 def test_rows_follow_image_then_model_order() -> None:
     rows = output_rows(OUTPUT)
     assert [(r.image, r.model) for r in rows] == [
-        ("chelsea_cat.jpg", "resnet18"), ("chelsea_cat.jpg", "resnet50"),
-        ("notes.jpg", "resnet18"), ("notes.jpg", "resnet50"), ("lost.jpg", "—"),
+        ("chelsea_cat.jpg", "resnet18"),
+        ("chelsea_cat.jpg", "resnet50"),
+        ("notes.jpg", "resnet18"),
+        ("notes.jpg", "resnet50"),
+        ("lost.jpg", "—"),
     ]
 
 
@@ -130,8 +150,10 @@ def test_rows_follow_image_then_model_order() -> None:
     [
         (None, "pending 0/? images"),
         ({"stage": "preprocessing", "images_total": 8, "images_done": 3}, "preprocessing 3/8 images"),
-        ({"stage": "inference", "images_total": 8, "images_done": 8, "predictions_total": 16, "predictions_done": 4},
-         "inference 4/16 predictions"),
+        (
+            {"stage": "inference", "images_total": 8, "images_done": 8, "predictions_total": 16, "predictions_done": 4},
+            "inference 4/16 predictions",
+        ),
         ({"stage": "done", "images_total": 8, "images_done": 8, "status": "Completed"}, "done 8/8 images"),
     ],
 )
@@ -146,23 +168,51 @@ def test_timings_line_skips_what_is_missing() -> None:
 
 def test_a_persisted_result_renders_as_the_same_table() -> None:
     stored = {
-        "task_id": 17, "instance_id": "5f0c", "models": ["resnet18"], "status": "Completed",
-        "submitted_at": "2026-01-01T00:00:00+00:00", "completed_at": "2026-01-01T00:00:01+00:00",
-        "image_count": 1, "error": None,
-        "results": [{"image_index": 0, "image_name": "chelsea_cat.jpg", "model": "resnet18", "weights": RANDOM,
-                     "label": "tabby", "class_index": 281, "confidence": 0.61,
-                     "top_k": [{"label": "tabby", "class_index": 281, "probability": 0.61}], "error": None}],
+        "task_id": 17,
+        "instance_id": "5f0c",
+        "models": ["resnet18"],
+        "status": "Completed",
+        "submitted_at": "2026-01-01T00:00:00+00:00",
+        "completed_at": "2026-01-01T00:00:01+00:00",
+        "image_count": 1,
+        "error": None,
+        "results": [
+            {
+                "image_index": 0,
+                "image_name": "chelsea_cat.jpg",
+                "model": "resnet18",
+                "weights": RANDOM,
+                "label": "tabby",
+                "class_index": 281,
+                "confidence": 0.61,
+                "top_k": [{"label": "tabby", "class_index": 281, "probability": 0.61}],
+                "error": None,
+            }
+        ],
     }
     text = rendered(print_stored, stored)
     assert "TaskID 17" in text and "Completed" in text
-    assert any("chelsea_cat.jpg" in line and "tabby" in line and "RANDOM (seed 0)" in line for line in text.splitlines())
+    assert any(
+        "chelsea_cat.jpg" in line and "tabby" in line and "RANDOM (seed 0)" in line for line in text.splitlines()
+    )
 
 
 def test_instances_table_shows_progress() -> None:
     console = Console(record=True, width=300)
-    console.print(instances_table([{"instanceId": "abc", "name": "classify_images", "runtimeStatus": "Running",
-                                    "customStatus": {"stage": "preprocessing", "images_total": 2, "images_done": 1},
-                                    "createdTime": "t0", "lastUpdatedTime": "t1"}]))
+    console.print(
+        instances_table(
+            [
+                {
+                    "instanceId": "abc",
+                    "name": "classify_images",
+                    "runtimeStatus": "Running",
+                    "customStatus": {"stage": "preprocessing", "images_total": 2, "images_done": 1},
+                    "createdTime": "t0",
+                    "lastUpdatedTime": "t1",
+                }
+            ]
+        )
+    )
     line = next(line for line in console.export_text().splitlines() if "abc" in line)
     assert "Running" in line and "preprocessing 1/2 images" in line
 
@@ -171,12 +221,33 @@ def test_a_tasks_progress_counts_images_from_start_to_end_never_predictions_neve
     custom = {"images_total": 4}
     seen = [
         images_done({"runtimeStatus": "Pending"}, expected=4),
-        images_done({"runtimeStatus": "Running", "customStatus": {**custom, "stage": "preprocessing",
-                                                                  "images_done": 3}}),
-        images_done({"runtimeStatus": "Running", "customStatus": {**custom, "stage": "inference", "images_done": 4,
-                                                                  "predictions_total": 8, "predictions_done": 0}}),
-        images_done({"runtimeStatus": "Running", "customStatus": {**custom, "stage": "inference", "images_done": 4,
-                                                                  "predictions_total": 8, "predictions_done": 5}}),
+        images_done(
+            {"runtimeStatus": "Running", "customStatus": {**custom, "stage": "preprocessing", "images_done": 3}}
+        ),
+        images_done(
+            {
+                "runtimeStatus": "Running",
+                "customStatus": {
+                    **custom,
+                    "stage": "inference",
+                    "images_done": 4,
+                    "predictions_total": 8,
+                    "predictions_done": 0,
+                },
+            }
+        ),
+        images_done(
+            {
+                "runtimeStatus": "Running",
+                "customStatus": {
+                    **custom,
+                    "stage": "inference",
+                    "images_done": 4,
+                    "predictions_total": 8,
+                    "predictions_done": 5,
+                },
+            }
+        ),
         images_done({"runtimeStatus": "Completed", "customStatus": {**custom, "stage": "done", "images_done": 4}}),
     ]
     assert seen == [(0, 4), (0, 4), (0, 4), (2, 4), (4, 4)]
@@ -185,8 +256,10 @@ def test_a_tasks_progress_counts_images_from_start_to_end_never_predictions_neve
 
 def test_several_tasks_share_one_bar_counted_in_images() -> None:
     console = Console(record=True, width=300, force_terminal=False)
-    running = {"runtimeStatus": "Running", "customStatus": {"stage": "inference", "images_total": 2,
-                                                            "predictions_total": 2, "predictions_done": 1}}
+    running = {
+        "runtimeStatus": "Running",
+        "customStatus": {"stage": "inference", "images_total": 2, "predictions_total": 2, "predictions_done": 1},
+    }
     with TaskProgress(console, {"a" * 32: 2, "b" * 32: 3}) as progress:
         progress.update("a" * 32, running)
         progress.update("b" * 32, {"runtimeStatus": "Pending"})
@@ -204,20 +277,29 @@ def test_several_tasks_share_one_bar_counted_in_images() -> None:
 
 
 def test_several_tasks_make_one_summary_row_per_image_failures_first() -> None:
-    clean = {**copy.deepcopy(OUTPUT), "status": "Completed", "images": [
-        {**OUTPUT["images"][0], "name": "dog.jpg"}]}
-    text = rendered(print_summary, {"a" * 32: {"runtimeStatus": "Completed", "output": clean},
-                                    "b" * 32: {"runtimeStatus": "Completed", "output": OUTPUT},
-                                    "c" * 32: {"runtimeStatus": "Terminated", "output": "not needed"}})
+    clean = {**copy.deepcopy(OUTPUT), "status": "Completed", "images": [{**OUTPUT["images"][0], "name": "dog.jpg"}]}
+    text = rendered(
+        print_summary,
+        {
+            "a" * 32: {"runtimeStatus": "Completed", "output": clean},
+            "b" * 32: {"runtimeStatus": "Completed", "output": OUTPUT},
+            "c" * 32: {"runtimeStatus": "Terminated", "output": "not needed"},
+        },
+    )
     lines = text.splitlines()
     assert [line for line in lines if line.startswith("task ")] == [
-        f"task {'a' * 32} · Completed", f"task {'b' * 32} · CompletedWithErrors",
+        f"task {'a' * 32} · Completed",
+        f"task {'b' * 32} · CompletedWithErrors",
         f"task {'c' * 32} · Terminated (not needed)",
     ]
     assert "4 image(s) in 2 task(s): 2 failed" in text
     rows = [line for line in lines if ".jpg" in line]
     assert [next(n for n in ("notes", "lost", "chelsea_cat", "dog") if n in row) for row in rows] == [
-        "notes", "lost", "dog", "chelsea_cat"]  # failed images first, then in the order submitted
+        "notes",
+        "lost",
+        "dog",
+        "chelsea_cat",
+    ]  # failed images first, then in the order submitted
     assert BAD_IMAGE in rows[0] and rows[0].count(BAD_IMAGE) == 1 and "bbbbbbbb" in rows[0]
     assert "tabby 0.610" in rows[3] and "tiger cat 0.500" in rows[3] and "aaaaaaaa" in rows[2]
     assert "weights: resnet18 RANDOM (seed 0) · resnet50 IMAGENET1K_V2 (verified)" in text

@@ -45,9 +45,7 @@ def report() -> dict[str, Any]:
 def test_checkov_reads_every_bicep_file(report: dict[str, Any]) -> None:
     assert report["check_type"] == "bicep"
     assert report["results"]["parsing_errors"] == []
-    scanned = {
-        check["file_path"] for key in ("passed_checks", "skipped_checks") for check in report["results"][key]
-    }
+    scanned = {check["file_path"] for key in ("passed_checks", "skipped_checks") for check in report["results"][key]}
     # The modules with checks for their resource types were all scanned.
     assert {"/modules/function-app.bicep", "/modules/storage.bicep", "/modules/sql.bicep"} <= scanned
 
@@ -63,12 +61,8 @@ def test_no_check_fails(report: dict[str, Any]) -> None:
 def test_every_skip_has_a_reason(report: dict[str, Any]) -> None:
     for check in report["results"]["skipped_checks"]:
         reason = check["check_result"].get("suppress_comment", "")
-        assert len(reason) > 20 and reason != "No comment provided", (
-            f"{check['check_id']} skipped without a reason"
-        )
+        assert len(reason) > 20 and reason != "No comment provided", f"{check['check_id']} skipped without a reason"
     config = CONFIG.read_text()
     for check_id in re.findall(r"^  - (CKV\w+)$", config, re.M):
         comment = config[: config.index(f"  - {check_id}\n")].rstrip().splitlines()
-        assert any(line.strip().startswith("#") for line in comment[-3:]), (
-            f"{check_id} in .checkov.yaml has no reason"
-        )
+        assert any(line.strip().startswith("#") for line in comment[-3:]), f"{check_id} in .checkov.yaml has no reason"

@@ -46,10 +46,7 @@ def _resolve(value: str) -> str:
 def azure_app_settings(backend: str = "dts") -> dict[str, str]:
     """The function app's settings for a durable backend (``dts`` or ``azureStorage``), as the app reads them."""
     source = bicep.text("function-app.bicep")
-    assert (
-        "properties: union(hostStorageSettings, monitoringSettings, durableBackendSettings, appSettings)"
-        in source
-    )
+    assert "properties: union(hostStorageSettings, monitoringSettings, durableBackendSettings, appSettings)" in source
     assert (
         "var durableBackendSettings = empty(schedulerEndpoint) ? azureStorageBackendSettings "
         ": durableTaskSchedulerSettings" in source
@@ -108,9 +105,7 @@ def test_flex_consumption_python_313_on_4_gb_instances() -> None:
     assert re.search(r"^param instanceMemoryMB int = 4096$", bicep.text("main.bicep"), re.M)
     # Flex Consumption refuses these settings: the runtime comes from functionAppConfig.
     settings = azure_app_settings()
-    assert not {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE"} & set(
-        settings
-    )
+    assert not {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE"} & set(settings)
 
 
 def test_host_storage_is_reached_with_the_identity() -> None:
@@ -153,9 +148,7 @@ def test_storage_account_refuses_shared_keys_and_public_blobs() -> None:
 
 def test_the_app_containers_are_created_under_the_names_the_app_uses() -> None:
     defaults = settings_from({})
-    match = re.search(
-        r"containers: \[deploymentContainerName, '([^']+)', '([^']+)'\]", bicep.text("main.bicep")
-    )
+    match = re.search(r"containers: \[deploymentContainerName, '([^']+)', '([^']+)'\]", bicep.text("main.bicep"))
     assert match, "main.bicep does not pass the app's containers to the storage module"
     assert set(match.groups()) == {defaults.upload_container, defaults.tensor_container}
 
@@ -329,6 +322,4 @@ def test_on_azure_the_app_keeps_nothing_on_the_instance_disk() -> None:
 @pytest.mark.parametrize("name", sorted(MUST_DIFFER_ON_AZURE) + ["TORCH_HOME"])
 def test_settings_set_on_azure_are_in_the_readme_table(name: str) -> None:
     readme = (REPO_ROOT / "README.md").read_text()
-    assert re.search(rf"^\| `{name}` \|", readme, re.M), (
-        f"{name} is missing from the README's configuration table"
-    )
+    assert re.search(rf"^\| `{name}` \|", readme, re.M), f"{name} is missing from the README's configuration table"

@@ -33,8 +33,9 @@ class Api:
     def status(self, instance_id: str, **params: str) -> requests.Response:
         return self.session.get(f"{self.mgmt}/instances/{instance_id}", params=params)
 
-    def wait(self, instance_id: str, timeout: float = 20.0, until: tuple = ("Completed", "Failed",
-             "Terminated", "Canceled")) -> dict:
+    def wait(
+        self, instance_id: str, timeout: float = 20.0, until: tuple = ("Completed", "Failed", "Terminated", "Canceled")
+    ) -> dict:
         deadline = time.monotonic() + timeout
         while True:
             r = self.status(instance_id)
@@ -42,8 +43,9 @@ class Api:
             if body and body["runtimeStatus"] in until:
                 return body
             if time.monotonic() > deadline:
-                raise AssertionError(f"{instance_id} still {body and body['runtimeStatus']}:\n"
-                                     f"{self.host.output[-4000:]}")
+                raise AssertionError(
+                    f"{instance_id} still {body and body['runtimeStatus']}:\n{self.host.output[-4000:]}"
+                )
             time.sleep(0.05)
 
     def run(self, name: str, payload: Any = None, timeout: float = 20.0) -> dict:

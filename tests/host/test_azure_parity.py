@@ -77,15 +77,19 @@ print(json.dumps({"functions": sorted(view, key=lambda f: f["name"])}))
 
 
 def view(script: str, app_dir: Path) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", script], cwd=app_dir, capture_output=True,
-                          text=True, timeout=120, env={"PYTHONPATH": str(ROOT),
-                                                       "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=app_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-GOOD_APPS = [ROOT, APPS / "patterns", APPS / "bench", APPS / "recovery", APPS / "entities",
-             APPS / "converters"]
+GOOD_APPS = [ROOT, APPS / "patterns", APPS / "bench", APPS / "recovery", APPS / "entities", APPS / "converters"]
 
 
 @pytest.mark.parametrize("app_dir", GOOD_APPS, ids=lambda p: p.name)
@@ -98,13 +102,20 @@ def test_worker_and_host_index_every_function_alike(app_dir: Path) -> None:
 
 def test_the_classifier_app_loads_all_seven_functions_in_the_worker() -> None:
     names = {f["name"] for f in view(WORKER_VIEW, ROOT)["functions"]}
-    assert names == {"submit_task", "create_task", "get_task_result", "classify_images",
-                     "preprocess_image", "classify_batch", "persist_results"}
+    assert names == {
+        "submit_task",
+        "create_task",
+        "get_task_result",
+        "classify_images",
+        "preprocess_image",
+        "classify_batch",
+        "persist_results",
+    }
 
 
 BAD_APPS = {
     "bad_annotation": "cannot load the summarise function: binding payload has invalid non-type "
-                      "annotation dict[str, typing.Any]",
+    "annotation dict[str, typing.Any]",
     "two_apps": "More than one DFApp or other top level function app instances are defined.",
     "no_app": "Could not find top level function app instances in function_app.py.",
 }
@@ -115,9 +126,8 @@ def test_a_bad_app_fails_in_the_worker_and_the_host_with_the_same_message(app: s
     worker_error = view(WORKER_VIEW, APPS / app).get("error")
     assert worker_error == BAD_APPS[app]
     assert view(HOST_VIEW, APPS / app) == {"error": worker_error}
-    with pytest.raises(HostStartError) as refused:
-        with HostProcess(APPS / app, startup_timeout=30):
-            pass
+    with pytest.raises(HostStartError) as refused, HostProcess(APPS / app, startup_timeout=30):
+        pass
     assert f"durable_host: cannot start: {worker_error}" in str(refused.value)
 
 
@@ -142,15 +152,13 @@ def test_http_return_values_go_through_the_workers_converter(converters_host: Ho
 
 
 @pytest.mark.parametrize("route", ["dict", "nothing"])
-def test_http_return_values_the_worker_cannot_send_are_a_500(converters_host: HostProcess,
-                                                             route: str) -> None:
+def test_http_return_values_the_worker_cannot_send_are_a_500(converters_host: HostProcess, route: str) -> None:
     answer = requests.get(f"{converters_host.base_url}/api/{route}", timeout=10)
     assert answer.status_code == 500
     assert 'unable to encode outgoing TypedData: unsupported type "http"' in converters_host.output
 
 
-def test_an_activity_result_the_worker_cannot_encode_fails_the_activity(
-        converters_host: HostProcess) -> None:
+def test_an_activity_result_the_worker_cannot_encode_fails_the_activity(converters_host: HostProcess) -> None:
     started = requests.get(f"{converters_host.base_url}/api/start/unserialisable", timeout=10)
     status_url = started.json()["statusQueryGetUri"]
     for _ in range(200):

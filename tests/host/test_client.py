@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 def test_start_status_and_history(api):
     iid = api.client_result("start", name="hello_sequence", instance_id=f"c-{uuid.uuid4().hex}")
     assert iid.startswith("c-")
     api.wait(iid)
-    status = api.client_result("status", instance_id=iid, show_history=True,
-                               show_history_output=True, show_input=True)
+    status = api.client_result("status", instance_id=iid, show_history=True, show_history_output=True, show_input=True)
     assert status["runtimeStatus"] == "Completed"
     events = status["historyEvents"]
     assert events[0]["EventType"] == "ExecutionStarted"
@@ -35,7 +34,7 @@ def test_status_of_unknown_instance_is_empty(api):
 
 
 def test_status_all_and_by_filters(api):
-    since = (datetime.now(timezone.utc) - timedelta(seconds=1)).replace(tzinfo=None)
+    since = (datetime.now(UTC) - timedelta(seconds=1)).replace(tzinfo=None)
     iid = api.client_result("start", name="wait_forever")
     api.wait(iid, until=("Running",))
     everything = api.client_result("status_all")
@@ -51,7 +50,7 @@ def test_status_all_and_by_filters(api):
 def test_raise_event_terminate_suspend_resume_on_unknown_raise(api):
     for op in ("raise_event", "terminate", "suspend", "resume"):
         r = api.client(op, instance_id="nobody-home", event="x")
-        assert r.status_code == 500, (op, r.text)   # the SDK raised: 404 from the host
+        assert r.status_code == 500, (op, r.text)  # the SDK raised: 404 from the host
 
 
 def test_terminate_completed_instance_is_accepted(api):
@@ -92,7 +91,7 @@ def test_purge_one_and_by_filter(api):
     assert api.client_result("purge", instance_id=iid) == 1
     assert api.status(iid).status_code == 404
     assert api.client_result("purge", instance_id=iid) == 0
-    since = datetime.now(timezone.utc).replace(tzinfo=None)
+    since = datetime.now(UTC).replace(tzinfo=None)
     ids = [api.run("fan_out_fan_in", 1)["instanceId"] for _ in range(2)]
     deleted = api.client_result("purge_by", statuses=["Completed"], **{"from": since.isoformat()})
     assert deleted >= 2
@@ -117,5 +116,4 @@ def test_wait_for_completion_or_check_status(api):
 def test_management_payload_points_at_the_host(api):
     payload = api.client_result("payload", instance_id="abc")
     assert payload["id"] == "abc"
-    assert payload["statusQueryGetUri"].startswith(
-        f"{api.base}/runtime/webhooks/durabletask/instances/abc?")
+    assert payload["statusQueryGetUri"].startswith(f"{api.base}/runtime/webhooks/durabletask/instances/abc?")

@@ -9,14 +9,13 @@ def test_route_parameters_and_constraints(api):
     assert r.json() == {"route": {"id": "42", "name": "widget"}, "method": "GET"}
     r = api.session.put(f"{api.base}/api/items/7")
     assert r.json() == {"route": {"id": "7"}, "method": "PUT"}
-    assert api.session.get(f"{api.base}/api/items/abc").status_code == 404      # :int
-    assert api.session.get(f"{api.base}/api/items/1/x1").status_code == 404     # :alpha
-    assert api.session.post(f"{api.base}/api/items/1").status_code == 404       # method
+    assert api.session.get(f"{api.base}/api/items/abc").status_code == 404  # :int
+    assert api.session.get(f"{api.base}/api/items/1/x1").status_code == 404  # :alpha
+    assert api.session.post(f"{api.base}/api/items/1").status_code == 404  # method
 
 
 def test_request_mapping_and_async_function_with_context(api):
-    r = api.session.post(f"{api.base}/api/echo?a=1&b=two", data=b"payload",
-                         headers={"x-test": "hdr"})
+    r = api.session.post(f"{api.base}/api/echo?a=1&b=two", data=b"payload", headers={"x-test": "hdr"})
     assert r.status_code == 201
     assert r.headers["x-echo"] == "yes"
     body = r.json()

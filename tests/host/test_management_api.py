@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 def test_start_returns_check_status_payload(api):
@@ -15,12 +15,18 @@ def test_start_returns_check_status_payload(api):
     assert body["id"] == iid
     assert r.headers["Location"] == body["statusQueryGetUri"]
     assert r.headers["Retry-After"] == "10"
-    for key in ("sendEventPostUri", "terminatePostUri", "purgeHistoryDeleteUri",
-                "restartPostUri", "suspendPostUri", "resumePostUri"):
+    for key in (
+        "sendEventPostUri",
+        "terminatePostUri",
+        "purgeHistoryDeleteUri",
+        "restartPostUri",
+        "suspendPostUri",
+        "resumePostUri",
+    ):
         assert iid in body[key]
     done = api.wait(iid)
     assert done["output"] == 6
-    assert done["input"] == 3      # a raw JSON body is the input token itself
+    assert done["input"] == 3  # a raw JSON body is the input token itself
 
 
 def test_status_codes_while_running_and_when_done(api):
@@ -44,7 +50,7 @@ def test_show_input_and_history_flags(api):
     iid = api.run("fan_out_fan_in", 2)["instanceId"]
     assert api.status(iid).json()["input"] == "2"
     assert api.status(iid, showInput="false").json()["input"] is None
-    body = api.status(iid, showHistory="True").json()   # Python-style booleans are accepted
+    body = api.status(iid, showHistory="True").json()  # Python-style booleans are accepted
     completed = [e for e in body["historyEvents"] if e["EventType"] == "TaskCompleted"]
     assert len(completed) == 2 and "Result" not in completed[0]
     assert completed[0]["FunctionName"] == "double"
@@ -57,7 +63,7 @@ def test_show_input_and_history_flags(api):
 
 def test_list_filters_and_paging(api):
     prefix = f"page-{uuid.uuid4().hex[:8]}-"
-    since = (datetime.now(timezone.utc) - timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    since = (datetime.now(UTC) - timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     for i in range(5):
         api.session.post(f"{api.mgmt}/orchestrators/fan_out_fan_in/{prefix}{i}", json=1)
     for i in range(5):
@@ -65,9 +71,16 @@ def test_list_filters_and_paging(api):
     seen, token, pages = [], None, 0
     while True:
         headers = {"x-ms-continuation-token": token} if token else {}
-        r = api.session.get(f"{api.mgmt}/instances", headers=headers, params={
-            "instanceIdPrefix": prefix, "top": "2", "runtimeStatus": "Completed,Failed",
-            "createdTimeFrom": since})
+        r = api.session.get(
+            f"{api.mgmt}/instances",
+            headers=headers,
+            params={
+                "instanceIdPrefix": prefix,
+                "top": "2",
+                "runtimeStatus": "Completed,Failed",
+                "createdTimeFrom": since,
+            },
+        )
         assert r.status_code == 200
         seen += [s["instanceId"] for s in r.json()]
         pages += 1
@@ -76,28 +89,26 @@ def test_list_filters_and_paging(api):
             break
     assert sorted(seen) == [f"{prefix}{i}" for i in range(5)]
     assert pages == 3
-    r = api.session.get(f"{api.mgmt}/instances/", params={"instanceIdPrefix": prefix,
-                                                           "runtimeStatus": "Running"})
+    r = api.session.get(f"{api.mgmt}/instances/", params={"instanceIdPrefix": prefix, "runtimeStatus": "Running"})
     assert r.json() == []
 
 
 def test_purge_by_filter(api):
-    since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     time.sleep(0.01)
     ids = [api.run("fan_out_fan_in", 1)["instanceId"] for _ in range(2)]
-    r = api.session.delete(f"{api.mgmt}/instances/", params={"createdTimeFrom": since,
-                                                             "runtimeStatus": "Completed"})
+    r = api.session.delete(f"{api.mgmt}/instances/", params={"createdTimeFrom": since, "runtimeStatus": "Completed"})
     assert r.status_code == 200
     assert r.json()["instancesDeleted"] >= 2
     assert all(api.status(i).status_code == 404 for i in ids)
-    r = api.session.delete(f"{api.mgmt}/instances/", params={"createdTimeFrom": since,
-                                                             "runtimeStatus": "Completed"})
+    r = api.session.delete(f"{api.mgmt}/instances/", params={"createdTimeFrom": since, "runtimeStatus": "Completed"})
     assert r.status_code == 404
 
 
 def test_start_and_wait_mode(api):
-    r = api.session.post(f"{api.mgmt}/orchestrators/fan_out_fan_in", json=4,
-                         params={"timeout": "10", "pollingInterval": "1"})
+    r = api.session.post(
+        f"{api.mgmt}/orchestrators/fan_out_fan_in", json=4, params={"timeout": "10", "pollingInterval": "1"}
+    )
     assert (r.status_code, r.json()) == (200, 12)
     r = api.session.post(f"{api.mgmt}/orchestrators/wait_forever", params={"timeout": "0.2"})
     assert r.status_code == 202
@@ -127,15 +138,19 @@ def test_bad_requests_get_4xx_never_500(api):
         (s.post(f"{m}/instances/unknown-id/suspend"), 404),
         (s.post(f"{m}/instances/unknown-id/resume"), 404),
         (s.post(f"{m}/instances/unknown-id/rewind"), 404),
-        (s.post(f"{m}/instances/unknown-id/restart"), 400),          # the extension's answer
+        (s.post(f"{m}/instances/unknown-id/restart"), 400),  # the extension's answer
         (s.post(f"{m}/instances/unknown-id/raiseEvent/x", json=1), 404),
         (s.post(f"{m}/orchestrators/no_such_orchestrator"), 400),
-        (s.post(f"{m}/orchestrators/hello_sequence", data=b"{not json",
-                headers={"Content-Type": "application/json"}), 400),
-        (s.put(f"{m}/instances/anything"), 404),                    # wrong method
-        (s.get(f"{m}/orchestrators/hello_sequence"), 404),          # wrong method
+        (
+            s.post(
+                f"{m}/orchestrators/hello_sequence", data=b"{not json", headers={"Content-Type": "application/json"}
+            ),
+            400,
+        ),
+        (s.put(f"{m}/instances/anything"), 404),  # wrong method
+        (s.get(f"{m}/orchestrators/hello_sequence"), 404),  # wrong method
         (s.get(f"{m}/no/such/route"), 404),
-        (s.delete(f"{m}/instances/"), 400),                         # createdTimeFrom missing
+        (s.delete(f"{m}/instances/"), 400),  # createdTimeFrom missing
         (s.delete(f"{m}/instances/", params={"createdTimeFrom": "yesterday"}), 400),
     ]
     for response, expected in cases:

@@ -16,8 +16,7 @@ def new_id(tag: str) -> str:
 
 
 def test_wait_mode_answers_200_with_the_status_of_a_failed_orchestration(api):
-    r = api.session.post(f"{api.mgmt}/orchestrators/failing_orch",
-                         params={"timeout": "10", "pollingInterval": "1"})
+    r = api.session.post(f"{api.mgmt}/orchestrators/failing_orch", params={"timeout": "10", "pollingInterval": "1"})
     assert r.status_code == 200, r.text
     assert r.json()["runtimeStatus"] == "Failed"
 
@@ -30,8 +29,11 @@ def test_wait_mode_needs_both_timeout_and_polling_interval(api):
 
 
 def test_unusable_wait_parameters_are_refused_before_anything_starts(api):
-    for params in ({"timeout": "1", "pollingInterval": "5"}, {"timeout": "abc"},
-                   {"timeout": "10", "pollingInterval": "abc"}):
+    for params in (
+        {"timeout": "1", "pollingInterval": "5"},
+        {"timeout": "abc"},
+        {"timeout": "10", "pollingInterval": "abc"},
+    ):
         iid = new_id("wait")
         r = api.session.post(f"{api.mgmt}/orchestrators/wait_forever/{iid}", params=params)
         assert r.status_code == 400, (params, r.text)
@@ -54,7 +56,7 @@ def test_instance_ids_the_extension_refuses(api):
         r = api.session.post(f"{api.mgmt}/orchestrators/fan_out_fan_in/{quote(iid, safe='')}", json=1)
         assert r.status_code == 400, (iid, r.text)
         assert api.status(quote(iid, safe="")).status_code == 404, iid
-    longest = "y" * 224 + uuid.uuid4().hex    # 256 characters: the longest allowed
+    longest = "y" * 224 + uuid.uuid4().hex  # 256 characters: the longest allowed
     r = api.session.post(f"{api.mgmt}/orchestrators/fan_out_fan_in/{longest}", json=1)
     assert r.status_code == 202
     api.wait(longest)
@@ -85,8 +87,12 @@ def test_route_segments_are_matched_case_insensitively(api):
     r = api.session.post(f"{api.mgmt}/instances/{iid}/RAISEEVENT/go", json="now")
     assert r.status_code == 202
     assert api.wait(iid)["output"] == {"go": "now"}
-    assert api.session.post(f"{api.mgmt}/instances/{iid}/Restart",
-                            params={"restartWithNewInstanceId": "false"}).status_code == 202
+    assert (
+        api.session.post(
+            f"{api.mgmt}/instances/{iid}/Restart", params={"restartWithNewInstanceId": "false"}
+        ).status_code
+        == 202
+    )
     api.wait(iid, until=("Running",))
     assert api.session.post(f"{api.mgmt}/instances/{iid}/Terminate").status_code == 202
     api.wait(iid)
@@ -105,8 +111,10 @@ def test_not_found_and_gone_have_empty_bodies(api):
         s.post(f"{m}/instances/{unknown}/raiseEvent/go", json=1),
         s.post(f"{m}/instances/{finished}/raiseEvent/go", json=1),
         s.delete(f"{m}/instances/{unknown}"),
-        s.delete(f"{m}/instances/", params={"createdTimeFrom": "2000-01-01T00:00:00Z",
-                                            "createdTimeTo": "2000-01-02T00:00:00Z"}),
+        s.delete(
+            f"{m}/instances/",
+            params={"createdTimeFrom": "2000-01-01T00:00:00Z", "createdTimeTo": "2000-01-02T00:00:00Z"},
+        ),
         s.get(f"{m}/no/such/route"),
         s.put(f"{m}/instances/{finished}"),
     ]
@@ -131,9 +139,16 @@ def test_start_and_restart_answers_have_no_rewind_uri(api):
     restarted = api.session.post(f"{api.mgmt}/instances/{iid}/restart")
     assert restarted.status_code == 202
     for body in (started.json(), restarted.json()):
-        assert list(body) == ["id", "statusQueryGetUri", "sendEventPostUri", "terminatePostUri",
-                              "purgeHistoryDeleteUri", "restartPostUri", "suspendPostUri",
-                              "resumePostUri"]
+        assert list(body) == [
+            "id",
+            "statusQueryGetUri",
+            "sendEventPostUri",
+            "terminatePostUri",
+            "purgeHistoryDeleteUri",
+            "restartPostUri",
+            "suspendPostUri",
+            "resumePostUri",
+        ]
     api.wait(restarted.json()["id"])
 
 
@@ -169,12 +184,17 @@ def test_query_values_the_extension_cannot_parse_are_ignored(api):
     r = api.status(done, showHistory="yes", showInput="no")
     assert r.status_code == 200
     assert "historyEvents" not in r.json() and r.json()["input"] == 1
-    for params in ({"top": "many"}, {"runtimeStatus": "Sleeping"}, {"runtimeStatus": "completed"},
-                   {"createdTimeFrom": "yesterday"}):
+    for params in (
+        {"top": "many"},
+        {"runtimeStatus": "Sleeping"},
+        {"runtimeStatus": "completed"},
+        {"createdTimeFrom": "yesterday"},
+    ):
         r = api.session.get(f"{api.mgmt}/instances/", params={"instanceIdPrefix": prefix, **params})
         assert r.status_code == 200, (params, r.text)
         assert sorted(s["instanceId"] for s in r.json()) == [done, running], params
-    r = api.session.get(f"{api.mgmt}/instances/", params={
-        "instanceIdPrefix": prefix, "runtimeStatus": "Sleeping,Completed"})
+    r = api.session.get(
+        f"{api.mgmt}/instances/", params={"instanceIdPrefix": prefix, "runtimeStatus": "Sleeping,Completed"}
+    )
     assert [s["instanceId"] for s in r.json()] == [done]
     api.session.post(f"{api.mgmt}/instances/{running}/terminate")

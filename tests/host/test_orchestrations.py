@@ -8,8 +8,14 @@ import uuid
 def test_hello_sequence_with_blueprint_activity(api):
     body = api.run("hello_sequence")
     assert body["runtimeStatus"] == "Completed"
-    assert body["output"] == ["Hello Tokyo", "Hello Seattle", "Hello London", "Hello Paris",
-                              "Hello Cairo", "BLUEPRINT!"]
+    assert body["output"] == [
+        "Hello Tokyo",
+        "Hello Seattle",
+        "Hello London",
+        "Hello Paris",
+        "Hello Cairo",
+        "BLUEPRINT!",
+    ]
 
 
 def test_replay_does_not_repeat_app_log_lines(api):
@@ -115,8 +121,7 @@ def test_continue_as_new(api):
 
 def test_deterministic_uuid_and_time(api):
     body = api.run("determinism")
-    assert body["output"] == {"same_uuid": True, "same_time": True, "distinct": True,
-                              "is_replaying_after_yield": False}
+    assert body["output"] == {"same_uuid": True, "same_time": True, "distinct": True, "is_replaying_after_yield": False}
 
 
 def test_orchestrator_failure(api):
@@ -133,9 +138,9 @@ def test_terminate_suspend_resume(api):
     assert api.client_result("suspend", instance_id=iid, reason="pause") is None
     api.wait(iid, until=("Suspended",))
     api.client_result("raise_event", instance_id=iid, event="go", data=1)
-    assert api.status(iid).json()["runtimeStatus"] == "Suspended"   # held while suspended
+    assert api.status(iid).json()["runtimeStatus"] == "Suspended"  # held while suspended
     api.client_result("resume", instance_id=iid, reason="go on")
-    assert api.wait(iid)["output"] == {"go": "1"}   # JSON text: the client double-encodes
+    assert api.wait(iid)["output"] == {"go": "1"}  # JSON text: the client double-encodes
 
     iid = api.start("wait_forever")["id"]
     api.wait(iid, until=("Running",))

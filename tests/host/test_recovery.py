@@ -30,7 +30,7 @@ def test_sigkill_loses_nothing(tmp_path):
         host.kill()
         before = journal.read_text().splitlines()
         statuses = {}
-        host.start()    # same port, same hub folder
+        host.start()  # same port, same hub folder
         deadline = time.monotonic() + 60
         for iid in ids:
             while True:
@@ -49,5 +49,5 @@ def test_sigkill_loses_nothing(tmp_path):
     # at-least-once for activities that were running at the kill; completed steps are not redone
     assert all(count <= 2 for count in runs.values()), runs
     reruns = sum(count - 1 for count in runs.values())
-    assert reruns <= 4 + 4, runs   # at most the in-flight activities (plus unflushed completions)
+    assert reruns <= 4 + 4, runs  # at most the in-flight activities (plus unflushed completions)
     assert "Task hub recovered" in host.output

@@ -7,23 +7,25 @@ them, and checks that every id the host schedules is the one the SDK later resol
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import azure.durable_functions as df
 
 from durable_host.episode import run_episode, sdk_event
 from durable_host.events import EventType, event
 
-T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 
 
 def _orchestrator(context: df.DurableOrchestrationContext):
     options = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=3)
-    results = yield context.task_all([
-        context.call_activity_with_retry("A", options, "a"),
-        context.call_activity_with_retry("B", options, "b"),
-        context.call_activity("C", "c"),
-    ])
+    results = yield context.task_all(
+        [
+            context.call_activity_with_retry("A", options, "a"),
+            context.call_activity_with_retry("B", options, "b"),
+            context.call_activity("C", "c"),
+        ]
+    )
     return results
 
 
@@ -35,8 +37,10 @@ class Driver:
     """Appends episodes to a history the way the engine does and runs the SDK over it."""
 
     def __init__(self):
-        self.history = [event(EventType.OrchestratorStarted, T0.timestamp()),
-                        event(EventType.ExecutionStarted, T0.timestamp(), Name="o", Input=None, Version="")]
+        self.history = [
+            event(EventType.OrchestratorStarted, T0.timestamp()),
+            event(EventType.ExecutionStarted, T0.timestamp(), Name="o", Input=None, Version=""),
+        ]
         self.next_id = 0
         self.actions = 0
         self.step = 0
@@ -46,10 +50,17 @@ class Driver:
         now = T0 + timedelta(seconds=10 * self.step)
         if self.step > 1:
             self.history += [event(EventType.OrchestratorStarted, now.timestamp()), *delivered]
-        result = run_episode(_Handle, instance_id="i", parent_instance_id=None, context_input=None,
-                             history=[sdk_event(e) for e in self.history], head=self.history[:2],
-                             first_new_id=self.next_id, prev_action_count=self.actions,
-                             episode_time=now)
+        result = run_episode(
+            _Handle,
+            instance_id="i",
+            parent_instance_id=None,
+            context_input=None,
+            history=[sdk_event(e) for e in self.history],
+            head=self.history[:2],
+            first_new_id=self.next_id,
+            prev_action_count=self.actions,
+            episode_time=now,
+        )
         assert result.error is None, result.error
         self.next_id, self.actions = result.next_task_id, result.action_count
         self.history.append(event(EventType.OrchestratorCompleted, now.timestamp()))
@@ -72,7 +83,10 @@ def test_batched_failures_and_timers_get_the_sdk_ids():
     d = Driver()
     first, _ = d.episode()
     assert [(s.kind, s.task_id, s.name) for s in first.scheduled] == [
-        ("activity", 0, "A"), ("activity", 1, "B"), ("activity", 2, "C")]
+        ("activity", 0, "A"),
+        ("activity", 1, "B"),
+        ("activity", 2, "C"),
+    ]
 
     # Both retrying tasks fail and C completes, all in one episode: two retry timers.
     second, now = d.episode(failed(1), completed(2, "C!"), failed(0))
@@ -96,15 +110,23 @@ def test_batched_failures_and_timers_get_the_sdk_ids():
 def test_exhausted_retry_waits_for_a_final_immediate_timer():
     d = Driver()
     d.episode()
-    d.episode(completed(0, "A!"), completed(2, "C!"), failed(1))           # timer 3 for B
-    d.episode(fired(3))                                                   # B attempt 2: id 4
-    d.episode(failed(4))                                                  # timer 5
-    d.episode(fired(5))                                                   # B attempt 3: id 6
+    d.episode(completed(0, "A!"), completed(2, "C!"), failed(1))  # timer 3 for B
+    d.episode(fired(3))  # B attempt 2: id 4
+    d.episode(failed(4))  # timer 5
+    d.episode(fired(5))  # B attempt 3: id 6
     result, now = d.episode(failed(6))
     # after the last attempt, DTFx still schedules one timer that fires at once
     assert [(s.kind, s.task_id, s.fire_at) for s in result.scheduled] == [("timer", 7, now)]
     d.history += [event(EventType.OrchestratorStarted, now.timestamp()), fired(7)]
-    final = run_episode(_Handle, instance_id="i", parent_instance_id=None, context_input=None,
-                        history=[sdk_event(e) for e in d.history], head=d.history[:2],
-                        first_new_id=d.next_id, prev_action_count=d.actions, episode_time=now)
+    final = run_episode(
+        _Handle,
+        instance_id="i",
+        parent_instance_id=None,
+        context_input=None,
+        history=[sdk_event(e) for e in d.history],
+        head=d.history[:2],
+        first_new_id=d.next_id,
+        prev_action_count=d.actions,
+        episode_time=now,
+    )
     assert final.error is not None and final.error.startswith("boom")

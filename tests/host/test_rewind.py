@@ -15,18 +15,18 @@ def test_rewind_of_a_fan_out_reruns_every_failed_activity(api, tmp_path):
     iid = api.start("fan_out_failing", {"dir": str(tmp_path), "step": 0.3})["id"]
     failed = api.wait(iid)
     assert failed["runtimeStatus"] == "Failed", failed
-    rewind(api, iid)   # the other first attempts are still running: their failures come late
+    rewind(api, iid)  # the other first attempts are still running: their failures come late
     body = api.wait(iid, timeout=30)
     assert body["runtimeStatus"] == "Completed", body
     assert body["output"] == [f"ok {i}" for i in range(6)]
-    time.sleep(1.8)    # every late first-attempt failure has arrived by now, and was ignored
+    time.sleep(1.8)  # every late first-attempt failure has arrived by now, and was ignored
     assert api.status(iid).json()["runtimeStatus"] == "Completed"
 
 
 def test_rewind_after_every_failure_arrived(api, tmp_path):
     iid = api.start("fan_out_failing", {"dir": str(tmp_path), "step": 0.05})["id"]
     assert api.wait(iid)["runtimeStatus"] == "Failed"
-    time.sleep(0.5)    # all six failures have reached the Failed instance
+    time.sleep(0.5)  # all six failures have reached the Failed instance
     rewind(api, iid)
     body = api.wait(iid, timeout=30)
     assert body["runtimeStatus"] == "Completed", body
@@ -48,7 +48,7 @@ def test_rewind_reruns_a_failed_sub_orchestration(api):
 def test_rewind_rearms_a_timer_that_fired_while_failed(api):
     iid = api.start("rewindable_timer")["id"]
     assert api.wait(iid)["runtimeStatus"] == "Failed"
-    time.sleep(1.0)    # the timer fires into the Failed instance, which drops it
+    time.sleep(1.0)  # the timer fires into the Failed instance, which drops it
     rewind(api, iid)
     body = api.wait(iid)
     assert body["runtimeStatus"] == "Completed", body

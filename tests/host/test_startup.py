@@ -25,17 +25,26 @@ def test_entities_are_refused_with_the_function_name():
 
 
 def test_host_json_and_local_settings(tmp_path):
-    (tmp_path / "host.json").write_text(json.dumps({"version": "2.0", "extensions": {
-        "http": {"routePrefix": ""},
-        "durableTask": {"hubName": "%HUB%", "maxConcurrentActivityFunctions": 3,
-                        "maxConcurrentOrchestratorFunctions": "4"}}}))
-    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": {"HUB": "FromSettings",
-                                                                         "KEEP": "settings"}}))
+    (tmp_path / "host.json").write_text(
+        json.dumps(
+            {
+                "version": "2.0",
+                "extensions": {
+                    "http": {"routePrefix": ""},
+                    "durableTask": {
+                        "hubName": "%HUB%",
+                        "maxConcurrentActivityFunctions": 3,
+                        "maxConcurrentOrchestratorFunctions": "4",
+                    },
+                },
+            }
+        )
+    )
+    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": {"HUB": "FromSettings", "KEEP": "settings"}}))
     environ = {"KEEP": "environment"}
     load_local_settings(tmp_path, environ)
     assert environ == {"KEEP": "environment", "HUB": "FromSettings"}
-    config = build_config(tmp_path, host="0.0.0.0", port=8080, hub_dir=None, workers=None,
-                          environ=environ)
+    config = build_config(tmp_path, host="0.0.0.0", port=8080, hub_dir=None, workers=None, environ=environ)
     assert (config.hub_name, config.route_prefix) == ("FromSettings", "")
     assert (config.max_activities, config.max_orchestrations) == (3, 4)
     assert config.hub_path == tmp_path / ".durable" / "FromSettings.sqlite"
@@ -43,25 +52,38 @@ def test_host_json_and_local_settings(tmp_path):
 
 
 def _route(template: str, methods=()):
-    return compile_route(HttpFunction(name="f", fn=print, trigger_param="req", is_async=False,
-                                      wants_context=False, client_param=None, route=template,
-                                      methods=methods), "api")
+    return compile_route(
+        HttpFunction(
+            name="f",
+            fn=print,
+            trigger_param="req",
+            is_async=False,
+            wants_context=False,
+            client_param=None,
+            route=template,
+            methods=methods,
+        ),
+        "api",
+    )
 
 
-@pytest.mark.parametrize("template,path,expected", [
-    ("users/{id:int}", "api/users/12", {"id": "12"}),
-    ("users/{id:int}", "api/users/x", None),
-    ("users/{id:int:min(10)}", "api/users/9", None),
-    ("files/{*path}", "api/files/a/b/c.txt", {"path": "a/b/c.txt"}),
-    ("files/{*path}", "api/files", {}),
-    ("a/{name?}", "api/a", {}),
-    ("a/{name=def}", "api/a", {"name": "def"}),
-    ("v/{id:guid}", "api/v/1b4e28ba-2fa1-11d2-883f-0016d3cca427", {"id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427"}),
-    ("v/{code:regex(^[a-z]+$)}", "api/v/ab", {"code": "ab"}),
-    ("v/{code:regex(^[a-z]+$)}", "api/v/a1", None),
-    ("v/{n:length(3)}", "api/v/abcd", None),
-    ("Case/Literal", "api/case/literal", {}),
-])
+@pytest.mark.parametrize(
+    "template,path,expected",
+    [
+        ("users/{id:int}", "api/users/12", {"id": "12"}),
+        ("users/{id:int}", "api/users/x", None),
+        ("users/{id:int:min(10)}", "api/users/9", None),
+        ("files/{*path}", "api/files/a/b/c.txt", {"path": "a/b/c.txt"}),
+        ("files/{*path}", "api/files", {}),
+        ("a/{name?}", "api/a", {}),
+        ("a/{name=def}", "api/a", {"name": "def"}),
+        ("v/{id:guid}", "api/v/1b4e28ba-2fa1-11d2-883f-0016d3cca427", {"id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427"}),
+        ("v/{code:regex(^[a-z]+$)}", "api/v/ab", {"code": "ab"}),
+        ("v/{code:regex(^[a-z]+$)}", "api/v/a1", None),
+        ("v/{n:length(3)}", "api/v/abcd", None),
+        ("Case/Literal", "api/case/literal", {}),
+    ],
+)
 def test_route_templates(template, path, expected):
     assert _route(template).match(path) == expected
 
@@ -69,26 +91,48 @@ def test_route_templates(template, path, expected):
 def test_a_durable_task_scheduler_host_json_runs_locally(tmp_path):
     """The host.json deployed with the Durable Task Scheduler backend also serves the laptop."""
     shutil.copy(APPS / "bench" / "function_app.py", tmp_path)
-    (tmp_path / "host.json").write_text(json.dumps({"version": "2.0", "extensions": {"durableTask": {
-        "hubName": "SchedulerHub",
-        "storageProvider": {"type": "azureManaged",
-                            "connectionStringName": "DURABLE_TASK_SCHEDULER_CONNECTION_STRING"}}}}))
+    (tmp_path / "host.json").write_text(
+        json.dumps(
+            {
+                "version": "2.0",
+                "extensions": {
+                    "durableTask": {
+                        "hubName": "SchedulerHub",
+                        "storageProvider": {
+                            "type": "azureManaged",
+                            "connectionStringName": "DURABLE_TASK_SCHEDULER_CONNECTION_STRING",
+                        },
+                    }
+                },
+            }
+        )
+    )
     with HostProcess(tmp_path) as host:
-        started = requests.post(f"{host.base_url}/runtime/webhooks/durabletask/orchestrators/"
-                                "HelloSequence5?timeout=20&pollingInterval=1", timeout=30)
+        started = requests.post(
+            f"{host.base_url}/runtime/webhooks/durabletask/orchestrators/HelloSequence5?timeout=20&pollingInterval=1",
+            timeout=30,
+        )
         assert started.status_code == 200, started.text
         assert started.json() == ["Tokyo", "Seattle", "London", "Paris", "Cairo"]
         notes = [line for line in host.output.splitlines() if "storageProvider" in line]
-    assert notes == ["host.json storageProvider 'azureManaged' applies on Azure only; this host keeps "
-                     "the task hub above"]
+    assert notes == [
+        "host.json storageProvider 'azureManaged' applies on Azure only; this host keeps the task hub above"
+    ]
 
 
-@pytest.mark.parametrize("app,code,expected", [
-    ("bench", 0, "HelloSequence5: orchestrationTrigger"),
-    ("bad_annotation", 2, "cannot load the summarise function: binding payload has invalid non-type"),
-])
+@pytest.mark.parametrize(
+    "app,code,expected",
+    [
+        ("bench", 0, "HelloSequence5: orchestrationTrigger"),
+        ("bad_annotation", 2, "cannot load the summarise function: binding payload has invalid non-type"),
+    ],
+)
 def test_check_loads_the_app_like_azure_and_exits(app, code, expected):
-    done = subprocess.run([sys.executable, "-m", "durable_host", "--check", "--app-dir", str(APPS / app)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "durable_host", "--check", "--app-dir", str(APPS / app)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == code
     assert expected in done.stdout + done.stderr

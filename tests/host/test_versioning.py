@@ -38,7 +38,7 @@ def test_new_orchestration_gets_the_default_version(vapi):
 def test_explicit_version_wins_over_the_default(vapi):
     body = vapi.wait(start(vapi, "version_parent", version="3.1"))
     assert body["output"]["own"] == "3.1"
-    assert body["output"]["default_child"] == "2.0"   # sub-orchestrations start at the default
+    assert body["output"]["default_child"] == "2.0"  # sub-orchestrations start at the default
     assert body["version"] == "3.1"
 
 

@@ -31,7 +31,7 @@ def test_activities_run_in_worker_processes():
             a_start < b_end and b_start < a_end
             for runs in by_pid.values()
             for i, (a_start, a_end) in enumerate(runs)
-            for b_start, b_end in runs[i + 1:]
+            for b_start, b_end in runs[i + 1 :]
         ), by_pid
 
 
@@ -55,7 +55,8 @@ def test_each_process_is_told_whether_it_runs_activities(tmp_path):
         "import os\nimport azure.durable_functions as df\n"
         "print('imported as', os.environ.get('DURABLE_HOST_ROLE', 'unset'), flush=True)\n"
         "app = df.DFApp()\n\n\n@app.activity_trigger(input_name='name')\n"
-        "def hello(name: str) -> str:\n    return name\n")
+        "def hello(name: str) -> str:\n    return name\n"
+    )
     with HostProcess(tmp_path, extra_args=("--workers", "2")) as host:
         deadline = time.monotonic() + 30
         while host.output.count("imported as worker") < 2 and time.monotonic() < deadline:
@@ -66,7 +67,7 @@ def test_each_process_is_told_whether_it_runs_activities(tmp_path):
         assert "imported as unset" in host.output
 
 
-ORPHAN_APP = '''
+ORPHAN_APP = """
 import json, os, time
 import azure.durable_functions as df
 import azure.functions as func
@@ -91,7 +92,7 @@ def linger_activity(folder: str) -> str:
     time.sleep(3)
     open(os.path.join(folder, "finished"), "w").close()
     return "done"
-'''
+"""
 
 
 def test_worker_processes_exit_at_once_when_the_host_is_killed(tmp_path):

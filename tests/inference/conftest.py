@@ -15,9 +15,10 @@ import torch
 
 from inference.cache import ModelCache
 
-
 MAX_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
+
+
 @pytest.fixture(scope="package", autouse=True)
 def _torch_home_env(torch_home: Path) -> Iterator[None]:
     """TORCH_HOME points at the seeded checkpoints for every test of this package (and only this package:

@@ -10,7 +10,9 @@ from inference.catalog import DEFAULT_WEIGHTS, NUM_CLASSES, SUPPORTED_MODELS, no
 from inference.errors import UnknownModelError
 
 
-@pytest.mark.parametrize("name,expected", [("ResNet18", "resnet18"), ("RESNET50", "resnet50"), (" resnet50 ", "resnet50")])
+@pytest.mark.parametrize(
+    "name,expected", [("ResNet18", "resnet18"), ("RESNET50", "resnet50"), (" resnet50 ", "resnet50")]
+)
 def test_normalise_model_name_is_case_insensitive(name: str, expected: str) -> None:
     assert normalise_model_name(name) == expected
 
@@ -33,6 +35,10 @@ def test_defaults_cover_every_model() -> None:
 def test_catalog_import_does_not_import_torch() -> None:
     code = "import sys, inference, inference.catalog, inference.errors; print('torch' in sys.modules)"
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2]
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert result.stdout.strip() == "False"

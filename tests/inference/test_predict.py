@@ -14,7 +14,6 @@ from inference.cache import LoadedModel, ModelCache
 from inference.predict import classify, logits, stack_crops, top_k
 from inference.preprocess import crop_uint8, decode_image, normalise
 from inference.tensor_io import decode_tensor, encode_tensor
-
 from tests.fixtures.checkpoints import CANONICAL_FILES
 
 from .conftest import MAX_BYTES, MAX_PIXELS
@@ -62,8 +61,8 @@ def test_pipeline_logits_equal_reference_one_by_one(
     model: LoadedModel, stored_batch: torch.Tensor, reference_logits: torch.Tensor
 ) -> None:
     for index in range(len(stored_batch)):
-        ours = logits(model, normalise(stored_batch[index:index + 1], model.weights))
-        _assert_close_logits(ours, reference_logits[index:index + 1])
+        ours = logits(model, normalise(stored_batch[index : index + 1], model.weights))
+        _assert_close_logits(ours, reference_logits[index : index + 1])
 
 
 def test_batched_equals_unbatched(

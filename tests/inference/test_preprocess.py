@@ -14,14 +14,15 @@ from PIL import Image
 from inference.errors import InvalidImageError
 from inference.preprocess import crop_uint8, decode_image, normalise
 from inference.weights import ResolvedWeights, resolve_weights
-
 from tests.fixtures.checkpoints import CANONICAL_FILES
 
 from .conftest import MAX_BYTES, MAX_PIXELS
 
 
 def _decode(data: bytes, **limits: int) -> Image.Image:
-    return decode_image(data, max_bytes=limits.get("max_bytes", MAX_BYTES), max_pixels=limits.get("max_pixels", MAX_PIXELS))
+    return decode_image(
+        data, max_bytes=limits.get("max_bytes", MAX_BYTES), max_pixels=limits.get("max_pixels", MAX_PIXELS)
+    )
 
 
 def _encode(image: Image.Image, fmt: str, **save: object) -> bytes:
@@ -37,7 +38,9 @@ def _png_declaring(width: int, height: int) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module", params=list(CANONICAL_FILES), ids=lambda p: f"{p[0]}-{p[1]}")

@@ -10,7 +10,6 @@ import torch
 
 from inference.errors import InvalidCheckpointError, InvalidWeightsSpecError, WeightsUnavailableError
 from inference.weights import DOWNLOAD_SOCKET_TIMEOUT_S, canonical_spec, create_model, resolve_weights
-
 from tests.fixtures.checkpoints import CANONICAL_FILES
 
 
@@ -98,7 +97,10 @@ def test_file_checkpoint_accepts_wrapped_and_ddp_prefixed_state_dicts(
     weights = resolve_weights("resnet18", f"file:{path}")
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     assert weights.source == "file" and weights.sha256 == sha
-    assert weights.label == f"checkpoint {path} (sha256 {sha[:8]}), transforms/categories of ResNet18_Weights.IMAGENET1K_V1"
+    assert (
+        weights.label
+        == f"checkpoint {path} (sha256 {sha[:8]}), transforms/categories of ResNet18_Weights.IMAGENET1K_V1"
+    )
     reference = create_model(resolve_weights("resnet18", "IMAGENET1K_V1", allow_download=False))
     assert _params_equal(create_model(weights), reference)
 
@@ -189,7 +191,10 @@ def test_check_file_false_describes_preprocessing_without_the_file(
         light = resolve_weights("resnet50", spec, allow_download=False, check_file=False)
         assert light.sha256 is None and "file not checked" in light.label
         assert (light.transform_key, light.mean, light.std, light.categories) == (
-            weights.transform_key, weights.mean, weights.std, weights.categories
+            weights.transform_key,
+            weights.mean,
+            weights.std,
+            weights.categories,
         )
     absent = resolve_weights("resnet50", f"file:{tmp_path}/absent.pth#IMAGENET1K_V1", check_file=False)
     assert absent.transform_key == "r256-c224-bilinear"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -142,8 +142,12 @@ def test_folder_names_can_be_reused_after_delete(store: BlobStore, container: st
     ],
 )
 def test_invalid_names(store: BlobStore, name: str) -> None:
-    for call in (lambda: store.put(name, b"x"), lambda: store.get(name),
-                 lambda: store.exists(name), lambda: store.delete(name)):
+    for call in (
+        lambda: store.put(name, b"x"),
+        lambda: store.get(name),
+        lambda: store.exists(name),
+        lambda: store.delete(name),
+    ):
         with pytest.raises(InvalidBlobNameError) as raised:
             call()
         assert isinstance(raised.value, ValueError)

@@ -98,9 +98,7 @@ def test_ensure_schema_is_idempotent(engine: Engine) -> None:
     ensure_schema(engine)
     inspector = inspect(engine)
     assert set(inspector.get_table_names()) == {"InferenceTasks", "InferenceResults"}
-    assert [ix["name"] for ix in inspector.get_indexes("InferenceResults")] == [
-        "IX_InferenceResults_TaskID"
-    ]
+    assert [ix["name"] for ix in inspector.get_indexes("InferenceResults")] == ["IX_InferenceResults_TaskID"]
 
 
 def test_ensure_schema_from_threads(database_url: str) -> None:

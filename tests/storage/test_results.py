@@ -31,9 +31,17 @@ def make_record(instance_id: str = "f3b0c4de9a1b4c2d8e7f6a5b4c3d2e1f", label: st
             if image_index == 2 and model == "resnet50":
                 results.append(
                     ResultRecord(
-                        image_index=image_index, image_name=image_name, model=model,
-                        weights=None, label=None, class_index=None, confidence=None, top_k=[],
-                        started_at=None, finished_at=None, inference_ms=None,
+                        image_index=image_index,
+                        image_name=image_name,
+                        model=model,
+                        weights=None,
+                        label=None,
+                        class_index=None,
+                        confidence=None,
+                        top_k=[],
+                        started_at=None,
+                        finished_at=None,
+                        inference_ms=None,
                         error="weights missing: resnet50",
                     )
                 )
@@ -44,20 +52,30 @@ def make_record(instance_id: str = "f3b0c4de9a1b4c2d8e7f6a5b4c3d2e1f", label: st
             ]
             results.append(
                 ResultRecord(
-                    image_index=image_index, image_name=image_name, model=model,
-                    weights=f"IMAGENET1K_V1 ({model})", label=top_k[0].label,
-                    class_index=top_k[0].class_index, confidence=top_k[0].probability, top_k=top_k,
+                    image_index=image_index,
+                    image_name=image_name,
+                    model=model,
+                    weights=f"IMAGENET1K_V1 ({model})",
+                    label=top_k[0].label,
+                    class_index=top_k[0].class_index,
+                    confidence=top_k[0].probability,
+                    top_k=top_k,
                     started_at="2025-03-04T10:00:01.250000+00:00",
-                    finished_at="2025-03-04T10:00:02+00:00", inference_ms=123.456789,
+                    finished_at="2025-03-04T10:00:02+00:00",
+                    inference_ms=123.456789,
                 )
             )
     return TaskRecord(
-        instance_id=instance_id, models=models, status="CompletedWithErrors",
+        instance_id=instance_id,
+        models=models,
+        status="CompletedWithErrors",
         submitted_at="2025-03-04T09:59:59.999999+00:00",
         processing_started_at="2025-03-04T10:00:00.000001+00:00",
         processing_finished_at="2025-03-04T10:00:03+00:00",
         completed_at="2025-03-04T10:00:04.500000+00:00",
-        image_count=3, error="1 of 6 classifications failed", results=results,
+        image_count=3,
+        error="1 of 6 classifications failed",
+        results=results,
     )
 
 
@@ -86,9 +104,16 @@ def test_round_trip_through_json(engine: Engine) -> None:
 
 def test_minimal_record(engine: Engine) -> None:
     record = TaskRecord(
-        instance_id="empty", models=[], status="Failed", submitted_at="2025-01-01T00:00:00+00:00",
-        processing_started_at=None, processing_finished_at=None,
-        completed_at="2025-01-01T00:00:01+00:00", image_count=0, error="no images", results=[],
+        instance_id="empty",
+        models=[],
+        status="Failed",
+        submitted_at="2025-01-01T00:00:00+00:00",
+        processing_started_at=None,
+        processing_finished_at=None,
+        completed_at="2025-01-01T00:00:01+00:00",
+        image_count=0,
+        error="no images",
+        results=[],
     )
     task_id = save_task(engine, record)
     assert load_task(engine, "empty") == StoredTask(task_id, record)
@@ -99,13 +124,18 @@ def test_legacy_spelling_in_the_database(engine: Engine) -> None:
     with engine.connect() as connection:
         models = connection.scalar(text('SELECT "ModelType" FROM "InferenceTasks" WHERE "TaskID" = :i'), {"i": task_id})
         per_result = connection.scalars(text('SELECT DISTINCT "ModelType" FROM "InferenceResults" ORDER BY 1')).all()
-        top_k = connection.scalar(text('SELECT "TopKJson" FROM "InferenceResults" WHERE "ImageIndex" = 0 AND "ModelType" = \'ResNet18\''))
+        top_k = connection.scalar(
+            text('SELECT "TopKJson" FROM "InferenceResults" WHERE "ImageIndex" = 0 AND "ModelType" = \'ResNet18\'')
+        )
     assert models == "ResNet18,ResNet50"
     assert per_result == ["ResNet18", "ResNet50"]
     assert top_k.startswith('[{"label": "tabby-0", "class_index": 281, "probability": 0.5}')
 
 
-@pytest.mark.parametrize(("canonical", "legacy"), [("resnet18", "ResNet18"), ("resnet50", "ResNet50"), ("resnet101", "ResNet101"), ("vit_b_16", "vit_b_16")])
+@pytest.mark.parametrize(
+    ("canonical", "legacy"),
+    [("resnet18", "ResNet18"), ("resnet50", "ResNet50"), ("resnet101", "ResNet101"), ("vit_b_16", "vit_b_16")],
+)
 def test_legacy_model_names(canonical: str, legacy: str) -> None:
     assert to_legacy_model_name(canonical) == legacy
     assert from_legacy_model_name(legacy) == canonical
@@ -158,7 +188,9 @@ def test_second_save_replaces_task_and_results(engine: Engine) -> None:
     other_id = save_task(engine, other)
     task_id = save_task(engine, make_record())
     retried = dataclasses.replace(
-        make_record(label="lynx"), status="Completed", error=None,
+        make_record(label="lynx"),
+        status="Completed",
+        error=None,
         results=[r for r in make_record(label="lynx").results if r.error is None][:3],
     )
     assert save_task(engine, retried) == task_id
@@ -241,9 +273,7 @@ def test_timestamps_are_stored_as_naive_utc(engine: Engine) -> None:
         raw = connection.execute(
             text('SELECT "TimestampF1", "ProcessingStartedAt", "ProcessingFinishedAt" FROM "InferenceTasks"')
         ).one()
-    assert tuple(raw) == (
-        "2025-03-04 10:00:00.000000", "2025-03-04 10:00:00.000000", "2025-03-04 10:00:03.000000"
-    )
+    assert tuple(raw) == ("2025-03-04 10:00:00.000000", "2025-03-04 10:00:00.000000", "2025-03-04 10:00:03.000000")
     stored = load_task(engine, record.instance_id)
     assert stored is not None
     assert stored.record.submitted_at == "2025-03-04T10:00:00+00:00"

@@ -14,9 +14,7 @@ SCHEMA_FILE = Path(__file__).resolve().parents[2] / "database_schema.sql"
 
 def normalise(script: str) -> list[str]:
     """Statements without comments, ``GO`` batch separators, terminators or layout."""
-    lines = [
-        line for line in script.splitlines() if not re.fullmatch(r"\s*(--.*|GO\s*)?", line, re.I)
-    ]
+    lines = [line for line in script.splitlines() if not re.fullmatch(r"\s*(--.*|GO\s*)?", line, re.I)]
     statements = (" ".join(chunk.split()) for chunk in "\n".join(lines).split(";"))
     return [statement for statement in statements if statement]
 
@@ -26,8 +24,10 @@ def test_schema_file_matches_models() -> None:
     expected = mssql_script()
     diff = "".join(
         difflib.unified_diff(
-            on_disk.splitlines(keepends=True), expected.splitlines(keepends=True),
-            fromfile=str(SCHEMA_FILE.name), tofile="compiled from storage/models.py",
+            on_disk.splitlines(keepends=True),
+            expected.splitlines(keepends=True),
+            fromfile=str(SCHEMA_FILE.name),
+            tofile="compiled from storage/models.py",
         )
     )
     assert normalise(on_disk) == [" ".join(s.split()) for s in mssql_statements()], (

@@ -1,4 +1,5 @@
 """Invalid on purpose: a builtin generic alias as a binding annotation, which Azure's worker refuses."""
+
 from typing import Any
 
 import azure.durable_functions as df

@@ -1,4 +1,5 @@
 """The benchmark app: HelloSequence5 and a fan-out/fan-in, with no-op activities."""
+
 import azure.durable_functions as df
 import azure.functions as func
 

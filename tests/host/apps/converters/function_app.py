@@ -1,4 +1,5 @@
 """Return values that Azure's worker converts, or refuses to convert, at invocation time."""
+
 import azure.durable_functions as df
 import azure.functions as func
 

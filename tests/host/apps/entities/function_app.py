@@ -1,4 +1,5 @@
 """A durable entity, which durable_host refuses at startup naming the function."""
+
 import azure.durable_functions as df
 
 app = df.DFApp()

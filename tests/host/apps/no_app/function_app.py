@@ -1,4 +1,5 @@
 """Invalid on purpose: functions on a blueprint that is never registered on an app object."""
+
 import azure.durable_functions as df
 
 bp = df.Blueprint()

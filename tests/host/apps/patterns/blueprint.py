@@ -1,4 +1,5 @@
 """A blueprint registered by function_app.py: proves blueprints are indexed."""
+
 import azure.durable_functions as df
 import azure.functions as func
 

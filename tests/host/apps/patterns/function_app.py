@@ -3,13 +3,13 @@
 Everything here is plain azure-functions / azure-functions-durable 1.x code, exactly as it
 would be deployed to Azure; the host tests drive it over HTTP.
 """
+
 import json
 import logging
 from datetime import timedelta
 
 import azure.durable_functions as df
 import azure.functions as func
-
 from blueprint import bp
 
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
@@ -27,8 +27,7 @@ _ATTEMPTS: dict = {}
 async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     body = req.get_body()
     payload = json.loads(body) if body else None
-    instance_id = await client.start_new(
-        req.route_params["functionName"], req.params.get("instanceId"), payload)
+    instance_id = await client.start_new(req.route_params["functionName"], req.params.get("instanceId"), payload)
     logging.info("Started orchestration with ID = '%s'.", instance_id)
     return client.create_check_status_response(req, instance_id)
 
@@ -43,8 +42,9 @@ async def client_ops(req: func.HttpRequest, client: df.DurableOrchestrationClien
     if op == "start":
         result = await client.start_new(a["name"], iid, a.get("input"))
     elif op == "status":
-        st = await client.get_status(iid, a.get("show_history", False),
-                                     a.get("show_history_output", False), a.get("show_input", False))
+        st = await client.get_status(
+            iid, a.get("show_history", False), a.get("show_history_output", False), a.get("show_input", False)
+        )
         result = st.to_json() if st else None
         if st and st.historyEvents is not None:
             result["historyEvents"] = st.historyEvents
@@ -52,10 +52,16 @@ async def client_ops(req: func.HttpRequest, client: df.DurableOrchestrationClien
         result = [s.to_json() for s in await client.get_status_all()]
     elif op == "status_by":
         from datetime import datetime
+
         statuses = [df.OrchestrationRuntimeStatus(s) for s in a["statuses"]] if a.get("statuses") else None
-        result = [s.to_json() for s in await client.get_status_by(
-            datetime.fromisoformat(a["from"]) if a.get("from") else None,
-            datetime.fromisoformat(a["to"]) if a.get("to") else None, statuses)]
+        result = [
+            s.to_json()
+            for s in await client.get_status_by(
+                datetime.fromisoformat(a["from"]) if a.get("from") else None,
+                datetime.fromisoformat(a["to"]) if a.get("to") else None,
+                statuses,
+            )
+        ]
     elif op == "raise_event":
         result = await client.raise_event(iid, a["event"], a.get("data"))
     elif op == "terminate":
@@ -72,13 +78,19 @@ async def client_ops(req: func.HttpRequest, client: df.DurableOrchestrationClien
         result = (await client.purge_instance_history(iid)).instances_deleted
     elif op == "purge_by":
         from datetime import datetime
+
         statuses = [df.OrchestrationRuntimeStatus(s) for s in a["statuses"]] if a.get("statuses") else None
-        result = (await client.purge_instance_history_by(
-            datetime.fromisoformat(a["from"]) if a.get("from") else None,
-            datetime.fromisoformat(a["to"]) if a.get("to") else None, statuses)).instances_deleted
+        result = (
+            await client.purge_instance_history_by(
+                datetime.fromisoformat(a["from"]) if a.get("from") else None,
+                datetime.fromisoformat(a["to"]) if a.get("to") else None,
+                statuses,
+            )
+        ).instances_deleted
     elif op == "wait":
         return await client.wait_for_completion_or_create_check_status_response(
-            req, iid, a.get("timeout_ms", 10000), a.get("retry_ms", 100))
+            req, iid, a.get("timeout_ms", 10000), a.get("retry_ms", 100)
+        )
     elif op == "payload":
         result = client.create_http_management_payload(iid)
     else:
@@ -89,19 +101,30 @@ async def client_ops(req: func.HttpRequest, client: df.DurableOrchestrationClien
 @app.route(route="items/{id:int}/{name:alpha?}", methods=["GET", "PUT"])
 def item_route(req: func.HttpRequest) -> func.HttpResponse:
     """Sync HTTP function: route parameters with constraints and an optional segment."""
-    return func.HttpResponse(json.dumps({"route": dict(req.route_params), "method": req.method}),
-                             mimetype="application/json")
+    return func.HttpResponse(
+        json.dumps({"route": dict(req.route_params), "method": req.method}), mimetype="application/json"
+    )
 
 
 @app.route(route="echo", methods=["GET", "POST", "DELETE"])
 async def echo(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """Async HTTP function echoing what the host handed it, plus a custom header."""
     return func.HttpResponse(
-        json.dumps({"method": req.method, "url": req.url, "params": dict(req.params),
-                    "header": req.headers.get("x-test"), "body": req.get_body().decode(),
-                    "function_name": context.function_name,
-                    "invocation_id": context.invocation_id}),
-        status_code=201, headers={"x-echo": "yes"}, mimetype="application/json")
+        json.dumps(
+            {
+                "method": req.method,
+                "url": req.url,
+                "params": dict(req.params),
+                "header": req.headers.get("x-test"),
+                "body": req.get_body().decode(),
+                "function_name": context.function_name,
+                "invocation_id": context.invocation_id,
+            }
+        ),
+        status_code=201,
+        headers={"x-echo": "yes"},
+        mimetype="application/json",
+    )
 
 
 @app.route(route="text", auth_level=func.AuthLevel.ANONYMOUS)
@@ -166,11 +189,10 @@ def fan_out_fan_in(context: df.DurableOrchestrationContext):
 @app.orchestration_trigger(context_name="context")
 def retry_orch(context: df.DurableOrchestrationContext):
     a = context.get_input()
-    options = df.RetryOptions(first_retry_interval_in_milliseconds=50,
-                              max_number_of_attempts=a["max_attempts"])
+    options = df.RetryOptions(first_retry_interval_in_milliseconds=50, max_number_of_attempts=a["max_attempts"])
     try:
         return (yield context.call_activity_with_retry("flaky", options, a))
-    except Exception as e:  # noqa: BLE001 - the message is the test's subject
+    except Exception as e:
         return {"error": str(e)}
 
 
@@ -181,8 +203,9 @@ def parallel_retry(context: df.DurableOrchestrationContext):
     options = df.RetryOptions(first_retry_interval_in_milliseconds=20, max_number_of_attempts=4)
     tasks = []
     for i in range(a["n"]):
-        tasks.append(context.call_activity_with_retry(
-            "flaky", options, {"key": f"{a['key']}-{i}", "fail_times": i % 4}))
+        tasks.append(
+            context.call_activity_with_retry("flaky", options, {"key": f"{a['key']}-{i}", "fail_times": i % 4})
+        )
         tasks.append(context.call_activity("double", i))
     first = yield context.task_all(tasks)
     second = yield context.call_activity("double", 100)
@@ -240,12 +263,11 @@ def parent_orch(context: df.DurableOrchestrationContext):
     ok = yield context.call_sub_orchestrator("child_orch", {"name": "child"})
     named = yield context.call_sub_orchestrator("child_orch", {"name": "named"}, f"{context.instance_id}-named")
     options = df.RetryOptions(first_retry_interval_in_milliseconds=50, max_number_of_attempts=3)
-    retried = yield context.call_sub_orchestrator_with_retry(
-        "flaky_child", options, {"key": key, "fail_times": 2})
+    retried = yield context.call_sub_orchestrator_with_retry("flaky_child", options, {"key": key, "fail_times": 2})
     try:
         yield context.call_sub_orchestrator("child_orch", {"fail": "on purpose"})
         failed = None
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         failed = str(e)
     return {"ok": ok, "named": named, "retried": retried, "failed": failed}
 
@@ -266,8 +288,12 @@ def determinism(context: df.DurableOrchestrationContext):
     t1 = context.current_utc_datetime.isoformat()
     echoed = yield context.call_activity("echo_activity", [u1, t1])
     u2 = context.new_uuid()
-    return {"same_uuid": echoed[0] == u1, "same_time": echoed[1] == t1, "distinct": u1 != u2,
-            "is_replaying_after_yield": context.is_replaying}
+    return {
+        "same_uuid": echoed[0] == u1,
+        "same_time": echoed[1] == t1,
+        "distinct": u1 != u2,
+        "is_replaying_after_yield": context.is_replaying,
+    }
 
 
 @app.orchestration_trigger(context_name="context")
@@ -280,7 +306,7 @@ def failing_orch(context: df.DurableOrchestrationContext):
 def activity_error(context: df.DurableOrchestrationContext):
     try:
         yield context.call_activity("flaky", {"key": context.instance_id, "fail_times": 5})
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return str(e)
 
 
@@ -302,6 +328,7 @@ async def whoami(delay: float) -> int:
     """The process id of whoever runs activities (the host, or a worker process)."""
     import asyncio
     import os
+
     await asyncio.sleep(delay)
     return os.getpid()
 
@@ -311,6 +338,7 @@ def busy_interval(seconds: float) -> list:
     """Sleeps in a sync activity; returns (pid, start, end) so tests can see what overlapped."""
     import os
     import time
+
     start = time.time()
     time.sleep(seconds)
     return [os.getpid(), start, time.time()]
@@ -325,6 +353,7 @@ def intervals(context: df.DurableOrchestrationContext):
 def exit_once(marker: str) -> str:
     """Kills its worker process the first time (only ever run with --workers), then succeeds."""
     import os
+
     if not os.path.exists(marker):
         open(marker, "w").close()
         os._exit(1)
@@ -354,6 +383,7 @@ def fail_first_attempt(payload: dict) -> str:
     """Fails its first attempt (marked by a file) after a delay of ``delay`` seconds; then succeeds."""
     import os
     import time
+
     marker = os.path.join(payload["dir"], str(payload["i"]))
     if os.path.exists(marker):
         return f"ok {payload['i']}"
@@ -366,15 +396,20 @@ def fail_first_attempt(payload: dict) -> str:
 def fan_out_failing(context: df.DurableOrchestrationContext):
     """Six parallel activities that all fail once, one after another (staggered delays)."""
     a = context.get_input()
-    return (yield context.task_all([context.call_activity(
-        "fail_first_attempt", {"dir": a["dir"], "i": i, "delay": a["step"] * i}) for i in range(6)]))
+    return (
+        yield context.task_all(
+            [
+                context.call_activity("fail_first_attempt", {"dir": a["dir"], "i": i, "delay": a["step"] * i})
+                for i in range(6)
+            ]
+        )
+    )
 
 
 @app.orchestration_trigger(context_name="context")
 def rewindable_parent(context: df.DurableOrchestrationContext):
     """Its sub-orchestration fails once, so rewinding it must rewind the child too."""
-    return (yield context.call_sub_orchestrator(
-        "flaky_child", {"key": context.instance_id, "fail_times": 1}))
+    return (yield context.call_sub_orchestrator("flaky_child", {"key": context.instance_id, "fail_times": 1}))
 
 
 @app.orchestration_trigger(context_name="context")

@@ -1,4 +1,5 @@
 """Slow orchestrations for the kill -9 test: every activity run is appended to a journal."""
+
 import os
 import time
 from datetime import timedelta
@@ -23,6 +24,7 @@ def slow_sequence(context: df.DurableOrchestrationContext):
     for n in range(4):
         results.append((yield context.call_activity("slow_step", {"id": context.instance_id, "n": n})))
     yield context.create_timer(context.current_utc_datetime + timedelta(milliseconds=300))
-    fan = yield context.task_all([context.call_activity(
-        "slow_step", {"id": context.instance_id, "n": 10 + k}) for k in range(3)])
+    fan = yield context.task_all(
+        [context.call_activity("slow_step", {"id": context.instance_id, "n": 10 + k}) for k in range(3)]
+    )
     return results + fan

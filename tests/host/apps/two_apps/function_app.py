@@ -1,4 +1,5 @@
 """Invalid on purpose: two FunctionRegister instances, which the worker refuses."""
+
 import azure.durable_functions as df
 import azure.functions as func
 

@@ -1,4 +1,5 @@
 """Test app for durable_host's orchestration versioning: ``defaultVersion`` is set in host.json."""
+
 import azure.durable_functions as df
 import azure.functions as func
 
