@@ -35,10 +35,7 @@ class _Json:
                 continue
             nested = _NESTED.get((cls.__name__, name))
             if nested is not None and value is not None:
-                if isinstance(value, list):
-                    value = [nested.from_json(v) for v in value]
-                else:
-                    value = nested.from_json(value)
+                value = [nested.from_json(v) for v in value] if isinstance(value, list) else nested.from_json(value)
             kwargs[name] = value
         return cls(**kwargs)
 

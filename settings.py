@@ -11,9 +11,6 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeVar
-
-N = TypeVar("N", int, float)
 
 
 class SettingsError(ValueError):
@@ -49,7 +46,7 @@ class Settings:
         return self.model_weights[model]
 
 
-def _number(env: Mapping[str, str], name: str, default: N, parse: Callable[[str], N], minimum: N) -> N:
+def _number[N: (int, float)](env: Mapping[str, str], name: str, default: N, parse: Callable[[str], N], minimum: N) -> N:
     raw = env.get(name, "").strip()
     if not raw:
         return default

@@ -119,7 +119,8 @@ def infer(request: InferenceInput) -> InferenceOutput:
         model=request.model,
         weights=model.weights.label,
         results=[
-            ImagePredictions(image_index=item.image_index, top_k=top) for item, top in zip(request.items, predictions)
+            ImagePredictions(image_index=item.image_index, top_k=top)
+            for item, top in zip(request.items, predictions, strict=True)
         ],
         started_at=started.isoformat(),
         finished_at=datetime.now(UTC).isoformat(),

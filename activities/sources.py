@@ -14,6 +14,7 @@ time cannot hold an activity slot longer than ``URL_FETCH_TIMEOUT_SECONDS``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -121,10 +122,8 @@ class _Deadline:
         self.expired.set()
         sock = self._connection.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):  # already closed
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed
 
     def __enter__(self) -> Self:
         self._timer.start()

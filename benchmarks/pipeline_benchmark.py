@@ -131,7 +131,7 @@ def bf16_drift(models: dict[str, LoadedModel], batch: torch.Tensor) -> dict[str,
     full, half = logits(models["fp32"], batch), logits(models["bf16"], batch)
     cosine = torch.nn.functional.cosine_similarity(full, half, dim=1)
     top5_full, top5_half = full.topk(5, dim=1).indices, half.topk(5, dim=1).indices
-    overlap = [len(set(a) & set(b)) / 5 for a, b in zip(top5_full.tolist(), top5_half.tolist())]
+    overlap = [len(set(a) & set(b)) / 5 for a, b in zip(top5_full.tolist(), top5_half.tolist(), strict=True)]
     return {
         "min_cosine": cosine.min().item(),
         "max_abs_diff": (full - half).abs().max().item(),

@@ -56,7 +56,7 @@ def raw_pipeline(models: list[str], photos: list[bytes], precision: str, seconds
     """Images/s of decode + transform + forward at batch 8, in this process, after one warm-up batch."""
     import torch
 
-    from inference.cache import ModelCache, configure_torch_threads
+    from inference.cache import LoadedModel, ModelCache, configure_torch_threads
     from inference.predict import classify
     from inference.preprocess import crop_uint8, decode_image
 
@@ -68,7 +68,7 @@ def raw_pipeline(models: list[str], photos: list[bytes], precision: str, seconds
     for name in models:
         model = cache.get(name, "random:0")
 
-        def one_batch() -> None:
+        def one_batch(model: LoadedModel = model) -> None:
             crops = [
                 crop_uint8(decode_image(data, max_bytes=1 << 26, max_pixels=1 << 28), model.weights) for data in batch
             ]
@@ -188,7 +188,7 @@ def plot(report: dict[str, Any], path: Path) -> Any:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     sizes = sorted({p["task_size"] for p in report["load"]})
-    for size, marker in zip(sizes, "os^D"):
+    for size, marker in zip(sizes, "os^D", strict=False):
         points = [p for p in report["load"] if p["task_size"] == size]
         left.plot(
             [p["concurrency"] for p in points],
@@ -264,8 +264,9 @@ def main() -> None:
             for _ in range(3):  # warm-up: model load, first orchestrations, SQLite file
                 eager.run_task(blobs[:1], args.model)
             single = [eager.run_task(blobs[i % len(blobs) : i % len(blobs) + 1], args.model) for i in range(10 * scale)]
+            latency_p50 = percentile([r["latency_ms"] for r in single], 0.5)
             print(
-                f"1-image tasks one at a time: latency p50 {percentile([r['latency_ms'] for r in single], 0.5):.1f} ms, "
+                f"1-image tasks one at a time: latency p50 {latency_p50:.1f} ms, "
                 f"overhead p50 {percentile([r['overhead_ms'] for r in single], 0.5):.1f} ms, "
                 f"Completed visible p50 {percentile([r['visible_after_ms'] for r in single], 0.5):.1f} ms "
                 "after the last activity",
@@ -329,10 +330,12 @@ def main() -> None:
     s = report["single_task"]
     print(f"| 1-image task latency p50 (alone) | {s['latency_p50_ms']:.1f} ms |")
     print(
-        f"| orchestration overhead p50 / p95 (1-image tasks) | {s['overhead_p50_ms']:.1f} / {s['overhead_p95_ms']:.1f} ms |"
+        "| orchestration overhead p50 / p95 (1-image tasks) | "
+        f"{s['overhead_p50_ms']:.1f} / {s['overhead_p95_ms']:.1f} ms |"
     )
     print(
-        f"| Completed visible after last activity p50 / p95 | {s['visible_after_p50_ms']:.1f} / {s['visible_after_p95_ms']:.1f} ms |"
+        "| Completed visible after last activity p50 / p95 | "
+        f"{s['visible_after_p50_ms']:.1f} / {s['visible_after_p95_ms']:.1f} ms |"
     )
     print(
         f"| dynamic batching gain, 1-image tasks x16 | {report['dynamic_batching_gain_1_image_x16']:.2f}x "

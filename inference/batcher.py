@@ -143,10 +143,10 @@ class DynamicBatcher:
             return
         try:
             outcomes: list[Result | Exception] = list(self._forward(live))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  any failure of the batch is handed to its callers' futures
             # Isolate the failure: re-run each request alone so every caller gets its own outcome.
             outcomes = [exc] if len(live) == 1 else [self._forward_alone(r) for r in live]
-        for request, outcome in zip(live, outcomes):
+        for request, outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 request.future.set_exception(outcome)
             else:
@@ -155,7 +155,7 @@ class DynamicBatcher:
     def _forward_alone(self, request: _Request) -> Result | Exception:
         try:
             return self._forward([request])[0]
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  returned to be set on this caller's future, not swallowed
             return exc
 
     def _forward(self, requests: list[_Request]) -> list[Result]:

@@ -52,8 +52,8 @@ def top_k(logits: torch.Tensor, k: int, categories: Sequence[str]) -> list[list[
     probabilities = torch.softmax(logits.float(), dim=1)
     values, indices = probabilities.topk(min(k, len(categories)), dim=1)
     return [
-        [Prediction(label=categories[i], class_index=i, probability=p) for p, i in zip(row_p, row_i)]
-        for row_p, row_i in zip(values.tolist(), indices.tolist())
+        [Prediction(label=categories[i], class_index=i, probability=p) for p, i in zip(row_p, row_i, strict=True)]
+        for row_p, row_i in zip(values.tolist(), indices.tolist(), strict=True)
     ]
 
 

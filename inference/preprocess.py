@@ -106,7 +106,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8)).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, BACKGROUND_RGB + (255,))
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND_RGB, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
 

@@ -9,6 +9,7 @@ threads of the Functions worker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -251,10 +252,8 @@ class AzureBlobStore:
         except ResourceNotFoundError as error:
             if error.error_code != "ContainerNotFound":
                 raise
-            try:
+            with contextlib.suppress(ResourceExistsError):  # another thread or process created it first
                 self._service.create_container(blob.container_name)
-            except ResourceExistsError:
-                pass  # another thread or process created it first
             blob.upload_blob(data, overwrite=True, content_settings=settings)
 
     def get(self, name: str) -> bytes:
@@ -267,10 +266,8 @@ class AzureBlobStore:
         return self._blob(name).exists()
 
     def delete(self, name: str) -> None:
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             self._blob(name).delete_blob(delete_snapshots="include")
-        except ResourceNotFoundError:
-            pass
 
     def delete_prefix(self, prefix: str) -> int:
         container_name, path_prefix = split_blob_prefix(prefix)

@@ -69,7 +69,7 @@ class ReplayDriver:
         }
         try:
             return json.loads(self.handle(OrchestrationContext(json.dumps(context))))
-        except Exception as exc:  # the SDK reports orchestrator failures as an exception
+        except Exception as exc:  # noqa: BLE001  the SDK reports orchestrator failures as a bare Exception
             message, _, state = str(exc).partition("\n\n$OutOfProcData$:")
             return {**json.loads(state), "error": message}
 
@@ -122,7 +122,7 @@ class ReplayDriver:
         run.calls.append((name, payload))
         try:
             result: Any = self.activities[name](payload)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  the activity's failure becomes its TaskFailed event
             result = exc
         return task_id, action, attempt, result
 

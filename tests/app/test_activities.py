@@ -71,7 +71,7 @@ def test_pipeline_matches_torchvision_reference(app_env: Path, shared_images_dir
     prepared = [
         preprocess(PreprocessInput(TASK, i, source, ["resnet18", "resnet50"])) for i, source in enumerate(sources)
     ]
-    for output, photo in zip(prepared, photos):
+    for output, photo in zip(prepared, photos, strict=True):
         assert output.error is None
         assert (output.width, output.height) == Image.open(photo).size
         # ResNet18 V1 resizes to 256, ResNet50 V2 to 232: two tensors per image
@@ -83,7 +83,7 @@ def test_pipeline_matches_torchvision_reference(app_env: Path, shared_images_dir
         assert result.error is None
         assert weights_name in (result.weights or "") and "UNVERIFIED" in (result.weights or "")
         expected = torch.softmax(reference_logits(model, weights_name, photos), dim=1).topk(5, dim=1)
-        for got, want_p, want_i in zip(result.results, expected.values, expected.indices):
+        for got, want_p, want_i in zip(result.results, expected.values, expected.indices, strict=True):
             assert [p.class_index for p in got.top_k] == want_i.tolist()
             assert [p.probability for p in got.top_k] == pytest.approx(want_p.tolist(), abs=1e-4)
         # photos are not all classified alike: the checkpoints are discriminative
@@ -96,7 +96,7 @@ def test_batched_equals_one_by_one(app_env: Path, shared_images_dir: Path) -> No
     items = [BatchItem(p.image_index, p.tensors["resnet18"]) for p in prepared]
     batched = infer(InferenceInput(TASK, "resnet18", 3, items)).results
     single = [infer(InferenceInput(TASK, "resnet18", 3, [item])).results[0] for item in items]
-    for b, s in zip(batched, single):
+    for b, s in zip(batched, single, strict=True):
         assert b.image_index == s.image_index
         assert [p.class_index for p in b.top_k] == [p.class_index for p in s.top_k]
         assert [p.probability for p in b.top_k] == pytest.approx([p.probability for p in s.top_k], abs=1e-5)
@@ -226,7 +226,7 @@ def test_concurrent_single_image_activities_share_forward_passes(
     assert stats.images == len(requests) and stats.batches < len(requests)
     monkeypatch.setenv("DYNAMIC_BATCH_MAX_WAIT_MS", "0")
     get_settings.cache_clear()
-    for request, result in zip(requests, together):
+    for request, result in zip(requests, together, strict=True):
         alone = infer(request).results[0]
         assert result.results[0].image_index == alone.image_index
         assert [p.class_index for p in result.results[0].top_k] == [p.class_index for p in alone.top_k]

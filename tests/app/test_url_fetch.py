@@ -90,7 +90,7 @@ def test_allowed_urls_are_fetched_with_the_host_that_was_checked(port: int, port
         "http://127.0.0.1.:{port}/ok",
         "http://127.0.0.1:{port}/o k",
         "http://127.0.0.1:{port}/ok\n",
-        "http://１２７.0.0.1:{port}/ok",
+        "http://１２７.0.0.1:{port}/ok",  # noqa: RUF001  fullwidth digits on purpose: a spoofed host
         "ftp://127.0.0.1:{port}/ok",
         "file:///etc/passwd",
         "//127.0.0.1:{port}/ok",

@@ -11,7 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import requests
@@ -23,8 +23,8 @@ from durable_host.testing import free_port
 class Recorder(BaseHTTPRequestHandler):
     """Answers every request with the status and JSON body queued for it, and records what came."""
 
-    seen: list[tuple[str, str, dict[str, str]]] = []
-    answers: list[tuple[Any, ...]] = []  # (status, JSON body or None[, headers])
+    seen: ClassVar[list[tuple[str, str, dict[str, str]]]] = []
+    answers: ClassVar[list[tuple[Any, ...]]] = []  # (status, JSON body or None[, headers])
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -66,7 +66,7 @@ def test_the_key_is_a_header_on_api_routes_and_code_on_built_management_urls(rec
     client.status_at(handed_out)
     client.terminate("abc", "no longer needed")
     assert client.purge("abc") == 1
-    (m1, p1, h1), (m2, p2, h2), (m3, p3, h3), (m4, p4, _), (m5, p5, _) = Recorder.seen
+    (m1, p1, h1), (m2, p2, h2), (_, p3, _), (m4, p4, _), (m5, p5, _) = Recorder.seen
     assert (m1, p1, h1.get("x-functions-key")) == ("POST", "/api/tasks", "s3cret")
     assert m2 == "GET" and p2.startswith("/runtime/webhooks/durabletask/instances/abc?") and "code=s3cret" in p2
     assert "x-functions-key" not in h2
@@ -83,7 +83,7 @@ def test_listing_follows_the_continuation_token(recorder: str) -> None:
     client = ClassifierClient(recorder)
     ids = [item["instanceId"] for item in client.instances(["Running", "Completed"], limit=10, page_size=2)]
     assert ids == ["a", "b", "c"]
-    (_, first, first_headers), (_, second, second_headers) = Recorder.seen
+    (_, first, first_headers), (_, _, second_headers) = Recorder.seen
     assert "runtimeStatus=Running%2CCompleted" in first and "top=2" in first
     assert "x-ms-continuation-token" not in first_headers
     assert second_headers.get("x-ms-continuation-token") == "page-2"

@@ -43,7 +43,7 @@ def test_submit_uploads_follows_and_prints_every_photo_through_both_models(
     for name in photos(shared_images_dir):
         lines = table_lines(run, name)
         assert len(lines) == 2, run.stdout
-        for model, line in zip(("resnet18", "resnet50"), lines):
+        for model, line in zip(("resnet18", "resnet50"), lines, strict=True):
             assert model in line and "RANDOM (seed 0)" in line
             assert re.search(r" 0\.\d{3} ", line), line  # a top-1 probability
     assert re.search(r"timings: queue \d+ ms · preprocess \d+ ms · inference \d+ ms · total \d+ ms", run.stdout)
@@ -131,8 +131,8 @@ def test_a_file_that_is_not_an_image_shows_the_apis_error_and_exits_1(
     assert run.exit_code == 1, run.stderr
     [bad_line] = table_lines(run, "holiday.jpg")
     assert (
-        'not a supported image (JPEG, PNG, GIF, BMP, TIFF, WEBP, AVIF): unrecognised data starting with "this is text, no"'
-        in bad_line
+        "not a supported image (JPEG, PNG, GIF, BMP, TIFF, WEBP, AVIF): "
+        'unrecognised data starting with "this is text, no"' in bad_line
     )
     assert "b'" not in bad_line
     [good_line] = table_lines(run, "rocket.jpg")

@@ -35,7 +35,7 @@ def test_files_and_folders_keep_the_given_order_and_named_files_are_sent_whateve
 
 def test_a_missing_path_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
     touch(tmp_path / "ok.jpg")
-    with pytest.raises(InputError, match="no such file or folder: .*missing.jpg"):
+    with pytest.raises(InputError, match=r"no such file or folder: .*missing\.jpg"):
         find_images([tmp_path / "ok.jpg", tmp_path / "missing.jpg"])
 
 

@@ -319,7 +319,7 @@ def test_on_azure_the_app_keeps_nothing_on_the_instance_disk() -> None:
     assert store.account_url == "https://stexample.blob.core.windows.net/"
 
 
-@pytest.mark.parametrize("name", sorted(MUST_DIFFER_ON_AZURE) + ["TORCH_HOME"])
+@pytest.mark.parametrize("name", [*sorted(MUST_DIFFER_ON_AZURE), "TORCH_HOME"])
 def test_settings_set_on_azure_are_in_the_readme_table(name: str) -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     assert re.search(rf"^\| `{name}` \|", readme, re.M), f"{name} is missing from the README's configuration table"

@@ -19,9 +19,11 @@ from .conftest import APPS
 
 
 def test_entities_are_refused_with_the_function_name():
-    with pytest.raises(HostStartError, match="entity functions are not supported.*Counter"):
-        with HostProcess(APPS / "entities", startup_timeout=30):
-            pass
+    with (
+        pytest.raises(HostStartError, match=r"entity functions are not supported.*Counter"),
+        HostProcess(APPS / "entities", startup_timeout=30),
+    ):
+        pass
 
 
 def test_host_json_and_local_settings(tmp_path):

@@ -31,7 +31,9 @@ def crops(resnet18: LoadedModel, photos: list[Path]) -> list[torch.Tensor]:
 
 def _same_predictions(a, b) -> bool:
     return [[p.class_index for p in row] for row in a] == [[p.class_index for p in row] for row in b] and all(
-        abs(x.probability - y.probability) < 1e-3 for ra, rb in zip(a, b) for x, y in zip(ra, rb)
+        abs(x.probability - y.probability) < 1e-3
+        for ra, rb in zip(a, b, strict=True)
+        for x, y in zip(ra, rb, strict=True)
     )
 
 

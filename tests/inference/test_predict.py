@@ -106,7 +106,7 @@ def test_bf16_stays_close_to_fp32(
     assert half.dtype == torch.float32
     cosine = torch.nn.functional.cosine_similarity(full, half, dim=1)
     top1 = (full.argmax(1) == half.argmax(1)).float().mean().item()
-    in_top5 = [int(h) in f for h, f in zip(half.argmax(1).tolist(), full.topk(5, dim=1).indices.tolist())]
+    in_top5 = [int(h) in f for h, f in zip(half.argmax(1).tolist(), full.topk(5, dim=1).indices.tolist(), strict=True)]
     record_property("bf16_min_cosine", cosine.min().item())
     record_property("bf16_top1_agreement", top1)
     print(f"{model.name} {model.weights.spec}: bf16 min cosine {cosine.min():.5f}, top-1 agreement {top1:.0%}")

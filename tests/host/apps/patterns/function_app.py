@@ -192,7 +192,7 @@ def retry_orch(context: df.DurableOrchestrationContext):
     options = df.RetryOptions(first_retry_interval_in_milliseconds=50, max_number_of_attempts=a["max_attempts"])
     try:
         return (yield context.call_activity_with_retry("flaky", options, a))
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  the SDK raises bare Exception for a failed activity or sub-orchestration
         return {"error": str(e)}
 
 
@@ -267,7 +267,7 @@ def parent_orch(context: df.DurableOrchestrationContext):
     try:
         yield context.call_sub_orchestrator("child_orch", {"fail": "on purpose"})
         failed = None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  the SDK raises bare Exception for a failed activity or sub-orchestration
         failed = str(e)
     return {"ok": ok, "named": named, "retried": retried, "failed": failed}
 
@@ -306,7 +306,7 @@ def failing_orch(context: df.DurableOrchestrationContext):
 def activity_error(context: df.DurableOrchestrationContext):
     try:
         yield context.call_activity("flaky", {"key": context.instance_id, "fail_times": 5})
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  the SDK raises bare Exception for a failed activity or sub-orchestration
         return str(e)
 
 
