@@ -10,6 +10,7 @@ what is durable and when.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -44,9 +45,6 @@ class WorkItem:
     task_id: int
     name: str
     input: str | None
-
-    def row(self) -> tuple:
-        return (self.id, self.instance_id, self.execution_id, self.task_id, self.name, self.input)
 
 
 @dataclass
@@ -112,7 +110,7 @@ def _run_in_worker(name: str, input_text: str | None) -> Outcome:
         return missing(name)
     try:
         return encode_result(_worker_invoker.call_sync(info, activity_kwargs(info, input_text)))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any error of the user's activity fails that activity only
         return failure(info.name, exc)
 
 
@@ -246,10 +244,8 @@ class WorkerProcesses:
     def shutdown(self) -> None:
         self._closing = True
         for worker in self._workers:
-            try:
+            with contextlib.suppress(OSError):  # the worker is gone already
                 worker.connection.send(None)
-            except OSError:
-                pass
         for worker in self._workers:
             worker.process.join(timeout=5)
             if worker.process.is_alive():
@@ -314,5 +310,5 @@ class ActivityDispatcher:
             return missing(item.name)
         try:
             return encode_result(await self.invoker.call(info, activity_kwargs(info, item.input)))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any error of the user's activity fails that activity only
             return failure(info.name, exc)

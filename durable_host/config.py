@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,14 +58,14 @@ class HostConfig:
         return self.hub_dir / f"{self.hub_name}.sqlite"
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     text = path.read_text(encoding="utf-8-sig")
     return json.loads(text) if text.strip() else {}
 
 
-def load_local_settings(app_dir: Path, environ: os._Environ | dict = os.environ) -> None:
+def load_local_settings(app_dir: Path, environ: MutableMapping[str, str] = os.environ) -> None:
     """Copy ``local.settings.json`` ``Values`` into the environment, as Core Tools does.
 
     Values already present in the environment win, matching ``func start``.
@@ -80,7 +80,7 @@ def _resolve_setting(value: str, environ: Mapping[str, str]) -> str:
     return _SETTING_REF.sub(lambda m: environ.get(m.group(1), ""), value)
 
 
-def _int_setting(durable: dict, key: str, default: int) -> int:
+def _int_setting(durable: dict[str, Any], key: str, default: int) -> int:
     value: Any = durable.get(key, default)
     try:
         return max(1, int(value))

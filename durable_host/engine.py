@@ -22,43 +22,20 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from . import lifecycle, sdk_adapter
 from .activities import ActivityDispatcher, Outcome, WorkItem
-from .episode import Scheduled, run_episode, sdk_event
+from .episode import Scheduled, run_episode
 from .events import EventType, event, iso_ts, parse_ts
 from .indexing import FunctionIndex
-from .model import Instance, Message
-from .store import (
-    DELETE_ACTIVITIES_OF,
-    DELETE_ACTIVITY,
-    DELETE_HISTORY,
-    DELETE_INSTANCE,
-    DELETE_MESSAGE,
-    DELETE_MESSAGES_OF,
-    INSERT_ACTIVITY,
-    INSERT_HISTORY,
-    INSERT_MESSAGE,
-    UPSERT_INSTANCE,
-    Operation,
-    Store,
-)
+from .lifecycle import Transition
+from .model import ControlKind, Instance, Message, ParentRef, RuntimeStatus
+from .store import Operation, Store
 
 log = logging.getLogger("durable_host")
 
-# DTFx OrchestrationStatus numbers, used in ExecutionCompleted events.
-STATUS_CODES = {
-    "Running": 0,
-    "Completed": 1,
-    "ContinuedAsNew": 2,
-    "Failed": 3,
-    "Canceled": 4,
-    "Terminated": 5,
-    "Pending": 6,
-    "Suspended": 7,
-}
 # Yield the event loop to I/O after this much episode work (seconds).
 EPISODE_SLICE = 0.01
 
@@ -83,6 +60,7 @@ class Engine:
     """Owns every instance of one task hub and runs their episodes."""
 
     def __init__(self, index: FunctionIndex, store: Store, *, default_version: str | None = None):
+        sdk_adapter.install_fast_timestamps()
         self.index = index
         self.store = store
         self.default_version = default_version  # host.json ``defaultVersion``
@@ -90,10 +68,10 @@ class Engine:
         self.activities: ActivityDispatcher | None = None
         self._ready: deque[Instance] = deque()
         self._wake = asyncio.Event()
-        self._waiters: dict[str, list[asyncio.Future]] = {}
+        self._waiters: dict[str, list[asyncio.Future[Instance]]] = {}
         self._next_message_id = 1
         self._next_activity_id = 1
-        self._runner: asyncio.Task | None = None
+        self._runner: asyncio.Task[None] | None = None
         self.episodes = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -106,14 +84,12 @@ class Engine:
         for inst in snapshot.instances:
             self.instances[inst.instance_id] = inst
             if not inst.terminal:
-                inst.history = [json.loads(text) for text in self.store.load_history(inst.instance_id)]
-                inst.persisted = len(inst.history)
-                inst.sdk_events = [sdk_event(e) for e in inst.history]
+                lifecycle.load_history(inst, self.store.load_history(inst.instance_id))
         for msg in snapshot.messages:
             self._deliver(msg)
         assert self.activities is not None
-        for row in snapshot.activities:
-            self.activities.submit(WorkItem(*row))
+        for item in snapshot.activities:
+            self.activities.submit(item)
         unfinished = sum(1 for i in self.instances.values() if not i.terminal)
         if unfinished or snapshot.activities:
             log.info(
@@ -136,9 +112,9 @@ class Engine:
         self,
         instance_id: str,
         execution_id: str | None,
-        kind: str,
+        kind: ControlKind,
         *,
-        event_: dict | None = None,
+        event_: dict[str, Any] | None = None,
         reason: str | None = None,
         visible_at: float = 0.0,
     ) -> Message:
@@ -154,7 +130,7 @@ class Engine:
             return
         inst = self.instances.get(msg.instance_id)
         if inst is None:
-            self.store.submit_nowait([(DELETE_MESSAGE, [(msg.id,)])])
+            self.store.submit_nowait([self.store.delete_messages([msg.id])])
             return
         inst.inbox.append(msg)
         self._make_ready(inst)
@@ -187,12 +163,12 @@ class Engine:
     def send(self, msg: Message) -> Operation:
         """Queue ``msg`` for delivery; returns the statement that makes it durable."""
         self._deliver(msg)
-        return [(INSERT_MESSAGE, [msg.row()])]
+        return [self.store.save_message(msg)]
 
     # ------------------------------------------------------------------ waiting
 
-    def wait_terminal(self, instance_id: str) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
+    def wait_terminal(self, instance_id: str) -> asyncio.Future[Instance]:
+        future: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(instance_id, []).append(future)
         return future
 
@@ -209,7 +185,7 @@ class Engine:
         instance_id: str,
         input_json: str | None,
         *,
-        parent: dict | None = None,
+        parent: ParentRef | None = None,
         version: str | None = None,
     ) -> Operation:
         """Create (or replace a finished) instance and send its ExecutionStarted.
@@ -219,57 +195,33 @@ class Engine:
         """
         now = time.time()
         old = self.instances.get(instance_id)
-        ops: Operation = []
-        if old is not None:
-            ops += self.forget(old)
-        execution_id = uuid.uuid4().hex
-        inst = Instance(
+        inst = lifecycle.create(
             instance_id,
             name,
-            execution_id,
-            "Pending",
             input_json,
             now,
-            now,
+            replaces=old,
             parent=parent,
             version=self.default_version if version is None else version,
         )
+        ops: Operation = []
+        if old is not None:
+            ops += self.forget(old)
         self.instances[instance_id] = inst
-        started = self._execution_started(inst, now)
-        ops.append((UPSERT_INSTANCE, [inst.row()]))
-        ops += self.send(self.new_message(instance_id, execution_id, "event", event_=started))
-        log.info("%s: Function '%s (Orchestrator)' scheduled. Reason: NewInstance.", instance_id, name)
+        ops.append(self.store.save_instance(inst))
+        ops += self._send_started(inst, now)
         return ops
 
-    def _execution_started(self, inst: Instance, now: float) -> dict:
-        parent = None
-        if inst.parent:
-            parent = {
-                "Name": None,
-                "OrchestrationInstance": {
-                    "InstanceId": inst.parent["instance_id"],
-                    "ExecutionId": inst.parent["execution_id"],
-                },
-                "TaskScheduleId": inst.parent["task_id"],
-            }
-        return event(
-            EventType.ExecutionStarted,
-            now,
-            Name=inst.name,
-            Input=inst.input,
-            Version=inst.version or "",
-            ParentInstance=parent,
-            Tags=None,
-            OrchestrationInstance={"InstanceId": inst.instance_id, "ExecutionId": inst.execution_id},
-        )
+    def _send_started(self, inst: Instance, now: float) -> Operation:
+        started = lifecycle.execution_started(inst, now)
+        return self.send(self.new_message(inst.instance_id, inst.execution_id, ControlKind.EVENT, event_=started))
 
     def forget(self, inst: Instance) -> Operation:
         """Remove an instance from memory; the statements remove it from the store."""
         self.instances.pop(inst.instance_id, None)
         inst.inbox.clear()
-        inst.history, inst.sdk_events = None, []
-        iid = [(inst.instance_id,)]
-        return [(DELETE_HISTORY, iid), (DELETE_MESSAGES_OF, iid), (DELETE_ACTIVITIES_OF, iid), (DELETE_INSTANCE, iid)]
+        lifecycle.release_history(inst)
+        return self.store.delete_instance(inst.instance_id)
 
     # ------------------------------------------------------------------ activities
 
@@ -280,8 +232,8 @@ class Engine:
             ev = event(
                 EventType.TaskFailed, TaskScheduledId=item.task_id, Reason=outcome.reason, Details=outcome.details
             )
-        msg = self.new_message(item.instance_id, item.execution_id, "event", event_=ev)
-        self.store.submit_nowait([(DELETE_ACTIVITY, [(item.id,)])] + self.send(msg))
+        msg = self.new_message(item.instance_id, item.execution_id, ControlKind.EVENT, event_=ev)
+        self.store.submit_nowait([self.store.delete_activity(item.id), *self.send(msg)])
 
     # ------------------------------------------------------------------ episodes
 
@@ -306,76 +258,44 @@ class Engine:
             return
         messages, inst.inbox = inst.inbox, []
         ops: Operation = []
-        consumed = [(m.id,) for m in messages]
         if inst.terminal:  # late activity results, timers and events are dropped
-            self.store.submit_nowait([(DELETE_MESSAGE, consumed)])
+            self.store.submit_nowait([self.store.delete_messages(m.id for m in messages)])
             return
         now = time.time()
-        control: list[dict] = []
-        deliver: list[Message] = []
-        for msg in messages:
-            if msg.kind == "terminate":
-                self._finish(
-                    inst,
-                    "Terminated",
-                    dumps(msg.reason or ""),
-                    now,
-                    ops,
-                    extra=[event(EventType.ExecutionTerminated, now, Input=msg.reason)],
-                )
-                self._commit(inst, ops, consumed)
-                return
-            if msg.kind == "suspend" and inst.status in ("Running", "Pending"):
-                inst.status = "Suspended"
-                control.append(event(EventType.ExecutionSuspended, now, Reason=msg.reason))
-            elif msg.kind == "resume" and inst.status == "Suspended":
-                inst.status = "Running"
-                control.append(event(EventType.ExecutionResumed, now, Reason=msg.reason))
-            elif msg.kind == "event" and msg.execution_id in (None, inst.execution_id):
-                deliver.append(msg)
-        if inst.status == "Suspended":
-            # Held messages stay in the store and in the inbox until the instance resumes.
-            inst.inbox = deliver + inst.inbox
-            consumed = [(m.id,) for m in messages if m not in deliver]
-            deliver = []
-        self._append(inst, control)
-        if deliver:
-            self._episode(inst, [m.event for m in deliver], now, ops)
+        received = lifecycle.receive(inst, messages, now)
+        if received.terminated:
+            self._ended(inst, now, ops)
+            self._commit(inst, ops, messages)
+            return
+        # Held messages stay in the store and in the inbox until the instance resumes.
+        inst.inbox = received.held + inst.inbox
+        if received.deliver:
+            self._episode(inst, [m.event for m in received.deliver if m.event is not None], now, ops)
         inst.updated = now
-        self._commit(inst, ops, consumed)
+        self._commit(inst, ops, [m for m in messages if m not in received.held])
 
-    def _append(self, inst: Instance, events: Iterable[dict]) -> None:
-        assert inst.history is not None
-        for ev in events:
-            inst.history.append(ev)
-            inst.sdk_events.append(sdk_event(ev))
-
-    def _commit(self, inst: Instance, ops: Operation, consumed: list[tuple]) -> None:
-        head: Operation = [(UPSERT_INSTANCE, [inst.row()])]
+    def _commit(self, inst: Instance, ops: Operation, consumed: list[Message]) -> None:
+        head: Operation = [self.store.save_instance(inst)]
         if inst.history is not None and inst.persisted < len(inst.history):
-            rows = [
-                (inst.instance_id, seq, dumps(ev))
-                for seq, ev in enumerate(inst.history[inst.persisted :], inst.persisted)
-            ]
-            head.append((INSERT_HISTORY, rows))
+            head.append(self.store.save_history(inst.instance_id, inst.persisted, inst.history[inst.persisted :]))
             inst.persisted = len(inst.history)
         if consumed:
-            head.append((DELETE_MESSAGE, consumed))
+            head.append(self.store.delete_messages(m.id for m in consumed))
         self.store.submit_nowait(head + ops)
         if inst.terminal:
-            inst.history, inst.sdk_events = None, []  # read back from the store when asked
+            lifecycle.release_history(inst)  # read back from the store when asked
             self._notify(inst)
 
-    def _episode(self, inst: Instance, new_events: list[dict], now: float, ops: Operation) -> None:
+    def _episode(self, inst: Instance, new_events: list[dict[str, Any]], now: float, ops: Operation) -> None:
         function = self.index.orchestrator(inst.name)
-        self._append(inst, [event(EventType.OrchestratorStarted, now)] + new_events)
+        lifecycle.record(inst, [event(EventType.OrchestratorStarted, now), *new_events])
         if function is None:
             error = f"The function '{inst.name}' doesn't exist, is disabled, or is not an orchestrator function."
-            self._finish(inst, "Failed", dumps(orchestrator_failure(inst.name, error)), now, ops)
+            lifecycle.fail(inst, dumps(orchestrator_failure(inst.name, error)), now)
+            self._ended(inst, now, ops)
             return
-        if inst.status == "Pending":
-            inst.status = "Running"
-            log.info("%s: Function '%s (Orchestrator)' started. IsReplay: False.", inst.instance_id, inst.name)
+        if lifecycle.allows(Transition.START, inst.status):
+            lifecycle.start(inst)
         started = time.perf_counter()
         assert inst.history is not None
         result = run_episode(
@@ -406,44 +326,29 @@ class Engine:
             log.error(
                 "%s: Function '%s (Orchestrator)' failed with an error: %s", inst.instance_id, inst.name, result.error
             )
-            self._finish(inst, "Failed", dumps(orchestrator_failure(inst.name, result.error)), now, ops)
+            lifecycle.fail(inst, dumps(orchestrator_failure(inst.name, result.error)), now)
+            self._ended(inst, now, ops)
         elif result.continued:
-            self._continue_as_new(inst, result.continue_as_new, now, ops)
+            lifecycle.continue_as_new(inst, result.continue_as_new)
+            ops.append(self.store.delete_history(inst.instance_id))
+            ops += self._send_started(inst, now)
         elif result.done:
             try:
                 output = dumps(result.output)
             except (TypeError, ValueError) as exc:
-                self._finish(inst, "Failed", dumps(orchestrator_failure(inst.name, str(exc))), now, ops)
+                lifecycle.fail(inst, dumps(orchestrator_failure(inst.name, str(exc))), now)
             else:
-                self._finish(inst, "Completed", output, now, ops)
+                lifecycle.complete(inst, output, now)
+            self._ended(inst, now, ops)
         else:
             # Only an episode that goes on commits its task ids: a failed episode's decisions are
             # discarded (as in DTFx), so a rewind replays from the last committed ones.
             inst.next_task_id, inst.action_count = result.next_task_id, result.action_count
             scheduled = [self._schedule(inst, item, now, ops) for item in result.scheduled]
-            self._append(inst, scheduled + [event(EventType.OrchestratorCompleted, now)])
+            lifecycle.record(inst, [*scheduled, event(EventType.OrchestratorCompleted, now)])
 
-    def _finish(
-        self, inst: Instance, status: str, output: str, now: float, ops: Operation, extra: list[dict] | None = None
-    ) -> None:
-        """Complete the execution and tell the parent orchestration, if any."""
-        inst.status, inst.output, inst.updated = status, output, now
-        tail = list(extra or [])
-        if (
-            inst.history
-            and inst.history[-1]["EventType"] != EventType.OrchestratorCompleted
-            and inst.history[-1]["EventType"] != EventType.ExecutionSuspended
-        ):
-            tail.append(event(EventType.OrchestratorCompleted, now))
-        tail.append(event(EventType.ExecutionCompleted, now, OrchestrationStatus=STATUS_CODES[status], Result=output))
-        if inst.history is not None:
-            self._append(inst, tail)
-        log.info(
-            "%s: Function '%s (Orchestrator)' %s.",
-            inst.instance_id,
-            inst.name,
-            status.lower() if status != "Terminated" else "was terminated",
-        )
+    def _ended(self, inst: Instance, now: float, ops: Operation) -> None:
+        """An execution ended (completed, failed or terminated): tell the parent, if any."""
         if inst.parent:
             ops += self._report_to_parent(inst, now)
 
@@ -451,14 +356,14 @@ class Engine:
         """Send the result of a finished sub-orchestration to its parent's execution."""
         parent = inst.parent
         assert parent is not None and inst.output is not None
-        if inst.status == "Completed":
+        if inst.status == RuntimeStatus.Completed:
             ev = event(
                 EventType.SubOrchestrationInstanceCompleted, now, TaskScheduledId=parent["task_id"], Result=inst.output
             )
         else:
             reason = (
                 json.loads(inst.output)
-                if inst.status == "Failed"
+                if inst.status == RuntimeStatus.Failed
                 else f"Orchestration '{inst.name}' was {inst.status.lower()}: {json.loads(inst.output)}"
             )
             ev = event(
@@ -468,23 +373,9 @@ class Engine:
                 Reason=reason,
                 Details=None,
             )
-        return self.send(self.new_message(parent["instance_id"], parent["execution_id"], "event", event_=ev))
+        return self.send(self.new_message(parent["instance_id"], parent["execution_id"], ControlKind.EVENT, event_=ev))
 
-    def _continue_as_new(self, inst: Instance, new_input: str | None, now: float, ops: Operation) -> None:
-        """Start a fresh execution with the new input; history and sequence numbers reset."""
-        inst.execution_id = uuid.uuid4().hex
-        inst.input = dumps(new_input) if new_input is not None else None
-        inst.status, inst.output = "ContinuedAsNew", None
-        inst.next_task_id = inst.action_count = 0
-        inst.history, inst.sdk_events, inst.persisted = [], [], 0
-        ops.append((DELETE_HISTORY, [(inst.instance_id,)]))
-        ops += self.send(
-            self.new_message(inst.instance_id, inst.execution_id, "event", event_=self._execution_started(inst, now))
-        )
-        inst.status = "Pending"
-        log.info("%s: Function '%s (Orchestrator)' continued as new.", inst.instance_id, inst.name)
-
-    def _schedule(self, inst: Instance, item: Scheduled, now: float, ops: Operation) -> dict:
+    def _schedule(self, inst: Instance, item: Scheduled, now: float, ops: Operation) -> dict[str, Any]:
         """Turn one new SDK task into its history event and side effect."""
         if item.kind == "activity":
             ops += self._dispatch_activity(inst, item.task_id, item.name, item.input)
@@ -517,9 +408,11 @@ class Engine:
                     Details=None,
                     Reason=f"An orchestration with instance ID '{child_id}' is already running.",
                 )
-                ops += self.send(self.new_message(inst.instance_id, inst.execution_id, "event", event_=failed))
+                ops += self.send(
+                    self.new_message(inst.instance_id, inst.execution_id, ControlKind.EVENT, event_=failed)
+                )
                 return created
-            parent = {"instance_id": inst.instance_id, "execution_id": inst.execution_id, "task_id": item.task_id}
+            parent = ParentRef(instance_id=inst.instance_id, execution_id=inst.execution_id, task_id=item.task_id)
             ops += self.create_instance(
                 item.name,
                 child_id,
@@ -536,7 +429,7 @@ class Engine:
         """The durable timer: a TimerFired message that becomes visible at ``fire_ts``."""
         fired = event(EventType.TimerFired, fire_ts, TimerId=task_id, FireAt=iso_ts(fire_ts))
         return self.send(
-            self.new_message(inst.instance_id, inst.execution_id, "event", event_=fired, visible_at=fire_ts)
+            self.new_message(inst.instance_id, inst.execution_id, ControlKind.EVENT, event_=fired, visible_at=fire_ts)
         )
 
     def _dispatch_activity(self, inst: Instance, task_id: int, name: str, input_: str | None) -> Operation:
@@ -544,14 +437,14 @@ class Engine:
         self._next_activity_id += 1
         assert self.activities is not None
         self.activities.submit(work)
-        return [(INSERT_ACTIVITY, [work.row()])]
+        return [self.store.save_activity(work)]
 
     # ------------------------------------------------------------------ rewind
 
     def rewind(
         self,
         inst: Instance,
-        histories: dict[str, list[dict]],
+        histories: dict[str, list[dict[str, Any]]],
         reason: str | None,
         parent_execution_id: str | None = None,
     ) -> Operation:
@@ -581,25 +474,27 @@ class Engine:
             for e in histories[inst.instance_id]
             if not _undone_by_rewind(e, children, histories)
         ]
-        inst.execution_id = execution_id
-        inst.history, inst.persisted = kept, len(kept)
-        inst.sdk_events = [sdk_event(e) for e in kept]
-        inst.status, inst.output, inst.updated = "Running", None, now
+        lifecycle.rewind(inst, execution_id, kept, now)
         ops: Operation = [
-            (DELETE_HISTORY, [(inst.instance_id,)]),
-            (UPSERT_INSTANCE, [inst.row()]),
-            (INSERT_HISTORY, [(inst.instance_id, i, dumps(e)) for i, e in enumerate(kept)]),
+            self.store.delete_history(inst.instance_id),
+            self.store.save_instance(inst),
+            self.store.save_history(inst.instance_id, 0, kept),
         ]
         for task in _unanswered(kept):
             ops += self._issue_again(inst, task, histories, reason, now)
         # Replay at once, as a rewind that only has to re-run the orchestrator itself needs.
         rewound = event(EventType.GenericEvent, now, Data=f"Rewound: {reason or ''}")
-        ops += self.send(self.new_message(inst.instance_id, execution_id, "event", event_=rewound))
+        ops += self.send(self.new_message(inst.instance_id, execution_id, ControlKind.EVENT, event_=rewound))
         log.info("%s: Function '%s (Orchestrator)' was rewound. Reason: %s", inst.instance_id, inst.name, reason)
         return ops
 
     def _issue_again(
-        self, inst: Instance, task: dict, histories: dict[str, list[dict]], reason: str | None, now: float
+        self,
+        inst: Instance,
+        task: dict[str, Any],
+        histories: dict[str, list[dict[str, Any]]],
+        reason: str | None,
+        now: float,
     ) -> Operation:
         """Make the result of a scheduled task come (again) to the rewound execution."""
         kind = task["EventType"]
@@ -610,12 +505,12 @@ class Engine:
         child = self.instances.get(task["InstanceId"])
         if child is None or not child.parent or child.parent["instance_id"] != inst.instance_id:
             return []  # purged or started anew elsewhere: nothing can answer any more
-        if child.instance_id in histories and child.status == "Failed":
+        if child.instance_id in histories and lifecycle.allows(Transition.REWIND, child.status):
             return self.rewind(child, histories, reason, inst.execution_id)
         # A running child reports to the new execution when it ends; a finished one, whose
         # result the Failed parent dropped, reports again now.
         child.parent = {**child.parent, "execution_id": inst.execution_id}
-        ops: Operation = [(UPSERT_INSTANCE, [child.row()])]
+        ops: Operation = [self.store.save_instance(child)]
         return ops + self._report_to_parent(child, now) if child.terminal else ops
 
     # ------------------------------------------------------------------ entities (extension points)
@@ -623,7 +518,7 @@ class Engine:
     def signal_entity(self, scheduler_id: str, operation: str, input_: str | None) -> Operation:
         raise NotImplementedError("entities are not supported by this host")
 
-    def call_entity(self, inst: Instance, item: Scheduled, now: float, ops: Operation) -> dict:
+    def call_entity(self, inst: Instance, item: Scheduled, now: float, ops: Operation) -> dict[str, Any]:
         raise NotImplementedError("entities are not supported by this host")
 
 
@@ -639,7 +534,7 @@ _RESULTS = frozenset(
 )
 
 
-def _undone_by_rewind(ev: dict, children: dict[int, str], histories: dict[str, list[dict]]) -> bool:
+def _undone_by_rewind(ev: dict[str, Any], children: dict[int, str], histories: dict[str, list[dict[str, Any]]]) -> bool:
     """Whether a rewind removes ``ev``: the failures it undoes and the end of the execution.
 
     A sub-orchestration's failure is undone only when that child is rewound too (its history is
@@ -651,7 +546,7 @@ def _undone_by_rewind(ev: dict, children: dict[int, str], histories: dict[str, l
     return kind in (EventType.TaskFailed, EventType.ExecutionCompleted)
 
 
-def _unanswered(history: list[dict]) -> list[dict]:
+def _unanswered(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Activities, timers and sub-orchestrations of ``history`` that have no result in it."""
     answered = {e["TaskScheduledId"] for e in history if e["EventType"] in _RESULTS} | {
         e["TimerId"] for e in history if e["EventType"] == EventType.TimerFired
@@ -659,7 +554,7 @@ def _unanswered(history: list[dict]) -> list[dict]:
     return [e for e in history if e["EventType"] in _SCHEDULED and e["EventId"] not in answered]
 
 
-def _with_execution_ids(ev: dict, inst: Instance, execution_id: str) -> dict:
+def _with_execution_ids(ev: dict[str, Any], inst: Instance, execution_id: str) -> dict[str, Any]:
     """``ev``; an ExecutionStarted event gets the new execution id and the parent's current one."""
     if ev["EventType"] != EventType.ExecutionStarted:
         return ev

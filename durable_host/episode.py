@@ -11,70 +11,20 @@ context afterwards. That matters for correctness and speed:
   host can batch completions the way DTFx does and still emit the ids the SDK expects.
 * **Speed.** Parsing history JSON and timestamps again in every episode would be quadratic; the
   host keeps the SDK's ``HistoryEvent`` objects per instance and only builds new ones.
+
+Reading the SDK's state needs its private attributes: that is ``sdk_adapter.py``'s job, so this
+module only speaks the host's types.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from azure.durable_functions.models.actions.CallActivityAction import CallActivityAction
-from azure.durable_functions.models.actions.CallActivityWithRetryAction import CallActivityWithRetryAction
-from azure.durable_functions.models.actions.CallEntityAction import CallEntityAction
-from azure.durable_functions.models.actions.CallHttpAction import CallHttpAction
-from azure.durable_functions.models.actions.CallSubOrchestratorAction import CallSubOrchestratorAction
-from azure.durable_functions.models.actions.CallSubOrchestratorWithRetryAction import CallSubOrchestratorWithRetryAction
-from azure.durable_functions.models.actions.ContinueAsNewAction import ContinueAsNewAction
-from azure.durable_functions.models.actions.CreateTimerAction import CreateTimerAction
-from azure.durable_functions.models.actions.NoOpAction import NoOpAction
-from azure.durable_functions.models.actions.SignalEntityAction import SignalEntityAction
-from azure.durable_functions.models.DurableOrchestrationContext import DurableOrchestrationContext
-from azure.durable_functions.models.history.HistoryEvent import HistoryEvent
-from azure.durable_functions.models.Task import TaskBase
-from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
+from .sdk_adapter import OrchestratorHandle, Scheduled, SdkHistoryEvent, Signal, replay, sdk_event
 
-# Timer settings the Azure Storage backend sends (V3 schema splits longer timers).
-LONG_TIMER_INTERVAL = "3.00:00:00"
-MAX_SHORT_TIMER = "6.00:00:00"
-
-history_event_module = sys.modules[HistoryEvent.__module__]
-
-# The orchestration context of the episode running on this thread, for the replay log filter.
-current = threading.local()
-
-
-def _parse_timestamp(text: str, _slow=history_event_module.dt_parse) -> datetime:
-    """ISO timestamps as ``dateutil`` would parse them, ~30x faster for the host's own format.
-
-    ``HistoryEvent`` parses every event's ``Timestamp`` with ``dateutil``; that was the largest
-    cost of an episode. The host writes ``%Y-%m-%dT%H:%M:%S.%fZ``, which ``fromisoformat``
-    reads exactly; anything else still goes to ``dateutil``.
-    """
-    try:
-        return datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        return _slow(text)
-
-
-history_event_module.dt_parse = _parse_timestamp
-
-
-@dataclass
-class Scheduled:
-    """A task the orchestrator started in this episode, with the id the SDK gave it."""
-
-    kind: str  # activity | timer | suborchestration | entity_call
-    task_id: int
-    name: str = ""
-    input: str | None = None
-    fire_at: datetime | None = None
-    instance_id: str | None = None
-    version: str | None = None
+__all__ = ["EpisodeResult", "Scheduled", "Signal", "run_episode", "sdk_event"]
 
 
 @dataclass
@@ -86,33 +36,18 @@ class EpisodeResult:
     continue_as_new: str | None = None  # new input (JSON text) when continuing as new
     continued: bool = False
     scheduled: list[Scheduled] = field(default_factory=list)
-    signals: list[SignalEntityAction] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
     next_task_id: int = 0
     action_count: int = 0
 
 
-def _executor() -> TaskOrchestrationExecutor:
-    """A reset executor, reused per thread: its constructor builds a namedtuple class each time,
-    while ``initialize()`` is exactly the per-invocation reset the SDK relies on."""
-    executor = getattr(current, "executor", None)
-    if executor is None:
-        executor = current.executor = TaskOrchestrationExecutor()
-    else:
-        executor.initialize()
-    return executor
-
-
-def sdk_event(event: dict[str, Any]) -> HistoryEvent:
-    return HistoryEvent(**event)
-
-
 def run_episode(
-    handle: Callable[..., str],
+    handle: OrchestratorHandle,
     *,
     instance_id: str,
     parent_instance_id: str | None,
     context_input: str | None,
-    history: list[HistoryEvent],
+    history: list[SdkHistoryEvent],
     head: list[dict[str, Any]],
     first_new_id: int,
     prev_action_count: int,
@@ -124,86 +59,26 @@ def run_episode(
     constructor reads the start time and version from them; ``history`` (SDK objects) is what
     the executor replays.
     """
-    ctx = DurableOrchestrationContext(
-        history=head,
-        instanceId=instance_id,
-        isReplaying=False,
-        parentInstanceId=parent_instance_id,
-        input=context_input,
-        upperSchemaVersion=1,
-        upperSchemaVersionNew=2,
-        longRunningTimerIntervalDuration=LONG_TIMER_INTERVAL,
-        maximumShortTimerDuration=MAX_SHORT_TIMER,
+    r = replay(
+        handle,
+        instance_id=instance_id,
+        parent_instance_id=parent_instance_id,
+        context_input=context_input,
+        history=history,
+        head=head,
+        first_new_id=first_new_id,
+        prev_action_count=prev_action_count,
+        episode_time=episode_time,
     )
-    ctx._histories = history
-    ctx._input_expected_type = getattr(handle, "_df_input_type", None)
-    executor = _executor()
-    error: str | None = None
-    current.context = ctx
-    try:
-        executor.execute(ctx, history, handle.orchestrator_function)
-    except Exception as exc:
-        cause = executor.exception if executor.exception is not None else exc
-        error = str(cause) or str(type(cause))
-    finally:
-        current.context = None
-    actions = ctx._actions[0]
-    result = EpisodeResult(
-        done=error is None and executor.orchestration_invocation_succeeded,
-        error=error,
-        custom_status=ctx.custom_status or None,
-        next_task_id=ctx._sequence_number,
-        action_count=len(actions),
+    return EpisodeResult(
+        done=r.succeeded,
+        output=r.output,
+        error=r.error,
+        custom_status=r.custom_status,
+        continue_as_new=r.new_input,
+        continued=r.continue_as_new,
+        scheduled=r.scheduled,
+        signals=r.signals,
+        next_task_id=r.next_task_id,
+        action_count=r.action_count,
     )
-    if error is not None:
-        return result
-    new_actions = actions[prev_action_count:]
-    result.signals = [a for a in new_actions if isinstance(a, SignalEntityAction)]
-    if ctx.will_continue_as_new:
-        can = next(a for a in actions if isinstance(a, ContinueAsNewAction))
-        result.continued, result.continue_as_new = True, can.input_
-        return result
-    if result.done:
-        result.output = executor.output
-        return result
-    result.scheduled = _new_tasks(ctx, first_new_id, episode_time)
-    return result
-
-
-def _new_tasks(ctx: DurableOrchestrationContext, first_new_id: int, now: datetime) -> list[Scheduled]:
-    tasks = sorted(
-        (key, task)
-        for key, task in list(ctx.open_tasks.items())
-        if isinstance(key, int) and key >= first_new_id and isinstance(task, TaskBase)
-    )
-    return [_describe(task_id, task, now) for task_id, task in tasks]
-
-
-def _describe(task_id: int, task: TaskBase, now: datetime) -> Scheduled:
-    action = task.action_repr[0] if isinstance(task.action_repr, list) else task.action_repr
-    if isinstance(action, NoOpAction):
-        retry = task.parent  # a RetryAbleTask: the SDK asked for a retry timer or a re-attempt
-        if action.metadata == "-WithRetry timer":
-            options = retry.retry_options
-            done = retry.num_attempts >= options.max_number_of_attempts
-            delay = 0 if done else options.first_retry_interval_in_milliseconds
-            return Scheduled("timer", task_id, fire_at=now + timedelta(milliseconds=delay))
-        action = retry.actions[0] if isinstance(retry.actions, list) else retry.actions
-    if isinstance(action, (CallActivityAction, CallActivityWithRetryAction)):
-        return Scheduled("activity", task_id, action.function_name, action.input_)
-    if isinstance(action, CreateTimerAction):
-        return Scheduled("timer", task_id, fire_at=action.fire_at)
-    if isinstance(action, (CallSubOrchestratorAction, CallSubOrchestratorWithRetryAction)):
-        return Scheduled(
-            "suborchestration",
-            task_id,
-            action.function_name,
-            action._input,
-            instance_id=action.instance_id,
-            version=action.version,
-        )
-    if isinstance(action, CallHttpAction):
-        return Scheduled("activity", task_id, "BuiltIn::HttpActivity", json.dumps(action.http_request.to_json()))
-    if isinstance(action, CallEntityAction):
-        return Scheduled("entity_call", task_id, action.operation, action.input_, instance_id=action.instance_id)
-    raise RuntimeError(f"durable_host: unsupported task type {type(action).__name__}")

@@ -41,7 +41,7 @@ class _TraceContext(func_abc.TraceContext):
         return ""
 
     @property
-    def attributes(self) -> dict:
+    def attributes(self) -> dict[str, Any]:
         return {}
 
 

@@ -12,17 +12,17 @@ import sys
 import threading
 import time
 
-from . import episode
+from . import sdk_adapter
 
 
 class ReplayFilter(logging.Filter):
     """Drop app records emitted by orchestrator code while it replays."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        ctx = getattr(episode.current, "context", None)
-        if ctx is None or record.name.startswith("durable_host"):
+        replaying = sdk_adapter.replaying()
+        if replaying is None or record.name.startswith("durable_host"):
             return True
-        return not ctx.is_replaying
+        return not replaying
 
 
 class FuncFormatter(logging.Formatter):

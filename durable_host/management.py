@@ -24,7 +24,7 @@ from aiohttp import web
 
 from .config import HostConfig
 from .events import parse_ts
-from .model import ALL_STATUSES, Instance
+from .model import Instance, RuntimeStatus
 from .operations import (
     BadRequest,
     Gone,
@@ -72,13 +72,14 @@ def time_param(request: web.Request, name: str) -> float | None:
         return None
 
 
-def statuses_param(request: web.Request) -> frozenset[str] | None:
+def statuses_param(request: web.Request) -> frozenset[RuntimeStatus] | None:
     """``runtimeStatus=A,B``, names as .NET ``Enum.TryParse`` reads them (exact case).
 
     Unknown names are dropped, and with none left there is no status filter at all.
     """
     values = ",".join(request.query.getall("runtimeStatus", [])).split(",")
-    return frozenset({v.strip() for v in values} & set(ALL_STATUSES)) or None
+    names = {v.strip() for v in values}
+    return frozenset(s for s in RuntimeStatus if s.value in names) or None
 
 
 def page_size(request: web.Request) -> int:
@@ -182,7 +183,7 @@ class ManagementApi:
         )
         if not inst.terminal:
             return web.json_response(body, status=202, headers={"Location": str(request.url), "Retry-After": "5"})
-        return web.json_response(body, status=failed_status if inst.status == "Failed" else 200)
+        return web.json_response(body, status=failed_status if inst.status == RuntimeStatus.Failed else 200)
 
     async def _started(self, request: web.Request, instance_id: str, timeout: float | None) -> web.Response:
         """The answer to a start or restart: the check-status 202, or in wait mode the result.
@@ -199,7 +200,7 @@ class ManagementApi:
             except TimeoutError:
                 return self.check_status(request, instance_id)
             inst = self.ops.get(instance_id)
-        if inst.status == "Completed":
+        if inst.status == RuntimeStatus.Completed:
             return web.Response(text=inst.output or "null", content_type="application/json")
         return await self._status_response(request, inst, failed_status=200)
 

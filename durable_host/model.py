@@ -1,47 +1,78 @@
 """In-memory state of the task hub: orchestration instances and the messages sent to them.
 
-Memory is the working copy; ``store.py`` is the durable log of every change. Keeping both
-shapes in one module makes the mapping to SQLite rows obvious.
+Memory is the working copy; ``store.py`` is the durable log of every change and maps these
+dataclasses to its rows by column name. Which status may follow which is ``lifecycle.py``'s.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypedDict
 
-TERMINAL = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
-ALL_STATUSES = ("Running", "Completed", "ContinuedAsNew", "Failed", "Canceled", "Terminated", "Pending", "Suspended")
+
+class RuntimeStatus(StrEnum):
+    """``OrchestrationRuntimeStatus``: the names the status API shows and the store keeps."""
+
+    Running = "Running"
+    Completed = "Completed"
+    ContinuedAsNew = "ContinuedAsNew"
+    Failed = "Failed"
+    Canceled = "Canceled"
+    Terminated = "Terminated"
+    Pending = "Pending"
+    Suspended = "Suspended"
+
+    @property
+    def code(self) -> int:
+        """DTFx's ``OrchestrationStatus`` number, as ``ExecutionCompleted`` events carry it."""
+        return _STATUS_CODES[self]
+
+    @classmethod
+    def from_code(cls, code: int) -> RuntimeStatus | None:
+        return _STATUS_BY_CODE.get(code)
+
+
+_STATUS_CODES = {status: code for code, status in enumerate(RuntimeStatus)}
+_STATUS_BY_CODE = {code: status for status, code in _STATUS_CODES.items()}
+
+TERMINAL = frozenset({RuntimeStatus.Completed, RuntimeStatus.Failed, RuntimeStatus.Terminated, RuntimeStatus.Canceled})
+ALL_STATUSES = tuple(RuntimeStatus)
+
+
+class ControlKind(StrEnum):
+    """What a ``Message`` asks of an instance."""
+
+    EVENT = "event"  # append ``Message.event`` (TaskCompleted, EventRaised, TimerFired, ...)
+    TERMINATE = "terminate"
+    SUSPEND = "suspend"
+    RESUME = "resume"
+
+
+class ParentRef(TypedDict):
+    """The execution and task of the parent orchestration a sub-orchestration reports to."""
+
+    instance_id: str
+    execution_id: str
+    task_id: int
 
 
 @dataclass
 class Message:
     """Something delivered to an instance's next episode.
 
-    ``kind`` is ``event`` (``event`` holds a history event to append, e.g. TaskCompleted or
-    EventRaised) or a control operation: ``terminate``, ``suspend``, ``resume``.
+    ``kind`` is ``EVENT`` (``event`` holds a history event to append, e.g. TaskCompleted or
+    EventRaised) or a control operation: ``TERMINATE``, ``SUSPEND``, ``RESUME``.
     A message with ``visible_at`` in the future is a durable timer.
     """
 
     id: int
     instance_id: str
     execution_id: str | None
-    kind: str
+    kind: ControlKind
     event: dict[str, Any] | None = None
     reason: str | None = None
     visible_at: float = 0.0
-
-    def body_json(self) -> str:
-        return json.dumps({"kind": self.kind, "event": self.event, "reason": self.reason}, separators=(",", ":"))
-
-    def row(self) -> tuple:
-        return (self.id, self.instance_id, self.execution_id, self.visible_at, self.body_json())
-
-    @classmethod
-    def from_row(cls, row: tuple) -> Message:
-        mid, instance_id, execution_id, visible_at, body = row
-        data = json.loads(body)
-        return cls(mid, instance_id, execution_id, data["kind"], data.get("event"), data.get("reason"), visible_at)
 
 
 @dataclass
@@ -51,13 +82,13 @@ class Instance:
     instance_id: str
     name: str
     execution_id: str
-    status: str
+    status: RuntimeStatus
     input: str | None  # JSON text of the input token
     created: float
     updated: float
     output: str | None = None  # JSON text
     custom_status: str | None = None  # JSON text
-    parent: dict[str, Any] | None = None  # {"instance_id", "execution_id", "task_id"}
+    parent: ParentRef | None = None
     version: str | None = None
     # Working state, rebuilt from the store on restart.
     history: list[dict[str, Any]] | None = field(default_factory=list)
@@ -72,54 +103,3 @@ class Instance:
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
-
-    def row(self) -> tuple:
-        return (
-            self.instance_id,
-            self.name,
-            self.execution_id,
-            self.status,
-            self.input,
-            self.output,
-            self.custom_status,
-            self.created,
-            self.updated,
-            json.dumps(self.parent) if self.parent else None,
-            self.version,
-            self.next_task_id,
-            self.action_count,
-        )
-
-    @classmethod
-    def from_row(cls, row: tuple) -> Instance:
-        (
-            instance_id,
-            name,
-            execution_id,
-            status,
-            input_,
-            output,
-            custom_status,
-            created,
-            updated,
-            parent,
-            version,
-            next_task_id,
-            action_count,
-        ) = row
-        return cls(
-            instance_id,
-            name,
-            execution_id,
-            status,
-            input_,
-            created,
-            updated,
-            output,
-            custom_status,
-            json.loads(parent) if parent else None,
-            version,
-            history=None,
-            next_task_id=next_task_id,
-            action_count=action_count,
-        )

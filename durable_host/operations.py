@@ -7,15 +7,17 @@ API only maps them to status codes. Each operation returns once its change is du
 
 from __future__ import annotations
 
-import json
 import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from . import lifecycle
 from .engine import Engine
 from .events import EventType, event
-from .model import TERMINAL, Instance
+from .lifecycle import Transition
+from .model import TERMINAL, ControlKind, Instance, RuntimeStatus
 from .store import Operation
 
 
@@ -74,7 +76,7 @@ class Query:
 
     created_from: float | None = None
     created_to: float | None = None
-    statuses: frozenset[str] | None = None
+    statuses: frozenset[RuntimeStatus] | None = None
     prefix: str | None = None
 
     def matches(self, inst: Instance) -> bool:
@@ -113,7 +115,7 @@ class HubOperations:
         instance_id = instance_id or uuid.uuid4().hex
         check_instance_id(instance_id)
         existing = self.engine.instances.get(instance_id)
-        if existing is not None and not existing.terminal:
+        if existing is not None and not lifecycle.allows(Transition.CREATE, existing.status):
             raise Conflict(
                 f"An Orchestration instance with the status {existing.status} already exists with ID '{instance_id}'."
             )
@@ -124,26 +126,32 @@ class HubOperations:
     async def raise_event(self, instance_id: str, name: str, input_json: str | None) -> None:
         inst = self.active(instance_id)
         ev = event(EventType.EventRaised, Name=name, Input=input_json)
-        await self._send(inst, "event", event_=ev)
+        await self._send(inst, ControlKind.EVENT, event_=ev)
 
     async def terminate(self, instance_id: str, reason: str | None) -> None:
-        await self._send(self.active(instance_id), "terminate", reason=reason)
+        await self._send(self.active(instance_id), ControlKind.TERMINATE, reason=reason)
 
     async def suspend(self, instance_id: str, reason: str | None) -> None:
-        await self._send(self.active(instance_id), "suspend", reason=reason)
+        await self._send(self.active(instance_id), ControlKind.SUSPEND, reason=reason)
 
     async def resume(self, instance_id: str, reason: str | None) -> None:
-        await self._send(self.active(instance_id), "resume", reason=reason)
+        await self._send(self.active(instance_id), ControlKind.RESUME, reason=reason)
 
     def active(self, instance_id: str) -> Instance:
-        """The instance, if it can still take events and control operations (else 404/410)."""
+        """The instance, if it can still take events and control operations (else 404/410).
+
+        Whether a suspend or resume then applies is decided when the instance receives it
+        (``lifecycle.receive``), in order with everything else it receives.
+        """
         inst = self.get(instance_id)
-        if inst.terminal:
+        if not lifecycle.allows(Transition.TERMINATE, inst.status):
             raise Gone(f"The instance '{instance_id}' is in the {inst.status} state.")
         return inst
 
-    async def _send(self, inst: Instance, kind: str, **fields) -> None:
-        msg = self.engine.new_message(inst.instance_id, None, kind, **fields)
+    async def _send(
+        self, inst: Instance, kind: ControlKind, *, event_: dict[str, Any] | None = None, reason: str | None = None
+    ) -> None:
+        msg = self.engine.new_message(inst.instance_id, None, kind, event_=event_, reason=reason)
         await self.engine.store.submit(self.engine.send(msg))
 
     async def restart(self, instance_id: str, new_id: bool) -> Instance:
@@ -155,7 +163,7 @@ class HubOperations:
                 summary="InstanceId does not match a valid orchestration instance.",
             )
         target = uuid.uuid4().hex if new_id else instance_id
-        if not new_id and not inst.terminal:
+        if not lifecycle.restart_allowed(inst, new_id):
             raise Conflict(f"Instance '{instance_id}' is {inst.status}; it cannot restart in place.")
         return await self.start(inst.name, target, inst.input, inst.version)
 
@@ -167,7 +175,7 @@ class HubOperations:
         (410, which the SDK's ``rewind()`` expects); an unfinished one is a failed precondition.
         """
         inst = self.get(instance_id)
-        if inst.status != "Failed":
+        if not lifecycle.allows(Transition.REWIND, inst.status):
             refusal = Gone if inst.terminal else PreconditionFailed
             raise refusal(f"Instance '{instance_id}' is {inst.status}; only Failed orchestrations can be rewound.")
         ops = await self._rewind(inst, reason)
@@ -177,7 +185,7 @@ class HubOperations:
         """Read every history the rewind needs, then let the engine rewind without yielding."""
         return self.engine.rewind(inst, await self._failed_histories(inst), reason)
 
-    async def _failed_histories(self, inst: Instance) -> dict[str, list[dict]]:
+    async def _failed_histories(self, inst: Instance) -> dict[str, list[dict[str, Any]]]:
         """The history of ``inst`` and of each Failed sub-orchestration it started, recursively."""
         histories = {inst.instance_id: await self.history(inst)}
         for ev in histories[inst.instance_id]:
@@ -186,24 +194,18 @@ class HubOperations:
             child = self.engine.instances.get(ev["InstanceId"])
             if (
                 child is not None
-                and child.status == "Failed"
+                and lifecycle.allows(Transition.REWIND, child.status)
                 and child.parent
                 and child.parent["instance_id"] == inst.instance_id
             ):
                 histories.update(await self._failed_histories(child))
         return histories
 
-    async def history(self, inst: Instance) -> list[dict]:
+    async def history(self, inst: Instance) -> list[dict[str, Any]]:
         """The current execution's history, from memory or (once finished) from the store."""
         if inst.history is not None:
             return list(inst.history)
-        rows = await self.engine.store.query(
-            lambda c: [
-                r[0]
-                for r in c.execute("SELECT event FROM history WHERE instance_id=? ORDER BY seq", (inst.instance_id,))
-            ]
-        )
-        return [json.loads(r) for r in rows]
+        return await self.engine.store.read_history(inst.instance_id)
 
     def query(self, query: Query) -> list[Instance]:
         found = [i for i in self.engine.instances.values() if query.matches(i)]

@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .engine import STATUS_CODES
 from .events import EventType, status_ts
-from .model import Instance
+from .model import Instance, RuntimeStatus
 
-_STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 _HIDDEN = {EventType.OrchestratorStarted, EventType.OrchestratorCompleted}
 # A completion and the kind of event that scheduled it (merged into the completion once it exists).
 _MERGED_INTO = {
@@ -34,8 +32,12 @@ def _parse(text: str | None) -> Any:
 
 
 def status_body(
-    inst: Instance, *, show_input: bool = True, history: list[dict] | None = None, show_history_output: bool = False
-) -> dict:
+    inst: Instance,
+    *,
+    show_input: bool = True,
+    history: list[dict[str, Any]] | None = None,
+    show_history_output: bool = False,
+) -> dict[str, Any]:
     """The status JSON of ``GET instances/{id}`` (``historyEvents`` only when asked)."""
     body: dict[str, Any] = {"name": inst.name, "instanceId": inst.instance_id}
     if inst.version:  # the extension omits ``version`` when the instance has none
@@ -55,7 +57,7 @@ def status_body(
     return body
 
 
-def history_events(history: list[dict], *, show_input: bool, show_output: bool) -> list[dict]:
+def history_events(history: list[dict[str, Any]], *, show_input: bool, show_output: bool) -> list[dict[str, Any]]:
     """Apply the extension's transformation (see the protocol spec, §6).
 
     As in the extension's ``GetDurableOrchestrationStatusAsync``, a TaskScheduled or
@@ -63,8 +65,8 @@ def history_events(history: list[dict], *, show_input: bool, show_output: bool) 
     merged into it, and ``Input`` stays the JSON text the history holds (only ``Result`` is
     parsed), so a tool written against Azure reads the same shapes here.
     """
-    out: list[dict | None] = []
-    origins: dict[tuple[EventType, Any], tuple[int, dict]] = {}  # (kind, EventId) -> (index, event)
+    out: list[dict[str, Any] | None] = []
+    origins: dict[tuple[EventType, Any], tuple[int, dict[str, Any]]] = {}  # (kind, EventId) -> (index, event)
     for raw in history:
         kind = EventType(raw["EventType"])
         if kind in _HIDDEN:
@@ -87,7 +89,9 @@ def history_events(history: list[dict], *, show_input: bool, show_output: bool) 
             for key in ("OrchestrationInstance", "ParentInstance", "Version", "Tags"):
                 ev.pop(key, None)
         elif kind == EventType.ExecutionCompleted:
-            ev["OrchestrationStatus"] = _STATUS_NAMES.get(ev.get("OrchestrationStatus"), "Unknown")
+            code = ev.get("OrchestrationStatus")
+            status = RuntimeStatus.from_code(code) if isinstance(code, int) else None
+            ev["OrchestrationStatus"] = status.value if status is not None else "Unknown"
         elif kind == EventType.TimerFired:
             ev.pop("TimerId", None)
         if kind in _WITH_RESULT:

@@ -12,15 +12,18 @@ host (the OS has the pages); only a power cut can lose the last transactions.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from .model import Instance, Message
+from .activities import WorkItem
+from .model import ControlKind, Instance, Message, ParentRef, RuntimeStatus
 
 log = logging.getLogger("durable_host.store")
 
@@ -42,19 +45,12 @@ CREATE TABLE IF NOT EXISTS activities(
   task_id INTEGER NOT NULL, name TEXT NOT NULL, input TEXT);
 """
 
-UPSERT_INSTANCE = "INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-INSERT_HISTORY = "INSERT OR REPLACE INTO history VALUES (?,?,?)"
-DELETE_HISTORY = "DELETE FROM history WHERE instance_id=?"
-INSERT_MESSAGE = "INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?)"
-DELETE_MESSAGE = "DELETE FROM messages WHERE id=?"
-DELETE_MESSAGES_OF = "DELETE FROM messages WHERE instance_id=?"
-INSERT_ACTIVITY = "INSERT OR REPLACE INTO activities VALUES (?,?,?,?,?,?)"
-DELETE_ACTIVITY = "DELETE FROM activities WHERE id=?"
-DELETE_ACTIVITIES_OF = "DELETE FROM activities WHERE instance_id=?"
-DELETE_INSTANCE = "DELETE FROM instances WHERE instance_id=?"
-
-Statement = tuple[str, Sequence[Sequence[Any]]]
+Statement = tuple[str, Sequence[Sequence[Any]] | Sequence[Mapping[str, Any]]]
 Operation = list[Statement]
+# What the writer thread takes: statements to execute, or a read to run, with the future to resolve.
+_Work = Operation | Callable[[sqlite3.Connection], Any]
+_Item = tuple[_Work, "asyncio.Future[Any] | None"]
+_Result = tuple["asyncio.Future[Any] | None", Any, Exception | None]
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -64,16 +60,96 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+# Column of ``instances`` -> attribute of ``Instance``: rows are mapped by name, in both directions.
+_INSTANCE_COLUMNS = {
+    "instance_id": "instance_id",
+    "name": "name",
+    "execution_id": "execution_id",
+    "status": "status",
+    "input": "input",
+    "output": "output",
+    "custom_status": "custom_status",
+    "created_time": "created",
+    "last_updated_time": "updated",
+    "parent": "parent",
+    "version": "version",
+    "next_task_id": "next_task_id",
+    "action_count": "action_count",
+}
+_ACTIVITY_COLUMNS = ("id", "instance_id", "execution_id", "task_id", "name", "input")
+
+
+def _insert(table: str, columns: Iterable[str]) -> str:
+    names = list(columns)
+    return f"INSERT OR REPLACE INTO {table}({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
+
+
+_UPSERT_INSTANCE = _insert("instances", _INSTANCE_COLUMNS)
+_UPSERT_MESSAGE = _insert("messages", ("id", "instance_id", "execution_id", "visible_at", "body"))
+_UPSERT_ACTIVITY = _insert("activities", _ACTIVITY_COLUMNS)
+_UPSERT_HISTORY = _insert("history", ("instance_id", "seq", "event"))
+
+
+def instance_row(inst: Instance) -> dict[str, Any]:
+    """The ``instances`` row of ``inst``, by column name."""
+    row = {column: getattr(inst, attr) for column, attr in _INSTANCE_COLUMNS.items()}
+    row["status"] = inst.status.value
+    row["parent"] = json.dumps(inst.parent) if inst.parent else None
+    return row
+
+
+def instance_from_row(row: Mapping[str, Any]) -> Instance:
+    """An ``Instance`` from its ``instances`` row; its history is read separately (or never)."""
+    values = {attr: row[column] for column, attr in _INSTANCE_COLUMNS.items()}
+    values["status"] = RuntimeStatus(values["status"])
+    values["parent"] = cast(ParentRef, json.loads(values["parent"])) if values["parent"] else None
+    return Instance(**values, history=None)
+
+
+def message_row(msg: Message) -> dict[str, Any]:
+    body = json.dumps({"kind": msg.kind.value, "event": msg.event, "reason": msg.reason}, separators=(",", ":"))
+    return {
+        "id": msg.id,
+        "instance_id": msg.instance_id,
+        "execution_id": msg.execution_id,
+        "visible_at": msg.visible_at,
+        "body": body,
+    }
+
+
+def message_from_row(row: Mapping[str, Any]) -> Message:
+    data = json.loads(row["body"])
+    return Message(
+        row["id"],
+        row["instance_id"],
+        row["execution_id"],
+        ControlKind(data["kind"]),
+        data.get("event"),
+        data.get("reason"),
+        row["visible_at"],
+    )
+
+
+def _dicts(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    cursor = conn.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def _history_events(conn: sqlite3.Connection, instance_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT event FROM history WHERE instance_id=? ORDER BY seq", (instance_id,))
+    return [cast(dict[str, Any], json.loads(text)) for (text,) in rows]
+
+
+@dataclass
 class Snapshot:
     """Everything on disk at startup, used to rebuild memory after a restart or a crash."""
 
-    def __init__(
-        self, instances: list[Instance], messages: list[Message], activities: list[tuple], max_ids: tuple[int, int]
-    ):
-        self.instances = instances
-        self.messages = messages
-        self.activities = activities
-        self.max_message_id, self.max_activity_id = max_ids
+    instances: list[Instance]
+    messages: list[Message]
+    activities: list[WorkItem]
+    max_message_id: int
+    max_activity_id: int
 
 
 class Store:
@@ -84,7 +160,7 @@ class Store:
         self.path = path
         self._conn = _connect(path)
         self._conn.executescript(SCHEMA)
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pending: Operation = []
@@ -95,23 +171,71 @@ class Store:
     def load(self) -> Snapshot:
         """Read the whole hub (minus finished histories) before the writer starts."""
         c = self._conn
-        instances = [Instance.from_row(r) for r in c.execute("SELECT * FROM instances")]
-        messages = [
-            Message.from_row(r)
-            for r in c.execute("SELECT id, instance_id, execution_id, visible_at, body FROM messages ORDER BY id")
-        ]
-        activities = list(c.execute("SELECT * FROM activities ORDER BY id"))
-        max_ids = (
-            c.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0],
-            c.execute("SELECT COALESCE(MAX(id), 0) FROM activities").fetchone()[0],
+        return Snapshot(
+            instances=[instance_from_row(r) for r in _dicts(c, "SELECT * FROM instances")],
+            messages=[message_from_row(r) for r in _dicts(c, "SELECT * FROM messages ORDER BY id")],
+            activities=[
+                WorkItem(**{k: r[k] for k in _ACTIVITY_COLUMNS})
+                for r in _dicts(c, "SELECT * FROM activities ORDER BY id")
+            ],
+            max_message_id=c.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0],
+            max_activity_id=c.execute("SELECT COALESCE(MAX(id), 0) FROM activities").fetchone()[0],
         )
-        return Snapshot(instances, messages, activities, max_ids)
 
-    def load_history(self, instance_id: str) -> list[str]:
-        """History rows of one instance, as JSON texts (startup only: no writer yet)."""
+    def load_history(self, instance_id: str) -> list[dict[str, Any]]:
+        """History events of one instance (startup only: no writer yet)."""
+        return _history_events(self._conn, instance_id)
+
+    def read_history(self, instance_id: str) -> asyncio.Future[list[dict[str, Any]]]:
+        """History events of one instance, read after every write queued before."""
+        return self.query(lambda conn: _history_events(conn, instance_id))
+
+    # ------------------------------------------------------------------ statements
+    # Each returns the statements of one change, for the caller to queue with the rest of the
+    # operation it belongs to (one ``submit`` commits them together, in order).
+
+    @staticmethod
+    def save_instance(*instances: Instance) -> Statement:
+        return (_UPSERT_INSTANCE, [instance_row(i) for i in instances])
+
+    @staticmethod
+    def save_history(instance_id: str, first_seq: int, events: Sequence[dict[str, Any]]) -> Statement:
+        """Write ``events`` as the history rows ``first_seq``, ``first_seq + 1``, ..."""
+        rows = [
+            {"instance_id": instance_id, "seq": seq, "event": json.dumps(ev, separators=(",", ":"))}
+            for seq, ev in enumerate(events, first_seq)
+        ]
+        return (_UPSERT_HISTORY, rows)
+
+    @staticmethod
+    def delete_history(instance_id: str) -> Statement:
+        return ("DELETE FROM history WHERE instance_id=?", [(instance_id,)])
+
+    @staticmethod
+    def save_message(msg: Message) -> Statement:
+        return (_UPSERT_MESSAGE, [message_row(msg)])
+
+    @staticmethod
+    def delete_messages(ids: Iterable[int]) -> Statement:
+        return ("DELETE FROM messages WHERE id=?", [(i,) for i in ids])
+
+    @staticmethod
+    def save_activity(item: WorkItem) -> Statement:
+        return (_UPSERT_ACTIVITY, [{k: getattr(item, k) for k in _ACTIVITY_COLUMNS}])
+
+    @staticmethod
+    def delete_activity(activity_id: int) -> Statement:
+        return ("DELETE FROM activities WHERE id=?", [(activity_id,)])
+
+    @staticmethod
+    def delete_instance(instance_id: str) -> Operation:
+        """Everything of one instance: history, messages, activities and the instance row."""
+        iid = [(instance_id,)]
         return [
-            r[0]
-            for r in self._conn.execute("SELECT event FROM history WHERE instance_id=? ORDER BY seq", (instance_id,))
+            ("DELETE FROM history WHERE instance_id=?", iid),
+            ("DELETE FROM messages WHERE instance_id=?", iid),
+            ("DELETE FROM activities WHERE instance_id=?", iid),
+            ("DELETE FROM instances WHERE instance_id=?", iid),
         ]
 
     # ------------------------------------------------------------------ writer
@@ -121,10 +245,10 @@ class Store:
         self._thread = threading.Thread(target=self._run, name="durable-store", daemon=True)
         self._thread.start()
 
-    def submit(self, operation: Operation) -> asyncio.Future:
+    def submit(self, operation: Operation) -> asyncio.Future[None]:
         """Queue a write; the returned future resolves once it is committed."""
         assert self._loop is not None
-        future = self._loop.create_future()
+        future: asyncio.Future[None] = self._loop.create_future()
         self._hand_over()
         self._queue.put((operation, future))
         return future
@@ -145,10 +269,10 @@ class Store:
             self._queue.put((self._pending, None))
             self._pending = []
 
-    def query(self, fn: Callable[[sqlite3.Connection], Any]) -> asyncio.Future:
+    def query[T](self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Run a read on the writer's connection after everything queued before it."""
         assert self._loop is not None
-        future = self._loop.create_future()
+        future: asyncio.Future[T] = self._loop.create_future()
         self._hand_over()
         self._queue.put((fn, future))
         return future
@@ -161,7 +285,8 @@ class Store:
         self._conn.close()
 
     def _run(self) -> None:
-        conn = self._conn
+        conn, loop = self._conn, self._loop
+        assert loop is not None
         while True:
             item = self._queue.get()
             if item is None:
@@ -179,12 +304,12 @@ class Store:
                 batch.append(nxt)
             results = self._execute(conn, batch)
             self.commits += 1
-            self._loop.call_soon_threadsafe(_resolve, results)
+            loop.call_soon_threadsafe(_resolve, results)
             if stop:
                 return
 
-    def _execute(self, conn: sqlite3.Connection, batch: list) -> list:
-        results = []
+    def _execute(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[_Result]:
+        results: list[_Result] = []
         conn.execute("BEGIN")
         for work, future in batch:
             try:
@@ -202,7 +327,7 @@ class Store:
         return results
 
 
-def _resolve(results: Iterable[tuple]) -> None:
+def _resolve(results: Iterable[_Result]) -> None:
     for future, value, exc in results:
         if future is None or future.done():
             continue

@@ -6,6 +6,7 @@ management API (host side) always agree.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from .config import HostConfig
@@ -47,7 +48,7 @@ def check_status_payload(origin: str, config: HostConfig, instance_id: str) -> d
     return urls
 
 
-def client_binding(config: HostConfig) -> dict:
+def client_binding(config: HostConfig) -> dict[str, Any]:
     """The JSON the extension injects for ``@app.durable_client_input`` (legacy RPC branch)."""
     origin = config.base_url
     rpc_host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "", "localhost") else config.host
@@ -58,7 +59,9 @@ def client_binding(config: HostConfig) -> dict:
         "taskHubName": config.hub_name,
         "creationUrls": {
             "createNewInstancePostUri": f"{create}?{_hub_query(config)}",
-            "createAndWaitOnNewInstancePostUri": f"{create}?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{_hub_query(config)}",
+            "createAndWaitOnNewInstancePostUri": (
+                f"{create}?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{_hub_query(config)}"
+            ),
         },
         "managementUrls": management,
         "baseUrl": f"{origin}{WEBHOOK_PATH}",

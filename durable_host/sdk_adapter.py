@@ -1,0 +1,282 @@
+"""Everything ``durable_host`` needs from ``azure.durable_functions`` beyond its public API.
+
+The host replays orchestrators through the SDK's own ``TaskOrchestrationExecutor`` (see
+``episode.py``) and reads the SDK's state afterwards. That needs a few private attributes
+and one patch; they all live here, behind typed functions, so that an SDK upgrade breaks in
+one module and ``tests/host/test_sdk_adapter.py`` says which attribute moved:
+
+* the context's ``_histories`` (set: the host passes its cached ``HistoryEvent`` objects),
+  ``_input_expected_type`` (set, as ``Orchestrator.handle`` does), ``_actions`` and
+  ``_sequence_number`` (read), and the public ``open_tasks``;
+* the handle's ``orchestrator_function`` and ``_df_input_type``, set by the SDK's decorators;
+* the executor's ``initialize``/``execute``/``exception``/``output``/
+  ``orchestration_invocation_succeeded``;
+* ``CallSubOrchestratorAction._input``, the retry state of ``RetryAbleTask``
+  (``retry_options``, ``num_attempts``, ``actions``) and ``NoOpAction.metadata``;
+* the module-level ``dt_parse`` of ``models.history.HistoryEvent``, replaced by a fast ISO
+  parser when the host calls ``install_fast_timestamps()`` (never at import).
+
+The SDK ships no type information: mypy treats its modules as ``Any`` (one override in
+``pyproject.toml``), and this module turns what it reads into the host's own types.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol, cast
+
+from azure.durable_functions.models.actions.CallActivityAction import CallActivityAction
+from azure.durable_functions.models.actions.CallActivityWithRetryAction import CallActivityWithRetryAction
+from azure.durable_functions.models.actions.CallEntityAction import CallEntityAction
+from azure.durable_functions.models.actions.CallHttpAction import CallHttpAction
+from azure.durable_functions.models.actions.CallSubOrchestratorAction import CallSubOrchestratorAction
+from azure.durable_functions.models.actions.CallSubOrchestratorWithRetryAction import CallSubOrchestratorWithRetryAction
+from azure.durable_functions.models.actions.ContinueAsNewAction import ContinueAsNewAction
+from azure.durable_functions.models.actions.CreateTimerAction import CreateTimerAction
+from azure.durable_functions.models.actions.NoOpAction import NoOpAction
+from azure.durable_functions.models.actions.SignalEntityAction import SignalEntityAction
+from azure.durable_functions.models.DurableOrchestrationContext import DurableOrchestrationContext
+from azure.durable_functions.models.history.HistoryEvent import HistoryEvent
+from azure.durable_functions.models.Task import TaskBase
+from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
+
+# The constructor of the context, untyped here: the host passes the JSON fields as the extension
+# sends them (``parentInstanceId`` may be null).
+_Context: Callable[..., Any] = DurableOrchestrationContext
+
+# Timer settings the Azure Storage backend sends (V3 schema splits longer timers).
+LONG_TIMER_INTERVAL = "3.00:00:00"
+MAX_SHORT_TIMER = "6.00:00:00"
+# NoOpAction metadata of the timer the SDK allocates between two attempts of a retrying task.
+RETRY_TIMER = "-WithRetry timer"
+
+
+def sdk_version() -> str:
+    return importlib.metadata.version("azure-functions-durable")
+
+
+class SdkHistoryEvent(Protocol):
+    """An SDK ``HistoryEvent``: the host only caches it and hands it back to the executor."""
+
+    @property
+    def event_type(self) -> int: ...
+
+
+class OrchestratorHandle(Protocol):
+    """What ``@app.orchestration_trigger`` registers (``Orchestrator.create(fn)``'s handle)."""
+
+    def __call__(self, context: Any) -> str: ...
+
+
+def sdk_event(event: dict[str, Any]) -> SdkHistoryEvent:
+    """The SDK's ``HistoryEvent`` for one history event dict."""
+    return cast(SdkHistoryEvent, HistoryEvent(**event))
+
+
+# ---------------------------------------------------------------------- the timestamp patch
+
+# The module object, typed Any: ``dt_parse`` is its import of ``dateutil.parser.parse``.
+_history_event_module: Any = sys.modules[HistoryEvent.__module__]
+_dateutil_parse: Callable[[str], datetime] = _history_event_module.dt_parse
+
+
+def _parse_timestamp(text: str) -> datetime:
+    """ISO timestamps as ``dateutil`` would parse them, ~30x faster for the host's own format.
+
+    ``HistoryEvent`` parses every event's ``Timestamp`` with ``dateutil``; that was the largest
+    cost of an episode. The host writes ``%Y-%m-%dT%H:%M:%S.%fZ``, which ``fromisoformat``
+    reads exactly; anything else still goes to ``dateutil``.
+    """
+    try:
+        return datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return _dateutil_parse(text)
+
+
+def install_fast_timestamps() -> None:
+    """Make ``HistoryEvent`` parse timestamps with ``_parse_timestamp`` (idempotent)."""
+    _history_event_module.dt_parse = _parse_timestamp
+
+
+def fast_timestamps_installed() -> bool:
+    return bool(_history_event_module.dt_parse is _parse_timestamp)
+
+
+# ---------------------------------------------------------------------- one replay
+
+
+@dataclass
+class Scheduled:
+    """A task the orchestrator started in this episode, with the id the SDK gave it."""
+
+    kind: str  # activity | timer | suborchestration | entity_call
+    task_id: int
+    name: str = ""
+    input: str | None = None
+    fire_at: datetime | None = None
+    instance_id: str | None = None
+    version: str | None = None
+
+
+@dataclass
+class Signal:
+    """A ``signal_entity`` call (fire and forget)."""
+
+    instance_id: str
+    operation: str
+    input_: str | None
+
+
+@dataclass
+class Replay:
+    """The SDK's state after one episode, in the host's terms."""
+
+    error: str | None  # the orchestrator raised (its message)
+    succeeded: bool  # the orchestrator returned
+    output: Any  # its return value
+    custom_status: Any  # None when falsy, as the SDK leaves it out
+    next_task_id: int  # first sequence number not allocated yet
+    action_count: int  # actions so far in this execution
+    continue_as_new: bool = False
+    new_input: str | None = None  # the ContinueAsNew input, JSON text
+    signals: list[Signal] = field(default_factory=list)
+    scheduled: list[Scheduled] = field(default_factory=list)
+
+
+# The orchestration context of the episode running on this thread, for the replay log filter,
+# and the executor reused by this thread.
+_current = threading.local()
+
+
+def replaying() -> bool | None:
+    """Whether the orchestrator running on this thread is replaying; None outside episodes."""
+    ctx = getattr(_current, "context", None)
+    return None if ctx is None else bool(ctx.is_replaying)
+
+
+def _executor() -> Any:
+    """A reset executor, reused per thread: its constructor builds a namedtuple class each time,
+    while ``initialize()`` is exactly the per-invocation reset the SDK relies on."""
+    executor = getattr(_current, "executor", None)
+    if executor is None:
+        executor = _current.executor = TaskOrchestrationExecutor()
+    else:
+        executor.initialize()
+    return executor
+
+
+def replay(
+    handle: OrchestratorHandle,
+    *,
+    instance_id: str,
+    parent_instance_id: str | None,
+    context_input: str | None,
+    history: list[SdkHistoryEvent],
+    head: list[dict[str, Any]],
+    first_new_id: int,
+    prev_action_count: int,
+    episode_time: datetime,
+) -> Replay:
+    """Do what ``Orchestrator.handle`` does, keeping the context, and read what is new.
+
+    ``head`` is the first OrchestratorStarted/ExecutionStarted pair as dicts: the context
+    constructor reads the start time and version from them; ``history`` (SDK objects) is what
+    the executor replays.
+    """
+    # Any: the host reads and sets private attributes no stub declares.
+    ctx: Any = _Context(
+        history=head,
+        instanceId=instance_id,
+        isReplaying=False,
+        parentInstanceId=parent_instance_id,
+        input=context_input,
+        upperSchemaVersion=1,
+        upperSchemaVersionNew=2,
+        longRunningTimerIntervalDuration=LONG_TIMER_INTERVAL,
+        maximumShortTimerDuration=MAX_SHORT_TIMER,
+    )
+    ctx._histories = history
+    ctx._input_expected_type = getattr(handle, "_df_input_type", None)
+    executor: Any = _executor()
+    error: str | None = None
+    _current.context = ctx
+    try:
+        executor.execute(ctx, history, cast(Any, handle).orchestrator_function)
+    except Exception as exc:  # noqa: BLE001 - the orchestrator's error, whatever it is, fails the orchestration
+        cause = executor.exception if executor.exception is not None else exc
+        error = str(cause) or str(type(cause))
+    finally:
+        _current.context = None
+    actions: list[Any] = ctx._actions[0]
+    result = Replay(
+        error=error,
+        succeeded=error is None and bool(executor.orchestration_invocation_succeeded),
+        output=None,
+        custom_status=ctx.custom_status or None,
+        next_task_id=int(ctx._sequence_number),
+        action_count=len(actions),
+    )
+    if error is not None:
+        return result
+    result.signals = [
+        Signal(a.instance_id, a.operation, a.input_)
+        for a in actions[prev_action_count:]
+        if isinstance(a, SignalEntityAction)
+    ]
+    if ctx.will_continue_as_new:
+        can = next(a for a in actions if isinstance(a, ContinueAsNewAction))
+        result.continue_as_new, result.new_input = True, can.input_
+        return result
+    if result.succeeded:
+        result.output = executor.output
+        return result
+    result.scheduled = _new_tasks(ctx, first_new_id, episode_time)
+    return result
+
+
+def _new_tasks(ctx: Any, first_new_id: int, now: datetime) -> list[Scheduled]:
+    tasks = sorted(
+        (
+            (key, task)
+            for key, task in list(ctx.open_tasks.items())
+            if isinstance(key, int) and key >= first_new_id and isinstance(task, TaskBase)
+        ),
+        key=lambda pair: pair[0],
+    )
+    return [_describe(task_id, task, now) for task_id, task in tasks]
+
+
+def _describe(task_id: int, task: Any, now: datetime) -> Scheduled:
+    action = task.action_repr[0] if isinstance(task.action_repr, list) else task.action_repr
+    if isinstance(action, NoOpAction):
+        retry = task.parent  # a RetryAbleTask: the SDK asked for a retry timer or a re-attempt
+        if action.metadata == RETRY_TIMER:
+            options = retry.retry_options
+            done = retry.num_attempts >= options.max_number_of_attempts
+            delay = 0 if done else options.first_retry_interval_in_milliseconds
+            return Scheduled("timer", task_id, fire_at=now + timedelta(milliseconds=delay))
+        action = retry.actions[0] if isinstance(retry.actions, list) else retry.actions
+    if isinstance(action, (CallActivityAction, CallActivityWithRetryAction)):
+        return Scheduled("activity", task_id, action.function_name, action.input_)
+    if isinstance(action, CreateTimerAction):
+        return Scheduled("timer", task_id, fire_at=action.fire_at)
+    if isinstance(action, (CallSubOrchestratorAction, CallSubOrchestratorWithRetryAction)):
+        return Scheduled(
+            "suborchestration",
+            task_id,
+            action.function_name,
+            action._input,
+            instance_id=action.instance_id,
+            version=action.version,
+        )
+    if isinstance(action, CallHttpAction):
+        return Scheduled("activity", task_id, "BuiltIn::HttpActivity", json.dumps(action.http_request.to_json()))
+    if isinstance(action, CallEntityAction):
+        return Scheduled("entity_call", task_id, action.operation, action.input_, instance_id=action.instance_id)
+    raise RuntimeError(f"durable_host: unsupported task type {type(action).__name__}")
