@@ -109,21 +109,36 @@ def _connection(checked: CheckedUrl, address: str, timeout: float) -> HTTPConnec
 class _Deadline:
     """Cuts the connection when the fetch's time is up, whatever phase it is in (connect, headers, body).
 
-    A per-read timeout never fires against a server that sends one byte just often enough.
+    A per-read timeout never fires against a server that sends one byte just often enough. The deadline
+    keeps its own reference to the socket: ``http.client`` drops ``connection.sock`` as soon as a response
+    without a length arrives (it will close after the body), and a deadline that looked the socket up at
+    expiry would then find nothing to cut while the body drips on.
     """
 
-    def __init__(self, connection: HTTPConnection, seconds: float) -> None:
+    def __init__(self, seconds: float) -> None:
         self.expired = threading.Event()
-        self._connection = connection
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
 
+    def watch(self, sock: socket.socket | None) -> None:
+        """The socket to cut; cut at once if the time ran out while connecting."""
+        with self._lock:
+            self._sock = sock
+            if self.expired.is_set():
+                self._cut()
+
     def _expire(self) -> None:
-        self.expired.set()
-        sock = self._connection.sock
-        if sock is not None:
+        with self._lock:
+            self.expired.set()
+            self._cut()
+
+    def _cut(self) -> None:
+        if self._sock is not None:
             with contextlib.suppress(OSError):  # already closed
-                sock.shutdown(socket.SHUT_RDWR)
+                # the plain socket call: SSLSocket.shutdown would also drop its TLS state under the reader
+                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
 
     def __enter__(self) -> Self:
         self._timer.start()
@@ -165,8 +180,10 @@ def fetch_url(url: str, settings: Settings) -> bytes:
     connection = _connection(checked, _resolve(checked), budget)
     late = ImageSourceError(f"fetching {url} took longer than {budget:g} s (URL_FETCH_TIMEOUT_SECONDS)")
     try:
-        with _Deadline(connection, budget) as deadline:
+        with _Deadline(budget) as deadline:
             try:
+                connection.connect()
+                deadline.watch(connection.sock)
                 data = _get(connection, checked, url, settings.max_image_bytes)
             except (OSError, HTTPError):
                 if deadline.expired.is_set():
