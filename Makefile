@@ -45,3 +45,12 @@ run: setup
 test: export CHECKOV ?= $(CURDIR)/$(CHECKOV_VENV)/bin/checkov
 test: setup node_modules/.installed checkov
 	$(PY) -m pytest
+
+# tests/browser: Debian's Chromium and its WebDriver (Playwright's own browser download cannot work here).
+# Installed only when missing; needs root or sudo.
+.PHONY: browser
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi

@@ -18,6 +18,8 @@ from .http_triggers import HttpTriggers
 from .indexing import FunctionIndex, index_functions, load_app
 from .invoke import Invoker, default_thread_count
 from .management import ManagementApi
+from .monitor import add_routes as add_monitor_routes
+from .monitor import monitor_url
 from .operations import HubOperations
 from .store import Store
 from .urls import RPC_PATH, WEBHOOK_PATH, client_binding
@@ -46,6 +48,7 @@ def print_functions(config: HostConfig, index: FunctionIndex) -> None:
         lines.append(f"        {name}: skipped ({reason})")
     lines.append("")
     lines.append(f"Task hub '{config.hub_name}' at {config.hub_path}")
+    lines.append(f"Monitor: {monitor_url(config.base_url)}")
     if config.storage_provider:
         lines.append(
             f"host.json storageProvider '{config.storage_provider}' applies on Azure only; "
@@ -84,6 +87,7 @@ class Host:
         self.engine.recover()
         self.engine.start()
         app = web.Application(client_max_size=256 * 1024 * 1024)
+        add_monitor_routes(app.router)  # before the catch-all, which sends the webhook prefix to management
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
