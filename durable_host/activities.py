@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import azure_worker
 from .indexing import DurableFunction, FunctionIndex
@@ -212,7 +212,10 @@ class WorkerProcesses:
         while not self._closing:
             # only this thread closes connections, so the snapshot never holds one closed under it
             connections = {w.connection: w for w in list(self._workers) if not w.connection.closed}
-            for ready in multiprocessing.connection.wait(list(connections), timeout=1.0):
+            for ready_object in multiprocessing.connection.wait(list(connections), timeout=1.0):
+                ready = cast(
+                    multiprocessing.connection.Connection, ready_object
+                )  # wait() returns some of the objects it was given
                 worker = connections[ready]
                 try:
                     request_id, outcome = ready.recv()
@@ -272,7 +275,7 @@ class ActivityDispatcher:
         self.on_done = on_done
         self.processes = processes
         self._queue: deque[WorkItem] = deque()
-        self._workers: list[asyncio.Task] = []
+        self._workers: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
 
     def start(self) -> None:

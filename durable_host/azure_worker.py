@@ -18,6 +18,7 @@ import importlib
 import logging
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,23 @@ import azure.functions as func
 
 log = logging.getLogger("durable_host")
 
+# The worker library ships no type information (no py.typed, no stubs). It is imported here and
+# nowhere else, as modules typed ``Any``; every value that leaves this module is annotated with
+# the ``azure-functions`` type it is (``func.Function``, ``func.HttpRequest``, ``func.meta.Datum``).
+_worker_functions: Any
+_worker_loader: Any
+_worker_meta: Any
+_WorkerDatum: Any
 try:
-    from azure_functions_runtime import functions as _worker_functions
-    from azure_functions_runtime import loader as _worker_loader
-    from azure_functions_runtime.bindings import meta as _worker_meta
-    from azure_functions_runtime.bindings.datumdef import Datum as _WorkerDatum
+    _worker_functions = importlib.import_module("azure_functions_runtime.functions")
+    _worker_loader = importlib.import_module("azure_functions_runtime.loader")
+    _worker_meta = importlib.import_module("azure_functions_runtime.bindings.meta")
+    _WorkerDatum = importlib.import_module("azure_functions_runtime.bindings.datumdef").Datum
 except ImportError:  # Python < 3.13, or an environment without the worker library
-    _worker_functions = _worker_loader = _worker_meta = None  # type: ignore[assignment]
+    _worker_functions = _worker_loader = _worker_meta = _WorkerDatum = None
+
+# ``azure.functions.get_binding_registry`` has no annotations; this is its type.
+_binding_registry: Callable[[], Any] = func.get_binding_registry
 
 WORKER_LIBRARY = _worker_meta is not None
 
@@ -110,7 +121,7 @@ def decode(binding: str, data_type: str, value: Any) -> Any:
         _ensure_registry()
         converter = _worker_meta.get_binding(binding)
     else:
-        converter = func.get_binding_registry().get(binding)
+        converter = _binding_registry().get(binding)
     return converter.decode(_datum(value, data_type), trigger_metadata={})
 
 
@@ -144,7 +155,8 @@ def encode(binding: str, value: Any) -> func.meta.Datum:
         datum: func.meta.Datum = _worker_meta.get_datum(binding, value, None)
         return datum
     try:
-        return func.get_binding_registry().get(binding).encode(value, expected_type=None)
+        encoded: func.meta.Datum = _binding_registry().get(binding).encode(value, expected_type=None)
+        return encoded
     except NotImplementedError:
         raise TypeError(
             f'unable to encode outgoing TypedData: unsupported type "{binding}" for '

@@ -107,10 +107,10 @@ class Route:
 
     function: HttpFunction
     template: str
-    regex: re.Pattern
+    regex: re.Pattern[str]
     checks: dict[str, list[Callable[[str], bool]]]
     defaults: dict[str, str]
-    rank: tuple
+    rank: tuple[Any, ...]
 
     def match(self, path: str) -> dict[str, str] | None:
         m = self.regex.fullmatch(path)

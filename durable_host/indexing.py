@@ -14,9 +14,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import azure.functions as func
+from azure.functions.decorators.http import HttpTrigger
 
 from .azure_worker import IndexingError, check_functions, index_app
 
@@ -42,6 +43,17 @@ class FunctionInfo:
     is_async: bool
     wants_context: bool  # has an unbound parameter named ``context``
     client_param: str | None  # durable client input binding, if any
+
+
+class _Common(TypedDict):
+    """The ``FunctionInfo`` fields, gathered before the kind of function is known."""
+
+    name: str
+    fn: Callable[..., Any]
+    trigger_param: str
+    is_async: bool
+    wants_context: bool
+    client_param: str | None
 
 
 @dataclass(frozen=True)
@@ -101,21 +113,23 @@ def index_functions(functions: list[func.Function]) -> FunctionIndex:
     """Classify the app's functions; unsupported triggers or bindings are skipped with a reason."""
     index = FunctionIndex()
     for function in functions:
-        name = function.get_function_name()
+        fn = function.get_user_function()
+        name = function.get_function_name() or fn.__name__  # the decorators always set one
         trigger = function.get_trigger()
         bindings = function.get_bindings()
-        unsupported = sorted({b.type for b in bindings} - SUPPORTED_BINDINGS)
+        if trigger is None:  # the worker's checks refuse such an app before this runs
+            raise IndexingError(f"function '{name}' has no trigger")
+        unsupported = sorted({str(b.type) for b in bindings} - SUPPORTED_BINDINGS)
         if unsupported:
             index.skipped.append((name, f"unsupported binding type(s): {', '.join(unsupported)}"))
             continue
-        fn = function.get_user_function()
         bound = {b.name for b in bindings}
         params = _parameters(fn)
         unbound = [p for p in params if p not in bound and p != "context"]
         if unbound:
             raise IndexingError(f"function '{name}': parameter(s) {unbound} match no binding")
         client = next((b.name for b in bindings if b.type == "durableClient"), None)
-        common = dict(
+        common = _Common(
             name=name,
             fn=fn,
             trigger_param=trigger.name,
@@ -124,6 +138,7 @@ def index_functions(functions: list[func.Function]) -> FunctionIndex:
             client_param=client,
         )
         if trigger.type == "httpTrigger":
+            trigger = cast(HttpTrigger, trigger)
             methods = tuple(_enum_value(m).upper() for m in (trigger.methods or ()))
             index.http.append(
                 HttpFunction(
@@ -134,13 +149,13 @@ def index_functions(functions: list[func.Function]) -> FunctionIndex:
                 )
             )
         elif trigger.type == "orchestrationTrigger":
-            registered = getattr(trigger, "orchestration", None) or name
+            registered = str(getattr(trigger, "orchestration", None) or name)
             index.orchestrators[registered.lower()] = DurableFunction(**common, registered_name=registered)
         elif trigger.type == "activityTrigger":
-            registered = getattr(trigger, "activity", None) or name
+            registered = str(getattr(trigger, "activity", None) or name)
             index.activities[registered.lower()] = DurableFunction(**common, registered_name=registered)
         elif trigger.type == "entityTrigger":
-            registered = getattr(trigger, "entity_name", None) or name
+            registered = str(getattr(trigger, "entity_name", None) or name)
             index.entities[registered.lower()] = DurableFunction(**common, registered_name=registered)
         else:
             index.skipped.append((name, f"unsupported trigger type {trigger.type}"))

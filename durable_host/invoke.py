@@ -61,7 +61,7 @@ class InvocationContext(func.Context):
         return self._invocation_id
 
     @property
-    def thread_local_storage(self) -> threading.local:
+    def thread_local_storage(self) -> threading.local:  # type: ignore[override]  # azure-functions annotates type[local]; the worker returns an instance, as here
         return self._tls
 
     @property

@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 import time
+from typing import TextIO
 
 from . import sdk_adapter
 
@@ -28,20 +29,18 @@ class ReplayFilter(logging.Filter):
 class FuncFormatter(logging.Formatter):
     """``[2024-05-01T10:00:00.123Z] message`` with tracebacks, as Core Tools prints."""
 
-    converter = time.gmtime
-
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
 
-class BufferedStreamHandler(logging.StreamHandler):
+class BufferedStreamHandler(logging.StreamHandler[TextIO]):
     """Writes without a flush per record; a background thread flushes every 50 ms.
 
     A flush per line is a system call per invocation, which cost more than running a no-op
     activity; a 50 ms delay on the console costs nothing.
     """
 
-    def __init__(self, stream, interval: float = 0.05):
+    def __init__(self, stream: TextIO, interval: float = 0.05):
         super().__init__(stream)
         self._interval = interval
         threading.Thread(target=self._flusher, name="log-flush", daemon=True).start()
@@ -50,6 +49,7 @@ class BufferedStreamHandler(logging.StreamHandler):
         pass
 
     def really_flush(self) -> None:
+        assert self.lock is not None  # Handler.__init__ creates it
         with self.lock:
             if self.stream and hasattr(self.stream, "flush"):
                 self.stream.flush()

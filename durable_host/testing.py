@@ -36,7 +36,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 class HostStartError(RuntimeError):
@@ -69,25 +70,25 @@ class HostProcess:
 
     def __init__(
         self,
-        app_dir: str | os.PathLike,
+        app_dir: str | os.PathLike[str],
         *,
         port: int | None = None,
         env: Mapping[str, str] | None = None,
-        hub_dir: str | os.PathLike | None = None,
+        hub_dir: str | os.PathLike[str] | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 60.0,
     ):
         self.app_dir = Path(app_dir).resolve()
         self.port = port or free_port()
         self.env = dict(env or {})
-        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if hub_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="durable-hub-")
             hub_dir = self._tmp.name
         self.hub_dir = Path(hub_dir)
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[str] | None = None
         self._output: list[str] = []
         self._lock = threading.Lock()
 
@@ -143,7 +144,7 @@ class HostProcess:
         self.kill()
         raise HostStartError(f"host not ready after {self.startup_timeout}s:\n{self.output}")
 
-    def _pump(self, process: subprocess.Popen) -> None:
+    def _pump(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
         for line in process.stdout:
             with self._lock:
