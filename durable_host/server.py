@@ -42,8 +42,8 @@ def print_functions(config: HostConfig, index: FunctionIndex) -> None:
         route = "/".join(p for p in (config.route_prefix, f.route) if p)
         lines.append(f"        {f.name}: [{methods}] {config.base_url}/{route}")
     for kind, functions in (("orchestrationTrigger", index.orchestrators), ("activityTrigger", index.activities)):
-        for f in functions.values():
-            lines.append(f"        {f.name}: {kind}")
+        for durable in functions.values():
+            lines.append(f"        {durable.name}: {kind}")
     for name, reason in index.skipped:
         lines.append(f"        {name}: skipped ({reason})")
     lines.append("")
