@@ -1,4 +1,5 @@
 # Two commands for a fresh machine: `make run` (set up and start the app locally) and `make test`.
+# `make lint` (ruff + mypy --strict) and `make test-fast` (the in-process unit tests) are the quick loop.
 # Everything is installed into ./.venv and ./node_modules; nothing is installed globally.
 
 # Python 3.13, as on Azure (Python 3.13 function apps run Microsoft's azure-functions-runtime worker).
@@ -9,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test checkov
+.PHONY: setup run test test-fast lint checkov
 
 $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.13 not found: install it (python.org, pyenv install 3.13, or apt) or run make PYTHON=/path/to/python3.13" >&2; exit 1; }
@@ -45,6 +46,16 @@ run: setup
 test: export CHECKOV ?= $(CURDIR)/$(CHECKOV_VENV)/bin/checkov
 test: setup node_modules/.installed checkov
 	$(PY) -m pytest
+
+# The unit tests only (marker `unit`: in-process, no host subprocess, no Azurite, no browser): well under 30 s.
+test-fast: setup
+	$(PY) -m pytest -m unit -q
+
+# ruff (lint and format) on the whole tree, mypy --strict on every package (configured in pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy --strict
 
 # tests/browser: Debian's Chromium and its WebDriver (Playwright's own browser download cannot work here).
 # Installed only when missing; needs root or sudo.

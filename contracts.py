@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-T = TypeVar("T", bound="_Json")
+from typing import Any, ClassVar, Self
 
 PREPROCESS_ACTIVITY = "preprocess_image"
 INFERENCE_ACTIVITY = "classify_batch"
@@ -23,13 +21,16 @@ CLASSIFY_ORCHESTRATOR = "classify_images"
 class _Json:
     """Round-trips a dataclass through plain JSON values, nested contracts included."""
 
+    # Every contract is a dataclass: this declaration lets the type checker see that (DataclassInstance).
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls: type[T], data: dict[str, Any]) -> T:
+    def from_json(cls, data: dict[str, Any]) -> Self:
         kwargs: dict[str, Any] = {}
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        known = {f.name for f in dataclasses.fields(cls)}
         for name, value in data.items():
             if name not in known:
                 continue
@@ -171,7 +172,7 @@ class PersistOutput(_Json):
     persisted_at: str
 
 
-_NESTED: dict[tuple[str, str], type] = {
+_NESTED: dict[tuple[str, str], type[_Json]] = {
     ("ClassificationRequest", "images"): ImageSource,
     ("PreprocessInput", "source"): ImageSource,
     ("InferenceInput", "items"): BatchItem,

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+from inference.catalog import DEFAULT_WEIGHTS, SUPPORTED_MODELS, Precision, is_precision, normalise_model_name
+
 
 class SettingsError(ValueError):
     """A setting has a value the app cannot use; the message names the variable."""
@@ -27,7 +29,7 @@ class Settings:
     sql_connection_string: str
     model_weights: Mapping[str, str]
     checkpoint_cache_dir: str
-    inference_precision: str
+    inference_precision: Precision
     inference_batch_size: int
     dynamic_batch_max_wait_ms: float
     torch_num_threads: int  # intra-op threads per worker process
@@ -84,10 +86,8 @@ def default_torch_threads(env: Mapping[str, str]) -> int:
 
 def settings_from(env: Mapping[str, str]) -> Settings:
     """Build settings from a mapping (``os.environ`` in the app, a dict in tests)."""
-    from inference.catalog import DEFAULT_WEIGHTS, SUPPORTED_MODELS, normalise_model_name
-
     precision = env.get("INFERENCE_PRECISION", "auto").strip().lower() or "auto"
-    if precision not in ("auto", "fp32", "bf16"):
+    if not is_precision(precision):
         raise SettingsError(f"INFERENCE_PRECISION={precision!r} must be one of auto, fp32, bf16")
     prewarm = _list(env, "MODEL_PREWARM", ",".join(SUPPORTED_MODELS))
     try:

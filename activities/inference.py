@@ -22,9 +22,9 @@ from activities.checkpoints import fetch_checkpoint
 from contracts import INFERENCE_ACTIVITY, ImagePredictions, InferenceInput, InferenceOutput, Prediction
 from inference.batcher import DynamicBatcher
 from inference.cache import LoadedModel, ModelCache, configure_torch_threads
+from inference.errors import WeightsUnavailableError
 from inference.predict import classify, stack_crops
 from inference.tensor_io import decode_tensor
-from inference.weights import WeightsUnavailableError
 from services import blob_store
 from settings import get_settings
 

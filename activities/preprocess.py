@@ -18,7 +18,8 @@ import azure.durable_functions as df
 from activities.checkpoints import as_file_spec
 from activities.sources import ImageSourceError, read_image_bytes
 from contracts import PREPROCESS_ACTIVITY, PreprocessInput, PreprocessOutput
-from inference.preprocess import InvalidImageError, check_resize_pixels, crop_uint8, decode_image
+from inference.errors import InvalidImageError
+from inference.preprocess import check_resize_pixels, crop_uint8, decode_image
 from inference.tensor_io import encode_tensor
 from inference.weights import ResolvedWeights, resolve_weights
 from services import blob_store

@@ -129,7 +129,7 @@ async def finished_within(
     if not wait:
         return None
     status = await wait_for_result(client, instance_id, wait)
-    if status is None:
+    if status is None or status.runtime_status is None:  # not ended in time (an ended one has a status)
         return None
     if status.runtime_status is df.OrchestrationRuntimeStatus.Completed:
         return json_response(status.output, 200)

@@ -17,7 +17,8 @@ from typing import Any
 
 from activities.sources import ImageSourceError, check_url_allowed
 from contracts import ImageSource
-from inference.catalog import NUM_CLASSES, UnknownModelError, normalise_model_name
+from inference.catalog import NUM_CLASSES, normalise_model_name
+from inference.errors import UnknownModelError
 from settings import Settings
 from storage.blobs import InvalidBlobNameError, split_blob_name
 

@@ -35,7 +35,7 @@ def ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-async def hello_sequence(base: str, count: int) -> dict:
+async def hello_sequence(base: str, count: int) -> dict[str, float]:
     mgmt = f"{base}/runtime/webhooks/durabletask"
     prefix = f"seq-{int(time.time())}-"
     connector = aiohttp.TCPConnector(limit=64)
@@ -62,10 +62,10 @@ async def hello_sequence(base: str, count: int) -> dict:
                 body = await r.json()
             assert body["runtimeStatus"] == "Completed", body
             events = body["historyEvents"]
-            start, end = ts(events[0]["Timestamp"]), ts(events[-1]["Timestamp"])
-            starts.append(start)
-            ends.append(end)
-            latencies.append(end - start)
+            began, ended = ts(events[0]["Timestamp"]), ts(events[-1]["Timestamp"])
+            starts.append(began)
+            ends.append(ended)
+            latencies.append(ended - began)
     latencies.sort()
     span = max(ends) - min(starts)
     return {

@@ -102,7 +102,8 @@ def bench_forward(models: dict[str, LoadedModel], batch: torch.Tensor, repeats: 
 
     def plain() -> torch.Tensor:
         with torch.inference_mode():
-            return contiguous(batch)
+            out: torch.Tensor = contiguous(batch)
+            return out
 
     n = len(batch)
     return {

@@ -96,7 +96,8 @@ class Client:
     def session(self) -> requests.Session:
         if not hasattr(self.local, "session"):
             self.local.session = requests.Session()
-        return self.local.session
+        session: requests.Session = self.local.session
+        return session
 
     def run_task(self, blobs: list[str], model: str) -> dict[str, Any]:
         http = self.session()

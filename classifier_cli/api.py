@@ -40,6 +40,12 @@ class Response:
     body: Any
     headers: Mapping[str, str]
 
+    def json_object(self) -> dict[str, Any]:
+        """The body, which must be a JSON object: anything else is an :class:`ApiError`, not a crash later."""
+        if not isinstance(self.body, dict):
+            raise ApiError(self.status, f"expected a JSON object in the answer, got {type(self.body).__name__}")
+        return self.body
+
 
 def error_message(response: requests.Response) -> str:
     """The API's own explanation of a failed call.
@@ -92,7 +98,7 @@ class ClassifierClient:
 
     def result(self, task_ref: str) -> dict[str, Any]:
         """GET /api/tasks/{id}: the persisted result, by instance id or integer TaskID."""
-        return self._call("GET", self._api_url(f"tasks/{quote(task_ref, safe='')}"), key_as="header").body
+        return self._call("GET", self._api_url(f"tasks/{quote(task_ref, safe='')}"), key_as="header").json_object()
 
     # -- management API (/runtime/webhooks/durabletask) ----------------------------------------------
 
@@ -100,13 +106,26 @@ class ClassifierClient:
         """GET a ``statusQueryGetUri`` exactly as the API returned it."""
         return self._call(
             "GET", status_url, key_as="none", bare={404: f"{status_url} answered 404: the task is gone (purged?)"}
-        ).body
+        ).json_object()
 
     def status(self, instance_id: str) -> dict[str, Any]:
         """GET instances/{id}: runtime status, customStatus and, once completed, the output."""
         return self._call(
             "GET", self._instance_url(instance_id), key_as="code", bare={404: _no_instance(instance_id)}
+        ).json_object()
+
+    def history(self, instance_id: str) -> dict[str, Any]:
+        """GET instances/{id}?showHistory=true&showHistoryOutput=true: the status with ``historyEvents``."""
+        body = self._call(
+            "GET",
+            self._instance_url(instance_id),
+            params={"showHistory": "true", "showHistoryOutput": "true"},
+            key_as="code",
+            bare={404: _no_instance(instance_id)},
         ).body
+        if not isinstance(body, dict):
+            raise ApiError(None, f"the status of {instance_id!r} is not a JSON object")
+        return body
 
     def instances(
         self, statuses: Sequence[str] = (), limit: int | None = None, page_size: int = 100

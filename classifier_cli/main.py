@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,6 +29,7 @@ from rich.table import Table
 
 from classifier_cli.api import TERMINAL_STATUSES, ApiError, ClassifierClient
 from classifier_cli.files import InputError, chunks, find_images, task_payload
+from classifier_cli.history import history, monitor
 from classifier_cli.render import (
     TaskProgress,
     failed_images,
@@ -51,7 +53,8 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        # click types exit_code as a ClassVar but reads it from the instance (sys.exit(e.exit_code)).
+        self.exit_code = exit_code  # type: ignore[misc]
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.message}", err=True)
@@ -124,6 +127,10 @@ interval_option = click.option(
 def cli(ctx: click.Context, base_url: str, key: str | None, timeout: float, debug: bool) -> None:
     """Classify images with the ResNet classifier app (local host or Azure) over its HTTP API."""
     ctx.obj = App(ClassifierClient(base_url, key, timeout), _console(False), _console(True), debug)
+
+
+cli.add_command(history)
+cli.add_command(monitor)
 
 
 @dataclass(frozen=True)
@@ -324,7 +331,7 @@ def submit(
         app.out.print(table)
         return
     tasks = {
-        answer["id"]: Followed(lambda url=answer["statusQueryGetUri"]: app.client.status_at(url), size)
+        answer["id"]: Followed(partial(app.client.status_at, answer["statusQueryGetUri"]), size)
         for answer, size in submitted
     }
     follow_and_report(app, tasks, interval, None, as_json, details)
@@ -411,8 +418,7 @@ def wait(
 ) -> None:
     """Follow one or more tasks with one progress bar until they end, then print their results."""
     tasks = {
-        instance_id: Followed(lambda instance_id=instance_id: app.client.status(instance_id))
-        for instance_id in dict.fromkeys(instance_ids)
+        instance_id: Followed(partial(app.client.status, instance_id)) for instance_id in dict.fromkeys(instance_ids)
     }
     follow_and_report(app, tasks, interval, wait_timeout, as_json, details)
 

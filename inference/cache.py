@@ -56,7 +56,7 @@ def load_model(
     """
     started = time.perf_counter()
     weights = resolve_weights(model, spec, allow_download=allow_download)
-    module = create_model(weights).to(device=device, memory_format=torch.channels_last)
+    module = create_model(weights).to(device).to(memory_format=torch.channels_last)
     load_ms = (time.perf_counter() - started) * 1e3
     log.info("loaded %s (%s, %s on %s) in %.0f ms", model, weights.label, precision, device, load_ms)
     return LoadedModel(module=module, weights=weights, precision=precision, device=device, load_ms=load_ms)

@@ -1,9 +1,11 @@
-"""Names of the supported models and their default weights.
+"""Names of the supported models and their default weights, and the names of the precisions.
 
 Torch-free on purpose: the HTTP layer validates requests with this module and must import fast.
 """
 
 from __future__ import annotations
+
+from typing import Literal, TypeIs, get_args
 
 from inference.errors import UnknownModelError
 
@@ -12,6 +14,16 @@ SUPPORTED_MODELS: tuple[str, ...] = ("resnet18", "resnet50")
 #: torchvision enum member used when a model's weights are not configured. ResNet50 defaults to
 #: IMAGENET1K_V2 (torchvision's DEFAULT, acc@1 80.9 vs 76.1 for V1); it resizes to 232, not 256.
 DEFAULT_WEIGHTS: dict[str, str] = {"resnet18": "IMAGENET1K_V1", "resnet50": "IMAGENET1K_V2"}
+
+#: Numeric precision of the forward pass (see :mod:`inference.precision`); "auto" picks per device.
+Precision = Literal["fp32", "bf16", "auto"]
+ResolvedPrecision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+
+
+def is_precision(value: str) -> TypeIs[Precision]:
+    return value in PRECISIONS
+
 
 #: ImageNet-1K classes: every supported checkpoint must end in a 1000-way ``fc`` layer.
 NUM_CLASSES = 1000

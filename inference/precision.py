@@ -9,13 +9,11 @@ oneDNN emulates it and it is slower than fp32.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import torch
 
-Precision = Literal["fp32", "bf16", "auto"]
-ResolvedPrecision = Literal["fp32", "bf16"]
-PRECISIONS: tuple[str, ...] = get_args(Precision)
+from inference.catalog import PRECISIONS, Precision, ResolvedPrecision, is_precision
+
+__all__ = ["PRECISIONS", "Precision", "ResolvedPrecision", "cpu_has_native_bf16", "default_device", "resolve_precision"]
 
 
 def default_device() -> torch.device:
@@ -36,10 +34,10 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(requested: str, device: torch.device | None = None) -> ResolvedPrecision:
     """Turn ``"fp32" | "bf16" | "auto"`` into the precision actually used on ``device``."""
     wanted = requested.strip().lower() if isinstance(requested, str) else requested
-    if wanted not in PRECISIONS:
+    if not isinstance(wanted, str) or not is_precision(wanted):
         raise ValueError(f"unknown precision {requested!r}: choose one of {', '.join(PRECISIONS)}")
     if wanted != "auto":
-        return wanted  # type: ignore[return-value]
+        return wanted
     device = device or default_device()
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"

@@ -39,7 +39,7 @@ def logits(model: LoadedModel, batch: torch.Tensor) -> torch.Tensor:
         torch.inference_mode(),
         torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=model.precision == "bf16"),
     ):
-        out = model.module(x)
+        out: torch.Tensor = model.module(x)
     return out.float().cpu()
 
 

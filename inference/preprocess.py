@@ -62,7 +62,7 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
             # Python < 3.14; if two threads interleave here, the worst that can leak is this same "error"
             # filter, which only makes Pillow stricter.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            image: Image.Image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             _check_pixels(image.size, max_pixels)
             image.load()
     except InvalidImageError:
@@ -117,7 +117,8 @@ def crop_uint8(image: Image.Image, weights: ResolvedWeights) -> torch.Tensor:
     Uses the very functionals torchvision's ``ImageClassification`` preset calls, on the PIL image, so the
     result is identical to the preset's intermediate before its dtype conversion.
     """
-    resized = F.resize(image, [weights.resize_size], interpolation=weights.interpolation, antialias=True)
+    # F.resize is annotated for tensors only, but documents and dispatches PIL images (to Pillow's resize).
+    resized = F.resize(image, [weights.resize_size], interpolation=weights.interpolation, antialias=True)  # type: ignore[arg-type]
     cropped = F.center_crop(resized, [weights.crop_size])
     return F.pil_to_tensor(cropped).contiguous()
 

@@ -82,7 +82,8 @@ class ResolvedWeights:
 
     def transforms(self) -> nn.Module:
         """torchvision's reference preprocessing for these weights (PIL image -> normalised float CHW)."""
-        return self.base_weights.transforms()
+        preset: nn.Module = self.base_weights.transforms()  # WeightsEnum.transforms is an untyped partial
+        return preset
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,8 @@ def _enum_label(member: WeightsEnum) -> str:
 
 
 def _published_file_name(member: WeightsEnum) -> str:
-    return os.path.basename(urlparse(member.url).path)
+    url: str = member.url
+    return os.path.basename(urlparse(url).path)
 
 
 def _published_hash_prefix(member: WeightsEnum) -> str:

@@ -67,7 +67,10 @@ def wait_each(
 def classify_images(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     # The instance id, not the input's task_id: restartPostUri starts a new instance with the old input,
     # and its tensors and rows must not land under (and overwrite) the finished task's.
-    request = dataclasses.replace(ClassificationRequest.from_json(context.get_input()), task_id=context.instance_id)
+    payload = context.get_input()
+    if not isinstance(payload, dict):
+        raise TypeError(f"{CLASSIFY_ORCHESTRATOR} takes a ClassificationRequest object as input, got {payload!r}")
+    request = dataclasses.replace(ClassificationRequest.from_json(payload), task_id=context.instance_id)
     retry = df.RetryOptions(request.retry_interval_ms, request.retry_attempts)
     total = len(request.images)
 

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings, StorageErrorCode
 
 MAX_BLOB_PATH_LENGTH = 1024
 _PUT_ATTEMPTS = 5
@@ -250,7 +250,8 @@ class AzureBlobStore:
         try:
             blob.upload_blob(data, overwrite=True, content_settings=settings)
         except ResourceNotFoundError as error:
-            if error.error_code != "ContainerNotFound":
+            # azure-storage-blob sets error_code on what it raises; azure-core's class does not declare it.
+            if getattr(error, "error_code", None) != StorageErrorCode.CONTAINER_NOT_FOUND:
                 raise
             with contextlib.suppress(ResourceExistsError):  # another thread or process created it first
                 self._service.create_container(blob.container_name)

@@ -41,7 +41,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[datetime]:
         if dialect.name == "mssql":
-            return dialect.type_descriptor(mssql.DATETIME2())
+            return dialect.type_descriptor(mssql.DATETIME2())  # type: ignore[no-untyped-call]  # unannotated __init__
         return dialect.type_descriptor(DateTime())
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:

@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -76,22 +76,22 @@ def _save(session: Session, record: TaskRecord) -> int:
     values = _task_values(record)
     # Update first: it is the replay case, and on SQL Server it locks the row against a
     # concurrent writer until commit.
-    task_id = session.scalar(
+    updated = session.scalar(
         update(InferenceTask)
         .where(InferenceTask.instance_id == record.instance_id)
         .values(values)
         .returning(InferenceTask.task_id)
         .execution_options(synchronize_session=False)
     )
-    if task_id is None:
-        task_id = session.scalar(
+    if updated is None:
+        task_id = session.execute(
             insert(InferenceTask).values(instance_id=record.instance_id, **values).returning(InferenceTask.task_id)
-        )
+        ).scalar_one()
     else:
+        task_id = updated
         session.execute(delete(InferenceResult).where(InferenceResult.task_id == task_id))
     if record.results:
         session.execute(insert(InferenceResult), [_result_values(task_id, result) for result in record.results])
-    assert task_id is not None
     return task_id
 
 
@@ -179,6 +179,10 @@ def _result_record(result: InferenceResult) -> ResultRecord:
     )
 
 
+@overload
+def _parse_time(value: str) -> datetime: ...
+@overload
+def _parse_time(value: None) -> None: ...
 def _parse_time(value: str | None) -> datetime | None:
     """ISO-8601 to an aware UTC datetime; "Z" and any offset are accepted, naive means UTC."""
     if value is None:
@@ -191,6 +195,10 @@ def _parse_time(value: str | None) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+@overload
+def _format_time(value: datetime) -> str: ...
+@overload
+def _format_time(value: None) -> None: ...
 def _format_time(value: datetime | None) -> str | None:
     """The canonical form, as ``datetime.now(timezone.utc).isoformat()`` writes it."""
     return None if value is None else value.astimezone(UTC).isoformat()

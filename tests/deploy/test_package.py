@@ -25,7 +25,7 @@ APP_ENTRIES = {
 }  # fmt: skip
 # Local-only folders: each must stay out of the package.
 NOT_DEPLOYED = [
-    "tests", "benchmarks", "durable_host", "classifier_cli", "docs", "infra", ".venv", ".venv-checkov",
+    "tests", "benchmarks", "durable_host", "classifier_cli", "docs", "infra", "typings", ".venv", ".venv-checkov",
     "node_modules", ".localdata", ".durable", ".git", "__pycache__", "activities/__pycache__",
 ]  # fmt: skip
 # Requirements the app needs without importing them, and why.

@@ -1,0 +1,2 @@
+from .durable_app import Blueprint as Blueprint
+from .durable_app import DFApp as DFApp

@@ -1,0 +1,19 @@
+# The decorators return what azure.functions' own decorators return (typed there as Callable[..., Any]):
+# the decorated name becomes the worker's function builder, so call the plain function it wraps in tests.
+from collections.abc import Callable
+from typing import Any
+
+from azure.functions import AuthLevel, BindingApi, FunctionRegister, SettingsApi, TriggerApi
+
+class Blueprint(TriggerApi, BindingApi, SettingsApi):
+    def __init__(self, http_auth_level: AuthLevel | str = ...) -> None: ...
+    def orchestration_trigger(
+        self, context_name: str, orchestration: str | None = None, input_type: type | None = None
+    ) -> Callable[..., Any]: ...
+    def activity_trigger(self, input_name: str, activity: str | None = None) -> Callable[..., Any]: ...
+    def entity_trigger(self, context_name: str, entity_name: str | None = None) -> Callable[..., Any]: ...
+    def durable_client_input(
+        self, client_name: str, task_hub: str | None = None, connection_name: str | None = None
+    ) -> Callable[..., Any]: ...
+
+class DFApp(Blueprint, FunctionRegister): ...
