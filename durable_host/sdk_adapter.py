@@ -23,6 +23,7 @@ The SDK ships no type information: mypy treats its modules as ``Any`` (one overr
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import json
 import sys
 import threading
@@ -280,3 +281,138 @@ def _describe(task_id: int, task: Any, now: datetime) -> Scheduled:
     if isinstance(action, CallEntityAction):
         return Scheduled("entity_call", task_id, action.operation, action.input_, instance_id=action.instance_id)
     raise RuntimeError(f"durable_host: unsupported task type {type(action).__name__}")
+
+
+# ---------------------------------------------------------------------- shape check
+
+# Parameters the host passes by name.
+_CONTEXT_PARAMETERS = (
+    "history",
+    "instanceId",
+    "isReplaying",
+    "parentInstanceId",
+    "input",
+    "upperSchemaVersion",
+    "upperSchemaVersionNew",
+    "longRunningTimerIntervalDuration",
+    "maximumShortTimerDuration",
+)
+_EXECUTE_PARAMETERS = ("context", "history", "fn")
+# Attributes read from objects the SDK builds, by the class that builds them.
+_CONTEXT_ATTRIBUTES = (
+    "_histories",
+    "_actions",
+    "_sequence_number",
+    "open_tasks",
+    "will_continue_as_new",
+    "custom_status",
+    "is_replaying",
+)
+_EXECUTOR_ATTRIBUTES = ("initialize", "execute", "exception", "output", "orchestration_invocation_succeeded")
+
+
+def _missing(obj: object, names: tuple[str, ...], what: str) -> list[str]:
+    present = set(dir(obj))  # class and instance attributes, without evaluating properties
+    return [f"{what} has no attribute {name!r}" for name in names if name not in present]
+
+
+def _parameters_missing(fn: Callable[..., Any], names: tuple[str, ...], what: str) -> list[str]:
+    parameters = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return []
+    return [f"{what} takes no parameter {name!r}" for name in names if name not in parameters]
+
+
+def shape_problems() -> list[str]:
+    """What this adapter reads from the SDK and the installed SDK no longer has (empty: all there).
+
+    ``tests/host/test_sdk_adapter.py`` fails with this list and the SDK version. It checks the
+    names and signatures, then replays a retrying orchestrator through ``replay``, which reads
+    every private attribute listed in the module docstring.
+    """
+    import azure.durable_functions as df
+    from azure.durable_functions.models.RetryOptions import RetryOptions
+
+    problems: list[str] = []
+    if not callable(getattr(_history_event_module, "dt_parse", None)):
+        problems.append(f"{_history_event_module.__name__} has no module-level dt_parse to replace")
+    problems += _parameters_missing(DurableOrchestrationContext.__init__, _CONTEXT_PARAMETERS, "context constructor")
+    problems += _parameters_missing(TaskOrchestrationExecutor.execute, _EXECUTE_PARAMETERS, "executor.execute")
+    head = [
+        {"EventType": 12, "EventId": -1, "IsPlayed": False, "Timestamp": "2024-05-01T10:00:00.000000Z"},
+        {
+            "EventType": 0,
+            "EventId": -1,
+            "IsPlayed": False,
+            "Timestamp": "2024-05-01T10:00:00.000000Z",
+            "Name": "probe",
+            "Input": None,
+            "Version": "",
+        },
+    ]
+    try:
+        ctx = _Context(history=head, instanceId="probe", isReplaying=False, parentInstanceId=None, input=None)
+        problems += _missing(ctx, _CONTEXT_ATTRIBUTES, "DurableOrchestrationContext")
+        problems += _missing(TaskOrchestrationExecutor(), _EXECUTOR_ATTRIBUTES, "TaskOrchestrationExecutor")
+        sub = CallSubOrchestratorAction("probe", {"a": 1}, "child", "1.0")
+        problems += _missing(sub, ("function_name", "_input", "instance_id", "version"), "CallSubOrchestratorAction")
+        problems += _missing(CallActivityAction("probe", 1), ("function_name", "input_"), "CallActivityAction")
+        problems += _missing(ContinueAsNewAction(1), ("input_",), "ContinueAsNewAction")
+        problems += _missing(NoOpAction(RETRY_TIMER), ("metadata",), "NoOpAction")
+        problems += _missing(
+            RetryOptions(1000, 2), ("first_retry_interval_in_milliseconds", "max_number_of_attempts"), "RetryOptions"
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure to build the SDK's objects is the finding
+        problems.append(f"building SDK objects failed: {type(exc).__name__}: {exc}")
+
+    def retrying(context: Any) -> Any:
+        value = yield context.call_activity_with_retry("probe", RetryOptions(1000, 2), "x")
+        return value
+
+    handle = cast(OrchestratorHandle, df.Orchestrator.create(retrying))
+    if not hasattr(handle, "orchestrator_function"):
+        problems.append("Orchestrator.create(fn) returns a handle without orchestrator_function")
+        return problems
+    now = datetime.fromisoformat("2024-05-01T10:00:00+00:00")
+    history: list[dict[str, Any]] = [*head]
+    expected = [("activity", 0), ("timer", 1), ("activity", 2)]
+    found: list[tuple[str, int]] = []
+    try:
+        for step, completion in enumerate(
+            [
+                None,
+                {"EventType": 6, "TaskScheduledId": 0, "Reason": "no", "Details": None},
+                {"EventType": 11, "TimerId": 1, "FireAt": "2024-05-01T10:00:01.000000Z"},
+            ]
+        ):
+            if completion is not None:
+                history += [
+                    {"EventType": 12, "EventId": -1, "IsPlayed": False, "Timestamp": "2024-05-01T10:00:01.000000Z"},
+                    {"EventId": -1, "IsPlayed": False, "Timestamp": "2024-05-01T10:00:01.000000Z", **completion},
+                ]
+            result = replay(
+                handle,
+                instance_id="probe",
+                parent_instance_id=None,
+                context_input=None,
+                history=[sdk_event(e) for e in history],
+                head=head,
+                first_new_id=step,
+                prev_action_count=0,
+                episode_time=now,
+            )
+            if result.error is not None:
+                problems.append(f"replaying a retrying activity failed: {result.error}")
+                return problems
+            found += [(s.kind, s.task_id) for s in result.scheduled]
+            history += [
+                {"EventType": 4 if s.kind == "activity" else 10, "EventId": s.task_id, "IsPlayed": False}
+                | {"Timestamp": "2024-05-01T10:00:00.000000Z", "Name": s.name, "FireAt": "2024-05-01T10:00:01Z"}
+                for s in result.scheduled
+            ]
+    except Exception as exc:  # noqa: BLE001 - an SDK that changed shape fails in any way: report it
+        problems.append(f"replaying a retrying activity raised {type(exc).__name__}: {exc}")
+        return problems
+    if found != expected:
+        problems.append(f"a retrying activity's tasks and ids are {found}, expected {expected}")
+    return problems
