@@ -9,6 +9,7 @@ version, so a change that breaks it needs a new field name, not a new meaning fo
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -16,6 +17,22 @@ PREPROCESS_ACTIVITY = "preprocess_image"
 INFERENCE_ACTIVITY = "classify_batch"
 PERSIST_ACTIVITY = "persist_results"
 CLASSIFY_ORCHESTRATOR = "classify_images"
+
+_CANONICAL_RESNET = re.compile(r"resnet(\d+)")
+_LEGACY_RESNET = re.compile(r"ResNet(\d+)")
+
+
+def to_legacy_model_name(model: str) -> str:
+    """ "resnet50" -> "ResNet50": the older API's ``model_type`` and the ``ModelType`` column that the existing
+    reports filter on; other names unchanged."""
+    match = _CANONICAL_RESNET.fullmatch(model)
+    return f"ResNet{match.group(1)}" if match else model
+
+
+def from_legacy_model_name(model: str) -> str:
+    """Inverse of :func:`to_legacy_model_name`."""
+    match = _LEGACY_RESNET.fullmatch(model)
+    return f"resnet{match.group(1)}" if match else model
 
 
 class _Json:

@@ -4,10 +4,9 @@ Errors the user caused (a missing blob, a host that is not allowed, a 404, a fil
 raise ``ImageSourceError`` and fail only that image; network and storage hiccups raise anything else so
 that the orchestrator's retry policy gets another try.
 
-URL fetches are an SSRF surface, so a URL is parsed exactly once (by urllib3, the HTTP client itself) and
-the request is built from that parse: what the allowlist check saw is what gets fetched. Two parsers
-disagreeing about ``http://[::1]:1\\@allowed/`` was how the allowlist used to be bypassed. The allowed
-host name is resolved once and the connection goes to that address (no DNS rebinding between check and
+URL fetches are an SSRF surface: the URL policy (``url_policy``, shared with the HTTP API) parses a URL
+once and the request is built from that parse, so what the allowlist check saw is what gets fetched. The
+allowed host name is resolved once and the connection goes to that address (no DNS rebinding between check and
 connect); redirects are refused; one deadline covers the whole fetch, so a server dripping a byte at a
 time cannot hold an activity slot longer than ``URL_FETCH_TIMEOUT_SECONDS``.
 """
@@ -15,78 +14,24 @@ time cannot hold an activity slot longer than ``URL_FETCH_TIMEOUT_SECONDS``.
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
 import threading
-from dataclasses import dataclass
 from typing import Self
 
 from urllib3 import BaseHTTPResponse
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import HTTPError, LocationParseError
-from urllib3.util import parse_url
+from urllib3.exceptions import HTTPError
 
 from contracts import ImageSource
 from settings import Settings
 from storage.blobs import BlobNotFoundError, BlobStore, InvalidBlobNameError
+from url_policy import CheckedUrl, UrlNotAllowedError, check_url_allowed
 
 _CHUNK_BYTES = 64 * 1024
-#: Characters parsers disagree about (backslash, whitespace) or that have no business in a URL.
-_AMBIGUOUS = re.compile(r"[\\\s\x00-\x1f\x7f]")
 
 
 class ImageSourceError(ValueError):
     """The image cannot be read for a reason that retrying will not change."""
-
-
-@dataclass(frozen=True)
-class CheckedUrl:
-    """An allowed URL as the fetch will use it: nothing is re-parsed after the check."""
-
-    scheme: str  # "http" or "https"
-    host: str  # lower case, IPv6 without brackets: as written in URL_ALLOWED_HOSTS
-    port: int
-    target: str  # path and query, the request line's target
-
-    @property
-    def host_header(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.scheme == "https" else 80
-        return host if self.port == default else f"{host}:{self.port}"
-
-
-def _bare_host(host: str) -> str:
-    return host.lower().removeprefix("[").removesuffix("]")
-
-
-def check_url_allowed(url: str, allowed_hosts: frozenset[str]) -> CheckedUrl:
-    """Refuse URLs outside the allowlist: fetching arbitrary URLs from a server invites SSRF.
-
-    Only plain ``http(s)://host[:port]/path`` is accepted: no user info, no backslashes, whitespace or
-    non-ASCII characters, so there is a single reading of the URL. Hosts are compared literally, so
-    ``2130706433`` or ``0177.0.0.1`` are not ``127.0.0.1``.
-    """
-    if not url.isascii() or _AMBIGUOUS.search(url):
-        raise ImageSourceError(
-            f"image URL {url!r} must not contain backslashes, whitespace, control or non-ASCII characters"
-        )
-    try:
-        parts = parse_url(url)
-    except LocationParseError:
-        raise ImageSourceError(f"image URL {url!r} is not a valid URL") from None
-    if parts.scheme not in ("http", "https") or not parts.host:
-        raise ImageSourceError(f"image URL {url!r} must be an absolute http(s) URL")
-    if parts.auth is not None:
-        raise ImageSourceError(f"image URL {url!r} must not contain user info ('user@')")
-    if not allowed_hosts:
-        raise ImageSourceError("image URLs are disabled: set URL_ALLOWED_HOSTS to the hosts to allow")
-    host = _bare_host(parts.host)
-    if host not in {_bare_host(allowed) for allowed in allowed_hosts}:
-        raise ImageSourceError(
-            f"image URL host {host!r} is not in URL_ALLOWED_HOSTS ({', '.join(sorted(allowed_hosts))})"
-        )
-    default_port = 443 if parts.scheme == "https" else 80
-    return CheckedUrl(parts.scheme, host, parts.port or default_port, parts.request_uri)
 
 
 def _resolve(checked: CheckedUrl) -> str:
@@ -175,7 +120,10 @@ def _get(connection: HTTPConnection, checked: CheckedUrl, url: str, limit: int) 
 
 def fetch_url(url: str, settings: Settings) -> bytes:
     """Download at most ``max_image_bytes`` from an allowed URL within ``url_fetch_timeout_seconds`` in all."""
-    checked = check_url_allowed(url, settings.url_allowed_hosts)
+    try:
+        checked = check_url_allowed(url, settings.url_allowed_hosts)
+    except UrlNotAllowedError as exc:
+        raise ImageSourceError(str(exc)) from None
     budget = settings.url_fetch_timeout_seconds
     connection = _connection(checked, _resolve(checked), budget)
     late = ImageSourceError(f"fetching {url} took longer than {budget:g} s (URL_FETCH_TIMEOUT_SECONDS)")

@@ -22,10 +22,10 @@ import azure.functions as func
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.validation import RequestError, TaskSubmission, parse_submission, parse_wait
-from contracts import CLASSIFY_ORCHESTRATOR, ClassificationRequest, ImageSource
+from contracts import CLASSIFY_ORCHESTRATOR, ClassificationRequest, ImageSource, to_legacy_model_name
 from services import blob_store, database
 from settings import Settings, get_settings
-from storage.results import load_task, to_legacy_model_name
+from storage.results import load_task
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)

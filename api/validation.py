@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from activities.sources import ImageSourceError, check_url_allowed
 from contracts import ImageSource
 from inference.catalog import NUM_CLASSES, normalise_model_name
 from inference.errors import UnknownModelError
 from settings import Settings
 from storage.blobs import InvalidBlobNameError, split_blob_name
+from url_policy import UrlNotAllowedError, check_url_allowed
 
 DEFAULT_TOP_K = 5
 TASK_FIELDS = ("models", "model", "model_type", "images", "top_k")
@@ -152,7 +152,7 @@ def parse_image(item: Any, position: int, settings: Settings) -> ImageInput:
         return ImageInput(source=ImageSource(blob=value, name=name or value))
     try:
         check_url_allowed(value, settings.url_allowed_hosts)
-    except ImageSourceError as exc:
+    except UrlNotAllowedError as exc:
         raise RequestError(f"'{field}.url': {exc}", f"{field}.url") from None
     return ImageInput(source=ImageSource(url=value, name=name or value))
 

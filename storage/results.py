@@ -8,7 +8,6 @@ and its result rows are replaced, all in one transaction.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, overload
@@ -17,7 +16,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from contracts import Prediction, ResultRecord, TaskRecord
+from contracts import Prediction, ResultRecord, TaskRecord, from_legacy_model_name, to_legacy_model_name
 from storage.database import write_session
 from storage.models import InferenceResult, InferenceTask
 
@@ -29,9 +28,6 @@ MAX_TASK_ID = 2**31 - 1
 #: The InstanceID column's length.
 MAX_INSTANCE_ID_LENGTH = 100
 
-_CANONICAL_RESNET = re.compile(r"resnet(\d+)")
-_LEGACY_RESNET = re.compile(r"ResNet(\d+)")
-
 
 @dataclass(frozen=True)
 class StoredTask:
@@ -39,18 +35,6 @@ class StoredTask:
 
     task_id: int
     record: TaskRecord
-
-
-def to_legacy_model_name(model: str) -> str:
-    """ "resnet50" -> "ResNet50", the spelling the existing reports filter on; others unchanged."""
-    match = _CANONICAL_RESNET.fullmatch(model)
-    return f"ResNet{match.group(1)}" if match else model
-
-
-def from_legacy_model_name(model: str) -> str:
-    """Inverse of :func:`to_legacy_model_name`."""
-    match = _LEGACY_RESNET.fullmatch(model)
-    return f"resnet{match.group(1)}" if match else model
 
 
 def save_task(engine: Engine, record: TaskRecord) -> int:

@@ -19,10 +19,12 @@ pytest_plugins = ["tests.fixtures.azurite", "tests.fixtures.checkpoints"]
 
 @pytest.fixture(scope="session")
 def shared_images_dir() -> Path:
-    """The real photos in ``../shared/images`` (override with ``SHARED_DIR``)."""
+    """The real photos in ``../shared/images``, outside this repository (override with ``SHARED_DIR``).
+
+    Tests that need them are skipped, saying so, where the folder is absent.
+    """
     root = Path(os.environ.get("SHARED_DIR", REPO_ROOT.parent / "shared"))
     images = root / "images"
-    photos = sorted(images.glob("*.jpg"))
-    if not photos:
-        raise RuntimeError(f"no photos under {images}: set SHARED_DIR to the shared material folder")
+    if not any(images.glob("*.jpg")):
+        pytest.skip(f"no photos under {images} (outside the repository): set SHARED_DIR to the shared material folder")
     return images

@@ -1,9 +1,10 @@
 """Drive an orchestrator's SDK handle through replayed histories, without any host.
 
-This is the protocol of ``shared/design/durable-protocol.md`` §2-§3 reduced to what orchestrator unit
-tests need: each episode sends the whole history, reads the cumulative actions, schedules the new ones
-with DTFx sequence ids, then delivers exactly one completion (the "safe allocation rule", which keeps
-retry timer and re-attempt ids right). Activities are plain Python callables given by the test.
+This is the replay protocol of Durable Functions' out-of-process SDK (what ``durable_host/episode.py``
+drives for the real host) reduced to what orchestrator unit tests need: each episode sends the whole
+history, reads the cumulative actions, schedules the new ones with DTFx sequence ids, then delivers
+exactly one completion (the "safe allocation rule", which keeps retry timer and re-attempt ids right).
+Activities are plain Python callables given by the test.
 """
 
 from __future__ import annotations

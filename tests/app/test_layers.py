@@ -1,11 +1,107 @@
-"""The layers of docs/architecture: the HTTP API and the orchestrator never load torch."""
+"""The layers of the README's table ("layer | where | knows about"), checked on the source.
+
+Every package and top-level module of the repository is a component below, with the components (or, where
+only part of one is allowed, the modules) it may import. The imports are read with ``ast``, including
+those inside functions, so a lazy import cannot hide a dependency. A new package fails the test until it
+is given a row.
+"""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.unit
+
+#: component -> what it may import from this repository (a component, or one module of one).
+#: Imports inside a component (``api.tasks`` -> ``api.validation``) are always allowed.
+ALLOWED: dict[str, set[str]] = {
+    # Neutral modules at the bottom: plain data, configuration and policy that every layer may share.
+    "contracts": set(),
+    "url_policy": set(),
+    "settings": {"inference.catalog", "inference.errors"},  # model names and defaults, torch-free
+    # Inference core and storage: each knows only its own libraries (and the contracts).
+    "inference": {"contracts"},
+    "storage": {"contracts"},
+    "services": {"settings", "storage"},  # per-process clients built from settings
+    # Activities adapt contracts to the core and storage.
+    "activities": {"contracts", "settings", "services", "storage", "inference", "url_policy"},
+    # The orchestrator: activity names and contracts only (replayed, so no I/O and no settings).
+    "orchestrators": {"contracts"},
+    # The HTTP API never loads torch: the catalog and errors of the core only, and no activity.
+    "api": {"contracts", "settings", "services", "storage", "url_policy", "inference.catalog", "inference.errors"},
+    "function_app": {"api", "activities", "orchestrators"},
+    # Beside the app: the CLI talks HTTP, the local host hosts any app; neither imports this one.
+    "classifier_cli": set(),
+    "durable_host": set(),
+    "benchmarks": {"inference", "storage", "durable_host", "tests.fixtures"},
+}
+_NOT_COMPONENTS = {"tests", "typings", "node_modules", "docs", "infra"}
+
+
+def _components() -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {}
+    for path in sorted(REPO_ROOT.iterdir()):
+        if path.name.startswith(".") or path.name in _NOT_COMPONENTS:
+            continue
+        if path.suffix == ".py":
+            found[path.stem] = [path]
+        elif path.is_dir() and any(path.glob("*.py")):  # a package, or a folder of scripts (benchmarks)
+            found[path.name] = sorted(path.rglob("*.py"))
+    return found
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute module names imported anywhere in ``path``; relative imports stay in their package."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def _allows(allowed: set[str], module: str) -> bool:
+    return any(module == entry or module.startswith(f"{entry}.") for entry in allowed)
+
+
+def test_every_component_has_a_row() -> None:
+    assert set(_components()) == set(ALLOWED)
+
+
+@pytest.mark.parametrize("component", sorted(ALLOWED))
+def test_imports_follow_the_layers(component: str) -> None:
+    local = set(_components()) | {"tests"}
+    wrong = sorted(
+        f"{path.relative_to(REPO_ROOT)} imports {module}"
+        for path in _components().get(component, [])
+        for module in _imports(path)
+        if module.split(".")[0] in local - {component} and not _allows(ALLOWED[component], module)
+    )
+    assert not wrong, f"{component} may import only {sorted(ALLOWED[component])}:\n" + "\n".join(wrong)
+
+
+def test_storage_is_imported_by_submodule() -> None:
+    """``storage/__init__.py`` re-exports nothing, so nobody imports names from it."""
+    init = REPO_ROOT / "storage" / "__init__.py"
+    assert not _imports(init), "storage/__init__.py must not import (or re-export) its submodules"
+    users = [
+        path.relative_to(REPO_ROOT)
+        for paths in _components().values()
+        for path in paths
+        if any(
+            isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "storage"
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    ]
+    assert not users, f"import from storage.blobs, storage.database or storage.results instead: {users}"
 
 
 def test_api_and_orchestrator_do_not_import_torch() -> None:

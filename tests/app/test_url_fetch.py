@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from activities.sources import ImageSourceError, check_url_allowed, fetch_url
+from activities.sources import ImageSourceError, fetch_url
 from settings import settings_from
+from url_policy import UrlNotAllowedError, check_url_allowed
 
 SETTINGS = settings_from(
     {"URL_ALLOWED_HOSTS": "127.0.0.1,::1", "URL_FETCH_TIMEOUT_SECONDS": "1", "MAX_IMAGE_BYTES": "1000"}
@@ -106,7 +107,7 @@ def test_allowed_urls_are_fetched_with_the_host_that_was_checked(port: int, port
     ],
 )
 def test_allowlist_tricks_are_refused(template: str, port: int, port6: int) -> None:
-    with pytest.raises(ImageSourceError):
+    with pytest.raises(UrlNotAllowedError):
         check_url_allowed(template.format(port=port, port6=port6), SETTINGS.url_allowed_hosts)
 
 

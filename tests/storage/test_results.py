@@ -11,16 +11,10 @@ import pytest
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from contracts import Prediction, ResultRecord, TaskRecord
+from contracts import Prediction, ResultRecord, TaskRecord, from_legacy_model_name, to_legacy_model_name
 from storage.database import ensure_schema, get_engine
 from storage.models import InferenceResult, InferenceTask
-from storage.results import (
-    StoredTask,
-    from_legacy_model_name,
-    load_task,
-    save_task,
-    to_legacy_model_name,
-)
+from storage.results import StoredTask, load_task, save_task
 
 
 def make_record(instance_id: str = "f3b0c4de9a1b4c2d8e7f6a5b4c3d2e1f", label: str = "tabby") -> TaskRecord:
