@@ -24,6 +24,8 @@ from durable_host.testing import free_port
 from tests.conftest import REPO_ROOT
 from tests.fixtures.checkpoints import discriminative_state_dict
 
+pytestmark = [pytest.mark.host, pytest.mark.slow]
+
 VENV = Path(sys.executable).parent.parent
 
 

@@ -21,6 +21,8 @@ import pytest
 
 from durable_host.testing import HostProcess
 
+pytestmark = pytest.mark.host
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(?:<!-- readme-test: skip, (?P<skip>.*?) -->\n)?```bash\n(?P<body>.*?)```", re.S)
 

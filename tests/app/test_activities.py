@@ -35,6 +35,8 @@ from storage.results import load_task
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.checkpoints import reference_logits
 
+pytestmark = pytest.mark.unit
+
 TASK = "activities-task"
 
 
@@ -65,6 +67,7 @@ def upload(photo: Path) -> ImageSource:
     return ImageSource(blob=name, name=photo.name)
 
 
+@pytest.mark.slow  # two real models over every photo
 def test_pipeline_matches_torchvision_reference(app_env: Path, shared_images_dir: Path) -> None:
     photos = sorted(shared_images_dir.glob("*.jpg"))
     sources = [upload(p) for p in photos]
@@ -90,6 +93,7 @@ def test_pipeline_matches_torchvision_reference(app_env: Path, shared_images_dir
         assert len({r.top_k[0].class_index for r in result.results}) > 1
 
 
+@pytest.mark.slow  # loads both real models
 def test_batched_equals_one_by_one(app_env: Path, shared_images_dir: Path) -> None:
     photos = sorted(shared_images_dir.glob("*.jpg"))[:3]
     prepared = [preprocess(PreprocessInput(TASK, i, upload(p), ["resnet18"])) for i, p in enumerate(photos)]

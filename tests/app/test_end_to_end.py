@@ -21,6 +21,8 @@ from durable_host.testing import HostProcess
 from tests.conftest import REPO_ROOT
 from tests.fixtures.checkpoints import reference_logits
 
+pytestmark = pytest.mark.host
+
 TIMEOUT = 120.0
 
 

@@ -6,9 +6,12 @@ import json
 from functools import lru_cache
 
 import azure.functions as func
+import pytest
 
 import function_app
 from contracts import CLASSIFY_ORCHESTRATOR, INFERENCE_ACTIVITY, PERSIST_ACTIVITY, PREPROCESS_ACTIVITY
+
+pytestmark = pytest.mark.unit
 
 
 @lru_cache(maxsize=1)  # get_functions() may only run once per app, as in the worker

@@ -19,6 +19,8 @@ from contracts import (
 from orchestrators.classify import bp as classify_bp
 from tests.app.replay import CALL_ACTIVITY_WITH_RETRY, ReplayDriver, ReplayRun
 
+pytestmark = pytest.mark.unit
+
 
 def orchestrator_handle() -> Callable[[Any], str]:
     app = df.DFApp()

@@ -8,6 +8,8 @@ import pytest
 
 from settings import SettingsError, settings_from
 
+pytestmark = pytest.mark.unit
+
 
 def test_defaults_work_without_any_variable() -> None:
     settings = settings_from({})

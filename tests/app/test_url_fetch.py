@@ -14,6 +14,8 @@ from activities.sources import ImageSourceError, fetch_url
 from settings import settings_from
 from url_policy import UrlNotAllowedError, check_url_allowed
 
+pytestmark = pytest.mark.unit
+
 SETTINGS = settings_from(
     {"URL_ALLOWED_HOSTS": "127.0.0.1,::1", "URL_FETCH_TIMEOUT_SECONDS": "1", "MAX_IMAGE_BYTES": "1000"}
 )
@@ -62,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
 def _serve(family: socket.AddressFamily, host: str) -> Iterator[int]:
     server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True})
     server = server_class((host, 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield server.server_address[1]
     server.shutdown()
@@ -126,6 +128,7 @@ def test_redirects_are_not_followed(port: int) -> None:
     [("/drip", "longer than 1 s"), ("/drip-headers", "longer than 1 s"), ("/endless", "1000-byte limit")],
 )
 @pytest.mark.parametrize("attempt", range(3))
+@pytest.mark.slow  # each waits out the 1 s deadline
 def test_slow_or_endless_responses_are_cut_off_by_one_deadline(port: int, path: str, words: str, attempt: int) -> None:
     """Bodies without a length are the case that used to hang: http.client lets go of the socket then."""
     started = time.monotonic()

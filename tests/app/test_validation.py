@@ -11,6 +11,8 @@ import pytest
 from api.validation import RequestError, parse_submission, parse_wait
 from settings import settings_from
 
+pytestmark = pytest.mark.unit
+
 SETTINGS = settings_from(
     {
         "URL_ALLOWED_HOSTS": "images.example.org",

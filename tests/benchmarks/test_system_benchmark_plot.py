@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks.system_benchmark import plot
+
+pytestmark = [pytest.mark.unit, pytest.mark.slow]  # matplotlib alone takes a second to import
 
 
 def point(size: int, concurrency: int, rate: float) -> dict[str, float]:

@@ -19,6 +19,8 @@ import requests
 from classifier_cli.api import ApiError, ClassifierClient, error_message
 from durable_host.testing import free_port
 
+pytestmark = pytest.mark.unit
+
 
 class Recorder(BaseHTTPRequestHandler):
     """Answers every request with the status and JSON body queued for it, and records what came."""
@@ -50,7 +52,7 @@ class Recorder(BaseHTTPRequestHandler):
 def recorder() -> Iterator[str]:
     Recorder.seen, Recorder.answers = [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

@@ -13,6 +13,8 @@ from classifier_cli.api import ApiError
 from durable_host.testing import HostProcess, free_port
 from tests.cli.conftest import Classify, Run, photos
 
+pytestmark = pytest.mark.host
+
 BOTH_MODELS = ("-m", "resnet18", "-m", "resnet50")
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from classifier_cli.files import InputError, LocalImage, chunks, find_images, task_payload
 
+pytestmark = pytest.mark.unit
+
 
 def touch(path: Path, data: bytes = b"x") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ from classifier_cli.api import ClassifierClient, Response
 from tests.cli.conftest import COLUMNS
 from tests.cli.test_render import OUTPUT
 
+pytestmark = pytest.mark.unit
+
 DONE = {"runtimeStatus": "Completed", "output": OUTPUT}
 CLEAN = {
     "runtimeStatus": "Completed",

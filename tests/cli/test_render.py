@@ -22,6 +22,8 @@ from classifier_cli.render import (
     timings_line,
 )
 
+pytestmark = pytest.mark.unit
+
 RANDOM = (
     "RANDOM WEIGHTS (seed 0) — predictions are meaningless, transforms/categories of ResNet18_Weights.IMAGENET1K_V1"
 )

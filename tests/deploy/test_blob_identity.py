@@ -27,6 +27,8 @@ from cryptography.x509.oid import NameOID
 from storage.blobs import AzureBlobStore, open_blob_store
 from tests.fixtures.azurite import ACCOUNT_NAME, _wait_for_port, _wait_until_accepting, azurite_executable
 
+pytestmark = pytest.mark.azurite
+
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 
 

@@ -19,6 +19,8 @@ from settings import Settings, settings_from
 from storage.blobs import AzureBlobStore, open_blob_store
 from tests.deploy import bicep
 
+pytestmark = pytest.mark.unit
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Stand-ins for what Azure fills in at deployment, to evaluate the app settings the way the app will see them.

@@ -16,6 +16,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+pytestmark = pytest.mark.unit
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # The app, and only the app: every top-level entry of the package.
@@ -161,6 +163,7 @@ def test_deployed_code_imports_only_deployed_modules() -> None:
             )
 
 
+@pytest.mark.slow  # imports every module of the app and walks every installed distribution
 def test_requirements_provide_every_third_party_import_of_the_app() -> None:
     installed = _with_dependencies(_requirement_names(REPO_ROOT / "requirements.txt"))
     for module, path in _third_party(_deployed_python()).items():
@@ -169,6 +172,7 @@ def test_requirements_provide_every_third_party_import_of_the_app() -> None:
         )
 
 
+@pytest.mark.slow  # walks every installed distribution
 def test_requirements_hold_nothing_the_app_does_not_need() -> None:
     """The local host's and the CLI's packages belong in requirements-local.txt, not on Azure."""
     imported = {_distribution_of(module) for module in _third_party(_deployed_python())}
@@ -177,6 +181,7 @@ def test_requirements_hold_nothing_the_app_does_not_need() -> None:
         assert name in needed, f"requirements.txt pins {name}, which the deployed app does not use"
 
 
+@pytest.mark.slow  # walks every installed distribution
 def test_local_requirements_provide_the_host_and_the_cli() -> None:
     installed = _with_dependencies(_requirement_names(REPO_ROOT / "requirements-local.txt"))
     files = [p for folder in ("durable_host", "classifier_cli") for p in (REPO_ROOT / folder).rglob("*.py")]

@@ -22,6 +22,8 @@ from durable_host.testing import HostProcess, HostStartError
 
 from .conftest import APPS
 
+pytestmark = pytest.mark.host
+
 ROOT = Path(__file__).resolve().parents[2]
 
 WORKER_VIEW = r"""

@@ -5,6 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+pytestmark = pytest.mark.host
+
 
 def test_start_status_and_history(api):
     iid = api.client_result("start", name="hello_sequence", instance_id=f"c-{uuid.uuid4().hex}")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.host
+
 
 def test_route_parameters_and_constraints(api):
     r = api.session.get(f"{api.base}/api/items/42/widget")

@@ -6,6 +6,10 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+pytestmark = pytest.mark.host
+
 
 def test_start_returns_check_status_payload(api):
     iid = f"m-{uuid.uuid4().hex}"

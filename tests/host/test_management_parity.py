@@ -10,6 +10,10 @@ import time
 import uuid
 from urllib.parse import quote
 
+import pytest
+
+pytestmark = pytest.mark.host
+
 
 def new_id(tag: str) -> str:
     return f"{tag}-{uuid.uuid4().hex}"

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
+pytestmark = pytest.mark.host
+
 
 def test_hello_sequence_with_blueprint_activity(api):
     body = api.run("hello_sequence")

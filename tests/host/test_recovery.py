@@ -5,11 +5,14 @@ from __future__ import annotations
 import collections
 import time
 
+import pytest
 import requests
 
 from durable_host.testing import HostProcess
 
 from .conftest import APPS
+
+pytestmark = pytest.mark.host
 
 
 def expected(iid: str) -> list[str]:

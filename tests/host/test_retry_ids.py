@@ -10,9 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import azure.durable_functions as df
+import pytest
 
 from durable_host.episode import run_episode, sdk_event
 from durable_host.events import EventType, event
+
+pytestmark = pytest.mark.unit
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+pytestmark = pytest.mark.host
+
 
 def rewind(api, iid: str) -> None:
     r = api.session.post(f"{api.mgmt}/instances/{iid}/rewind", params={"reason": "x"})

@@ -17,6 +17,8 @@ from durable_host.testing import HostProcess, HostStartError
 
 from .conftest import APPS
 
+pytestmark = pytest.mark.host
+
 
 def test_entities_are_refused_with_the_function_name():
     with (

@@ -9,6 +9,8 @@ from durable_host.testing import HostProcess
 
 from .conftest import APPS, Api
 
+pytestmark = pytest.mark.host
+
 
 @pytest.fixture(scope="module")
 def versioned(tmp_path_factory: pytest.TempPathFactory):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import requests
 
 from durable_host.testing import HostProcess
 
 from .conftest import APPS, Api
+
+pytestmark = pytest.mark.host
 
 
 def test_activities_run_in_worker_processes():

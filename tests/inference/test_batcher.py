@@ -15,6 +15,8 @@ from inference.weights import resolve_weights
 
 from .conftest import MAX_BYTES, MAX_PIXELS
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def resnet18(model_cache: ModelCache) -> LoadedModel:
@@ -37,6 +39,7 @@ def _same_predictions(a, b) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_each_concurrent_caller_gets_its_own_predictions(resnet18: LoadedModel, crops: list[torch.Tensor]) -> None:
     requests = [(crops[i % len(crops)], 1 + i % 4) for i in range(15)]  # 3 rounds over the photos, mixed k
     expected = [classify(resnet18, crop[None], k) for crop, k in requests]

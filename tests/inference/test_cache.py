@@ -12,6 +12,8 @@ from inference.cache import LoadedModel, ModelCache, configure_torch_threads, de
 from inference.errors import WeightsUnavailableError
 from inference.precision import cpu_has_native_bf16, resolve_precision
 
+pytestmark = pytest.mark.unit
+
 CPU = torch.device("cpu")
 
 

@@ -9,6 +9,8 @@ import pytest
 from inference.catalog import DEFAULT_WEIGHTS, NUM_CLASSES, SUPPORTED_MODELS, normalise_model_name, weights_env_var
 from inference.errors import UnknownModelError
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     "name,expected", [("ResNet18", "resnet18"), ("RESNET50", "resnet50"), (" resnet50 ", "resnet50")]

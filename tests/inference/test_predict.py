@@ -18,6 +18,8 @@ from tests.fixtures.checkpoints import CANONICAL_FILES
 
 from .conftest import MAX_BYTES, MAX_PIXELS
 
+pytestmark = pytest.mark.unit
+
 #: fp32 tolerance on logits, relative to their largest magnitude (~15 here). oneDNN picks different
 #: convolution kernels (different summation orders) for batch 1 and batch 5 and for either memory layout;
 #: over 50 layers that moves ResNet50 logits by up to ~6e-4 absolute, ~4e-5 of their range.
@@ -27,7 +29,11 @@ FP32_RTOL_OF_RANGE = 1e-4
 BF16_MIN_COSINE = 0.99
 
 
-@pytest.fixture(scope="module", params=list(CANONICAL_FILES), ids=lambda p: f"{p[0]}-{p[1]}")
+#: The fast loop (``-m unit``) checks ResNet18 only; ResNet50 (both weights, ~1 s each to build) is ``slow``.
+MODEL_PARAMS = [pytest.param(key, marks=pytest.mark.slow) if key[0] == "resnet50" else key for key in CANONICAL_FILES]
+
+
+@pytest.fixture(scope="module", params=MODEL_PARAMS, ids=lambda p: f"{p[0]}-{p[1]}")
 def model(request: pytest.FixtureRequest, model_cache: ModelCache) -> LoadedModel:
     return model_cache.get(*request.param)
 
@@ -96,6 +102,7 @@ def test_classify_returns_reference_top_k(
             assert prediction.probability == pytest.approx(expected, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_bf16_stays_close_to_fp32(
     model: LoadedModel, model_cache: ModelCache, stored_batch: torch.Tensor, record_property
 ) -> None:

@@ -18,6 +18,8 @@ from tests.fixtures.checkpoints import CANONICAL_FILES
 
 from .conftest import MAX_BYTES, MAX_PIXELS
 
+pytestmark = pytest.mark.unit
+
 
 def _decode(data: bytes, **limits: int) -> Image.Image:
     return decode_image(

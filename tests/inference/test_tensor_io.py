@@ -10,6 +10,8 @@ from inference.preprocess import crop_uint8, decode_image
 from inference.tensor_io import FLAG_DELTA_ZLIB, decode_tensor, encode_tensor
 from inference.weights import resolve_weights
 
+pytestmark = pytest.mark.unit
+
 KEY = "r256-c224-bilinear"
 
 

@@ -12,6 +12,8 @@ from inference.errors import InvalidCheckpointError, InvalidWeightsSpecError, We
 from inference.weights import DOWNLOAD_SOCKET_TIMEOUT_S, canonical_spec, create_model, resolve_weights
 from tests.fixtures.checkpoints import CANONICAL_FILES
 
+pytestmark = pytest.mark.unit
+
 
 def _params_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()

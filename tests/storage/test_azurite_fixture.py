@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.azurite
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -20,8 +20,10 @@ from storage.blobs import (
     open_blob_store,
 )
 
+pytestmark = pytest.mark.unit
 
-@pytest.fixture(params=["local", "azure"])
+
+@pytest.fixture(params=["local", pytest.param("azure", marks=pytest.mark.azurite)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
     if request.param == "local":
         yield LocalFolderBlobStore(tmp_path / "blobs")

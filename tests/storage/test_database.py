@@ -18,6 +18,8 @@ from storage.database import (
 )
 from storage.models import Base
 
+pytestmark = pytest.mark.unit
+
 
 def test_one_engine_per_url(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'a.db'}"
@@ -114,6 +116,7 @@ def _ensure_schema_in_process(url: str) -> list[str]:
     return sorted(inspect(engine).get_table_names())
 
 
+@pytest.mark.slow
 def test_ensure_schema_from_processes(database_url: str) -> None:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=4, mp_context=context) as pool:

@@ -16,6 +16,8 @@ from storage.database import ensure_schema, get_engine
 from storage.models import InferenceResult, InferenceTask
 from storage.results import StoredTask, load_task, save_task
 
+pytestmark = pytest.mark.unit
+
 
 def make_record(instance_id: str = "f3b0c4de9a1b4c2d8e7f6a5b4c3d2e1f", label: str = "tabby") -> TaskRecord:
     models = ["resnet18", "resnet50"]
@@ -220,6 +222,7 @@ def _save_in_process(url: str, label: str) -> int:
     return save_task(engine, make_record(label=label))
 
 
+@pytest.mark.slow
 def test_concurrent_saves_from_processes(database_url: str) -> None:
     context = multiprocessing.get_context("spawn")
     labels = ["tabby", "lynx"] * 6

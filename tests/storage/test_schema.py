@@ -6,8 +6,12 @@ import difflib
 import re
 from pathlib import Path
 
+import pytest
+
 from storage.models import Base
 from storage.schema import mssql_script, mssql_statements
+
+pytestmark = pytest.mark.unit
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "database_schema.sql"
 
