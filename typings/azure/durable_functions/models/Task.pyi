@@ -2,7 +2,7 @@ from typing import Any
 
 class TaskBase:
     id: int | str | None
-    is_yielded: bool
+    is_played: bool
     result: Any
     def __getattr__(self, name: str) -> Any: ...  # incomplete: state, parent, actions, ...
 
