@@ -57,12 +57,15 @@ def raw_pipeline(models: list[str], photos: list[bytes], precision: str, seconds
     import torch
 
     from inference.cache import LoadedModel, ModelCache, configure_torch_threads
+    from inference.catalog import PRECISIONS, is_precision
     from inference.predict import classify
     from inference.preprocess import crop_uint8, decode_image
 
     threads = int(os.environ.get("TORCH_NUM_THREADS", "0")) or None
     configure_torch_threads(threads, None)
-    cache = ModelCache(precision=precision)  # type: ignore[arg-type]
+    if not is_precision(precision):
+        raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    cache = ModelCache(precision=precision)
     results: dict[str, float] = {}
     batch = [photos[i % len(photos)] for i in range(8)]
     for name in models:

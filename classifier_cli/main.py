@@ -53,8 +53,7 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
-        # click types exit_code as a ClassVar but reads it from the instance (sys.exit(e.exit_code)).
-        self.exit_code = exit_code  # type: ignore[misc]
+        self.exit_code = exit_code  # type: ignore[misc]  # click's stubs say ClassVar; click reads the instance's
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.message}", err=True)

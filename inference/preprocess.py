@@ -117,8 +117,8 @@ def crop_uint8(image: Image.Image, weights: ResolvedWeights) -> torch.Tensor:
     Uses the very functionals torchvision's ``ImageClassification`` preset calls, on the PIL image, so the
     result is identical to the preset's intermediate before its dtype conversion.
     """
-    # F.resize is annotated for tensors only, but documents and dispatches PIL images (to Pillow's resize).
-    resized = F.resize(image, [weights.resize_size], interpolation=weights.interpolation, antialias=True)  # type: ignore[arg-type]
+    size, interpolation = [weights.resize_size], weights.interpolation
+    resized = F.resize(image, size, interpolation, antialias=True)  # type: ignore[arg-type]  # typed Tensor, takes PIL
     cropped = F.center_crop(resized, [weights.crop_size])
     return F.pil_to_tensor(cropped).contiguous()
 
