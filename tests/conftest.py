@@ -21,8 +21,13 @@ pytest_plugins = ["tests.fixtures.azurite", "tests.fixtures.checkpoints"]
 KINDS = ("unit", "host", "azurite", "browser", "slow")
 #: Kinds a single test of a ``unit`` module may carry (a mark, a marked parameter, or a fixture below).
 NOT_UNIT = ("host", "azurite", "browser", "slow")
-#: Fixtures that give a test their kind wherever it is used.
-FIXTURE_KINDS = {"azurite": "azurite"}
+#: Fixtures that give a test their kind wherever it is used (directly or through another fixture).
+FIXTURE_KINDS = {
+    "azurite": "azurite",
+    "app_host": "host",  # tests/cli: the app on a local host
+    "patterns_host": "host",  # tests/host: the pattern app on a local host
+    "driver": "browser",  # tests/browser: Chromium
+}
 
 
 @pytest.hookimpl(tryfirst=True)
