@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,10 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
+from classifier_cli.files import find_images, task_payload
+from durable_host.testing import HostProcess
 from tests.browser.conftest import Api, wait_for
+from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.browser]
 
@@ -383,3 +387,41 @@ def test_screenshots(driver: WebDriver, api: Api) -> None:
     time.sleep(1)
     driver.save_screenshot(str(folder / "monitor_instance.png"))
     driver.set_window_size(1400, 1000)
+
+
+@pytest.fixture(scope="module")
+def classifier_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """This project's app (random weights: nothing to download) on a fresh hub, database and blob folder."""
+    data = tmp_path_factory.mktemp("monitor-app")
+    env = {
+        "MODEL_WEIGHTS_RESNET18": "random:0",
+        "BLOB_LOCAL_ROOT": str(data / "blobs"),
+        "SQL_CONNECTION_STRING": f"sqlite:///{data / 'results.db'}",
+    }
+    with HostProcess(REPO_ROOT, env=env, hub_dir=data / "hub", startup_timeout=120) as host:
+        yield Api(host)
+
+
+def test_this_apps_classification_task(driver: WebDriver, classifier_api: Api, shared_images_dir: Path) -> None:
+    api = classifier_api
+    images = find_images(sorted(shared_images_dir.glob("*.jpg"))[:3])
+    r = api.session.post(f"{api.base}/api/tasks", json=task_payload(images, ["resnet18"], 3))
+    assert r.status_code == 202, r.text
+    task = r.json()["id"]
+    status = api.wait(task, timeout=120)
+    assert status["runtimeStatus"] == "Completed"
+    open_instance(driver, api, task)
+    assert driver.find_element(By.ID, "instance-name").text == "classify_images"
+    # The custom status {"images_done": 3, "images_total": 3, ...} is drawn as a progress bar.
+    progress = driver.find_element(By.ID, "progress-images")
+    assert (progress.get_attribute("value"), progress.get_attribute("max")) == ("3", "3")
+    history = api.status(task, history=True).json()["historyEvents"]
+    expected = [(k, o) for k, o, _, _ in history_bars(history)]
+    drawn = bars(driver)[1:]
+    assert sorted((b["kind"], b["outcome"]) for b in drawn) == sorted(expected)
+    assert [b["name"] for b in drawn].count("preprocess_image") == 3
+    assert {"classify_batch", "persist_results"} <= {b["name"] for b in drawn}
+    # And the list shows it with its progress.
+    open_list(driver, api)
+    row = driver.find_element(By.CSS_SELECTOR, f'tr[data-id="{task}"]')
+    assert "images 3/3" in row.find_element(By.CSS_SELECTOR, "td.custom-status").text

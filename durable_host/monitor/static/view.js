@@ -69,5 +69,8 @@ export function formatTime(ms) {
   if (ms === null || ms === undefined) return '—';
   const d = new Date(ms);
   const pad = (n, w = 2) => String(n).padStart(w, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+  const day = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  // Status times have whole seconds (.NET's "s" format): no made-up milliseconds for them.
+  return ms % 1000 === 0 ? `${day} ${time}` : `${day} ${time}.${pad(d.getMilliseconds(), 3)}`;
 }
