@@ -425,3 +425,26 @@ def test_this_apps_classification_task(driver: WebDriver, classifier_api: Api, s
     open_list(driver, api)
     row = driver.find_element(By.CSS_SELECTOR, f'tr[data-id="{task}"]')
     assert "images 3/3" in row.find_element(By.CSS_SELECTOR, "td.custom-status").text
+
+
+def test_dark_mode_and_labels(driver: WebDriver, api: Api) -> None:
+    """Every control has an accessible name, and the page follows prefers-color-scheme."""
+    instance_id = api.start("hello_sequence")
+    api.wait(instance_id)
+    unlabelled_script = """return [...document.querySelectorAll('input, select, textarea, button')].filter(el =>
+        !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.textContent.trim()
+    ).map(el => el.outerHTML);"""
+    background = "return getComputedStyle(document.body).backgroundColor"
+    try:
+        for scheme, color in (("light", "rgb(255, 255, 255)"), ("dark", "rgb(13, 17, 23)")):
+            driver.execute_cdp_cmd(
+                "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]}
+            )
+            open_list(driver, api)
+            assert driver.execute_script(background) == color
+            assert driver.execute_script(unlabelled_script) == []
+            open_instance(driver, api, instance_id)
+            assert driver.execute_script(background) == color
+            assert driver.execute_script(unlabelled_script) == []
+    finally:
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
