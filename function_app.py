@@ -2,14 +2,14 @@
 
 Azure's Python worker (and the local host in ``durable_host``) imports this module and indexes the
 functions of the single app object below; nothing else happens at import time except, when
-``MODEL_PREWARM`` names models, loading them in the background so the first task does not wait.
+``MODEL_PREWARM`` names models, preparing them so the first task does not wait (see ``start_prewarm``).
 """
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from activities.inference import bp as inference_bp
-from activities.inference import prewarm_in_background
+from activities.inference import start_prewarm
 from activities.persist import bp as persist_bp
 from activities.preprocess import bp as preprocess_bp
 from api.tasks import bp as tasks_bp
@@ -20,4 +20,4 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (tasks_bp, classify_bp, preprocess_bp, inference_bp, persist_bp):
     app.register_functions(blueprint)
 
-prewarm_in_background()
+start_prewarm()

@@ -25,6 +25,7 @@ from inference.cache import LoadedModel, ModelCache, configure_torch_threads
 from inference.errors import WeightsUnavailableError
 from inference.predict import classify, stack_crops
 from inference.tensor_io import decode_tensor
+from inference.weights import resolve_weights
 from services import blob_store
 from settings import get_settings
 
@@ -76,6 +77,10 @@ def predict(model: LoadedModel, crops: torch.Tensor, top_k: int) -> list[list[Pr
     return classify(model, crops, top_k)
 
 
+def _unavailable(name: str, exc: WeightsUnavailableError) -> None:
+    log.warning("%s is not loaded: %s", name, " ".join(str(exc).split()))
+
+
 def prewarm(models: tuple[str, ...]) -> None:
     """Load ``models`` now; a model without weights is one warning line saying what to do.
 
@@ -88,21 +93,60 @@ def prewarm(models: tuple[str, ...]) -> None:
             model = load(name)
             log.info("prewarmed %s with %s in %.0f ms", name, model.weights.label, model.load_ms)
         except WeightsUnavailableError as exc:
-            log.warning("%s is not loaded: %s", name, " ".join(str(exc).split()))
+            _unavailable(name, exc)
         except Exception:
             log.exception("could not prewarm %s", name)
 
 
-def prewarm_in_background() -> None:
-    """Load the ``MODEL_PREWARM`` models on a thread so the first task does not pay for loading.
+def report_weights(models: tuple[str, ...]) -> None:
+    """Find (or download) and check each model's weights without loading a model; say what is missing.
 
-    Not in the local host's dispatcher process (``DURABLE_HOST_ROLE=dispatcher``: its worker
-    processes run every activity), which would otherwise hold a third copy of each model and repeat
-    every warning. On Azure every worker process runs activities and the variable is not set.
+    The local host's dispatcher runs this once at import, before it prints the function listing: each
+    problem is then one line, said once, with the listing below it; the worker processes, which load
+    the same weights, stay quiet about them (see :class:`_QuietPrewarm`).
+    """
+    for name in models:
+        try:
+            weights = resolve_weights(name, fetch_checkpoint(get_settings().weights_spec(name), blob_store()))
+            log.info("%s will use %s", name, weights.label)
+        except WeightsUnavailableError as exc:
+            _unavailable(name, exc)
+        except Exception:
+            log.exception("could not check the weights of %s", name)
+
+
+class _QuietPrewarm(logging.Filter):
+    """Drops the prewarm thread's records below ERROR: the dispatcher process already reported them.
+
+    Attached in the local host's worker processes only; on Azure each worker process reports for itself.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or record.threadName != PREWARM_THREAD
+
+
+PREWARM_THREAD = "model-prewarm"
+
+
+def start_prewarm() -> None:
+    """Prepare the ``MODEL_PREWARM`` models so the first task does not pay for loading them.
+
+    On Azure (and with one local process) the models load on a background thread. The local host
+    (``DURABLE_HOST_ROLE``) splits the work: its dispatcher runs no activity, so it only checks the
+    weights, synchronously and once (a third copy of each model would cost a gigabyte); its worker
+    processes load them in the background without repeating what the dispatcher said.
     """
     models = get_settings().model_prewarm
-    if models and os.environ.get("DURABLE_HOST_ROLE") != "dispatcher":
-        threading.Thread(target=prewarm, args=(models,), name="model-prewarm", daemon=True).start()
+    role = os.environ.get("DURABLE_HOST_ROLE")
+    if not models:
+        return
+    if role == "dispatcher":
+        report_weights(models)
+        return
+    if role == "worker":
+        for logger in (log, logging.getLogger(resolve_weights.__module__)):
+            logger.addFilter(_QuietPrewarm())
+    threading.Thread(target=prewarm, args=(models,), name=PREWARM_THREAD, daemon=True).start()
 
 
 def infer(request: InferenceInput) -> InferenceOutput:

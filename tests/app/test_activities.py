@@ -7,6 +7,7 @@ through torchvision's own weights API, so the reference below is what a user of 
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -156,20 +157,41 @@ def test_prewarm_without_weights_is_one_line_of_advice_per_model(
     assert loaded.getMessage().startswith("prewarmed resnet50 with RANDOM WEIGHTS (seed 3)")
 
 
-@pytest.mark.parametrize(("role", "prewarms"), [("dispatcher", False), ("worker", True), (None, True)])
-def test_the_local_hosts_dispatcher_process_does_not_prewarm(
-    app_env: Path, monkeypatch: pytest.MonkeyPatch, role: str | None, prewarms: bool
+@pytest.mark.parametrize(
+    ("role", "prewarms", "reports"), [("dispatcher", False, True), ("worker", True, False), (None, True, True)]
+)
+def test_the_local_hosts_dispatcher_reports_weights_once_and_its_workers_load_them(
+    app_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    role: str | None,
+    prewarms: bool,
+    reports: bool,
 ) -> None:
-    monkeypatch.setenv("MODEL_PREWARM", "resnet18")
+    """The dispatcher says what the weights are (or what is missing) and loads nothing; workers load quietly."""
+    monkeypatch.setenv("MODEL_PREWARM", "resnet18,resnet50")
     monkeypatch.setenv("MODEL_WEIGHTS_RESNET18", "random:5")
+    monkeypatch.setenv("MODEL_WEIGHTS_RESNET50", f"file:{app_env / 'nowhere.pth'}")
     if role is not None:
         monkeypatch.setenv("DURABLE_HOST_ROLE", role)
     get_settings.cache_clear()
-    inference_activity.prewarm_in_background()
-    for thread in threading.enumerate():
-        if thread.name == "model-prewarm":
-            thread.join(timeout=60)
+    try:
+        with caplog.at_level("INFO"):
+            inference_activity.start_prewarm()
+            for thread in threading.enumerate():
+                if thread.name == inference_activity.PREWARM_THREAD:
+                    thread.join(timeout=60)
+    finally:
+        for logger in (inference_activity.log, logging.getLogger("inference.weights")):
+            logger.filters.clear()
     assert bool(inference_activity.model_cache().loaded()) is prewarms
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    if reports:
+        assert any(m.startswith("resnet18 uses RANDOM WEIGHTS (seed 5)") for m in said), said
+        assert [m for m in said if "is not loaded" in m] == [said[-1]]
+        assert said[-1].startswith("resnet50 is not loaded: checkpoint ") and "MODEL_WEIGHTS_RESNET50" in said[-1]
+    else:
+        assert said == []
 
 
 def test_persist_is_idempotent_and_drops_the_task_tensors_and_uploads(app_env: Path) -> None:
