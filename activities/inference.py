@@ -116,9 +116,10 @@ def report_weights(models: tuple[str, ...]) -> None:
 
 
 class _QuietPrewarm(logging.Filter):
-    """Drops the prewarm thread's records below ERROR: the dispatcher process already reported them.
+    """Drops the prewarm thread's records below ERROR: :func:`report_weights` already said them.
 
-    Attached in the local host's worker processes only; on Azure each worker process reports for itself.
+    Attached in the local host's worker and standalone processes only; on Azure each worker process
+    reports for itself.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -131,19 +132,21 @@ PREWARM_THREAD = "model-prewarm"
 def start_prewarm() -> None:
     """Prepare the ``MODEL_PREWARM`` models so the first task does not pay for loading them.
 
-    On Azure (and with one local process) the models load on a background thread. The local host
-    (``DURABLE_HOST_ROLE``) splits the work: its dispatcher runs no activity, so it only checks the
-    weights, synchronously and once (a third copy of each model would cost a gigabyte); its worker
-    processes load them in the background without repeating what the dispatcher said.
+    On Azure the models load on a background thread. The local host (``DURABLE_HOST_ROLE``) prints a
+    function listing that should stay on screen, so the weights are reported synchronously, once, before
+    it: by its dispatcher, which runs no activity and so loads nothing (a third copy of each model would
+    cost a gigabyte), or by its single ``standalone`` process, which then loads them quietly in the
+    background like the worker processes do.
     """
     models = get_settings().model_prewarm
     role = os.environ.get("DURABLE_HOST_ROLE")
     if not models:
         return
-    if role == "dispatcher":
+    if role in ("dispatcher", "standalone"):
         report_weights(models)
+    if role == "dispatcher":
         return
-    if role == "worker":
+    if role in ("worker", "standalone"):
         for logger in (log, logging.getLogger(resolve_weights.__module__)):
             logger.addFilter(_QuietPrewarm())
     threading.Thread(target=prewarm, args=(models,), name=PREWARM_THREAD, daemon=True).start()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import logs
 from .azure_worker import IndexingError
-from .config import DISPATCHER_ROLE, ROLE_SETTING, build_config, load_local_settings
+from .config import DISPATCHER_ROLE, ROLE_SETTING, STANDALONE_ROLE, build_config, load_local_settings
 from .server import load_index, print_functions, serve
 
 
@@ -60,9 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(app_dir, host=args.host, port=args.port, hub_dir=args.hub_dir, workers=args.workers)
         # as on Azure, the app (and every worker process) sees how many worker processes there are
         os.environ["FUNCTIONS_WORKER_PROCESS_COUNT"] = str(config.workers)
-        if args.check or config.workers > 1:
-            # this process will run no activity: the app may skip what only activities need
-            os.environ[ROLE_SETTING] = DISPATCHER_ROLE
+        # with no activity to run here, the app may skip what only activities need
+        os.environ[ROLE_SETTING] = DISPATCHER_ROLE if args.check or config.workers > 1 else STANDALONE_ROLE
         index = load_index(config)
     except (FileNotFoundError, IndexingError, ValueError) as exc:
         print(f"durable_host: cannot start: {exc}", file=sys.stderr, flush=True)

@@ -16,13 +16,15 @@ from typing import Any
 
 DEFAULT_HUB_NAME = "TestHubName"
 
-# Set in the host process when activities run elsewhere (``--workers`` > 1, ``--check``), and to
-# ``worker`` in worker processes. Azure has no such process (every Python process runs every kind of
-# function), so the variable is absent there; an app may read it to skip, in the dispatcher, work
-# that only activities need, such as loading models.
+# Set in the host process when activities run elsewhere (``--workers`` > 1, ``--check``), to
+# ``worker`` in worker processes, and to ``standalone`` when the host process runs activities itself.
+# Azure has no such variable (every Python process runs every kind of function); an app may read it
+# to skip, in the dispatcher, work that only activities need, such as loading models, or to say
+# once, before the host prints its function listing, what it would otherwise log later.
 ROLE_SETTING = "DURABLE_HOST_ROLE"
 DISPATCHER_ROLE = "dispatcher"
 WORKER_ROLE = "worker"
+STANDALONE_ROLE = "standalone"
 _SETTING_REF = re.compile(r"%([^%]+)%")
 
 

@@ -26,6 +26,19 @@ class ReplayFilter(logging.Filter):
         return not replaying
 
 
+class ConverterAdvisoryFilter(logging.Filter):
+    """Drop azure-functions' one-time ``df_loads ... without expected_type`` advisory.
+
+    Microsoft's ``activityTrigger`` converter calls ``df_loads`` without a type, so no app can act on
+    the advice, and each worker process would print it once more. It stays visible at DEBUG.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "azure.functions.DurableFunctions" and "without expected_type" in record.getMessage():
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 class FuncFormatter(logging.Formatter):
     """``[2024-05-01T10:00:00.123Z] message`` with tracebacks, as Core Tools prints."""
 
@@ -68,6 +81,7 @@ def setup(level: str = "INFO") -> None:
     handler = BufferedStreamHandler(sys.stdout)
     handler.setFormatter(FuncFormatter("[%(asctime)s] %(message)s"))
     handler.addFilter(ReplayFilter())
+    handler.addFilter(ConverterAdvisoryFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -286,7 +286,9 @@ def _ensure_published_file(model: str, member: WeightsEnum, allow_download: bool
         return path
     if not allow_download:
         raise WeightsUnavailableError(_missing_file_message(model, member, path, "downloading is disabled"))
-    log.info("downloading %s to %s", member.url, path)
+    # DEBUG before, INFO after: where downloading is impossible, the warning about the missing file is
+    # the one line a user should see
+    log.debug("downloading %s to %s", member.url, path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _download_timeout(DOWNLOAD_SOCKET_TIMEOUT_S):
@@ -297,6 +299,7 @@ def _ensure_published_file(model: str, member: WeightsEnum, allow_download: bool
         raise WeightsUnavailableError(
             _missing_file_message(model, member, path, f"download failed ({type(exc).__name__}: {exc})")
         ) from exc
+    log.info("downloaded %s to %s", member.url, path)
     return path
 
 

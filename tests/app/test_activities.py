@@ -158,7 +158,8 @@ def test_prewarm_without_weights_is_one_line_of_advice_per_model(
 
 
 @pytest.mark.parametrize(
-    ("role", "prewarms", "reports"), [("dispatcher", False, True), ("worker", True, False), (None, True, True)]
+    ("role", "prewarms", "reports"),
+    [("dispatcher", False, True), ("worker", True, False), ("standalone", True, True), (None, True, True)],
 )
 def test_the_local_hosts_dispatcher_reports_weights_once_and_its_workers_load_them(
     app_env: Path,
