@@ -44,7 +44,7 @@ run: setup
 	$(PY) -m durable_host --app-dir .
 
 test: export CHECKOV ?= $(CURDIR)/$(CHECKOV_VENV)/bin/checkov
-test: setup node_modules/.installed checkov browser
+test: setup node_modules/.installed checkov browser odbc
 	$(PY) -m pytest
 
 # The unit tests only (marker `unit`: in-process, no host subprocess, no Azurite, no browser): well under 30 s.
@@ -65,4 +65,14 @@ browser:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver \
 			|| echo 'could not install chromium: the browser tests will be skipped' >&2; \
+	fi
+
+# pyodbc (Azure SQL) loads unixODBC's libodbc.so.2 when imported; tests/storage/test_sql_access_token.py
+# needs it (not Microsoft's SQL Server driver). Installed only when missing; needs root or sudo.
+.PHONY: odbc
+odbc: setup
+	@if ! $(PY) -c 'import pyodbc' 2>/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq unixodbc \
+			|| echo 'could not install unixodbc: the Azure SQL access-token tests will be skipped' >&2; \
 	fi

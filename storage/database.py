@@ -4,6 +4,8 @@ Activities run in a thread pool, so the pool is sized for bursts of concurrent p
 (8 kept, up to 32 open). Azure SQL closes idle connections after about 30 minutes and fails over
 without notice, hence ``pool_recycle`` below that and ``pool_pre_ping``. SQLite gets the same pool
 plus WAL (readers never block the writer) and a busy timeout (writers queue instead of failing).
+Azure SQL URLs with ``authentication=ActiveDirectoryAccessToken`` sign in with an Entra token
+(``storage.sql_access_token``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from azure.core.credentials import TokenCredential
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from storage.models import Base
+from storage.sql_access_token import install_access_token, uses_access_token, without_marker
 
 DEFAULT_DATABASE_URL = "sqlite:///.localdata/results.db"
 POOL_SIZE = 8
@@ -45,11 +49,11 @@ def get_engine(url: str) -> Engine:
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = _engines[key] = _create_engine(url)
+            engine = _engines[key] = create_pooled_engine(url)
         return engine
 
 
-def engine_options(url: str) -> dict[str, Any]:
+def engine_options(url: str | URL) -> dict[str, Any]:
     """The ``create_engine`` keyword arguments used for ``url``."""
     options: dict[str, Any] = {
         "pool_size": POOL_SIZE,
@@ -65,8 +69,22 @@ def engine_options(url: str) -> dict[str, Any]:
     return options
 
 
-def _create_engine(url: str) -> Engine:
+def create_pooled_engine(url: str, credential: TokenCredential | None = None) -> Engine:
+    """A new engine for ``url`` (``get_engine`` keeps one per URL and process).
+
+    An access-token URL signs in with ``credential``, by default ``DefaultAzureCredential`` (imported only
+    then: SQLite and password URLs never load azure-identity).
+    """
     parsed = make_url(url)
+    if uses_access_token(parsed):
+        parsed = without_marker(parsed)
+        engine = create_engine(parsed, **engine_options(parsed))
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        install_access_token(engine, credential)
+        return engine
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:") or "mode=memory" in database:
