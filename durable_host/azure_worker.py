@@ -115,14 +115,19 @@ def _datum(value: Any, data_type: str) -> Any:
     return _WorkerDatum(value, data_type) if WORKER_LIBRARY else func.meta.Datum(value, data_type)
 
 
-def decode(binding: str, data_type: str, value: Any) -> Any:
-    """Trigger or input data (a ``TypedData`` on Azure) to the argument the function receives."""
+def decode(binding: str, data_type: str, value: Any, trigger_metadata: dict[str, tuple[Any, str]] | None = None) -> Any:
+    """Trigger or input data (a ``TypedData`` on Azure) to the argument the function receives.
+
+    ``trigger_metadata`` maps each name the Functions host sends (``DequeueCount``...) to its value
+    and ``TypedData`` type.
+    """
     if WORKER_LIBRARY:
         _ensure_registry()
         converter = _worker_meta.get_binding(binding)
     else:
         converter = _binding_registry().get(binding)
-    return converter.decode(_datum(value, data_type), trigger_metadata={})
+    metadata = {name: _datum(item, item_type) for name, (item, item_type) in (trigger_metadata or {}).items()}
+    return converter.decode(_datum(value, data_type), trigger_metadata=metadata)
 
 
 def decode_http_request(

@@ -18,6 +18,8 @@ from typing import Any, TypedDict, cast
 
 import azure.functions as func
 from azure.functions.decorators.http import HttpTrigger
+from azure.functions.decorators.queue import QueueTrigger
+from azure.functions.decorators.timer import TimerTrigger
 
 from .azure_worker import IndexingError, check_functions, index_app
 
@@ -30,6 +32,8 @@ SUPPORTED_BINDINGS = {
     "activityTrigger",
     "entityTrigger",
     "durableClient",
+    "queueTrigger",
+    "timerTrigger",
 }
 
 
@@ -64,6 +68,19 @@ class HttpFunction(FunctionInfo):
 
 
 @dataclass(frozen=True)
+class QueueFunction(FunctionInfo):
+    queue_name: str = ""  # as declared: ``%Setting%`` references are resolved when the host starts
+    connection: str = ""  # app setting name; empty means ``AzureWebJobsStorage``
+
+
+@dataclass(frozen=True)
+class TimerFunction(FunctionInfo):
+    schedule: str = ""  # NCRONTAB or TimeSpan, as declared (``%Setting%`` resolved at start)
+    run_on_startup: bool = False
+    use_monitor: bool | None = None  # ``None``: Azure's default, decided by the schedule
+
+
+@dataclass(frozen=True)
 class DurableFunction(FunctionInfo):
     registered_name: str = ""  # name the Durable extension registers (case-insensitive)
 
@@ -73,6 +90,8 @@ class FunctionIndex:
     """The app's functions by kind; durable lookups are case-insensitive like the extension's."""
 
     http: list[HttpFunction] = field(default_factory=list)
+    queues: list[QueueFunction] = field(default_factory=list)
+    timers: list[TimerFunction] = field(default_factory=list)
     orchestrators: dict[str, DurableFunction] = field(default_factory=dict)
     activities: dict[str, DurableFunction] = field(default_factory=dict)
     entities: dict[str, DurableFunction] = field(default_factory=dict)
@@ -146,6 +165,21 @@ def index_functions(functions: list[func.Function]) -> FunctionIndex:
                     route=(trigger.route or name).strip("/"),
                     methods=methods,
                     auth_level=_enum_value(trigger.auth_level).lower(),
+                )
+            )
+        elif trigger.type == "queueTrigger":
+            queue = cast(QueueTrigger, trigger)
+            index.queues.append(
+                QueueFunction(**common, queue_name=str(queue.queue_name), connection=str(queue.connection or ""))
+            )
+        elif trigger.type == "timerTrigger":
+            timer = cast(TimerTrigger, trigger)
+            index.timers.append(
+                TimerFunction(
+                    **common,
+                    schedule=str(timer.schedule),
+                    run_on_startup=bool(timer.run_on_startup),
+                    use_monitor=timer.use_monitor,
                 )
             )
         elif trigger.type == "orchestrationTrigger":

@@ -7,21 +7,25 @@ import json
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from aiohttp import web
 
+from . import azure_worker
 from .activities import ActivityDispatcher, WorkerProcesses
 from .azure_worker import IndexingError
 from .config import HostConfig
 from .engine import Engine
 from .http_triggers import HttpTriggers
-from .indexing import FunctionIndex, index_functions, load_app
+from .indexing import FunctionIndex, FunctionInfo, index_functions, load_app
 from .invoke import Invoker, default_thread_count
 from .management import ManagementApi
 from .monitor import add_routes as add_monitor_routes
 from .monitor import monitor_url
 from .operations import HubOperations
+from .queue_triggers import QueueTriggers, resolve_target
 from .store import Store
+from .trigger_settings import queues_options
 from .urls import RPC_PATH, WEBHOOK_PATH, client_binding
 
 log = logging.getLogger("durable_host")
@@ -32,6 +36,8 @@ def load_index(config: HostConfig) -> FunctionIndex:
     if index.entities:
         names = ", ".join(sorted(f.name for f in index.entities.values()))
         raise IndexingError(f"entity functions are not supported by durable_host: {names}")
+    if index.queues:
+        queues_options(config.app_dir)  # a bad extensions.queues stops the host, as on Azure
     return index
 
 
@@ -41,6 +47,8 @@ def print_functions(config: HostConfig, index: FunctionIndex) -> None:
         methods = ",".join(f.methods) if f.methods else "ALL"
         route = "/".join(p for p in (config.route_prefix, f.route) if p)
         lines.append(f"        {f.name}: [{methods}] {config.base_url}/{route}")
+    for queue in index.queues:
+        lines.append(f"        {queue.name}: {resolve_target(queue).describe()}")
     for kind, functions in (("orchestrationTrigger", index.orchestrators), ("activityTrigger", index.activities)):
         for durable in functions.values():
             lines.append(f"        {durable.name}: {kind}")
@@ -71,7 +79,9 @@ class Host:
         self.engine = Engine(index, self.store, default_version=config.default_version)
         self.ops = HubOperations(self.engine)
         self.management = ManagementApi(self.ops, config)
-        self.triggers = HttpTriggers(index.http, config.route_prefix, self.invoker, json.dumps(client_binding(config)))
+        self.client_json = json.dumps(client_binding(config))
+        self.triggers = HttpTriggers(index.http, config.route_prefix, self.invoker, self.client_json)
+        self.queue_triggers = QueueTriggers(index.queues, queues_options(config.app_dir), self.invoke_trigger)
         self.runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -93,8 +103,16 @@ class Host:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.config.host, self.config.port, backlog=4096)
         await site.start()
+        self.queue_triggers.start()  # after the server: their durable clients call its management API
+
+    async def invoke_trigger(self, function: FunctionInfo, kwargs: dict[str, Any]) -> Any:
+        """Run a queue or timer function with the durable client binding HTTP functions get."""
+        if function.client_param:
+            kwargs[function.client_param] = azure_worker.decode("durableClient", "string", self.client_json)
+        return await self.invoker.call(function, kwargs)
 
     async def stop(self) -> None:
+        await self.queue_triggers.stop()  # first: a function still running may call the management API
         if self.runner is not None:
             await self.runner.cleanup()
         await self.engine.stop()

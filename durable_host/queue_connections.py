@@ -1,0 +1,85 @@
+"""A queue trigger's ``connection``: the app settings that say which storage account to poll.
+
+As in the Storage Queues extension 5.x: the ``connection`` property names an app setting (empty:
+``AzureWebJobsStorage``), also looked up with the ``AzureWebJobs`` prefix; its value is a
+connection string (``UseDevelopmentStorage=true`` is Azurite on 127.0.0.1:10001). Without such a
+setting, ``<connection>__queueServiceUri`` (or ``__serviceUri``, or ``__accountName``) selects an
+identity-based connection with ``__credential=managedidentity`` and ``__clientId`` honoured.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.storage.queue.aio import QueueServiceClient
+
+DEFAULT_CONNECTION = "AzureWebJobsStorage"
+# The SDK logs every request at INFO; the Functions host keeps its polling out of the console.
+_SDK_LOG = logging.getLogger("durable_host.queue_sdk")
+_SDK_LOG.setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class QueueConnection:
+    """Where a connection points; ``describe`` names it without secrets, for logs and the listing."""
+
+    setting: str
+    connection_string: str | None = None
+    service_uri: str | None = None
+    credential: str | None = None  # ``__credential``; only ``managedidentity`` changes anything
+    client_id: str | None = None
+
+    def describe(self) -> str:
+        if self.service_uri is not None:
+            return f"{self.service_uri} (identity)"
+        probe = QueueServiceClient.from_connection_string(self.connection_string or "")
+        return probe.url.rstrip("/")
+
+    def client(self) -> QueueServiceClient:
+        """An async service client; identity credentials come from ``azure-identity`` as on Azure."""
+        if self.connection_string is not None:
+            return QueueServiceClient.from_connection_string(self.connection_string, logger=_SDK_LOG)
+        assert self.service_uri is not None  # resolve_connection sets one of the two
+        return QueueServiceClient(self.service_uri, credential=self._credential(), logger=_SDK_LOG)
+
+    def _credential(self) -> AsyncTokenCredential:
+        from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+
+        if (self.credential or "").lower() == "managedidentity":
+            return ManagedIdentityCredential(client_id=self.client_id)
+        return DefaultAzureCredential(managed_identity_client_id=self.client_id)
+
+
+def resolve_connection(connection: str | None, environ: Mapping[str, str] = os.environ) -> QueueConnection:
+    """The connection a trigger's ``connection`` property names, or ``ValueError`` saying what is missing."""
+    name = connection or DEFAULT_CONNECTION
+    for setting in (name, f"AzureWebJobs{name}"):
+        value = environ.get(setting, "").strip()
+        if value:
+            try:
+                QueueServiceClient.from_connection_string(value)
+            except ValueError as exc:
+                raise ValueError(f"app setting '{setting}' is not a storage connection string: {exc}") from None
+            return QueueConnection(setting=setting, connection_string=value)
+    section = {key.split("__", 1)[1].lower(): value for key, value in environ.items() if key.startswith(f"{name}__")}
+    uri = section.get("queueserviceuri") or section.get("serviceuri")
+    if not uri and section.get("accountname"):
+        uri = f"https://{section['accountname']}.queue.core.windows.net"
+    if uri:
+        if urlsplit(uri).scheme not in ("http", "https"):
+            raise ValueError(f"app setting '{name}__queueServiceUri' is not an http(s) URL: {uri}")
+        return QueueConnection(
+            setting=name,
+            service_uri=uri.rstrip("/"),
+            credential=section.get("credential"),
+            client_id=section.get("clientid"),
+        )
+    raise ValueError(
+        f"Storage account connection string '{name}' does not exist: set the app setting '{name}' "
+        f"(a connection string) or '{name}__queueServiceUri' (identity-based)"
+    )

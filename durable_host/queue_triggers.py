@@ -1,0 +1,290 @@
+"""Queue triggers: poll Azure Storage queues (or Azurite) the way the Storage Queues extension does.
+
+One listener per function. It receives up to ``batchSize`` messages, hidden for the lease (Azure:
+10 minutes, renewed halfway while the function runs), runs each through the worker's
+``queueTrigger`` converter and the shared invoker, and polls again at once while the number in
+flight is at most ``newBatchThreshold``. An empty (or missing) queue backs off exponentially with
+jitter from 100 ms up to ``maxPollingInterval``. Delivery is at least once: a message is deleted
+only after its function succeeded; a failure makes it visible again after ``visibilityTimeout``,
+and once its dequeue count reaches ``maxDequeueCount`` it moves to ``<queue>-poison``. A host that
+stops or dies leaves its messages in the queue, to reappear when their lease ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue import QueueMessage
+from azure.storage.queue.aio import QueueClient, QueueServiceClient
+
+from . import azure_worker
+from .indexing import FunctionInfo, QueueFunction
+from .queue_connections import QueueConnection, resolve_connection
+from .trigger_settings import MIN_POLLING_INTERVAL_S, MessageEncoding, QueuesOptions, resolve_setting_refs
+
+log = logging.getLogger("durable_host")
+
+#: What a listener calls to run its function (the host adds the durable client binding).
+Invoke = Callable[[FunctionInfo, dict[str, Any]], Awaitable[Any]]
+#: Azure's queue name rule: 3-63 lowercase letters, digits and single hyphens, not at either end.
+_QUEUE_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
+#: Seconds a graceful stop waits for running functions before leaving their messages to the lease.
+STOP_GRACE_S = 10.0
+
+
+class Backoff:
+    """Azure's ``RandomizedExponentialBackoffStrategy``: 100 ms after work, then doubling (±20 %) to a cap."""
+
+    def __init__(self, maximum_s: float, minimum_s: float = MIN_POLLING_INTERVAL_S):
+        self.minimum_s = minimum_s
+        self.maximum_s = max(minimum_s, maximum_s)
+        self.current_s = minimum_s
+        self.exponent = 0
+
+    def next_delay(self, found_work: bool) -> float:
+        if found_work:
+            self.current_s, self.exponent = self.minimum_s, 1
+        elif self.current_s < self.maximum_s:
+            step = random.uniform(0.8, 1.2) * (2 ** (self.exponent - 1)) * self.minimum_s if self.exponent else 0.0
+            self.current_s = min(self.maximum_s, self.minimum_s + step)
+            self.exponent += 1
+        return self.current_s
+
+
+@dataclass(frozen=True)
+class QueueTarget:
+    """A queue function with its resolved queue name and connection, or why it cannot run."""
+
+    function: QueueFunction
+    queue_name: str = ""
+    connection: QueueConnection | None = None
+    error: str | None = None
+
+    def describe(self) -> str:
+        if self.connection is None:
+            return f"queueTrigger (error: {self.error})"
+        return f"queueTrigger (queue '{self.queue_name}' at {self.connection.describe()})"
+
+
+def resolve_target(function: QueueFunction, environ: Mapping[str, str] = os.environ) -> QueueTarget:
+    """Resolve ``%Setting%`` in the queue name and the connection; Azure reports a failure per function."""
+    try:
+        name = resolve_setting_refs(function.queue_name, environ).lower()  # the extension lowercases it too
+        if not _QUEUE_NAME.fullmatch(name):
+            raise ValueError(f"Invalid queue name: {name}")
+        return QueueTarget(function, name, resolve_connection(function.connection, environ))
+    except ValueError as exc:
+        return QueueTarget(function, error=str(exc))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass
+class _Lease:
+    """The receipt that proves this host still holds a message; renewing the lease replaces it."""
+
+    message: QueueMessage
+    pop_receipt: str
+
+
+class QueueListener:
+    """Polls one queue for one function."""
+
+    def __init__(
+        self, target: QueueTarget, service: QueueServiceClient, options: QueuesOptions, invoke: Invoke
+    ) -> None:
+        self.function = target.function
+        self.queue_name = target.queue_name
+        self.service = service
+        self.queue: QueueClient = service.get_queue_client(target.queue_name)
+        self.options = options
+        self.invoke = invoke
+        self.backoff = Backoff(options.max_polling_interval_s)
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.poller: asyncio.Task[None] | None = None
+        self._reported: str | None = None  # last storage problem logged, so a down account logs once
+
+    def start(self) -> None:
+        self.poller = asyncio.create_task(self._poll(), name=f"queue:{self.function.name}")
+
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop polling, give running functions ``grace_s``; unfinished messages stay leased, not lost."""
+        if self.poller is not None:
+            self.poller.cancel()
+            await asyncio.gather(self.poller, return_exceptions=True)
+        if self.in_flight:
+            _, pending = await asyncio.wait(set(self.in_flight), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _poll(self) -> None:
+        exists = False
+        found_since_delay = False
+        while True:
+            messages: list[QueueMessage] = []
+            try:
+                if not exists:
+                    await self.queue.get_queue_properties()  # Azure polls a missing queue, never creates it
+                    exists = True
+                messages = await self._receive()
+                self._reported = None
+            except ResourceNotFoundError:
+                exists = False
+                self._report(f"queue '{self.queue_name}' does not exist (yet)")
+            except AzureError as exc:
+                exists = False
+                self._report(f"cannot poll queue '{self.queue_name}': {type(exc).__name__}: {exc}")
+            for message in messages:
+                task = asyncio.create_task(self._process(message))
+                self.in_flight.add(task)
+                task.add_done_callback(self.in_flight.discard)
+            if messages:
+                found_since_delay = True
+                while len(self.in_flight) > self.options.new_batch_threshold:
+                    await asyncio.wait(set(self.in_flight), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            await asyncio.sleep(self.backoff.next_delay(found_since_delay))
+            found_since_delay = False
+
+    def _report(self, problem: str) -> None:
+        if problem != self._reported:
+            log.warning("Function '%s': %s; polling with back-off", self.function.name, problem)
+            self._reported = problem
+
+    async def _receive(self) -> list[QueueMessage]:
+        """One Get Messages call of up to ``batchSize``."""
+        pages = self.queue.receive_messages(
+            messages_per_page=self.options.batch_size, visibility_timeout=self.options.lease_s
+        ).by_page()
+        page = await anext(pages, None)
+        return [message async for message in page] if page is not None else []
+
+    def _decode(self, text: str) -> tuple[str | bytes, str]:
+        """Message text to the trigger's data and its ``TypedData`` type; bad base64 is ``ValueError``."""
+        if self.options.message_encoding is MessageEncoding.NONE:
+            return text, "string"
+        try:
+            data = base64.b64decode(text, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"message is not base64 ({exc}); check extensions.queues.messageEncoding") from None
+        try:
+            return data.decode("utf-8"), "string"
+        except UnicodeDecodeError:
+            return data, "bytes"
+
+    async def _process(self, message: QueueMessage) -> None:
+        lease = _Lease(message, message.pop_receipt or "")
+        if (message.dequeue_count or 0) > self.options.max_dequeue_count:
+            await self._settle(self._poison(lease))  # a message that crashed hosts before it ran to failure
+            return
+        try:
+            data, data_type = self._decode(str(message.content))
+        except ValueError as exc:
+            log.error("Function '%s': message %s: %s", self.function.name, message.id, exc)
+            await self._settle(self._poison(lease))
+            return
+        metadata: dict[str, tuple[Any, str]] = {
+            "Id": (message.id, "string"),
+            "DequeueCount": (json.dumps(message.dequeue_count), "json"),
+            "InsertionTime": (_iso(message.inserted_on), "string"),
+            "ExpirationTime": (_iso(message.expires_on), "string"),
+            "NextVisibleTime": (_iso(message.next_visible_on), "string"),
+            "PopReceipt": (message.pop_receipt, "string"),
+        }
+        argument = azure_worker.decode("queueTrigger", data_type, data, metadata)
+        renewal = asyncio.create_task(self._renew(lease))
+        try:
+            await self.invoke(self.function, {self.function.trigger_param: argument})
+            succeeded = True
+        except Exception:  # noqa: BLE001 - the invoker logged it; the message decides what happens next
+            succeeded = False
+        finally:
+            renewal.cancel()
+            await asyncio.gather(renewal, return_exceptions=True)
+        if succeeded:
+            await self._settle(self.queue.delete_message(message.id, lease.pop_receipt))
+        elif (message.dequeue_count or 0) >= self.options.max_dequeue_count:
+            await self._settle(self._poison(lease))
+        else:
+            await self._settle(self._release(lease))
+
+    async def _renew(self, lease: _Lease) -> None:
+        """Keep a long-running function's message hidden, renewing halfway through each lease."""
+        while True:
+            await asyncio.sleep(self.options.lease_s / 2)
+            updated = await self.queue.update_message(
+                lease.message.id, lease.pop_receipt, visibility_timeout=self.options.lease_s
+            )
+            lease.pop_receipt = updated.pop_receipt or lease.pop_receipt
+
+    async def _release(self, lease: _Lease) -> None:
+        """Make a failed message visible again after ``visibilityTimeout``."""
+        await self.queue.update_message(
+            lease.message.id, lease.pop_receipt, visibility_timeout=math.ceil(self.options.visibility_timeout_s)
+        )
+
+    async def _poison(self, lease: _Lease) -> None:
+        """Copy the message, text unchanged, to ``<queue>-poison`` (created if needed), then delete it."""
+        poison = self.service.get_queue_client(f"{self.queue_name}-poison")
+        log.warning(
+            "Function '%s': message %s has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
+            self.function.name,
+            lease.message.id,
+            self.options.max_dequeue_count,
+            poison.queue_name,
+        )
+        with contextlib.suppress(ResourceExistsError):
+            await poison.create_queue()
+        await poison.send_message(lease.message.content)
+        await self.queue.delete_message(lease.message.id, lease.pop_receipt)
+
+    async def _settle(self, step: Awaitable[Any]) -> None:
+        """Delete, release or poison; if storage refuses, the lease still ends and Azure retries alike."""
+        try:
+            await step
+        except AzureError as exc:
+            log.error("Function '%s': queue '%s': %s", self.function.name, self.queue_name, exc)
+
+
+class QueueTriggers:
+    """Every queue listener of the app: started with the host, stopped before it."""
+
+    def __init__(self, functions: list[QueueFunction], options: QueuesOptions, invoke: Invoke) -> None:
+        self.targets = [resolve_target(f) for f in functions]
+        self.options = options
+        self.invoke = invoke
+        self.services: list[QueueServiceClient] = []
+        self.listeners: list[QueueListener] = []
+
+    def start(self) -> None:
+        for target in self.targets:
+            if target.connection is None:
+                log.error("Function '%s' is in error and will not run: %s", target.function.name, target.error)
+                continue
+            service = target.connection.client()
+            self.services.append(service)
+            listener = QueueListener(target, service, self.options, self.invoke)
+            listener.start()
+            self.listeners.append(listener)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(listener.stop() for listener in self.listeners))
+        for service in self.services:
+            await service.close()

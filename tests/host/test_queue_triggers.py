@@ -1,0 +1,329 @@
+"""Queue triggers against a real Azurite queue service: delivery, encodings, retries, poison, batches, crashes."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue import QueueClient, QueueServiceClient
+
+from durable_host.indexing import QueueFunction
+from durable_host.queue_connections import resolve_connection
+from durable_host.queue_triggers import Backoff, resolve_target
+from durable_host.testing import HostProcess
+from durable_host.trigger_settings import MessageEncoding, queues_options
+from tests.fixtures.azurite import Azurite
+
+from .conftest import APPS
+
+pytestmark = pytest.mark.unit  # the in-process tests; every test using Azurite gets azurite (and host) below
+
+TIMEOUT_S = 20.0
+
+
+def wait_for[T](
+    condition: Callable[[], T], what: str, host: HostProcess | None = None, timeout: float = TIMEOUT_S
+) -> T:
+    """Poll until ``condition()`` is truthy; fail with the host's output, never sleep-and-assert."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}:\n{host.output[-4000:] if host else ''}")
+        time.sleep(0.05)
+
+
+class Harness:
+    """One test's queue, journal and app copy (``host.json`` ``extensions.queues`` as the test asks)."""
+
+    def __init__(self, azurite: Azurite, tmp_path: Path, queues: dict[str, Any]):
+        self.service = QueueServiceClient.from_connection_string(azurite.connection_string)
+        self.name = f"work-{uuid.uuid4().hex[:12]}"
+        self.queue: QueueClient = self.service.get_queue_client(self.name)
+        self.poison: QueueClient = self.service.get_queue_client(f"{self.name}-poison")
+        self.journal = tmp_path / "journal.jsonl"
+        self.journal.touch()
+        self.app = tmp_path / "app"
+        self.app.mkdir()
+        shutil.copy(APPS / "triggers" / "function_app.py", self.app)
+        host_json = json.loads((APPS / "triggers" / "host.json").read_text())
+        host_json["extensions"]["queues"].update(queues)
+        (self.app / "host.json").write_text(json.dumps(host_json))
+        self.env = {
+            "QueueStorage": azurite.connection_string,
+            "WORK_QUEUE": self.name,
+            "TRIGGER_JOURNAL": str(self.journal),
+        }
+        self.hub = tmp_path / "hub"
+
+    def host(self, **env: str) -> HostProcess:
+        return HostProcess(self.app, env={**self.env, **env}, hub_dir=self.hub, startup_timeout=60)
+
+    def send(self, text: str, encode: bool = True) -> None:
+        self.queue.send_message(base64.b64encode(text.encode()).decode() if encode else text)
+
+    def entries(self, **match: Any) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
+        return [e for e in lines if all(e.get(k) == v for k, v in match.items())]
+
+    def count(self, queue: QueueClient | None = None) -> int:
+        """Messages in the queue, hidden ones included."""
+        return (queue or self.queue).get_queue_properties().approximate_message_count
+
+
+@pytest.fixture()
+def harness(azurite_queue: Azurite, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
+    h = Harness(azurite_queue, tmp_path, getattr(request, "param", {}))
+    h.queue.create_queue()
+    yield h
+
+
+def queues(settings: dict[str, Any]) -> pytest.MarkDecorator:
+    """This test's ``extensions.queues`` on top of the app's."""
+    return pytest.mark.parametrize("harness", [settings], indirect=True, ids=["queues"])
+
+
+@pytest.mark.host
+def test_message_processed_with_metadata_then_deleted(harness: Harness) -> None:
+    with harness.host() as host:
+        assert f"work: queueTrigger (queue '{harness.name}' at http://127.0.0.1:" in host.output
+        harness.send("hello queue")
+        wait_for(lambda: harness.entries(event="end"), "the function to finish", host)
+        wait_for(lambda: harness.count() == 0, "the message to be deleted", host)
+    start = harness.entries(event="start")
+    assert len(start) == 1, start
+    assert start[0]["body"] == "hello queue"
+    assert start[0]["dequeue_count"] == 1
+    assert start[0]["pop_receipt"] is True
+    assert start[0]["insertion_time"] and start[0]["expiration_time"] and start[0]["next_visible"]
+    assert start[0]["insertion_time"] < start[0]["expiration_time"]
+
+
+@pytest.mark.host
+def test_base64_message_that_is_not_utf8_arrives_as_bytes(harness: Harness) -> None:
+    raw = b"bytes:\xff\xfe\x00"
+    with harness.host() as host:
+        harness.queue.send_message(base64.b64encode(raw).decode())
+        entry = wait_for(lambda: harness.entries(event="start"), "the function to run", host)
+    assert entry[0]["raw"] == list(raw)
+
+
+@pytest.mark.host
+@queues({"messageEncoding": "none"})
+def test_none_encoding_passes_the_text_as_is(harness: Harness) -> None:
+    with harness.host() as host:
+        harness.send("plain text, not base64", encode=False)
+        wait_for(lambda: harness.entries(event="end"), "the function to finish", host)
+        wait_for(lambda: harness.count() == 0, "the message to be deleted", host)
+    assert harness.entries(event="start")[0]["body"] == "plain text, not base64"
+
+
+@pytest.mark.host
+def test_text_that_is_not_base64_goes_to_the_poison_queue_unrun(harness: Harness) -> None:
+    with harness.host() as host:
+        harness.send("not base64 at all!", encode=False)
+        wait_for(lambda: harness.count(harness.poison) == 1 if _exists(harness.poison) else False, "poison", host)
+        wait_for(lambda: harness.count() == 0, "the message to leave the queue", host)
+    assert [m.content for m in harness.poison.peek_messages()] == ["not base64 at all!"]
+    assert harness.entries() == []
+
+
+@pytest.mark.host
+def test_failure_is_retried_then_moved_to_poison_after_max_dequeue_count(harness: Harness) -> None:
+    with harness.host() as host:
+        harness.send("fail:always")
+        wait_for(lambda: _exists(harness.poison) and harness.count(harness.poison) == 1, "the poison queue", host)
+        wait_for(lambda: harness.count() == 0, "the message to leave the queue", host)
+        assert "has reached MaxDequeueCount of 3. Moving message to queue" in host.output
+    assert [e["dequeue_count"] for e in harness.entries(event="start")] == [1, 2, 3]
+    poisoned = harness.poison.peek_messages()
+    assert [base64.b64decode(m.content).decode() for m in poisoned] == ["fail:always"]  # text unchanged
+
+
+@pytest.mark.host
+@queues({"visibilityTimeout": "00:00:02"})
+def test_failed_message_reappears_after_visibility_timeout(harness: Harness) -> None:
+    with harness.host() as host:
+        harness.send("fail:twice")
+        starts = wait_for(
+            lambda: len(harness.entries(event="start")) >= 2 and harness.entries(event="start"), "a retry", host
+        )
+    assert starts[1]["dequeue_count"] == 2
+    assert starts[1]["at"] - starts[0]["at"] >= 1.5  # not before visibilityTimeout (2 s, whole seconds on the wire)
+
+
+@pytest.mark.host
+@queues({"batchSize": 2, "newBatchThreshold": 0})
+def test_batch_size_and_new_batch_threshold_bound_concurrency(harness: Harness) -> None:
+    for n in range(6):
+        harness.send(f"sleep:0.4:{n}")
+    with harness.host() as host:
+        wait_for(lambda: len(harness.entries(event="end")) == 6, "six messages", host)
+    running = peak = 0
+    for entry in harness.entries():
+        running += 1 if entry["event"] == "start" else -1
+        peak = max(peak, running)
+    assert peak == 2  # a whole batch runs at once, and no next batch before it drained to the threshold
+
+
+@pytest.mark.host
+def test_idle_poller_backs_off_but_still_picks_up_a_message(harness: Harness) -> None:
+    with harness.host() as host:
+        time.sleep(2.5)  # idle long enough for the back-off to reach maxPollingInterval (1 s)
+        harness.send("late")
+        wait_for(lambda: harness.entries(event="end"), "the late message", host, timeout=10)
+
+
+@pytest.mark.host
+def test_missing_queue_is_polled_not_created(harness: Harness) -> None:
+    harness.queue.delete_queue()
+    with harness.host() as host:
+        wait_for(lambda: "does not exist (yet)" in host.output, "the missing-queue warning", host)
+        assert not _exists(harness.queue)  # Azure's listener never creates the queue
+        harness.queue.create_queue()
+        harness.send("after create")
+        wait_for(lambda: harness.entries(event="end"), "the message", host)
+
+
+@pytest.mark.host
+def test_queue_trigger_starts_an_orchestration_through_the_durable_client(harness: Harness) -> None:
+    instance_id = f"q-{uuid.uuid4().hex[:8]}"
+    with harness.host() as host:
+        harness.send(f"start:{instance_id}")
+        url = f"{host.base_url}/runtime/webhooks/durabletask/instances/{instance_id}"
+
+        def completed() -> dict[str, Any] | None:
+            r = requests.get(url, timeout=5)
+            return r.json() if r.status_code == 200 and r.json()["runtimeStatus"] == "Completed" else None
+
+        status = wait_for(completed, "the orchestration", host)
+    assert status["output"] == f"hello {instance_id}"
+
+
+@pytest.mark.host
+def test_long_function_keeps_its_message_by_renewing_the_lease(harness: Harness) -> None:
+    with harness.host(DURABLE_HOST_QUEUE_LEASE_SECONDS="2") as host:
+        harness.send("sleep:4.5")
+        wait_for(lambda: harness.entries(event="end"), "the function to finish", host)
+        wait_for(lambda: harness.count() == 0, "the message to be deleted", host)
+    assert len(harness.entries(event="start")) == 1  # never redelivered while it ran
+
+
+@pytest.mark.host
+def test_sigkill_with_a_message_in_flight_processes_it_after_restart(harness: Harness) -> None:
+    host = harness.host(DURABLE_HOST_QUEUE_LEASE_SECONDS="2")
+    with host:
+        harness.send("hang")
+        wait_for(lambda: harness.entries(event="start"), "the function to start", host)
+        host.kill()
+        assert harness.count() == 1  # still there: nothing deletes a message before its function succeeds
+        host.start()
+        wait_for(lambda: harness.count() == 0, "the redelivered message to be processed", host)
+    assert [e["dequeue_count"] for e in harness.entries(event="start")] == [1, 2]
+    assert len(harness.entries(event="end")) == 1
+
+
+def _exists(queue: QueueClient) -> bool:
+    try:
+        queue.get_queue_properties()
+        return True
+    except ResourceNotFoundError:
+        return False
+
+
+# In-process: settings, connections and the back-off, no Azurite.
+
+
+def test_queues_options_defaults_are_azures(tmp_path: Path) -> None:
+    (tmp_path / "host.json").write_text("{}")
+    options = queues_options(tmp_path, environ={}, cpu_count=2)
+    assert (options.batch_size, options.new_batch_threshold, options.max_dequeue_count) == (16, 16, 5)
+    assert (options.max_polling_interval_s, options.visibility_timeout_s, options.lease_s) == (60.0, 0.0, 600)
+    assert options.message_encoding is MessageEncoding.BASE64
+
+
+@pytest.mark.parametrize(
+    ("queues", "error"),
+    [
+        ({"batchSize": 33}, "batchSize must be an integer from 1 to 32"),
+        ({"maxDequeueCount": 0}, "maxDequeueCount"),
+        ({"maxPollingInterval": "00:00:00.05"}, "at least 100 ms"),
+        ({"visibilityTimeout": "soon"}, "not a TimeSpan"),
+        ({"messageEncoding": "utf8"}, "'base64' or 'none'"),
+    ],
+)
+def test_bad_queues_settings_are_refused(tmp_path: Path, queues: dict[str, Any], error: str) -> None:
+    (tmp_path / "host.json").write_text(json.dumps({"extensions": {"queues": queues}}))
+    with pytest.raises(ValueError, match=error):
+        queues_options(tmp_path, environ={})
+
+
+def test_milliseconds_polling_interval_and_timespans(tmp_path: Path) -> None:
+    (tmp_path / "host.json").write_text(
+        json.dumps({"extensions": {"queues": {"maxPollingInterval": 2000, "visibilityTimeout": "1.00:00:30"}}})
+    )
+    options = queues_options(tmp_path, environ={"DURABLE_HOST_QUEUE_LEASE_SECONDS": "5"})
+    assert (options.max_polling_interval_s, options.visibility_timeout_s, options.lease_s) == (2.0, 86430.0, 5)
+
+
+def test_development_storage_and_identity_connections() -> None:
+    dev = resolve_connection(
+        "Storage", {"AzureWebJobsStorage": "x", "AzureWebJobsStorage2": "y", "Storage": "UseDevelopmentStorage=true"}
+    )
+    assert dev.describe() == "http://127.0.0.1:10001/devstoreaccount1"
+    prefixed = resolve_connection("Other", {"AzureWebJobsOther": "UseDevelopmentStorage=true"})
+    assert prefixed.setting == "AzureWebJobsOther"
+    identity = resolve_connection(
+        "Conn",
+        {
+            "Conn__queueServiceUri": "https://acct.queue.core.windows.net/",
+            "Conn__credential": "managedidentity",
+            "Conn__clientId": "abc",
+        },
+    )
+    assert (identity.service_uri, identity.credential, identity.client_id) == (
+        "https://acct.queue.core.windows.net",
+        "managedidentity",
+        "abc",
+    )
+    assert resolve_connection("Acc", {"Acc__accountName": "acct"}).service_uri == "https://acct.queue.core.windows.net"
+    with pytest.raises(ValueError, match="'Missing' does not exist"):
+        resolve_connection("Missing", {})
+
+
+def test_queue_name_settings_are_resolved_lowercased_and_validated() -> None:
+    function = QueueFunction(
+        name="f",
+        fn=print,
+        trigger_param="m",
+        is_async=False,
+        wants_context=False,
+        client_param=None,
+        queue_name="%Q%",
+        connection="C",
+    )
+    environ = {"C": "UseDevelopmentStorage=true", "Q": "Jobs-In"}
+    assert resolve_target(function, environ).queue_name == "jobs-in"
+    assert "Invalid queue name: a--b" in resolve_target(function, {**environ, "Q": "a--b"}).describe()
+    assert "'%Q%' does not resolve" in resolve_target(function, {"C": "UseDevelopmentStorage=true"}).describe()
+
+
+def test_backoff_grows_to_the_cap_and_resets_after_work() -> None:
+    backoff = Backoff(maximum_s=2.0)
+    delays = [backoff.next_delay(found_work=False) for _ in range(12)]
+    assert delays[0] == pytest.approx(0.1)
+    assert all(a <= b for a, b in itertools.pairwise(delays))
+    assert delays[-1] == 2.0
+    assert backoff.next_delay(found_work=True) == pytest.approx(0.1)
