@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Self
 PREPROCESS_ACTIVITY = "preprocess_image"
 INFERENCE_ACTIVITY = "classify_batch"
 PERSIST_ACTIVITY = "persist_results"
+DISCARD_TENSORS_ACTIVITY = "discard_tensors"  # input: the instance id; output: how many blobs it deleted
 CLASSIFY_ORCHESTRATOR = "classify_images"
 
 _CANONICAL_RESNET = re.compile(r"resnet(\d+)")

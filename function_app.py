@@ -13,11 +13,12 @@ from activities.inference import start_prewarm
 from activities.persist import bp as persist_bp
 from activities.preprocess import bp as preprocess_bp
 from api.tasks import bp as tasks_bp
+from maintenance.timer import bp as maintenance_bp
 from orchestrators.classify import bp as classify_bp
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (tasks_bp, classify_bp, preprocess_bp, inference_bp, persist_bp):
+for blueprint in (tasks_bp, classify_bp, preprocess_bp, inference_bp, persist_bp, maintenance_bp):
     app.register_functions(blueprint)
 
 start_prewarm()

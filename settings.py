@@ -43,6 +43,8 @@ class Settings:
     sync_wait_max_seconds: float
     activity_retry_attempts: int
     activity_retry_interval_ms: int
+    upload_retention_hours: float  # uploads of tasks that never persisted are deleted after this
+    instance_retention_days: float  # finished instances' history is purged from the task hub after this
 
     def weights_spec(self, model: str) -> str:
         return self.model_weights[model]
@@ -84,6 +86,13 @@ def default_torch_threads(env: Mapping[str, str]) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+def maintenance_schedule(env: Mapping[str, str] = os.environ) -> str:
+    """``MAINTENANCE_SCHEDULE`` (NCRONTAB with seconds), read apart because the timer's decorator needs it at
+    import time; a literal rather than ``%MAINTENANCE_SCHEDULE%`` keeps the hourly default when the setting is
+    absent (Azure refuses a binding whose ``%Setting%`` does not resolve)."""
+    return env.get("MAINTENANCE_SCHEDULE", "").strip() or "0 0 * * * *"
+
+
 def settings_from(env: Mapping[str, str]) -> Settings:
     """Build settings from a mapping (``os.environ`` in the app, a dict in tests)."""
     precision = env.get("INFERENCE_PRECISION", "auto").strip().lower() or "auto"
@@ -120,6 +129,8 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         sync_wait_max_seconds=_float(env, "SYNC_WAIT_MAX_SECONDS", 60.0),
         activity_retry_attempts=_int(env, "ACTIVITY_RETRY_ATTEMPTS", 3, minimum=1),
         activity_retry_interval_ms=_int(env, "ACTIVITY_RETRY_INTERVAL_MS", 1000, minimum=1),
+        upload_retention_hours=_float(env, "UPLOAD_RETENTION_HOURS", 24.0),
+        instance_retention_days=_float(env, "INSTANCE_RETENTION_DAYS", 30.0),
     )
 
 

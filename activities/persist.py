@@ -4,6 +4,8 @@
 instead of adding new ones; tensors and the images the starter stored for this task (uploads) are
 deleted only after the rows are committed, so a retry after a failed write still has nothing it needs
 missing (persistence reads neither). Without this, every uploaded image stayed in storage forever.
+A task that ends without being persisted has its tensors discarded by the orchestration
+(``discard_tensors``); its uploads are kept for ``UPLOAD_RETENTION_HOURS`` (see ``maintenance``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import UTC, datetime
 
 import azure.durable_functions as df
 
-from contracts import PERSIST_ACTIVITY, PersistOutput, TaskRecord
+from contracts import DISCARD_TENSORS_ACTIVITY, PERSIST_ACTIVITY, PersistOutput, TaskRecord
 from services import blob_store, database
 from settings import get_settings
 from storage.results import save_task
@@ -31,3 +33,13 @@ def persist(record: TaskRecord) -> PersistOutput:
 @bp.activity_trigger(input_name="payload", activity=PERSIST_ACTIVITY)
 def persist_results(payload: dict) -> dict:  # type: ignore[type-arg]  # Azure's worker refuses dict[str, Any]
     return persist(TaskRecord.from_json(payload)).to_json()
+
+
+def discard(instance_id: str) -> int:
+    """The tensors of a task that failed or could not be persisted: nothing will read them again."""
+    return blob_store().delete_prefix(f"{get_settings().tensor_container}/{instance_id}/")
+
+
+@bp.activity_trigger(input_name="instance_id", activity=DISCARD_TENSORS_ACTIVITY)
+def discard_tensors(instance_id: str) -> int:
+    return discard(instance_id)

@@ -7,6 +7,7 @@ failed model is recorded and the rest goes on; only an orchestration-level bug f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Generator
 from typing import Any
@@ -15,6 +16,7 @@ import azure.durable_functions as df
 
 from contracts import (
     CLASSIFY_ORCHESTRATOR,
+    DISCARD_TENSORS_ACTIVITY,
     INFERENCE_ACTIVITY,
     PERSIST_ACTIVITY,
     PREPROCESS_ACTIVITY,
@@ -63,8 +65,24 @@ def wait_each(
     return sorted(outcomes, key=lambda outcome: outcome[0])
 
 
+def discard_tensors(context: df.DurableOrchestrationContext) -> Generator[Any, Any]:
+    """Delete this instance's tensors when the task will not be persisted (persisting deletes them
+    otherwise). A failure here is left to the maintenance sweep rather than masking the task's outcome."""
+    with contextlib.suppress(Exception):  # the SDK raises bare Exception for a failed activity
+        yield context.call_activity(DISCARD_TENSORS_ACTIVITY, context.instance_id)
+
+
 @bp.orchestration_trigger(context_name="context", orchestration=CLASSIFY_ORCHESTRATOR)
 def classify_images(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """The task, and on an orchestration failure the cleanup of its tensors before the failure is recorded."""
+    try:
+        return (yield from classify(context))
+    except Exception:
+        yield from discard_tensors(context)
+        raise
+
+
+def classify(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     # The instance id, not the input's task_id: restartPostUri starts a new instance with the old input,
     # and its tensors and rows must not land under (and overwrite) the finished task's.
     payload = context.get_input()
@@ -137,6 +155,7 @@ def classify_images(context: df.DurableOrchestrationContext) -> Generator[Any, A
         persisted = PersistOutput.from_json(result)
     except Exception as exc:  # noqa: BLE001  the SDK raises bare Exception for a failed activity; results stay in the output
         persist_error = activity_error_message(exc)
+        yield from discard_tensors(context)
 
     context.set_custom_status(progress("done", total, total, status=record.status))
     return build_output(request, preprocessed, record, persisted, persist_error)

@@ -13,6 +13,9 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -42,6 +45,15 @@ class BlobNotFoundError(KeyError):
         return f"blob not found: {self.name}"
 
 
+@dataclass(frozen=True)
+class BlobInfo:
+    """One listed blob: what retention needs to decide (its name, size and last write)."""
+
+    name: str  # "container/path", as every other method takes it
+    size: int
+    last_modified: datetime  # timezone-aware UTC
+
+
 @runtime_checkable
 class BlobStore(Protocol):
     """Whole-blob reads and writes; names are "container/path/inside/container"."""
@@ -59,6 +71,11 @@ class BlobStore(Protocol):
 
     def delete_prefix(self, prefix: str) -> int:
         """Remove every blob whose name starts with ``prefix``; returns how many were removed."""
+
+    def list_blobs(self, prefix: str) -> Iterator[BlobInfo]:
+        """Every blob whose name starts with ``prefix`` ("container/" lists a whole container), with its
+        size and last-modified time, so a sweep can find what is old without reading any blob."""
+        ...
 
 
 def split_blob_name(name: str) -> tuple[str, str]:
@@ -81,13 +98,23 @@ def split_blob_prefix(prefix: str) -> tuple[str, str]:
     An empty path is refused on purpose: wiping a whole container should never be the result of
     an empty task id.
     """
-    container, path = _split(prefix, what="blob prefix")
+    container, path = split_listing_prefix(prefix)
     if not path:
         raise InvalidBlobNameError(
             f"blob prefix {prefix!r} has no path after the container; refusing to empty a container"
         )
-    segments = path.split("/")
-    _check_path(prefix, segments[:-1] if path.endswith("/") else segments)
+    return container, path
+
+
+def split_listing_prefix(prefix: str) -> tuple[str, str]:
+    """Validate a ``list_blobs`` argument: a container, then optionally the start of a path.
+
+    Unlike a ``delete_prefix`` argument the path may be empty: listing a whole container is harmless.
+    """
+    container, path = _split(prefix, what="blob prefix")
+    if path:
+        segments = path.split("/")
+        _check_path(prefix, segments[:-1] if path.endswith("/") else segments)
     return container, path
 
 
@@ -185,6 +212,25 @@ class LocalFolderBlobStore:
                     removed += self._unlink(file_path)
             self._prune(Path(folder), stop=container_dir)
         return removed
+
+    def list_blobs(self, prefix: str) -> Iterator[BlobInfo]:
+        container, path_prefix = split_listing_prefix(prefix)
+        container_dir = self.root / container
+        for folder, _, files in os.walk(container_dir / path_prefix.rpartition("/")[0]):
+            for file_name in files:
+                path = Path(folder) / file_name
+                relative = path.relative_to(container_dir).as_posix()
+                if not relative.startswith(path_prefix):
+                    continue
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue  # deleted while listing: it is no longer there to report
+                yield BlobInfo(
+                    name=f"{container}/{relative}",
+                    size=stat.st_size,
+                    last_modified=datetime.fromtimestamp(stat.st_mtime, UTC),
+                )
 
     @staticmethod
     def _unlink(path: Path) -> bool:
@@ -284,6 +330,15 @@ class AzureBlobStore:
         except ResourceNotFoundError:
             pass  # no container, nothing to delete
         return removed
+
+    def list_blobs(self, prefix: str) -> Iterator[BlobInfo]:
+        container_name, path_prefix = split_listing_prefix(prefix)
+        container = self._service.get_container_client(container_name)
+        try:
+            for blob in container.list_blobs(name_starts_with=path_prefix or None):
+                yield BlobInfo(name=f"{container_name}/{blob.name}", size=blob.size, last_modified=blob.last_modified)
+        except ResourceNotFoundError:
+            return  # no container, nothing in it
 
 
 def open_blob_store(connection_string: str | None, local_root: str | Path, *, account_url: str = "") -> BlobStore:

@@ -9,7 +9,13 @@ import azure.functions as func
 import pytest
 
 import function_app
-from contracts import CLASSIFY_ORCHESTRATOR, INFERENCE_ACTIVITY, PERSIST_ACTIVITY, PREPROCESS_ACTIVITY
+from contracts import (
+    CLASSIFY_ORCHESTRATOR,
+    DISCARD_TENSORS_ACTIVITY,
+    INFERENCE_ACTIVITY,
+    PERSIST_ACTIVITY,
+    PREPROCESS_ACTIVITY,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -35,6 +41,8 @@ def test_every_function_is_indexed() -> None:
         PREPROCESS_ACTIVITY,
         INFERENCE_ACTIVITY,
         PERSIST_ACTIVITY,
+        DISCARD_TENSORS_ACTIVITY,
+        "maintenance",
     }
 
 
@@ -60,3 +68,12 @@ def test_orchestrator_and_activities_have_durable_triggers() -> None:
     for name in (PREPROCESS_ACTIVITY, INFERENCE_ACTIVITY, PERSIST_ACTIVITY):
         trigger = bindings(functions[name])["payload"]
         assert trigger["type"] == "activityTrigger" and trigger["activity"] == name
+
+
+def test_maintenance_is_an_hourly_timer_with_a_durable_client() -> None:
+    """``MAINTENANCE_SCHEDULE`` is unset here: the default schedule; the durable client asks for statuses and purges."""
+    b = bindings(indexed()["maintenance"])
+    assert b["timer"]["type"] == "timerTrigger" and b["timer"]["schedule"] == "0 0 * * * *"
+    assert b["client"]["type"] == "durableClient"
+    discard = bindings(indexed()[DISCARD_TENSORS_ACTIVITY])["instance_id"]
+    assert discard["type"] == "activityTrigger" and discard["activity"] == DISCARD_TENSORS_ACTIVITY

@@ -36,7 +36,9 @@ ALLOWED: dict[str, set[str]] = {
     "orchestrators": {"contracts"},
     # The HTTP API never loads torch: the catalog and errors of the core only, and no activity.
     "api": {"contracts", "settings", "services", "storage", "url_policy", "inference.catalog", "inference.errors"},
-    "function_app": {"api", "activities", "orchestrators"},
+    # Retention: a timer with a durable client, over storage; no activity, no orchestrator, no torch.
+    "maintenance": {"settings", "services", "storage"},
+    "function_app": {"api", "activities", "orchestrators", "maintenance"},
     # Beside the app: the CLI talks HTTP, the local host hosts any app; neither imports this one.
     "classifier_cli": set(),
     "durable_host": set(),

@@ -102,7 +102,7 @@ def test_worker_and_host_index_every_function_alike(app_dir: Path) -> None:
     assert view(HOST_VIEW, app_dir) == worker
 
 
-def test_the_classifier_app_loads_all_seven_functions_in_the_worker() -> None:
+def test_the_classifier_app_loads_all_its_functions_in_the_worker() -> None:
     names = {f["name"] for f in view(WORKER_VIEW, ROOT)["functions"]}
     assert names == {
         "submit_task",
@@ -112,6 +112,8 @@ def test_the_classifier_app_loads_all_seven_functions_in_the_worker() -> None:
         "preprocess_image",
         "classify_batch",
         "persist_results",
+        "discard_tensors",
+        "maintenance",
     }
 
 

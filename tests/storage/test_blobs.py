@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,40 @@ def test_open_blob_store_azure(azurite, tmp_path: Path, container: str) -> None:
     store.put(f"{container}/x", b"via azurite")
     assert store.get(f"{container}/x") == b"via azurite"
     assert not any(tmp_path.iterdir())
+
+
+def test_list_blobs_names_sizes_and_times(store: BlobStore, container: str) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)  # Azurite's clock has one-second resolution
+    names = {f"{container}/task-1/0.jpg": b"a", f"{container}/task-1/deep/1.u8": b"bb", f"{container}/task-10/x": b""}
+    for name, data in names.items():
+        store.put(name, data)
+    after = datetime.now(UTC) + timedelta(seconds=5)
+    listed = {blob.name: blob for blob in store.list_blobs(f"{container}/")}
+    assert {name: blob.size for name, blob in listed.items()} == {name: len(data) for name, data in names.items()}
+    assert all(before <= blob.last_modified <= after for blob in listed.values())
+    assert {blob.name for blob in store.list_blobs(container)} == set(names)
+    # A string prefix, as in Azure: "task-1" matches "task-10" too, "task-1/" does not.
+    assert {blob.name for blob in store.list_blobs(f"{container}/task-1/")} == set(list(names)[:2])
+    assert {blob.name for blob in store.list_blobs(f"{container}/task-1")} == set(names)
+
+
+def test_list_blobs_of_a_missing_container_is_empty(store: BlobStore, container: str) -> None:
+    assert list(store.list_blobs(f"{container}/")) == []
+    assert list(store.list_blobs(f"{container}/some/prefix")) == []
+
+
+@pytest.mark.parametrize("prefix", ["Bad/x", "good/../x", "good/a//b", "ab/"])
+def test_invalid_listing_prefixes(store: BlobStore, prefix: str) -> None:
+    with pytest.raises(InvalidBlobNameError):
+        list(store.list_blobs(prefix))
+
+
+def test_local_listing_reports_the_file_modification_time(tmp_path: Path) -> None:
+    """Retention reads the last write: an upload written two days ago is listed as two days old."""
+    store = LocalFolderBlobStore(tmp_path)
+    store.put("uploads/old-task/0.jpg", b"jpeg")
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+    os.utime(tmp_path / "uploads" / "old-task" / "0.jpg", (two_days_ago.timestamp(), two_days_ago.timestamp()))
+    (blob,) = store.list_blobs("uploads/")
+    assert abs(blob.last_modified - two_days_ago) < timedelta(seconds=1)
+    assert blob.last_modified.tzinfo is UTC

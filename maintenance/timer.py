@@ -1,0 +1,67 @@
+"""The maintenance timer: the retention sweep and the task hub purge, on ``MAINTENANCE_SCHEDULE``.
+
+A timer trigger because nothing else would run them: a terminated instance cannot clean up after
+itself, and purging history is nobody's task. The schedule is an app setting (an NCRONTAB expression with
+seconds; hourly, ``0 0 * * * *``, when unset), so tests and operators change it without a code change. The
+work is in :mod:`maintenance.retention`; this module only adapts the durable client to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from maintenance.retention import InstanceState, MaintenanceReport, RetentionPolicy, run_maintenance, state_of
+from services import blob_store
+from settings import Settings, get_settings, maintenance_schedule
+
+bp = df.Blueprint()
+log = logging.getLogger(__name__)
+
+
+def policy_from(settings: Settings) -> RetentionPolicy:
+    return RetentionPolicy(
+        tensor_container=settings.tensor_container,
+        upload_container=settings.upload_container,
+        upload_retention=timedelta(hours=settings.upload_retention_hours),
+        instance_retention=timedelta(days=settings.instance_retention_days),
+    )
+
+
+class ClientAdapter:
+    """The durable client as the retention functions' status lookup and purge call."""
+
+    def __init__(self, client: df.DurableOrchestrationClient) -> None:
+        self.client = client
+
+    async def lookup(self, instance_id: str) -> InstanceState:
+        """The instance's state; when the task hub cannot say, ACTIVE, which keeps its blobs for a later sweep."""
+        try:
+            # The SDK puts the id into the URL path as is; blob names allow characters a path does not.
+            status = await self.client.get_status(quote(instance_id, safe=""))
+        except Exception:  # the SDK raises bare Exception for an unexpected answer
+            log.warning("retention: no status for instance %r; its blobs are kept", instance_id, exc_info=True)
+            return InstanceState.ACTIVE
+        return state_of(status.runtime_status)
+
+    async def purge(
+        self, created_from: datetime, created_to: datetime, statuses: list[df.OrchestrationRuntimeStatus]
+    ) -> int:
+        result = await self.client.purge_instance_history_by(created_from, created_to, statuses)
+        return int(result.instances_deleted)
+
+
+async def maintain(client: df.DurableOrchestrationClient, now: datetime) -> MaintenanceReport:
+    """One maintenance run against the app's own blob store and task hub."""
+    adapter = ClientAdapter(client)
+    return await run_maintenance(blob_store(), adapter.lookup, adapter.purge, now, policy_from(get_settings()))
+
+
+@bp.timer_trigger(arg_name="timer", schedule=maintenance_schedule())
+@bp.durable_client_input(client_name="client")
+async def maintenance(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    await maintain(client, datetime.now(UTC))
