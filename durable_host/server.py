@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from .monitor import monitor_url
 from .operations import HubOperations
 from .queue_triggers import QueueTriggers, resolve_target
 from .store import Store
+from .timer_triggers import TimerTriggers, resolve_timer
 from .trigger_settings import queues_options
 from .urls import RPC_PATH, WEBHOOK_PATH, client_binding
 
@@ -49,6 +51,9 @@ def print_functions(config: HostConfig, index: FunctionIndex) -> None:
         lines.append(f"        {f.name}: [{methods}] {config.base_url}/{route}")
     for queue in index.queues:
         lines.append(f"        {queue.name}: {resolve_target(queue).describe()}")
+    now = datetime.now(UTC)
+    for timer in index.timers:
+        lines.append(f"        {timer.name}: {resolve_timer(timer).describe(now)}")
     for kind, functions in (("orchestrationTrigger", index.orchestrators), ("activityTrigger", index.activities)):
         for durable in functions.values():
             lines.append(f"        {durable.name}: {kind}")
@@ -82,6 +87,7 @@ class Host:
         self.client_json = json.dumps(client_binding(config))
         self.triggers = HttpTriggers(index.http, config.route_prefix, self.invoker, self.client_json)
         self.queue_triggers = QueueTriggers(index.queues, queues_options(config.app_dir), self.invoke_trigger)
+        self.timer_triggers = TimerTriggers(index.timers, self.store, self.invoke_trigger)
         self.runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -104,6 +110,7 @@ class Host:
         site = web.TCPSite(self.runner, self.config.host, self.config.port, backlog=4096)
         await site.start()
         self.queue_triggers.start()  # after the server: their durable clients call its management API
+        self.timer_triggers.start()
 
     async def invoke_trigger(self, function: FunctionInfo, kwargs: dict[str, Any]) -> Any:
         """Run a queue or timer function with the durable client binding HTTP functions get."""
@@ -113,6 +120,7 @@ class Host:
 
     async def stop(self) -> None:
         await self.queue_triggers.stop()  # first: a function still running may call the management API
+        await self.timer_triggers.stop()
         if self.runner is not None:
             await self.runner.cleanup()
         await self.engine.stop()

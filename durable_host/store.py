@@ -43,6 +43,8 @@ CREATE INDEX IF NOT EXISTS messages_instance ON messages(instance_id);
 CREATE TABLE IF NOT EXISTS activities(
   id INTEGER PRIMARY KEY, instance_id TEXT NOT NULL, execution_id TEXT NOT NULL,
   task_id INTEGER NOT NULL, name TEXT NOT NULL, input TEXT);
+CREATE TABLE IF NOT EXISTS timer_status(
+  function TEXT PRIMARY KEY, last TEXT, next TEXT NOT NULL, last_updated TEXT NOT NULL);
 """
 
 Statement = tuple[str, Sequence[Sequence[Any]] | Sequence[Mapping[str, Any]]]
@@ -190,6 +192,11 @@ class Store:
         """History events of one instance, read after every write queued before."""
         return self.query(lambda conn: _history_events(conn, instance_id))
 
+    def read_timer_status(self, function: str) -> asyncio.Future[dict[str, Any] | None]:
+        """A timer function's schedule monitor record (``last``, ``next``, ``last_updated``: ISO 8601)."""
+        sql = "SELECT last, next, last_updated FROM timer_status WHERE function=?"
+        return self.query(lambda conn: next(iter(_dicts(conn, sql, (function,))), None))
+
     # ------------------------------------------------------------------ statements
     # Each returns the statements of one change, for the caller to queue with the rest of the
     # operation it belongs to (one ``submit`` commits them together, in order).
@@ -226,6 +233,13 @@ class Store:
     @staticmethod
     def delete_activity(activity_id: int) -> Statement:
         return ("DELETE FROM activities WHERE id=?", [(activity_id,)])
+
+    @staticmethod
+    def save_timer_status(function: str, last: str | None, next_occurrence: str, last_updated: str) -> Statement:
+        return (
+            "INSERT OR REPLACE INTO timer_status(function, last, next, last_updated) VALUES (?, ?, ?, ?)",
+            [(function, last, next_occurrence, last_updated)],
+        )
 
     @staticmethod
     def delete_instance(instance_id: str) -> Operation:
