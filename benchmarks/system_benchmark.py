@@ -115,8 +115,12 @@ def rss_mb(pid: int) -> dict[str, float]:
                 return int(line.split()[1]) / 1024.0
         return float("nan")
 
-    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
-    return {"host": one(pid), **{f"worker {i + 1}": one(c) for i, c in enumerate(sorted(children))}}
+    children = sorted(
+        int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()
+    )
+    # spawn's helper process (multiprocessing's resource tracker) is a child too, but runs no activity
+    workers = [c for c in children if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return {"host": one(pid), **{f"worker {i + 1}": one(c) for i, c in enumerate(workers)}}
 
 
 class Client:
