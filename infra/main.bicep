@@ -1,6 +1,8 @@
 // The whole system for `azd up`: a Flex Consumption function app (Python 3.13) with a user-assigned identity,
 // the Durable Task Scheduler (or Azure Storage) as the durable backend, a storage account for the host and the
-// app's images/tensors, Azure SQL with Entra-only authentication, and Application Insights.
+// app's images/tensors, Azure SQL with Entra-only authentication, and Application Insights. For GPUs or more
+// memory, deployContainerApps runs the same app as Azure Functions on Azure Container Apps instead (an image
+// built from the Dockerfile, a container registry, a Container Apps environment with a GPU workload profile).
 // Every connection is identity-based: no account key, password or instrumentation key is set anywhere.
 //
 // The modules are declared as plain resources with the settings of the Azure Verified Modules the azd
@@ -24,6 +26,19 @@ param principalId string = ''
 @allowed(['dts', 'azureStorage'])
 param durableBackend string = 'dts'
 
+@description('Host the app on Flex Consumption (azure.yaml deploys service api where this is true).')
+param deployFlex bool = true
+
+@description('Host the app on Azure Functions on Azure Container Apps (azure.yaml: service api-aca). Set one of the two.')
+param deployContainerApps bool = false
+
+@description('Container Apps option: serverless GPU workload profile of the app, or none (CPU, 4 vCPUs / 8 GiB).')
+@allowed(['none', 'Consumption-GPU-NC8as-T4', 'Consumption-GPU-NC24-A100'])
+param gpuProfile string = 'Consumption-GPU-NC8as-T4'
+
+@description('Container Apps option: the image to run; azd sets SERVICE_API_ACA_IMAGE_NAME once it has deployed one.')
+param containerImage string = 'mcr.microsoft.com/azure-functions/python:4-python3.13'
+
 @description('Flex Consumption instance size: 4096 MB has 2 cores, 2048 MB has 1.')
 @allowed([2048, 4096])
 param instanceMemoryMB int = 4096
@@ -40,6 +55,12 @@ var tags = { 'azd-env-name': environmentName }
 var functionAppName = 'func-${resourceToken}'
 // Flex Consumption deploys from a package in this container.
 var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
+// What one replica of the Container Apps option gets on each workload profile (the whole profile's share).
+var replicaSizes = {
+  none: { cpu: '4', memory: '8Gi' }
+  'Consumption-GPU-NC8as-T4': { cpu: '8', memory: '56Gi' }
+  'Consumption-GPU-NC24-A100': { cpu: '24', memory: '220Gi' }
+}
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}'
@@ -110,12 +131,26 @@ module rbac 'modules/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     schedulerName: durableBackend == 'dts' ? scheduler.outputs.name : ''
+    registryName: deployContainerApps ? registry.outputs.name : ''
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
   }
 }
 
-module api 'modules/function-app.bicep' = {
+module appSettings 'modules/app-settings.bicep' = {
+  name: 'app-settings'
+  scope: rg
+  params: {
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    schedulerEndpoint: durableBackend == 'dts' ? scheduler.outputs.endpoint : ''
+    sqlServerFqdn: sql.outputs.fullyQualifiedDomainName
+    sqlDatabaseName: sql.outputs.databaseName
+  }
+}
+
+module api 'modules/function-app.bicep' = if (deployFlex) {
   name: 'api'
   scope: rg
   dependsOn: [rbac]
@@ -125,23 +160,68 @@ module api 'modules/function-app.bicep' = {
     location: location
     tags: union(tags, { 'azd-service-name': 'api' })
     identityId: identity.outputs.id
-    identityClientId: identity.outputs.clientId
     storageAccountName: storage.outputs.name
     deploymentContainerName: deploymentContainerName
-    applicationInsightsName: monitoring.outputs.applicationInsightsName
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
-    schedulerEndpoint: durableBackend == 'dts' ? scheduler.outputs.endpoint : ''
-    sqlServerFqdn: sql.outputs.fullyQualifiedDomainName
-    sqlDatabaseName: sql.outputs.databaseName
+    appSettings: appSettings.outputs.settings
+  }
+}
+
+module registry 'modules/container-registry.bicep' = if (deployContainerApps) {
+  name: 'container-registry'
+  scope: rg
+  params: {
+    name: 'cr${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module containerAppsEnvironment 'modules/container-apps-environment.bicep' = if (deployContainerApps) {
+  name: 'container-apps-environment'
+  scope: rg
+  params: {
+    name: 'cae-${resourceToken}'
+    location: location
+    tags: tags
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    gpuProfile: gpuProfile
+  }
+}
+
+module apiContainerApp 'modules/container-app.bicep' = if (deployContainerApps) {
+  name: 'api-aca'
+  scope: rg
+  dependsOn: [rbac] // AcrPull before the first pull
+  params: {
+    name: 'ca-${resourceToken}'
+    location: location
+    tags: union(tags, { 'azd-service-name': 'api-aca' })
+    identityId: identity.outputs.id
+    environmentId: containerAppsEnvironment.outputs.id
+    workloadProfileName: containerAppsEnvironment.outputs.workloadProfileName
+    registryLoginServer: registry.outputs.loginServer
+    image: containerImage
+    appSettings: appSettings.outputs.settings
+    cpu: replicaSizes[gpuProfile].cpu
+    memory: replicaSizes[gpuProfile].memory
+    minReplicas: durableBackend == 'dts' ? 0 : 1
+    maxReplicas: 10
   }
 }
 
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
-output AZURE_FUNCTION_APP_NAME string = api.outputs.name
-output SERVICE_API_URL string = api.outputs.url
+output AZURE_FUNCTION_APP_NAME string = deployFlex ? api.outputs.name : ''
+output AZURE_CONTAINER_APP_NAME string = deployContainerApps ? apiContainerApp.outputs.name : ''
+// azd pushes the Container Apps option's image here.
+output AZURE_CONTAINER_REGISTRY_ENDPOINT string = deployContainerApps ? registry.outputs.loginServer : ''
+// The Dockerfile's torch build (azure.yaml passes it as a build argument): CUDA on a GPU profile.
+output TORCH_BUILD string = gpuProfile == 'none' ? 'cpu' : 'cuda'
+// The classifier's base URL: the Container Apps option's when it is deployed.
+output SERVICE_API_URL string = deployContainerApps ? apiContainerApp.outputs.url : api.outputs.url
 output DURABLE_BACKEND string = durableBackend
 output DURABLE_TASK_SCHEDULER_ENDPOINT string = durableBackend == 'dts' ? scheduler.outputs.endpoint : ''
 output DURABLE_TASK_HUB_NAME string = taskHubName

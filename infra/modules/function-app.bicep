@@ -1,69 +1,25 @@
-// The function app on Flex Consumption (Linux, Python 3.13) and its app settings. Every connection uses the
-// user-assigned identity: the host's storage (AzureWebJobsStorage__*), the app's blobs (BLOB_ACCOUNT_URL +
-// AZURE_CLIENT_ID for DefaultAzureCredential), Application Insights, the Durable Task Scheduler and Azure SQL.
+// The function app on Flex Consumption (Linux, Python 3.13): the default hosting option. Its settings are
+// app-settings.bicep's (identity-only connections) plus what the remote build reads.
 param name string
 param planName string
 param location string
 param tags object = {}
 param identityId string
-param identityClientId string
 param storageAccountName string
 param deploymentContainerName string
-param applicationInsightsName string
 @allowed([2048, 4096])
 param instanceMemoryMB int
 param maximumInstanceCount int
-@description('Durable Task Scheduler endpoint; empty: the durable backend is the storage account.')
-param schedulerEndpoint string
-param sqlServerFqdn string
-param sqlDatabaseName string
+@description('app-settings.bicep: the settings both hosting options share.')
+param appSettings object
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
 
-resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
-  name: applicationInsightsName
-}
-
-var hostStorageSettings = {
-  AzureWebJobsStorage__credential: 'managedidentity'
-  AzureWebJobsStorage__clientId: identityClientId
-  AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
-  AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
-  AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
-}
-
-var monitoringSettings = {
-  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
-  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
-}
-
-// host.json names the Durable Task Scheduler, in the package, where the scale controller reads it.
-var durableTaskSchedulerSettings = {
-  DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${schedulerEndpoint};Authentication=ManagedIdentity;ClientID=${identityClientId}'
-}
-
-// With the Azure Storage backend (no scheduler endpoint) these settings override host.json's storageProvider,
-// as local.settings.json.example does for Core Tools with Azurite.
-var azureStorageBackendSettings = {
-  AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'AzureStorage'
-  AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'AzureWebJobsStorage'
-}
-
-var durableBackendSettings = empty(schedulerEndpoint) ? azureStorageBackendSettings : durableTaskSchedulerSettings
-
-var appSettings = {
-  // DefaultAzureCredential in the app picks the user-assigned identity by this client id.
-  AZURE_CLIENT_ID: identityClientId
-  BLOB_ACCOUNT_URL: storage.properties.primaryEndpoints.blob
-  // SQLAlchemy URL: the ODBC driver signs in as the identity (UID = its client id); no password.
-  SQL_CONNECTION_STRING: 'mssql+pyodbc://${identityClientId}@${sqlServerFqdn}:1433/${sqlDatabaseName}?driver=ODBC+Driver+18+for+SQL+Server&Encrypt=yes&authentication=ActiveDirectoryMsi'
-  // The app's folder is read-only on Flex Consumption; weights and checkpoints go to the instance's /tmp.
-  TORCH_HOME: '/tmp/torch'
-  CHECKPOINT_CACHE_DIR: '/tmp/checkpoints'
-  // Remote build installs torch from PyTorch's CPU wheel index (torch==X resolves to X+cpu there):
-  // no CUDA libraries in a package for instances that have no GPU.
+// Remote build installs torch from PyTorch's CPU wheel index (torch==X resolves to X+cpu there):
+// no CUDA libraries in a package for instances that have no GPU.
+var remoteBuildSettings = {
   PIP_EXTRA_INDEX_URL: 'https://download.pytorch.org/whl/cpu'
 }
 
@@ -127,7 +83,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 
   resource settings 'config' = {
     name: 'appsettings'
-    properties: union(hostStorageSettings, monitoringSettings, durableBackendSettings, appSettings)
+    properties: union(appSettings, remoteBuildSettings)
   }
 
   // Basic-auth publishing credentials off: azd deploys with the deploying user's Entra token.

@@ -3,6 +3,8 @@ param storageAccountName string
 param applicationInsightsName string
 @description('Durable Task Scheduler name; empty when the durable backend is Azure Storage.')
 param schedulerName string
+@description('Container registry name; empty when the app runs on Flex Consumption (no image to pull).')
+param registryName string
 param identityPrincipalId string
 @description('Deploying user (azd sets AZURE_PRINCIPAL_ID); empty: no user role.')
 param userPrincipalId string
@@ -14,6 +16,7 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // durable history and instances on Azure Storage
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Entra-authenticated Application Insights
   durableTaskDataContributor: '0ad04412-c4d5-4796-b79c-f76d14c8d402' // the scheduler's task hubs
+  acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d' // the Container Apps option pulls its image
 }
 var storageRoles = [roles.storageBlobDataOwner, roles.storageQueueDataContributor, roles.storageTableDataContributor]
 
@@ -27,6 +30,10 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 
 resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' existing = if (!empty(schedulerName)) {
   name: schedulerName
+}
+
+resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = if (!empty(registryName)) {
+  name: registryName
 }
 
 resource storageRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in storageRoles: {
@@ -66,5 +73,15 @@ resource durableTaskUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.durableTaskDataContributor)
     principalId: userPrincipalId
     principalType: 'User'
+  }
+}
+
+resource imagePull 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(registryName)) {
+  name: guid(registry.id, identityPrincipalId, roles.acrPull)
+  scope: registry
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrPull)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
   }
 }

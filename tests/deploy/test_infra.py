@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from settings import Settings, settings_from
 from storage.blobs import AzureBlobStore, open_blob_store
+from storage.sql_access_token import uses_access_token, without_marker, without_sign_in
 from tests.deploy import bicep
 
 pytestmark = pytest.mark.unit
@@ -45,10 +46,14 @@ def _resolve(value: str) -> str:
     return DEPLOYED[value]
 
 
-def azure_app_settings(backend: str = "dts") -> dict[str, str]:
-    """The function app's settings for a durable backend (``dts`` or ``azureStorage``), as the app reads them."""
-    source = bicep.text("function-app.bicep")
-    assert "properties: union(hostStorageSettings, monitoringSettings, durableBackendSettings, appSettings)" in source
+def shared_app_settings(backend: str = "dts") -> dict[str, str]:
+    """The settings both hosting options get (app-settings.bicep) for a durable backend (``dts`` or
+    ``azureStorage``), as the app reads them."""
+    source = bicep.text("app-settings.bicep")
+    assert (
+        "output settings object = union(hostStorageSettings, monitoringSettings, durableBackendSettings, appSettings)"
+        in source
+    )
     assert (
         "var durableBackendSettings = empty(schedulerEndpoint) ? azureStorageBackendSettings "
         ": durableTaskSchedulerSettings" in source
@@ -58,6 +63,18 @@ def azure_app_settings(backend: str = "dts") -> dict[str, str]:
         for key, value in bicep.object_var(source, group).items():
             assert key not in settings, f"{key} is set twice"
             settings[key] = _resolve(value)
+    return settings
+
+
+def azure_app_settings(backend: str = "dts") -> dict[str, str]:
+    """The Flex Consumption function app's settings: the shared ones and what its remote build reads."""
+    source = bicep.text("function-app.bicep")
+    assert "properties: union(appSettings, remoteBuildSettings)" in source
+    assert "appSettings: appSettings.outputs.settings" in bicep.text("main.bicep")
+    settings = shared_app_settings(backend)
+    for key, value in bicep.object_var(source, "remoteBuildSettings").items():
+        assert key not in settings, f"{key} is set twice"
+        settings[key] = _resolve(value)
     return settings
 
 
@@ -85,7 +102,12 @@ def settings_read_by_app() -> set[str]:
 
 def test_azure_yaml_deploys_this_folder_as_a_python_function_app() -> None:
     config = yaml.safe_load((REPO_ROOT / "azure.yaml").read_text())
-    assert config["services"] == {"api": {"project": ".", "language": "python", "host": "function"}}
+    assert config["services"]["api"] == {
+        "project": ".",
+        "language": "python",
+        "host": "function",
+        "condition": "${DEPLOY_FLEX=true}",  # the default host; tests/deploy/test_container.py checks the switch
+    }
     # azd finds the deployed app by this tag.
     assert "'azd-service-name': 'api'" in bicep.text("main.bicep")
 
@@ -210,6 +232,7 @@ ROLE_IDS = {
     "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "durableTaskDataContributor": "0ad04412-c4d5-4796-b79c-f76d14c8d402",
+    "acrPull": "7f951dda-4ed3-4680-a7ca-43fe172d538d",
 }
 
 
@@ -243,6 +266,7 @@ def test_the_identity_has_each_data_role_on_its_resource() -> None:
             "roles.durableTaskDataContributor",
             "userPrincipalId",
         ),  # the dashboard, for the deployer
+        ("registry", "roles.acrPull", "identityPrincipalId"),  # the Container Apps option's image
     }
     assert "[for role in storageRoles: {" in rbac
 
@@ -255,18 +279,21 @@ def test_sql_accepts_entra_identities_only_with_the_app_identity_as_admin() -> N
     assert "adminIdentityPrincipalId: identity.outputs.principalId" in main
 
 
-def test_sql_connection_string_signs_in_as_the_identity_without_a_password() -> None:
+def test_sql_connection_string_signs_in_with_an_access_token_without_a_password() -> None:
+    """The access-token path (storage/sql_access_token.py): DefaultAzureCredential with AZURE_CLIENT_ID, the
+    same identity as every other connection; the ODBC string pyodbc gets carries no sign-in keyword."""
     url = make_url(azure_app_settings()["SQL_CONNECTION_STRING"])
-    assert url.get_backend_name() == "mssql" and url.password is None
-    (odbc,), _ = MSDialect_pyodbc().create_connect_args(url)
-    parts = dict(part.split("=", 1) for part in odbc.split(";"))
-    assert parts["DRIVER"] == "{ODBC Driver 18 for SQL Server}"
-    assert parts["Server"] == "sql-example.database.windows.net,1433"
-    assert parts["Database"] == "classifier"
-    assert parts["UID"] == CLIENT_ID  # a user-assigned identity is named by its client id
-    assert parts["authentication"] == "ActiveDirectoryMsi"  # ODBC keywords are case-insensitive
-    assert parts["Encrypt"] == "yes"
-    assert "PWD" not in parts
+    assert url.get_backend_name() == "mssql" and url.username is None and url.password is None
+    assert uses_access_token(url)
+    (odbc,), _ = MSDialect_pyodbc().create_connect_args(without_marker(url))
+    parts = dict(part.split("=", 1) for part in without_sign_in(odbc).split(";"))
+    assert parts == {
+        "DRIVER": "{ODBC Driver 18 for SQL Server}",
+        "Server": "sql-example.database.windows.net,1433",
+        "Database": "classifier",
+        "Encrypt": "yes",
+    }
+    assert azure_app_settings()["AZURE_CLIENT_ID"] == CLIENT_ID
 
 
 # Settings whose local default would be wrong on Azure, and why; each must be set by the infrastructure.
@@ -288,7 +315,7 @@ def test_every_setting_that_must_differ_on_azure_is_set() -> None:
     settings = azure_app_settings()
     for name in MUST_DIFFER_ON_AZURE:
         assert name in read, f"{name} is no longer read by settings.py"
-        assert settings.get(name), f"{name} is not set by infra/modules/function-app.bicep"
+        assert settings.get(name), f"{name} is not set by infra/modules/app-settings.bicep"
 
 
 def test_app_settings_in_the_infrastructure_are_read_by_someone() -> None:
@@ -297,7 +324,9 @@ def test_app_settings_in_the_infrastructure_are_read_by_someone() -> None:
     platform = re.compile(
         r"^(AzureWebJobsStorage__|AzureFunctionsJobHost__|APPLICATIONINSIGHTS_|DURABLE_TASK_SCHEDULER_)"
     )
-    for name in bicep.object_var(bicep.text("function-app.bicep"), "appSettings"):
+    own = {**bicep.object_var(bicep.text("app-settings.bicep"), "appSettings"),
+           **bicep.object_var(bicep.text("function-app.bicep"), "remoteBuildSettings")}  # fmt: skip
+    for name in own:
         assert name in read or name in READ_ELSEWHERE, f"{name} is set on Azure but nothing reads it"
     for backend in BACKEND_SETTINGS:
         for name in azure_app_settings(backend):
