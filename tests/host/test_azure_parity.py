@@ -74,6 +74,9 @@ for trigger, functions in (("orchestrationTrigger", index.orchestrators),
                            ("activityTrigger", index.activities), ("entityTrigger", index.entities)):
     view += [{"name": f.name, "trigger": trigger, "params": params(f), "route": None, "methods": [],
               "auth_level": None} for f in functions.values()]
+for trigger, listed in (("queueTrigger", index.queues), ("timerTrigger", index.timers)):
+    view += [{"name": f.name, "trigger": trigger, "params": params(f), "route": None, "methods": [],
+              "auth_level": None} for f in listed]
 print(json.dumps({"functions": sorted(view, key=lambda f: f["name"])}))
 """
 
@@ -91,7 +94,7 @@ def view(script: str, app_dir: Path) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-GOOD_APPS = [ROOT, APPS / "patterns", APPS / "bench", APPS / "recovery", APPS / "entities", APPS / "converters"]
+GOOD_APPS = [ROOT, APPS / "patterns", APPS / "bench", APPS / "recovery", APPS / "entities", APPS / "converters", APPS / "triggers"]
 
 
 @pytest.mark.parametrize("app_dir", GOOD_APPS, ids=lambda p: p.name)
