@@ -18,6 +18,9 @@ INFERENCE_ACTIVITY = "classify_batch"
 PERSIST_ACTIVITY = "persist_results"
 DISCARD_TENSORS_ACTIVITY = "discard_tensors"  # input: the instance id; output: how many blobs it deleted
 CLASSIFY_ORCHESTRATOR = "classify_images"
+SESSION_ORCHESTRATOR = "classify_session"  # one eternal instance per session: its tasks, in order
+SESSION_TASK_EVENT = "task"  # the external event that hands a session a ClassificationRequest
+DELIVER_ACTIVITY = "deliver_result"  # input: Delivery; output: DeliveryOutcome
 
 _CANONICAL_RESNET = re.compile(r"resnet(\d+)")
 _LEGACY_RESNET = re.compile(r"ResNet(\d+)")
@@ -84,6 +87,37 @@ class ClassificationRequest(_Json):
     batch_size: int  # images per inference activity
     retry_attempts: int  # attempts per activity for transient failures (blob read, database write)
     retry_interval_ms: int
+    reply_to: str | None = None  # a queue name or an https callback URL that gets the outcome
+    session: str | None = None  # tasks of one session run one at a time, in submission order
+    delivery_attempts: int = 1  # attempts to deliver to reply_to (each one in the history)
+    delivery_interval_ms: int = 1000
+
+
+@dataclass(frozen=True)
+class Delivery(_Json):
+    """Input of the delivery activity: where the outcome goes and the document to send."""
+
+    reply_to: str
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome(_Json):
+    """What became of a delivery; ``error`` says why it failed (the task's own outcome is unchanged)."""
+
+    delivered: bool
+    target: str  # "queue <name>" or the callback URL
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionState(_Json):
+    """Input of each execution of a session orchestration (continue-as-new carries it on)."""
+
+    session: str
+    queue: list[ClassificationRequest] = field(default_factory=list)  # accepted, not yet finished; head runs
+    recent: list[str] = field(default_factory=list)  # ids of the latest finished tasks: a repeated event is ignored
+    finished: int = 0
 
 
 @dataclass(frozen=True)
@@ -192,6 +226,7 @@ class PersistOutput(_Json):
 
 _NESTED: dict[tuple[str, str], type[_Json]] = {
     ("ClassificationRequest", "images"): ImageSource,
+    ("SessionState", "queue"): ClassificationRequest,
     ("PreprocessInput", "source"): ImageSource,
     ("InferenceInput", "items"): BatchItem,
     ("ImagePredictions", "top_k"): Prediction,

@@ -45,6 +45,15 @@ class Settings:
     activity_retry_interval_ms: int
     upload_retention_hours: float  # uploads of tasks that never persisted are deleted after this
     instance_retention_days: float  # finished instances' history is purged from the task hub after this
+    task_queue_name: str  # the queue-triggered starter's queue; rejected messages go to "<name>-poison"
+    queue_connection_string: str  # AzureWebJobsStorage: the queues the trigger and reply delivery use
+    queue_service_uri: str  # AzureWebJobsStorage__queueServiceUri: the same, reached with the identity
+    queue_client_id: str  # AzureWebJobsStorage__clientId: which managed identity (empty: the default one)
+    callback_allowed_hosts: frozenset[str]
+    callback_signing_secret: str  # HMAC-SHA256 key for callback bodies; empty refuses callback URLs
+    delivery_retry_attempts: int
+    delivery_retry_interval_ms: int
+    session_accept_timeout_seconds: float
 
     def weights_spec(self, model: str) -> str:
         return self.model_weights[model]
@@ -84,6 +93,15 @@ def default_torch_threads(env: Mapping[str, str]) -> int:
     """
     workers = _int(env, "FUNCTIONS_WORKER_PROCESS_COUNT", 1, minimum=1)
     return max(1, (os.cpu_count() or 1) // workers)
+
+
+def task_queue_name(env: Mapping[str, str] = os.environ) -> str:
+    """``TASK_QUEUE_NAME``, read apart because the queue trigger's decorator needs it at import time.
+
+    A literal name resolved here, rather than ``%TASK_QUEUE_NAME%`` in the binding, keeps a default when
+    the setting is absent (Azure refuses a binding whose ``%Setting%`` does not resolve).
+    """
+    return env.get("TASK_QUEUE_NAME", "").strip().lower() or "classification-requests"
 
 
 def maintenance_schedule(env: Mapping[str, str] = os.environ) -> str:
@@ -131,6 +149,15 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         activity_retry_interval_ms=_int(env, "ACTIVITY_RETRY_INTERVAL_MS", 1000, minimum=1),
         upload_retention_hours=_float(env, "UPLOAD_RETENTION_HOURS", 24.0),
         instance_retention_days=_float(env, "INSTANCE_RETENTION_DAYS", 30.0),
+        task_queue_name=task_queue_name(env),
+        queue_connection_string=env.get("AzureWebJobsStorage", "").strip(),
+        queue_service_uri=env.get("AzureWebJobsStorage__queueServiceUri", "").strip(),
+        queue_client_id=env.get("AzureWebJobsStorage__clientId", "").strip(),
+        callback_allowed_hosts=frozenset(h.lower() for h in _list(env, "CALLBACK_ALLOWED_HOSTS")),
+        callback_signing_secret=env.get("CALLBACK_SIGNING_SECRET", ""),
+        delivery_retry_attempts=_int(env, "DELIVERY_RETRY_ATTEMPTS", 5, minimum=1),
+        delivery_retry_interval_ms=_int(env, "DELIVERY_RETRY_INTERVAL_MS", 2000, minimum=1),
+        session_accept_timeout_seconds=_float(env, "SESSION_ACCEPT_TIMEOUT_SECONDS", 10.0),
     )
 
 

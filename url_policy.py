@@ -46,31 +46,32 @@ def _bare_host(host: str) -> str:
     return host.lower().removeprefix("[").removesuffix("]")
 
 
-def check_url_allowed(url: str, allowed_hosts: frozenset[str]) -> CheckedUrl:
+def check_url_allowed(
+    url: str, allowed_hosts: frozenset[str], *, what: str = "image URL", setting: str = "URL_ALLOWED_HOSTS"
+) -> CheckedUrl:
     """Refuse URLs outside the allowlist: fetching arbitrary URLs from a server invites SSRF.
 
     Only plain ``http(s)://host[:port]/path`` is accepted: no user info, no backslashes, whitespace or
     non-ASCII characters, so there is a single reading of the URL. Hosts are compared literally, so
-    ``2130706433`` or ``0177.0.0.1`` are not ``127.0.0.1``.
+    ``2130706433`` or ``0177.0.0.1`` are not ``127.0.0.1``. ``what`` and ``setting`` name the kind of URL
+    and its allowlist in the messages (image URLs, callback URLs).
     """
     if not url.isascii() or _AMBIGUOUS.search(url):
         raise UrlNotAllowedError(
-            f"image URL {url!r} must not contain backslashes, whitespace, control or non-ASCII characters"
+            f"{what} {url!r} must not contain backslashes, whitespace, control or non-ASCII characters"
         )
     try:
         parts = parse_url(url)
     except LocationParseError:
-        raise UrlNotAllowedError(f"image URL {url!r} is not a valid URL") from None
+        raise UrlNotAllowedError(f"{what} {url!r} is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.host:
-        raise UrlNotAllowedError(f"image URL {url!r} must be an absolute http(s) URL")
+        raise UrlNotAllowedError(f"{what} {url!r} must be an absolute http(s) URL")
     if parts.auth is not None:
-        raise UrlNotAllowedError(f"image URL {url!r} must not contain user info ('user@')")
+        raise UrlNotAllowedError(f"{what} {url!r} must not contain user info ('user@')")
     if not allowed_hosts:
-        raise UrlNotAllowedError("image URLs are disabled: set URL_ALLOWED_HOSTS to the hosts to allow")
+        raise UrlNotAllowedError(f"{what}s are disabled: set {setting} to the hosts to allow")
     host = _bare_host(parts.host)
     if host not in {_bare_host(allowed) for allowed in allowed_hosts}:
-        raise UrlNotAllowedError(
-            f"image URL host {host!r} is not in URL_ALLOWED_HOSTS ({', '.join(sorted(allowed_hosts))})"
-        )
+        raise UrlNotAllowedError(f"{what} host {host!r} is not in {setting} ({', '.join(sorted(allowed_hosts))})")
     default_port = 443 if parts.scheme == "https" else 80
     return CheckedUrl(parts.scheme, host, parts.port or default_port, parts.request_uri)

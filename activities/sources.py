@@ -43,7 +43,7 @@ def _resolve(checked: CheckedUrl) -> str:
     return str(infos[0][4][0])
 
 
-def _connection(checked: CheckedUrl, address: str, timeout: float) -> HTTPConnection:
+def checked_connection(checked: CheckedUrl, address: str, timeout: float) -> HTTPConnection:
     if checked.scheme == "https":  # the certificate is checked against the name, not the address
         return HTTPSConnection(
             address, checked.port, timeout=timeout, server_hostname=checked.host, assert_hostname=checked.host
@@ -51,7 +51,7 @@ def _connection(checked: CheckedUrl, address: str, timeout: float) -> HTTPConnec
     return HTTPConnection(address, checked.port, timeout=timeout)
 
 
-class _Deadline:
+class Deadline:
     """Cuts the connection when the fetch's time is up, whatever phase it is in (connect, headers, body).
 
     A per-read timeout never fires against a server that sends one byte just often enough. The deadline
@@ -125,10 +125,10 @@ def fetch_url(url: str, settings: Settings) -> bytes:
     except UrlNotAllowedError as exc:
         raise ImageSourceError(str(exc)) from None
     budget = settings.url_fetch_timeout_seconds
-    connection = _connection(checked, _resolve(checked), budget)
+    connection = checked_connection(checked, _resolve(checked), budget)
     late = ImageSourceError(f"fetching {url} took longer than {budget:g} s (URL_FETCH_TIMEOUT_SECONDS)")
     try:
-        with _Deadline(budget) as deadline:
+        with Deadline(budget) as deadline:
             try:
                 connection.connect()
                 deadline.watch(connection.sock)

@@ -12,19 +12,18 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.starter import StartError, start_task
 from api.validation import RequestError, TaskSubmission, parse_submission, parse_wait
-from contracts import CLASSIFY_ORCHESTRATOR, ClassificationRequest, ImageSource, to_legacy_model_name
-from services import blob_store, database
-from settings import Settings, get_settings
+from contracts import to_legacy_model_name
+from services import database
+from settings import get_settings
 from storage.results import load_task
 
 bp = df.Blueprint()
@@ -35,48 +34,10 @@ TERMINAL = {
     df.OrchestrationRuntimeStatus.Failed,
     df.OrchestrationRuntimeStatus.Terminated,
 }
-_EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp"}
 
 
 def json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
-
-
-def _upload_name(settings: Settings, instance_id: str, position: int, content_type: str | None) -> str:
-    return f"{settings.upload_container}/{instance_id}/{position}{_EXTENSIONS.get(content_type or '', '')}"
-
-
-async def store_uploads(submission: TaskSubmission, instance_id: str, settings: Settings) -> list[ImageSource]:
-    """Put uploaded bytes in blob storage so that only their names travel through history."""
-    store = blob_store()
-    sources: list[ImageSource] = []
-    for position, image in enumerate(submission.images):
-        if image.source is not None:
-            sources.append(image.source)
-            continue
-        assert image.data is not None
-        name = _upload_name(settings, instance_id, position, image.content_type)
-        await asyncio.to_thread(store.put, name, image.data, image.content_type)
-        sources.append(ImageSource(blob=name, name=image.name or f"upload-{position}"))
-    return sources
-
-
-async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubmission) -> str:
-    settings = get_settings()
-    instance_id = uuid.uuid4().hex
-    request = ClassificationRequest(
-        task_id=instance_id,
-        models=submission.models,
-        images=await store_uploads(submission, instance_id, settings),
-        top_k=submission.top_k,
-        submitted_at=datetime.now(UTC).isoformat(),
-        batch_size=settings.inference_batch_size,
-        retry_attempts=settings.activity_retry_attempts,
-        retry_interval_ms=settings.activity_retry_interval_ms,
-    )
-    await client.start_new(CLASSIFY_ORCHESTRATOR, instance_id, request.to_json())
-    log.info("started task %s: %d image(s), models %s", instance_id, len(request.images), request.models)
-    return instance_id
 
 
 async def wait_for_result(
@@ -115,11 +76,11 @@ async def submit(
     except RequestError as exc:
         raise Rejected(json_response(exc.to_json(), 400)) from None
     try:
-        instance_id = await start_task(client, submission)
-    except OSError as exc:  # blob storage unreachable: the client may retry later
-        log.exception("could not store the uploaded image(s)")
-        raise Rejected(json_response({"error": f"image storage is unavailable: {exc}"}, 503)) from None
-    return instance_id, submission, wait
+        started = await start_task(client, submission)
+    except StartError as exc:  # blob storage unreachable, a session not answering: the client may retry later
+        log.exception("could not start the task")
+        raise Rejected(json_response({"error": str(exc)}, 503)) from None
+    return started.instance_id, submission, wait
 
 
 async def finished_within(

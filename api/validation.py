@@ -18,15 +18,18 @@ from typing import Any
 from contracts import ImageSource
 from inference.catalog import NUM_CLASSES, normalise_model_name
 from inference.errors import UnknownModelError
+from messaging.replies import ReplyError, check_reply_to
 from settings import Settings
 from storage.blobs import InvalidBlobNameError, split_blob_name
 from url_policy import UrlNotAllowedError, check_url_allowed
 
 DEFAULT_TOP_K = 5
-TASK_FIELDS = ("models", "model", "model_type", "images", "top_k")
+TASK_FIELDS = ("models", "model", "model_type", "images", "top_k", "task_id", "session", "reply_to")
 IMAGE_FIELDS = ("blob", "url", "data", "name")
 #: ASCII digits only (``str.isdigit`` also accepts "²", which ``int`` refuses); 9 digits fit any limit.
 _SMALL_INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
+#: Names a client chooses (``task_id``, ``session``): valid in instance ids and URLs, never an entity id.
+_CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class RequestError(ValueError):
@@ -55,10 +58,54 @@ class ImageInput:
 
 
 @dataclass(frozen=True)
+class Routing:
+    """Where a task runs and where its outcome goes; all optional."""
+
+    task_id: str | None = None  # the client's id: the instance id, so the same id never starts twice
+    session: str | None = None  # tasks of one session run one at a time, in submission order
+    reply_to: str | None = None  # a queue name or a callback URL
+
+
+@dataclass(frozen=True)
 class TaskSubmission:
     models: list[str]
     images: list[ImageInput]
     top_k: int
+    routing: Routing = Routing()
+
+
+def parse_client_name(value: Any, field: str) -> str | None:
+    """A ``task_id`` or ``session``: 1-64 letters, digits, ``.``, ``_``, ``-``, starting with a letter or digit."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _CLIENT_NAME.fullmatch(value):
+        raise RequestError(
+            f"'{field}' must be 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit, "
+            f"got {describe(value)}",
+            field,
+        )
+    return value
+
+
+def parse_reply_to(value: Any, settings: Settings) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise RequestError("'reply_to' must be a queue name or a callback URL", "reply_to")
+    try:
+        check_reply_to(value, settings)
+    except ReplyError as exc:
+        raise RequestError(f"'reply_to': {exc}", "reply_to") from None
+    return value
+
+
+def parse_routing(fields: Mapping[str, Any], settings: Settings) -> Routing:
+    """The message-driven fields, from a JSON body or a query string alike."""
+    return Routing(
+        task_id=parse_client_name(fields.get("task_id"), "task_id"),
+        session=parse_client_name(fields.get("session"), "session"),
+        reply_to=parse_reply_to(fields.get("reply_to"), settings),
+    )
 
 
 def parse_models(value: Any, field: str) -> list[str]:
@@ -158,7 +205,8 @@ def parse_image(item: Any, position: int, settings: Settings) -> ImageInput:
 
 
 def parse_json_submission(body: bytes, settings: Settings) -> TaskSubmission:
-    """Parse ``{"models": [...] | "model": ... | "model_type": ..., "images": [...], "top_k": k}``."""
+    """Parse ``{"models": [...] | "model": ... | "model_type": ..., "images": [...], "top_k": k}``, and the
+    optional ``task_id``, ``session`` and ``reply_to`` (also the body of a queue message)."""
     if not body:
         raise RequestError("the request body is empty; send JSON or the bytes of an image")
     try:
@@ -189,6 +237,7 @@ def parse_json_submission(body: bytes, settings: Settings) -> TaskSubmission:
         models=models,
         images=[parse_image(item, i, settings) for i, item in enumerate(images)],
         top_k=parse_top_k(document.get("top_k"), settings),
+        routing=parse_routing(document, settings),
     )
 
 
@@ -203,6 +252,7 @@ def parse_image_upload(body: bytes, content_type: str, query: Mapping[str, str],
         models=models,
         images=[ImageInput(data=body, name=query.get("name") or "upload", content_type=content_type)],
         top_k=parse_top_k(query.get("top_k"), settings),
+        routing=parse_routing(query, settings),
     )
 
 

@@ -27,6 +27,7 @@ from contracts import (
     PreprocessInput,
     PreprocessOutput,
 )
+from orchestrators.reply import deliver_reply
 from orchestrators.workflow import (
     BatchOutcome,
     activity_error_message,
@@ -158,4 +159,5 @@ def classify(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
         yield from discard_tensors(context)
 
     context.set_custom_status(progress("done", total, total, status=record.status))
-    return build_output(request, preprocessed, record, persisted, persist_error)
+    task_output = build_output(request, preprocessed, record, persisted, persist_error)
+    return (yield from deliver_reply(context, request, task_output))

@@ -11,10 +11,12 @@ import pytest
 import function_app
 from contracts import (
     CLASSIFY_ORCHESTRATOR,
+    DELIVER_ACTIVITY,
     DISCARD_TENSORS_ACTIVITY,
     INFERENCE_ACTIVITY,
     PERSIST_ACTIVITY,
     PREPROCESS_ACTIVITY,
+    SESSION_ORCHESTRATOR,
 )
 
 pytestmark = pytest.mark.unit
@@ -43,7 +45,20 @@ def test_every_function_is_indexed() -> None:
         PERSIST_ACTIVITY,
         DISCARD_TENSORS_ACTIVITY,
         "maintenance",
+        "start_from_queue",
+        SESSION_ORCHESTRATOR,
+        DELIVER_ACTIVITY,
     }
+
+
+def test_the_queue_starter_is_a_queue_trigger_with_a_durable_client() -> None:
+    """``TASK_QUEUE_NAME`` is unset here: the default queue, on the host's own storage connection."""
+    b = bindings(indexed()["start_from_queue"])
+    assert b["msg"]["type"] == "queueTrigger" and b["msg"]["queueName"] == "classification-requests"
+    assert b["msg"]["connection"] == "AzureWebJobsStorage"
+    assert b["client"]["type"] == "durableClient"
+    assert bindings(indexed()[SESSION_ORCHESTRATOR])["context"]["type"] == "orchestrationTrigger"
+    assert bindings(indexed()[DELIVER_ACTIVITY])["payload"]["type"] == "activityTrigger"
 
 
 def test_starters_are_http_triggers_with_a_durable_client() -> None:

@@ -31,11 +31,22 @@ ALLOWED: dict[str, set[str]] = {
     "storage": {"contracts"},
     "services": {"settings", "storage"},  # per-process clients built from settings
     # Activities adapt contracts to the core and storage.
-    "activities": {"contracts", "settings", "services", "storage", "inference", "url_policy"},
+    # Message-driven use: reply targets, signatures and storage queues, for the starters and the activities.
+    "messaging": {"settings", "url_policy"},
+    "activities": {"contracts", "settings", "services", "storage", "inference", "url_policy", "messaging"},
     # The orchestrator: activity names and contracts only (replayed, so no I/O and no settings).
     "orchestrators": {"contracts"},
     # The HTTP API never loads torch: the catalog and errors of the core only, and no activity.
-    "api": {"contracts", "settings", "services", "storage", "url_policy", "inference.catalog", "inference.errors"},
+    "api": {
+        "contracts",
+        "settings",
+        "services",
+        "storage",
+        "url_policy",
+        "messaging",
+        "inference.catalog",
+        "inference.errors",
+    },
     # Retention: a timer with a durable client, over storage; no activity, no orchestrator, no torch.
     "maintenance": {"settings", "services", "storage"},
     "function_app": {"api", "activities", "orchestrators", "maintenance"},

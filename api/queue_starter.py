@@ -1,0 +1,80 @@
+"""Queue-triggered starter: a message with the JSON of ``POST /api/tasks`` starts the same task.
+
+The message may also carry ``task_id`` (an idempotent start: a redelivered message starts nothing new),
+``session`` and ``reply_to``; it is validated by the same code as the HTTP body. The queue is
+``TASK_QUEUE_NAME`` on the host's own storage connection (``AzureWebJobsStorage``; on Azure its
+identity-based form, ``AzureWebJobsStorage__queueServiceUri``).
+
+Poison messages: one that can never start a task (not JSON, failing validation) is written by this
+function to ``<queue>-poison`` as an envelope with the error and the original text, and the function
+returns, so the trigger deletes it: ``maxDequeueCount`` more tries would give the same answer, and the
+consumer of the poison queue learns why. A failure that may pass (blob storage, the durable backend, a
+session that does not answer) raises instead, so the trigger makes the message visible again and, after
+``maxDequeueCount`` attempts, moves the original message to ``<queue>-poison`` itself, as Azure does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from api.starter import start_task
+from api.validation import RequestError, parse_json_submission
+from messaging.queues import MessageTooLargeError, encode, send, shared_service
+from settings import get_settings, task_queue_name
+
+bp = df.Blueprint()
+log = logging.getLogger(__name__)
+
+#: Characters of a rejected message kept in its poison envelope when the whole would not fit.
+POISON_EXCERPT_CHARS = 16 * 1024
+
+
+def poison_envelope(msg: func.QueueMessage, body: bytes, error: RequestError) -> bytes:
+    """The error, where the message came from, and its text (an excerpt if the whole would not fit)."""
+    text = body.decode("utf-8", errors="replace")
+    envelope: dict[str, Any] = {
+        **error.to_json(),
+        "message_id": msg.id,
+        "dequeue_count": msg.dequeue_count,
+        "inserted_at": msg.insertion_time.isoformat() if msg.insertion_time else None,
+        "rejected_at": datetime.now(UTC).isoformat(),
+        "message": text,
+    }
+    try:
+        return encode(envelope)
+    except MessageTooLargeError:
+        return encode({**envelope, "message": text[:POISON_EXCERPT_CHARS], "message_truncated": True})
+
+
+def reject(msg: func.QueueMessage, body: bytes, error: RequestError) -> None:
+    poison = f"{get_settings().task_queue_name}-poison"
+    send(shared_service(), poison, poison_envelope(msg, body, error))
+    log.warning("queue message %s rejected to %s: %s", msg.id, poison, error.message)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=task_queue_name(), connection="AzureWebJobsStorage")
+@bp.durable_client_input(client_name="client")
+async def start_from_queue(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
+    body = msg.get_body()
+    try:
+        submission = parse_json_submission(body, get_settings())
+    except RequestError as error:
+        await asyncio.to_thread(reject, msg, body, error)
+        return
+    started = await start_task(client, submission)
+    log.info(
+        "queue message %s: task %s %s",
+        msg.id,
+        started.instance_id,
+        "existed already"
+        if started.duplicate
+        else f"accepted (session {started.session_instance_id})"
+        if started.session_instance_id
+        else "started",
+    )

@@ -1,0 +1,175 @@
+"""Starting a task from a validated submission: one path for the HTTP starters and the queue starter.
+
+Uploaded bytes go to blob storage first, so only their names travel through orchestration history.
+A client's ``task_id`` is the instance id, which makes a start idempotent: a second submission with the
+same id (a redelivered queue message, a client retrying a POST) finds the instance and starts nothing,
+whatever state that instance is in; a Failed task stays Failed and a new attempt needs a new id.
+
+A task with a ``session`` is handed to that session's orchestration (``session@<name>``) as an external
+event; the session runs its tasks one at a time, in the order it accepted them, each as a sub-orchestration
+whose instance id is the task's, so every task keeps its own status URL. Raising an event is
+fire-and-forget, and azure-functions-durable 1.x drops events that arrive in the same batch as the one
+after which an orchestration continues as new (its ``continue_as_new`` has no ``preserveUnprocessedEvents``),
+so the starter waits until the session's custom status lists the task (or the task's instance exists)
+and raises the event again if it does not; the session ignores a task id it already holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.durable_functions as df
+
+from api.validation import TaskSubmission
+from contracts import (
+    CLASSIFY_ORCHESTRATOR,
+    SESSION_ORCHESTRATOR,
+    SESSION_TASK_EVENT,
+    ClassificationRequest,
+    ImageSource,
+    SessionState,
+)
+from services import blob_store
+from settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+_EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp"}
+#: Times the event is raised before the starter gives up on a session (a transient failure).
+SESSION_HANDOVER_ATTEMPTS = 3
+_ENDED = {
+    df.OrchestrationRuntimeStatus.Completed,
+    df.OrchestrationRuntimeStatus.Failed,
+    df.OrchestrationRuntimeStatus.Terminated,
+}
+
+
+class StartError(Exception):
+    """The task could not be started for a reason that may pass (storage or the session is unavailable)."""
+
+
+@dataclass(frozen=True)
+class Started:
+    instance_id: str
+    duplicate: bool = False  # an instance with this task_id existed: nothing new was started
+    session_instance_id: str | None = None
+
+
+def session_instance_id(session: str) -> str:
+    """``session@<name>``: a client's task ids cannot contain ``@``, so no task can take a session's id."""
+    return f"session@{session}"
+
+
+def _upload_name(settings: Settings, instance_id: str, position: int, content_type: str | None) -> str:
+    return f"{settings.upload_container}/{instance_id}/{position}{_EXTENSIONS.get(content_type or '', '')}"
+
+
+async def store_uploads(submission: TaskSubmission, instance_id: str, settings: Settings) -> list[ImageSource]:
+    """Put uploaded bytes in blob storage so that only their names travel through history."""
+    store = blob_store()
+    sources: list[ImageSource] = []
+    for position, image in enumerate(submission.images):
+        if image.source is not None:
+            sources.append(image.source)
+            continue
+        assert image.data is not None
+        name = _upload_name(settings, instance_id, position, image.content_type)
+        await asyncio.to_thread(store.put, name, image.data, image.content_type)
+        sources.append(ImageSource(blob=name, name=image.name or f"upload-{position}"))
+    return sources
+
+
+async def runtime_status(client: df.DurableOrchestrationClient, instance_id: str) -> Any:
+    """The instance's status, or None when there is no such instance (yet)."""
+    status = await client.get_status(instance_id)
+    return status if status is not None and status.runtime_status is not None else None
+
+
+async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubmission) -> Started:
+    """Start the task (or hand it to its session); :class:`StartError` when storage is unavailable."""
+    settings = get_settings()
+    routing = submission.routing
+    instance_id = routing.task_id or uuid.uuid4().hex
+    session_id = session_instance_id(routing.session) if routing.session else None
+    if routing.task_id and await runtime_status(client, instance_id):
+        log.info("task %s exists already: not started again", instance_id)
+        return Started(instance_id, duplicate=True, session_instance_id=session_id)
+    try:
+        images = await store_uploads(submission, instance_id, settings)
+    except OSError as exc:
+        raise StartError(f"image storage is unavailable: {exc}") from exc
+    request = ClassificationRequest(
+        task_id=instance_id,
+        models=submission.models,
+        images=images,
+        top_k=submission.top_k,
+        submitted_at=datetime.now(UTC).isoformat(),
+        batch_size=settings.inference_batch_size,
+        retry_attempts=settings.activity_retry_attempts,
+        retry_interval_ms=settings.activity_retry_interval_ms,
+        reply_to=routing.reply_to,
+        session=routing.session,
+        delivery_attempts=settings.delivery_retry_attempts,
+        delivery_interval_ms=settings.delivery_retry_interval_ms,
+    )
+    if session_id is not None:
+        await hand_to_session(client, session_id, request, settings.session_accept_timeout_seconds)
+        log.info("task %s handed to %s", instance_id, session_id)
+        return Started(instance_id, session_instance_id=session_id)
+    try:
+        await client.start_new(CLASSIFY_ORCHESTRATOR, instance_id, request.to_json())
+    except Exception:  # the SDK raises bare Exception; a concurrent start of the same task_id won the race
+        if routing.task_id and await runtime_status(client, instance_id):
+            return Started(instance_id, duplicate=True)
+        raise
+    log.info("started task %s: %d image(s), models %s", instance_id, len(request.images), request.models)
+    return Started(instance_id)
+
+
+async def ensure_session(client: df.DurableOrchestrationClient, session_id: str, session: str) -> None:
+    """Start the session's orchestration unless it runs; a concurrent starter may have just started it."""
+    status = await runtime_status(client, session_id)
+    if status is not None and status.runtime_status not in _ENDED:
+        return
+    try:
+        await client.start_new(SESSION_ORCHESTRATOR, session_id, SessionState(session=session).to_json())
+    except Exception:  # the SDK raises bare Exception: another starter created it between the two calls
+        status = await runtime_status(client, session_id)
+        if status is None or status.runtime_status in _ENDED:
+            raise
+    log.info("session %s: orchestration %s started", session, session_id)
+
+
+def holds(status: Any, task_id: str) -> bool:
+    """Whether a session's custom status shows the task accepted (running or queued)."""
+    custom = status.custom_status if status is not None else None
+    if not isinstance(custom, dict):
+        return False
+    return custom.get("running") == task_id or task_id in (custom.get("queued") or [])
+
+
+async def hand_to_session(
+    client: df.DurableOrchestrationClient, session_id: str, request: ClassificationRequest, timeout: float
+) -> None:
+    """Raise the task event until the session shows it accepted it (see the module docstring)."""
+    assert request.session is not None
+    for _ in range(SESSION_HANDOVER_ATTEMPTS):
+        await ensure_session(client, session_id, request.session)
+        await client.raise_event(session_id, SESSION_TASK_EVENT, request.to_json())
+        deadline = time.monotonic() + timeout
+        interval = 0.02
+        while time.monotonic() < deadline:
+            if holds(await runtime_status(client, session_id), request.task_id):
+                return
+            if await runtime_status(client, request.task_id):  # accepted, run and maybe finished already
+                return
+            await asyncio.sleep(interval)
+            interval = min(interval * 1.5, 0.5)
+        log.warning("%s did not show task %s within %g s: raising it again", session_id, request.task_id, timeout)
+    raise StartError(f"session {request.session!r} did not accept the task within {timeout:g} s")

@@ -1,0 +1,112 @@
+"""One eternal orchestration per session: its tasks run one at a time, in the order it accepted them.
+
+Each execution runs the task at the head of its queue as a sub-orchestration of ``classify_images`` whose
+instance id is the task's own (the id its starter returned, so the client polls it like any task), while
+it keeps accepting ``task`` events into the queue. When the task ends, completed or failed (a failed task
+does not block the ones behind it), the orchestration continues as new with the rest of the queue, so its
+history holds one task's worth of events however long the session lives.
+
+There is always exactly one open ``wait_for_external_event``, yielded at every point the orchestration
+waits: azure-functions-durable 1.7.0 keeps an event that arrives with no waiter under its name only, so a
+second such event would replace the first. Events that arrive in the same episode as, and after, the
+completion that ends an execution are dropped with that execution (the SDK's ``continue_as_new`` has no
+``preserveUnprocessedEvents``); the starter therefore checks this orchestration's custom status
+(``running`` / ``queued``) and raises the event again, and a task id already held here is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+
+from contracts import (
+    CLASSIFY_ORCHESTRATOR,
+    SESSION_ORCHESTRATOR,
+    SESSION_TASK_EVENT,
+    ClassificationRequest,
+    SessionState,
+)
+from orchestrators.workflow import activity_error_message
+
+bp = df.Blueprint()
+
+#: Finished task ids remembered across executions, so a task event raised again late is not run twice.
+RECENT_TASKS = 100
+
+
+def session_status(
+    state: SessionState, queue: list[ClassificationRequest], last: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The custom status the starter reads: which task runs, which wait, and how the previous one ended."""
+    return {
+        "session": state.session,
+        "running": queue[0].task_id if queue else None,
+        "queued": [request.task_id for request in queue[1:]],
+        "finished": state.finished,
+        "last": last,
+    }
+
+
+def parse_task_event(event: Any) -> ClassificationRequest | None:
+    """The request an event carries, or None for one that carries none (ignored: it must not end the session).
+
+    ``raise_event`` from Python arrives as JSON text (the extension re-serialises the body it got, which the
+    SDK had already serialised); a raw ``sendEventPostUri`` POST of an object arrives as that object.
+    """
+    try:
+        document = json.loads(event) if isinstance(event, str) else event
+        request = ClassificationRequest.from_json(document)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return request if isinstance(request.task_id, str) and request.task_id else None
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=SESSION_ORCHESTRATOR)
+def classify_session(context: df.DurableOrchestrationContext) -> Generator[Any, Any]:
+    payload = context.get_input()
+    if not isinstance(payload, dict):
+        raise TypeError(f"{SESSION_ORCHESTRATOR} takes a SessionState object as input, got {payload!r}")
+    state = SessionState.from_json(payload)
+    queue = list(state.queue)
+    last: dict[str, Any] | None = None
+
+    def accept(event: Any) -> None:
+        request = parse_task_event(event)
+        if request is not None and request.task_id not in {r.task_id for r in queue} | set(state.recent):
+            queue.append(request)
+        context.set_custom_status(session_status(state, queue, last))
+
+    waiter = context.wait_for_external_event(SESSION_TASK_EVENT)
+    context.set_custom_status(session_status(state, queue, last))
+    while not queue:  # idle: the first task wakes the session
+        accept((yield waiter))
+        waiter = context.wait_for_external_event(SESSION_TASK_EVENT)
+
+    head = queue[0]
+    child = context.call_sub_orchestrator(CLASSIFY_ORCHESTRATOR, head.to_json(), instance_id=head.task_id)
+    while True:
+        done = yield context.task_any([child, waiter])
+        if done is child:
+            break
+        accept(waiter.result)
+        waiter = context.wait_for_external_event(SESSION_TASK_EVENT)
+
+    failed = isinstance(child.result, Exception)
+    last = {
+        "task_id": head.task_id,
+        "runtimeStatus": "Failed" if failed else "Completed",
+        "error": activity_error_message(child.result) if failed else None,
+    }
+    queue.pop(0)
+    context.set_custom_status(session_status(state, queue, last))
+    context.continue_as_new(
+        SessionState(
+            session=state.session,
+            queue=queue,
+            recent=[*state.recent, head.task_id][-RECENT_TASKS:],
+            finished=state.finished + 1,
+        ).to_json()
+    )

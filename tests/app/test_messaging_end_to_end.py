@@ -1,0 +1,321 @@
+"""Message-driven use, end to end: the app on the local host, a real Azurite queue service and a real
+loopback callback server.
+
+A message on the task queue produces the outcome on its reply queue; the same ``task_id`` twice starts one
+task; messages that can never start a task land on ``<queue>-poison`` with the reason; a callback that
+fails twice gets the signed outcome on the third attempt, each attempt in the task's history; tasks of
+three interleaved sessions finish one at a time and in submission order per session, a failed task not
+blocking the ones behind it. Weights are seeded random ones (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient, QueueServiceClient
+from PIL import Image
+
+from durable_host.testing import HostProcess
+from messaging.signing import SIGNATURE_HEADER, verify
+from tests.conftest import REPO_ROOT
+from tests.fixtures.azurite import Azurite
+
+pytestmark = pytest.mark.host
+
+TIMEOUT_S = 90.0
+SECRET = "test-signing-secret"
+TASK_QUEUE = "classify-e2e"
+
+
+def wait_for[T](condition: Callable[[], T | None], what: str, host: HostProcess, timeout: float = TIMEOUT_S) -> T:
+    """Poll until ``condition()`` is truthy; fail with the host's output, never sleep-and-assert."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}:\n{host.output[-6000:]}")
+        time.sleep(0.1)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class CallbackServer:
+    """Answers each path's planned statuses in turn (then 200) and records every request."""
+
+    port: int = 0
+    plans: dict[str, list[int]] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def requests_to(self, path: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if r.path == path]
+
+
+@pytest.fixture(scope="module")
+def callbacks() -> Iterator[CallbackServer]:
+    server_state = CallbackServer()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with server_state.lock:
+                server_state.received.append(Received(self.path, dict(self.headers.items()), body))
+                plan = server_state.plans.get(self.path, [])
+                status = plan.pop(0) if plan else 200
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server_state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server_state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def host(
+    tmp_path_factory: pytest.TempPathFactory, azurite_queue: Azurite, callbacks: CallbackServer
+) -> Iterator[HostProcess]:
+    data = tmp_path_factory.mktemp("messaging")
+    env = {
+        "MODEL_WEIGHTS_RESNET18": "random:0",
+        "MODEL_WEIGHTS_RESNET50": "random:0",
+        "MODEL_PREWARM": "",
+        "BLOB_LOCAL_ROOT": str(data / "blobs"),
+        "SQL_CONNECTION_STRING": f"sqlite:///{data / 'results.db'}",
+        "AzureWebJobsStorage": azurite_queue.connection_string,
+        "TASK_QUEUE_NAME": TASK_QUEUE,
+        "CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
+        "CALLBACK_SIGNING_SECRET": SECRET,
+        "DELIVERY_RETRY_ATTEMPTS": "4",
+        "DELIVERY_RETRY_INTERVAL_MS": "200",
+        "ACTIVITY_RETRY_INTERVAL_MS": "100",
+    }
+    # The task queue exists before the app starts, as on Azure (the trigger does not create it).
+    QueueServiceClient.from_connection_string(azurite_queue.connection_string).create_queue(TASK_QUEUE)
+    with HostProcess(REPO_ROOT, env=env, hub_dir=data / "hub", startup_timeout=120) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def queues(azurite_queue: Azurite) -> QueueServiceClient:
+    return QueueServiceClient.from_connection_string(azurite_queue.connection_string)
+
+
+def queue(service: QueueServiceClient, name: str) -> QueueClient:
+    """Base64 both ways, as the Functions queue trigger and the app's replies use."""
+    return service.get_queue_client(
+        name, message_encode_policy=BinaryBase64EncodePolicy(), message_decode_policy=BinaryBase64DecodePolicy()
+    )
+
+
+def png(seed: int, size: int = 48) -> str:
+    """A small distinct image, base64: it fits in a queue message."""
+    image = Image.new("RGB", (size, size), ((seed * 53) % 256, (seed * 97) % 256, (seed * 31) % 256))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def task(images: int, seed: int = 0, **routing: Any) -> dict[str, Any]:
+    return {
+        "model": "resnet18",
+        "top_k": 2,
+        "images": [{"data": png(seed + i), "name": f"img{seed + i}.png"} for i in range(images)],
+        **routing,
+    }
+
+
+def status(host: HostProcess, instance_id: str, history: bool = False) -> dict[str, Any] | None:
+    params = {"showHistory": "true"} if history else {}
+    answer = requests.get(
+        f"{host.base_url}/runtime/webhooks/durabletask/instances/{instance_id}", params=params, timeout=10
+    )
+    if answer.status_code == 404:
+        return None
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def ended(host: HostProcess, instance_id: str) -> dict[str, Any] | None:
+    body = status(host, instance_id)
+    return body if body and body["runtimeStatus"] in ("Completed", "Failed", "Terminated") else None
+
+
+def receive_all(client: QueueClient) -> list[dict[str, Any]]:
+    messages = []
+    for message in client.receive_messages(max_messages=32, visibility_timeout=60):
+        messages.append(json.loads(message.content))
+        client.delete_message(message)
+    return messages
+
+
+def test_a_queued_request_gets_its_result_on_the_reply_queue(host: HostProcess, queues: QueueServiceClient) -> None:
+    replies = queue(queues, f"replies-{uuid.uuid4().hex[:8]}")
+    requests_queue = queue(queues, TASK_QUEUE)
+    requests_queue.send_message(json.dumps(task(2, task_id="queued-1", reply_to=replies.queue_name)).encode())
+
+    def reply() -> list[dict[str, Any]]:
+        try:
+            return receive_all(replies)
+        except Exception:  # noqa: BLE001  the reply queue is created with the first reply
+            return []
+
+    (document,) = wait_for(reply, "the reply message", host)
+    assert document["task_id"] == "queued-1" and document["status"] == "Completed"
+    assert [image["name"] for image in document["images"]] == ["img0.png", "img1.png"]
+    final = wait_for(lambda: ended(host, "queued-1"), "the task to end", host)
+    assert final["output"]["delivery"] == {"delivered": True, "target": f"queue {replies.queue_name}", "error": None}
+
+
+def test_the_same_task_id_twice_starts_one_task(host: HostProcess, queues: QueueServiceClient) -> None:
+    replies = queue(queues, f"replies-{uuid.uuid4().hex[:8]}")
+    message = json.dumps(task(1, seed=7, task_id="queued-twice", reply_to=replies.queue_name)).encode()
+    requests_queue = queue(queues, TASK_QUEUE)
+    requests_queue.send_message(message)
+    requests_queue.send_message(message)
+    wait_for(lambda: ended(host, "queued-twice"), "the task to end", host)
+    wait_for(lambda: requests_queue.get_queue_properties().approximate_message_count == 0, "both messages", host)
+    time.sleep(1.0)  # a second task would have started by now; its reply would follow
+    assert len(receive_all(replies)) == 1
+    listed = requests.get(
+        f"{host.base_url}/runtime/webhooks/durabletask/instances",
+        params={"instanceIdPrefix": "queued-twice"},
+        timeout=10,
+    ).json()
+    assert [item["instanceId"] for item in listed] == ["queued-twice"]
+
+
+def test_messages_that_cannot_start_a_task_go_to_the_poison_queue_with_the_reason(
+    host: HostProcess, queues: QueueServiceClient
+) -> None:
+    requests_queue = queue(queues, TASK_QUEUE)
+    poison = queue(queues, f"{TASK_QUEUE}-poison")
+    requests_queue.send_message(b"{not json")
+    requests_queue.send_message(json.dumps(task(1, task_id="bad-model") | {"model": "resnet999"}).encode())
+    found: list[dict[str, Any]] = []
+
+    def both() -> list[dict[str, Any]]:
+        with contextlib.suppress(Exception):  # the poison queue is created with the first rejection
+            found.extend(receive_all(poison))
+        return found if len(found) >= 2 else []
+
+    wait_for(both, "two poison messages", host)
+    by_text = {envelope["message"][:9]: envelope for envelope in found}
+    assert "not valid JSON" in by_text["{not json"]["error"]
+    bad_model = next(e for e in found if "resnet999" in e["message"])
+    assert bad_model["field"] == "model" and "resnet999" in bad_model["error"]
+    assert status(host, "bad-model") is None
+
+
+def test_a_callback_that_fails_twice_gets_the_signed_outcome_on_the_third_attempt(
+    host: HostProcess, callbacks: CallbackServer
+) -> None:
+    callbacks.plans["/flaky"] = [503, 503]
+    answer = requests.post(
+        f"{host.base_url}/api/tasks", json=task(1, seed=3, reply_to=callbacks.url("/flaky")), timeout=30
+    )
+    assert answer.status_code == 202, answer.text
+    instance_id = answer.json()["id"]
+    final = wait_for(lambda: ended(host, instance_id), "the task to end", host)
+    assert final["runtimeStatus"] == "Completed"
+    assert final["output"]["delivery"]["delivered"] is True
+    attempts = callbacks.requests_to("/flaky")
+    assert len(attempts) == 3
+    for attempt in attempts:
+        assert verify(attempt.body, SECRET, attempt.headers.get(SIGNATURE_HEADER))
+        assert not verify(attempt.body + b" ", SECRET, attempt.headers.get(SIGNATURE_HEADER))
+    delivered = json.loads(attempts[-1].body)
+    assert delivered["task_id"] == instance_id and delivered["status"] == "Completed"
+    history = status(host, instance_id, history=True)
+    assert history is not None
+    tries = [e for e in history["historyEvents"] if e.get("FunctionName") == "deliver_result"]
+    assert [e["EventType"] for e in tries] == ["TaskFailed", "TaskFailed", "TaskCompleted"]
+
+
+def test_a_callback_refused_for_good_leaves_the_task_completed(host: HostProcess, callbacks: CallbackServer) -> None:
+    callbacks.plans["/gone"] = [410]
+    answer = requests.post(f"{host.base_url}/api/tasks", json=task(1, reply_to=callbacks.url("/gone")), timeout=30)
+    final = wait_for(lambda: ended(host, answer.json()["id"]), "the task to end", host)
+    assert final["runtimeStatus"] == "Completed" and final["output"]["status"] == "Completed"
+    assert final["output"]["delivery"]["delivered"] is False
+    assert "HTTP 410" in final["output"]["delivery"]["error"]
+    assert len(callbacks.requests_to("/gone")) == 1  # a 4xx is not retried
+
+
+def test_tasks_of_a_session_run_one_at_a_time_in_order_and_a_failed_one_does_not_block(
+    host: HostProcess, queues: QueueServiceClient
+) -> None:
+    sessions = {name: f"s{n}-{uuid.uuid4().hex[:6]}" for n, name in enumerate("abc")}
+    plan = [("a", 3), ("b", 1), ("c", 2), ("a", 1), ("b", 0), ("c", 1), ("a", 2), ("b", 2), ("c", 3)]  # 0: fails
+    submitted: dict[str, list[str]] = {name: [] for name in sessions}
+    requests_queue = queue(queues, TASK_QUEUE)
+    for position, (name, images) in enumerate(plan):
+        task_id = f"{sessions[name]}-{position}"
+        body = task(max(images, 1), seed=position, session=sessions[name], task_id=task_id)
+        if images == 0:  # every image of this task fails: the task ends with status Failed
+            body["images"] = [{"blob": "missing/never-uploaded.png"}]
+        if position % 3 == 2:  # some through the queue, the rest over HTTP: one starter path
+            requests_queue.send_message(json.dumps(body).encode())
+            wait_for(
+                lambda session=sessions[name], task_id=task_id: (
+                    task_id in json.dumps(status(host, f"session@{session}")) or status(host, task_id)
+                ),
+                "the session to accept the queued task",
+                host,
+            )
+        else:
+            answer = requests.post(f"{host.base_url}/api/tasks", json=body, timeout=60)
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["id"] == task_id
+        submitted[name].append(task_id)
+
+    finals = {
+        task_id: wait_for(lambda task_id=task_id: ended(host, task_id), f"task {task_id}", host)
+        for ids in submitted.values()
+        for task_id in ids
+    }
+    assert finals[f"{sessions['b']}-4"]["output"]["status"] == "Failed"
+    for name, ids in submitted.items():
+        assert all(finals[i]["runtimeStatus"] == "Completed" for i in ids)
+        for earlier, later in itertools.pairwise(ids):  # the next starts only once the previous ended
+            assert finals[later]["createdTime"] >= finals[earlier]["lastUpdatedTime"], (name, earlier, later)
+        session = status(host, f"session@{sessions[name]}", history=True)
+        assert session is not None and session["runtimeStatus"] == "Running"
+        assert session["customStatus"]["finished"] == len(ids) and session["customStatus"]["running"] is None
+        assert len(session["historyEvents"]) < 10, "continue-as-new keeps one idle execution's events"
+    starts = sorted((finals[i]["createdTime"], name) for name, ids in submitted.items() for i in ids)
+    assert len({name for _, name in starts[:3]}) > 1, "sessions run in parallel"
