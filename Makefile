@@ -28,7 +28,8 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(STAMP)
 
-# checkov (the Bicep linter tests/deploy runs) lives in its own virtualenv: its dependency pins are not the app's.
+# checkov and hadolint (the Bicep and Dockerfile linters tests/deploy runs) live in their own virtualenv: checkov's
+# dependency pins are not the app's.
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 $(CHECKOV_STAMP): requirements-checkov.txt
