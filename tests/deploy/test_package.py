@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # The app, and only the app: every top-level entry of the package.
 APP_ENTRIES = {
     "function_app.py", "host.json", "requirements.txt", "contracts.py", "settings.py", "services.py", "url_policy.py",
-    "api", "activities", "orchestrators", "inference", "storage", "messaging",
+    "api", "activities", "orchestrators", "inference", "storage", "messaging", "maintenance",
 }  # fmt: skip
 # Local-only folders: each must stay out of the package.
 NOT_DEPLOYED = [
