@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -22,6 +23,9 @@ DEFAULT_CONNECTION = "AzureWebJobsStorage"
 # The SDK logs every request at INFO; the Functions host keeps its polling out of the console.
 _SDK_LOG = logging.getLogger("durable_host.queue_sdk")
 _SDK_LOG.setLevel(logging.WARNING)
+# A few quick retries (1 s, then 3 s) instead of the SDK's 15 s, 60 s, 240 s: an unreachable account
+# is reported within seconds and polling goes on with the listener's own back-off.
+_CLIENT_OPTIONS: dict[str, Any] = {"logger": _SDK_LOG, "retry_total": 2, "initial_backoff": 1, "increment_base": 2}
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,9 @@ class QueueConnection:
     def client(self) -> QueueServiceClient:
         """An async service client; identity credentials come from ``azure-identity`` as on Azure."""
         if self.connection_string is not None:
-            return QueueServiceClient.from_connection_string(self.connection_string, logger=_SDK_LOG)
+            return QueueServiceClient.from_connection_string(self.connection_string, **_CLIENT_OPTIONS)
         assert self.service_uri is not None  # resolve_connection sets one of the two
-        return QueueServiceClient(self.service_uri, credential=self._credential(), logger=_SDK_LOG)
+        return QueueServiceClient(self.service_uri, credential=self._credential(), **_CLIENT_OPTIONS)
 
     def _credential(self) -> AsyncTokenCredential:
         from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential

@@ -143,7 +143,8 @@ class TimerListener:
         while True:
             occurrence = self.schedule.next_after(_now())
             while (wait := (occurrence - _now()).total_seconds()) > 0:
-                await asyncio.sleep(wait)  # the loop's clock and the wall clock may differ by a little
+                # a minute at most: the loop's monotonic clock stops while a laptop sleeps, the wall clock does not
+                await asyncio.sleep(min(wait, 60.0))
             status = await self._fire(occurrence, status, past_due=False)
 
     async def _fire(self, occurrence: datetime, status: ScheduleStatus | None, past_due: bool) -> ScheduleStatus | None:

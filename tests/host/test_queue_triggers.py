@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 from azure.core.exceptions import ResourceNotFoundError
+from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from durable_host.indexing import QueueFunction
@@ -327,3 +329,23 @@ def test_backoff_grows_to_the_cap_and_resets_after_work() -> None:
     assert all(a <= b for a, b in itertools.pairwise(delays))
     assert delays[-1] == 2.0
     assert backoff.next_delay(found_work=True) == pytest.approx(0.1)
+
+
+def test_identity_connections_build_clients_with_azure_identity_credentials() -> None:
+    """The credential each setting selects; token requests need Entra ID, so they are not made here."""
+    managed = resolve_connection(
+        "Conn", {"Conn__queueServiceUri": "https://acct.queue.core.windows.net", "Conn__credential": "managedidentity"}
+    ).client()
+    default = resolve_connection("Acc", {"Acc__accountName": "acct"}).client()
+    try:
+        assert isinstance(managed.credential, ManagedIdentityCredential)
+        assert isinstance(default.credential, DefaultAzureCredential)
+        assert default.url.startswith("https://acct.queue.core.windows.net")
+    finally:
+
+        async def close() -> None:
+            for client in (managed, default):
+                await client.credential.close()
+                await client.close()
+
+        asyncio.run(close())
