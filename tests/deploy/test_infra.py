@@ -122,6 +122,25 @@ def test_every_required_parameter_is_supplied_by_azd() -> None:
     assert set(supplied) <= declared, "main.parameters.json names a parameter main.bicep does not have"
 
 
+def test_every_module_call_matches_its_module() -> None:
+    """What the Bicep compiler would say first (it cannot run here): main.bicep passes each module every
+    parameter without a default and no unknown one, and reads only outputs the module declares."""
+    main = bicep.text("main.bicep")
+    modules = re.findall(r"^module (\w+) '([^']+)' = [^\n]*\{\n(.*?)^\}", main, re.M | re.S)
+    assert len(modules) >= 7
+    for symbol, path, body in modules:
+        source = (bicep.INFRA / path).read_text()
+        declared = dict(re.findall(r"^param (\w+) [^\n]*?( = .*)?$", source, re.M))
+        params = re.search(r"^  params: \{\n(.*?)^  \}", body, re.M | re.S)
+        assert params, symbol
+        passed = {line.split(":")[0].strip() for line in params.group(1).splitlines() if ":" in line}
+        assert passed <= set(declared), f"{symbol}: unknown parameters {passed - set(declared)}"
+        assert {name for name, default in declared.items() if not default} <= passed, f"{symbol}: missing parameters"
+        outputs = set(re.findall(r"^output (\w+) ", source, re.M))
+        read = set(re.findall(rf"\b{symbol}\.outputs\.(\w+)", main))
+        assert read <= outputs, f"{symbol}: no output {read - outputs} in {path}"
+
+
 def test_flex_consumption_python_313_on_4_gb_instances() -> None:
     app = bicep.text("function-app.bicep")
     assert "tier: 'FlexConsumption'" in app and "name: 'FC1'" in app
