@@ -9,7 +9,7 @@ blob storage access nor an allowed URL host, so it works against any deployment.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,11 @@ def chunks[T](items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def task_payload(images: Sequence[LocalImage], models: Sequence[str], top_k: int) -> dict[str, Any]:
-    """The JSON body of one ``POST /api/tasks``; files are read here, one task at a time."""
-    return {"models": list(models), "top_k": top_k, "images": [image.to_json() for image in images]}
+def task_payload(
+    images: Sequence[LocalImage], models: Sequence[str], top_k: int, routing: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The JSON body of one ``POST /api/tasks``; files are read here, one task at a time.
+
+    ``routing`` adds ``session`` / ``reply_to`` (the same for every task of one submission)."""
+    images_json = [image.to_json() for image in images]
+    return {"models": list(models), "top_k": top_k, "images": images_json, **(routing or {})}

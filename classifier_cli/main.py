@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from classifier_cli.api import TERMINAL_STATUSES, ApiError, ClassifierClient
+from classifier_cli.enqueue import enqueue
 from classifier_cli.files import InputError, chunks, find_images, task_payload
 from classifier_cli.history import history, monitor
 from classifier_cli.render import (
@@ -130,6 +131,7 @@ def cli(ctx: click.Context, base_url: str, key: str | None, timeout: float, debu
 
 cli.add_command(history)
 cli.add_command(monitor)
+cli.add_command(enqueue)
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,7 @@ def exit_code(status: Mapping[str, Any]) -> int:
 
 
 def _submit_all(
-    app: App, paths: Sequence[Path], models: Sequence[str], top_k: int, batch: int
+    app: App, paths: Sequence[Path], models: Sequence[str], top_k: int, batch: int, routing: Mapping[str, str]
 ) -> list[tuple[dict[str, Any], int]]:
     """Submit the images in tasks of at most ``batch``: each task's check-status answer and image count.
 
@@ -256,7 +258,7 @@ def _submit_all(
     for number, group in enumerate(groups, 1):
         app.err.print(f"submitting task {number}/{len(groups)}: {len(group)} image(s)…", highlight=False)
         try:
-            answer = app.client.submit(task_payload(group, models, top_k))
+            answer = app.client.submit(task_payload(group, models, top_k, routing))
         except (ApiError, KeyboardInterrupt) as exc:
             if not submitted:
                 raise
@@ -296,6 +298,8 @@ def _submit_all(
     show_default=True,
     help="Follow the task(s) with progress and print the results.",
 )
+@click.option("--session", help="Run the task(s) after the session's earlier tasks, one at a time, in order.")
+@click.option("--reply-to", help="A queue name or an allowed callback URL that gets each task's outcome.")
 @details_option
 @interval_option
 @json_option
@@ -307,6 +311,8 @@ def submit(
     top_k: int,
     batch: int,
     follow_tasks: bool,
+    session: str | None,
+    reply_to: str | None,
     details: bool,
     interval: float,
     as_json: bool,
@@ -318,7 +324,8 @@ def submit(
     --batch images become several tasks, submitted and followed together: one progress bar and one
     summary table (one row per image) for all of them.
     """
-    submitted = _submit_all(app, paths, models, top_k, batch)
+    routing = {key: value for key, value in (("session", session), ("reply_to", reply_to)) if value}
+    submitted = _submit_all(app, paths, models, top_k, batch, routing)
     if not follow_tasks:
         answers = [answer for answer, _ in submitted]
         if as_json:
@@ -329,11 +336,26 @@ def submit(
             table.add_row(answer["id"], answer["statusQueryGetUri"])
         app.out.print(table)
         return
+    polls = {answer["id"]: partial(app.client.status_at, answer["statusQueryGetUri"]) for answer, _ in submitted}
     tasks = {
-        answer["id"]: Followed(partial(app.client.status_at, answer["statusQueryGetUri"]), size)
+        answer["id"]: Followed(queued_in_session(polls[answer["id"]]) if session else polls[answer["id"]], size)
         for answer, size in submitted
     }
     follow_and_report(app, tasks, interval, None, as_json, details)
+
+
+def queued_in_session(poll: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """A session's task has no instance until its turn comes: until then its status URL answers 404."""
+
+    def poll_queued() -> dict[str, Any]:
+        try:
+            return poll()
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            return {"runtimeStatus": "Pending", "customStatus": {"stage": "queued in its session"}}
+
+    return poll_queued
 
 
 @cli.command()
