@@ -13,7 +13,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ pytestmark = pytest.mark.host
 IMAGES = 24  # the issue's task: 24 images, two models with different transforms -> 48 tensor blobs
 UPLOADS_EXPIRED = timedelta(hours=24, minutes=1)  # past the default UPLOAD_RETENTION_HOURS
 HISTORY_EXPIRED = timedelta(days=30, minutes=1)  # past the default INSTANCE_RETENTION_DAYS
+UPLOAD_RETENTION_S = 4.0  # the timer test's windows, in seconds
+INSTANCE_RETENTION_S = 8.0
 
 
 def durable_client(host: HostProcess) -> df.DurableOrchestrationClient:
@@ -137,3 +139,64 @@ def test_terminated_task_tensors_uploads_and_history_are_swept_and_purged(
     assert stored.status_code == 200 and stored.json()["instance_id"] == finished["output"]["task_id"]
     gone = requests.get(api(host, f"tasks/{instance_id}"), timeout=10)
     assert gone.status_code == 404 and "purged" in gone.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def maintained_host(tmp_path_factory: pytest.TempPathFactory, torch_home: Path) -> Iterator[HostProcess]:
+    """The app with the maintenance timer every second and retention windows of seconds."""
+    data = tmp_path_factory.mktemp("retention")
+    env = {
+        "TORCH_HOME": str(torch_home),
+        "BLOB_LOCAL_ROOT": str(data / "blobs"),
+        "SQL_CONNECTION_STRING": f"sqlite:///{data / 'results.db'}",
+        "INFERENCE_PRECISION": "fp32",
+        "MAINTENANCE_SCHEDULE": "* * * * * *",
+        "UPLOAD_RETENTION_HOURS": str(UPLOAD_RETENTION_S / 3600),
+        "INSTANCE_RETENTION_DAYS": str(INSTANCE_RETENTION_S / 86400),
+    }
+    with HostProcess(REPO_ROOT, env=env, hub_dir=data / "hub") as running:
+        yield running
+
+
+def eventually(what: str, check: Callable[[], bool], host: HostProcess, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} within {timeout} s:\n{host.output[-3000:]}"
+        time.sleep(0.2)
+
+
+def test_the_timer_sweeps_and_purges_through_the_host(maintained_host: HostProcess, shared_images_dir: Path) -> None:
+    """The timer function itself, on a one-second schedule: a terminated task's tensors go within seconds,
+    uploads once UPLOAD_RETENTION_HOURS has passed (also those of a start that never happened), finished
+    instances once INSTANCE_RETENTION_DAYS has; a running task keeps its tensors and completes."""
+    host = maintained_host
+    assert "maintenance: timerTrigger (schedule '* * * * * *'" in host.output
+    orphan = Path(host.env["BLOB_LOCAL_ROOT"]) / "uploads" / "never-started" / "0.jpg"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"uploaded, then the starter died before start_new")
+    files = (photos(shared_images_dir) * IMAGES)[:IMAGES]
+    terminated = submit(host, files, ["resnet18", "resnet50"])
+    terminate_during_inference(terminated)
+    completed, _ = poll(submit(host, files[:2], ["resnet18"])["statusQueryGetUri"])  # swept every second meanwhile
+    assert completed["output"]["status"] == "Completed" and completed["output"]["database_task_id"]
+    instance_id = terminated["id"]
+
+    eventually("the terminated task's tensors are swept", lambda: not blobs_under(host, "tensors", instance_id), host)
+    eventually(
+        "uploads past their retention are deleted",
+        lambda: not blobs_under(host, "uploads", instance_id) and not orphan.exists(),
+        host,
+    )
+
+    def purged(task_id: str) -> bool:
+        url = f"{host.base_url}/runtime/webhooks/durabletask/instances/{task_id}"
+        return requests.get(url, timeout=10).status_code == 404
+
+    completed_id = completed["instanceId"]
+    eventually("finished instances are purged", lambda: purged(instance_id) and purged(completed_id), host)
+    assert requests.get(api(host, f"tasks/{completed_id}"), timeout=10).status_code == 200  # the SQL rows stay
+    assert not list((Path(host.env["BLOB_LOCAL_ROOT"]) / "tensors").rglob("*.u8"))
+    # (The terminated task's inference activities still in flight may fail on their swept tensors: their
+    # results are dropped, as the host drops every late result of a terminated instance.)
+    assert "Executed 'Functions.maintenance' (Succeeded" in host.output
+    assert "Executed 'Functions.maintenance' (Failed" not in host.output
