@@ -237,6 +237,17 @@ def test_sigkill_with_a_message_in_flight_processes_it_after_restart(harness: Ha
     assert len(harness.entries(event="end")) == 1
 
 
+@pytest.mark.host
+def test_graceful_stop_lets_a_running_function_finish_and_delete_its_message(harness: Harness) -> None:
+    with harness.host() as host:
+        harness.send("sleep:1.5")
+        wait_for(lambda: harness.entries(event="start"), "the function to start", host)
+        host.stop()  # SIGINT while the function runs
+        assert "Host stopped." in host.output
+    assert len(harness.entries(event="end")) == 1
+    assert harness.count() == 0
+
+
 def _exists(queue: QueueClient) -> bool:
     try:
         queue.get_queue_properties()
