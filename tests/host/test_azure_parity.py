@@ -94,7 +94,15 @@ def view(script: str, app_dir: Path) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-GOOD_APPS = [ROOT, APPS / "patterns", APPS / "bench", APPS / "recovery", APPS / "entities", APPS / "converters", APPS / "triggers"]
+GOOD_APPS = [
+    ROOT,
+    APPS / "patterns",
+    APPS / "bench",
+    APPS / "recovery",
+    APPS / "entities",
+    APPS / "converters",
+    APPS / "triggers",
+]
 
 
 @pytest.mark.parametrize("app_dir", GOOD_APPS, ids=lambda p: p.name)
