@@ -86,13 +86,17 @@ def raw_reference(model_name: str, photos: list[bytes], precision: str, seconds:
 
             one_batch()
             done = 0
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             while time.perf_counter() - started < seconds:
                 one_batch()
                 done += size
             rate = done / (time.perf_counter() - started)
-            grid.append({"threads": threads, "batch": size, "images_per_s": rate})
-            print(f"raw {model_name} ({model.precision}) batch {size}, {threads} thread(s): {rate:.1f} images/s")
+            cpu_ms = (time.process_time() - cpu_started) * 1000.0 / done
+            grid.append({"threads": threads, "batch": size, "images_per_s": rate, "cpu_ms_per_image": cpu_ms})
+            print(
+                f"raw {model_name} ({model.precision}) batch {size}, {threads} thread(s): {rate:.1f} images/s, "
+                f"CPU {cpu_ms:.1f} ms/image"
+            )
     best = max(grid, key=lambda g: g["images_per_s"])
     batch1 = max(g["images_per_s"] for g in grid if g["batch"] == 1)
     batch8 = max(g["images_per_s"] for g in grid if g["batch"] == 8)
@@ -106,8 +110,18 @@ def raw_reference(model_name: str, photos: list[bytes], precision: str, seconds:
     }
 
 
-def rss_mb(pid: int) -> dict[str, float]:
-    """Resident memory of ``pid`` and of each of its child processes (the activity workers), in MB."""
+def host_processes(pid: int) -> dict[str, int]:
+    """The host process and its activity worker processes, by role."""
+    children = sorted(
+        int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()
+    )
+    # spawn's helper process (multiprocessing's resource tracker) is a child too, but runs no activity
+    workers = [c for c in children if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return {"host": pid, **{f"worker {i + 1}": c for i, c in enumerate(workers)}}
+
+
+def rss_mb(processes: dict[str, int]) -> dict[str, float]:
+    """Resident memory of each process, in MB."""
 
     def one(p: int) -> float:
         for line in Path(f"/proc/{p}/status").read_text().splitlines():
@@ -115,12 +129,15 @@ def rss_mb(pid: int) -> dict[str, float]:
                 return int(line.split()[1]) / 1024.0
         return float("nan")
 
-    children = sorted(
-        int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()
-    )
-    # spawn's helper process (multiprocessing's resource tracker) is a child too, but runs no activity
-    workers = [c for c in children if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
-    return {"host": one(pid), **{f"worker {i + 1}": one(c) for i, c in enumerate(workers)}}
+    return {role: one(p) for role, p in processes.items()}
+
+
+def cpu_seconds(processes: dict[str, int]) -> dict[str, float]:
+    """User + system CPU time each process has used so far (all its threads)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    # /proc/PID/stat: the command may contain spaces, so count the fields after its closing parenthesis
+    fields = {role: Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split() for role, p in processes.items()}
+    return {role: (int(f[11]) + int(f[12])) / tick for role, f in fields.items()}
 
 
 class Client:
@@ -173,20 +190,32 @@ class Client:
 
 
 def load_phase(
-    client: Client, blobs: list[str], model: str, task_size: int, concurrency: int, tasks: int
+    client: Client,
+    blobs: list[str],
+    model: str,
+    task_size: int,
+    concurrency: int,
+    tasks: int,
+    processes: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """``tasks`` tasks of ``task_size`` images with ``concurrency`` clients in flight; throughput and latency."""
+    """``tasks`` tasks of ``task_size`` images with ``concurrency`` clients in flight; throughput, latency
+    and, given the host's ``processes``, the CPU each of them spent per image (robust to a noisy machine:
+    it says where the cores went, whoever else was using them)."""
     work = [[blobs[(t * task_size + i) % len(blobs)] for i in range(task_size)] for t in range(tasks)]
+    cpu_before = cpu_seconds(processes) if processes else {}
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         runs = list(pool.map(lambda images: client.run_task(images, model), work))
     wall = time.perf_counter() - started
+    images = sum(r["images"] for r in runs)
+    cpu_after = cpu_seconds(processes) if processes else {}
     latencies = [r["latency_ms"] for r in runs]
     return {
+        "cpu_ms_per_image": {role: (cpu_after[role] - cpu_before[role]) * 1000.0 / images for role in cpu_before},
         "task_size": task_size,
         "concurrency": concurrency,
         "tasks": tasks,
-        "images_per_s": sum(r["images"] for r in runs) / wall,
+        "images_per_s": images / wall,
         "latency_p50_ms": percentile(latencies, 0.50),
         "latency_p95_ms": percentile(latencies, 0.95),
         "latency_p99_ms": percentile(latencies, 0.99),
@@ -262,7 +291,9 @@ def plot(report: dict[str, Any], path: Path) -> Any:
     return fig
 
 
-def measure_system(base_url: str, model: str, blobs: list[str], scale: int) -> dict[str, Any]:
+def measure_system(
+    base_url: str, model: str, blobs: list[str], scale: int, processes: dict[str, int]
+) -> dict[str, Any]:
     """One model through the served app: 1-image tasks alone, then the load phases."""
     eager = Client(base_url, poll_interval=0.002)
     for _ in range(3):  # warm-up: model load, first orchestrations, SQLite file
@@ -280,7 +311,7 @@ def measure_system(base_url: str, model: str, blobs: list[str], scale: int) -> d
     load = []
     for task_size, levels, tasks in ((1, (1, 4, 16, 32), 32 * scale), (8, (1, 2, 4, 8), 8 * scale)):
         for concurrency in levels:
-            point = load_phase(polite, blobs, model, task_size, concurrency, max(tasks, concurrency))
+            point = load_phase(polite, blobs, model, task_size, concurrency, max(tasks, concurrency), processes)
             load.append(point)
             print(
                 f"{model} {task_size}-image tasks x{concurrency}: {point['images_per_s']:.1f} images/s, latency "
@@ -366,8 +397,9 @@ def main() -> None:
         }
         with HostProcess(REPO_ROOT, env=env, hub_dir=Path(tmp) / "hub") as host:
             assert host.process is not None
-            measured = {m: measure_system(host.base_url, m, blobs, scale) for m in models}
-            memory = rss_mb(host.process.pid)
+            processes = host_processes(host.process.pid)
+            measured = {m: measure_system(host.base_url, m, blobs, scale, processes) for m in models}
+            memory = rss_mb(processes)
         print("resident memory after the load: " + ", ".join(f"{k} {v:.0f} MB" for k, v in memory.items()))
 
         # the same many-single-image load with dynamic batching switched off, on a fresh host
@@ -421,9 +453,11 @@ def print_summary(report: dict[str, Any]) -> None:
         f"({report['unbatched_1_image_x16']['images_per_s']:.1f} images/s without) |"
     )
     for p in report["load"]:
+        cpu = ", ".join(f"{role} {ms:.1f}" for role, ms in p["cpu_ms_per_image"].items())
         print(
             f"| {p['task_size']}-image tasks x{p['concurrency']} | {p['images_per_s']:.1f} images/s, "
-            f"p50/p95/p99 {p['latency_p50_ms']:.0f}/{p['latency_p95_ms']:.0f}/{p['latency_p99_ms']:.0f} ms |"
+            f"p50/p95/p99 {p['latency_p50_ms']:.0f}/{p['latency_p95_ms']:.0f}/{p['latency_p99_ms']:.0f} ms; "
+            f"CPU ms/image: {cpu} |"
         )
     print("| resident memory | " + ", ".join(f"{k} {v:.0f} MB" for k, v in report["rss_mb"].items()) + " |")
     for target, measured, met in targets(report):
