@@ -52,6 +52,12 @@ test: setup node_modules/.installed checkov browser odbc
 test-fast: setup
 	$(PY) -m pytest -m unit -q
 
+# The long load, crash and fuzz soak (benchmarks/soak.py; its short form runs in `make test`): 200 tasks,
+# 5 random SIGKILLs of the host, 2,000 hostile requests. Exits 1 naming every problem; the report is in docs/.
+.PHONY: soak
+soak: setup
+	$(PY) benchmarks/soak.py --tasks 200 --kills 5 --fuzz 2000 --json docs/soak_report.json
+
 # ruff (lint and format) on the whole tree, mypy --strict on every package (configured in pyproject.toml).
 lint: setup
 	$(VENV)/bin/ruff check .
