@@ -125,6 +125,9 @@ def test_the_classifier_app_loads_all_its_functions_in_the_worker() -> None:
         "persist_results",
         "discard_tensors",
         "maintenance",
+        "start_from_queue",
+        "classify_session",
+        "deliver_result",
     }
 
 
