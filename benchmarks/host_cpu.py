@@ -1,0 +1,230 @@
+"""CPU time the host process spends per task of the real app, and per status poll.
+
+On a 2-core machine every millisecond the host process (HTTP, episodes, SQLite, logging, pipes to the
+workers) spends is taken from the forward passes in the worker processes, so this measures *CPU time*
+(``/proc`` utime + stime), which a busy, shared machine does not distort the way it distorts throughput:
+
+1. one ``GET statusQueryGetUri`` on its own (a client polls it many times per task): host CPU per request
+   for a finished 1-image and a finished 8-image task, a few hundred requests in a row;
+2. N 1-image and N 8-image tasks of the real app (``random:0`` weights, two worker processes as
+   ``make run``), clients polling every 50 ms: host CPU per task, polls per task, and the host's CPU per
+   task without its polls; per host thread (event loop, store writer, log flusher, thread pool, worker
+   pipes: the names come from ``py-spy dump``) when py-spy is given;
+3. with ``--py-spy``, a sampled profile of the host during the 8-image phase, by category.
+
+    python benchmarks/host_cpu.py [--tasks 40] [--concurrency 4] [--py-spy /path/to/py-spy] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from system_benchmark import REPO_ROOT, SHARED_IMAGES, Client, cpu_seconds, host_processes  # noqa: E402
+
+from durable_host.testing import HostProcess  # noqa: E402
+from storage.blobs import LocalFolderBlobStore  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+# Profile categories: a sample counts for the first rule any of its frames matches (outermost rules first
+# would hide the cost inside them, so the specific costs come first).
+CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
+    ("logging", re.compile(r"logging/__init__|durable_host/logs\.py")),
+    ("task hub store (SQLite, writer thread)", re.compile(r"durable_host/store\.py|sqlite3")),
+    ("orchestrator episodes (SDK replay)", re.compile(r"durable_host/episode\.py|durable_host/sdk_adapter\.py")),
+    ("engine bookkeeping", re.compile(r"durable_host/(engine|lifecycle)\.py")),
+    ("management API / status bodies", re.compile(r"durable_host/(management|status|operations)\.py")),
+    ("app HTTP functions (starter, SDK client)", re.compile(r"durable_host/(http_triggers|invoke)\.py")),
+    ("worker pipes (pickle, send, recv)", re.compile(r"durable_host/activities\.py|multiprocessing/")),
+    ("aiohttp server (parse, respond)", re.compile(r"aiohttp/")),
+    ("asyncio loop", re.compile(r"asyncio/")),
+]
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of ``pid`` so far."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+def thread_names(pid: int, py_spy: str | None) -> dict[int, str]:
+    """Python thread names by native thread id (py-spy dump prints both); empty without py-spy."""
+    if not py_spy:
+        return {}
+    dump = subprocess.run([py_spy, "dump", "-p", str(pid)], capture_output=True, text=True, check=False).stdout
+    return {int(tid): name for tid, name in re.findall(r'^Thread (\d+) \([a-z]+\): "([^"]*)"', dump, re.MULTILINE)}
+
+
+def thread_group(name: str) -> str:
+    """Pool threads (``worker_3``, ``asyncio_0``) counted together."""
+    return re.sub(r"_\d+$", "_*", name)
+
+
+class CountingClient(Client):
+    """The system benchmark's client, counting the status polls it makes."""
+
+    def __init__(self, base_url: str, poll_interval: float) -> None:
+        super().__init__(base_url, poll_interval)
+        self.polls = 0
+
+    def session(self) -> requests.Session:
+        http = super().session()
+        if not getattr(http, "counted", False):
+            counter = self
+
+            def count(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+                if response.request.method == "GET":
+                    counter.polls += 1  # one GIL-held increment per poll: exact enough
+
+            http.hooks["response"].append(count)
+            http.counted = True  # type: ignore[attr-defined]
+        return http
+
+
+def status_poll_cost(pid: int, url: str, requests_: int) -> float:
+    """Host CPU ms of one ``GET statusQueryGetUri`` of a finished task (keep-alive, one client)."""
+    http = requests.Session()
+    http.get(url, timeout=30).raise_for_status()
+    before = cpu_seconds({"host": pid})["host"]
+    for _ in range(requests_):
+        http.get(url, timeout=30)
+    return (cpu_seconds({"host": pid})["host"] - before) * 1000.0 / requests_
+
+
+def load_phase(
+    pid: int, base_url: str, blobs: list[str], size: int, tasks: int, concurrency: int, py_spy: str | None
+) -> dict[str, Any]:
+    """``tasks`` tasks of ``size`` images, ``concurrency`` at a time: host CPU per task and per thread."""
+    client = CountingClient(base_url, 0.05)
+    work = [[blobs[(t * size + i) % len(blobs)] for i in range(size)] for t in range(tasks)]
+    threads_before = thread_cpu(pid)
+    before = cpu_seconds({"host": pid})["host"]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda images: client.run_task(images, "resnet18"), work))
+    wall = time.perf_counter() - started
+    host_ms = (cpu_seconds({"host": pid})["host"] - before) * 1000.0
+    threads_after = thread_cpu(pid)
+    names = thread_names(pid, py_spy)
+    per_thread: Counter[str] = Counter()
+    for tid, seconds in threads_after.items():
+        per_thread[thread_group(names.get(tid, f"thread {tid}"))] += (
+            seconds - threads_before.get(tid, 0.0)
+        ) * 1000.0 / tasks
+    return {
+        "task_size": size,
+        "tasks": tasks,
+        "concurrency": concurrency,
+        "wall_s": wall,
+        "host_cpu_ms_per_task": host_ms / tasks,
+        "polls_per_task": client.polls / tasks,
+        "host_cpu_ms_per_thread_per_task": {k: v for k, v in per_thread.most_common() if v >= 0.05},
+    }
+
+
+def profile_summary(raw_path: Path) -> dict[str, float]:
+    """Share of the host's samples per category, from py-spy's raw (collapsed stacks) output."""
+    total = 0
+    shares: Counter[str] = Counter()
+    for line in raw_path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        shares[next((name for name, rule in CATEGORIES if rule.search(stack)), "other")] += samples
+    return {name: 100.0 * n / total for name, n in shares.most_common()} if total else {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=40, help="tasks per load phase")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--polls", type=int, default=300, help="status requests in a row per measurement")
+    parser.add_argument("--py-spy", dest="py_spy", help="py-spy executable: thread names and a profile")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    photos = sorted(SHARED_IMAGES.glob("*.jpg"))
+    if not photos:
+        raise SystemExit(f"no photos in {SHARED_IMAGES}; set SHARED_DIR")
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LocalFolderBlobStore(Path(tmp) / "blobs")
+        blobs = []
+        for photo in photos:
+            store.put(f"bench/{photo.name}", photo.read_bytes())
+            blobs.append(f"bench/{photo.name}")
+        env = {
+            "FUNCTIONS_WORKER_PROCESS_COUNT": os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "2"),
+            "BLOB_LOCAL_ROOT": str(Path(tmp) / "blobs"),
+            "SQL_CONNECTION_STRING": f"sqlite:///{tmp}/results.db",
+            "MODEL_WEIGHTS_RESNET18": "random:0",
+            "MODEL_WEIGHTS_RESNET50": "random:0",
+            "MODEL_PREWARM": "resnet18",
+        }
+        with HostProcess(REPO_ROOT, env=env, hub_dir=Path(tmp) / "hub") as host:
+            assert host.process is not None
+            pid = host.process.pid
+            warm = Client(host.base_url, 0.01)
+            for size in (1, 8, 1, 8):  # model load, first episodes, SQLite file
+                warm.run_task(blobs[:size], "resnet18")
+            finished = {}
+            for size in (1, 8):
+                response = requests.post(
+                    f"{host.base_url}/api/tasks",
+                    json={"model": "resnet18", "images": [{"blob": b} for b in blobs[:size]], "top_k": 5},
+                    timeout=60,
+                )
+                finished[size] = response.json()["statusQueryGetUri"]
+                while requests.get(finished[size], timeout=30).json()["runtimeStatus"] != "Completed":
+                    time.sleep(0.05)
+            report["status_poll_host_cpu_ms"] = {
+                f"{size}-image task, finished": status_poll_cost(pid, url, args.polls) for size, url in finished.items()
+            }
+            report["processes"] = list(host_processes(pid))
+            phases = []
+            for size in (1, 8):
+                profile = None
+                if args.py_spy and size == 8:
+                    raw = Path(tmp) / "host-profile.txt"
+                    profile = subprocess.Popen(
+                        [args.py_spy, "record", "--nonblocking", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(raw)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    time.sleep(1.0)
+                phase = load_phase(pid, host.base_url, blobs, size, args.tasks, args.concurrency, args.py_spy)
+                if profile is not None:
+                    profile.send_signal(2)  # SIGINT: py-spy writes what it has
+                    profile.wait(timeout=60)
+                    phase["profile_percent"] = profile_summary(raw)
+                phases.append(phase)
+            report["load"] = phases
+    poll_ms = max(report["status_poll_host_cpu_ms"].values())
+    for phase in report["load"]:
+        phase["host_cpu_ms_per_task_without_polls"] = phase["host_cpu_ms_per_task"] - phase["polls_per_task"] * poll_ms
+    print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
