@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -170,6 +171,15 @@ def status(host: HostProcess, instance_id: str, history: bool = False) -> dict[s
     return body
 
 
+def span(host: HostProcess, instance_id: str) -> tuple[datetime, datetime]:
+    """When the task's execution started and ended, from its history (microseconds, unlike createdTime)."""
+    body = status(host, instance_id, history=True)
+    assert body is not None
+    events = body["historyEvents"]
+    assert events[0]["EventType"] == "ExecutionStarted" and events[-1]["EventType"] == "ExecutionCompleted"
+    return datetime.fromisoformat(events[0]["Timestamp"]), datetime.fromisoformat(events[-1]["Timestamp"])
+
+
 def ended(host: HostProcess, instance_id: str) -> dict[str, Any] | None:
     body = status(host, instance_id)
     return body if body and body["runtimeStatus"] in ("Completed", "Failed", "Terminated") else None
@@ -309,13 +319,20 @@ def test_tasks_of_a_session_run_one_at_a_time_in_order_and_a_failed_one_does_not
         for task_id in ids
     }
     assert finals[f"{sessions['b']}-4"]["output"]["status"] == "Failed"
+    spans = {task_id: span(host, task_id) for ids in submitted.values() for task_id in ids}
     for name, ids in submitted.items():
         assert all(finals[i]["runtimeStatus"] == "Completed" for i in ids)
         for earlier, later in itertools.pairwise(ids):  # the next starts only once the previous ended
-            assert finals[later]["createdTime"] >= finals[earlier]["lastUpdatedTime"], (name, earlier, later)
+            assert spans[later][0] >= spans[earlier][1], (name, earlier, later, spans)
         session = status(host, f"session@{sessions[name]}", history=True)
         assert session is not None and session["runtimeStatus"] == "Running"
         assert session["customStatus"]["finished"] == len(ids) and session["customStatus"]["running"] is None
         assert len(session["historyEvents"]) < 10, "continue-as-new keeps one idle execution's events"
-    starts = sorted((finals[i]["createdTime"], name) for name, ids in submitted.items() for i in ids)
-    assert len({name for _, name in starts[:3]}) > 1, "sessions run in parallel"
+    overlapping = [
+        (first, second)
+        for first, second in itertools.combinations(spans, 2)
+        if first.rsplit("-", 1)[0] != second.rsplit("-", 1)[0]
+        and spans[first][0] < spans[second][1]
+        and spans[second][0] < spans[first][1]
+    ]
+    assert overlapping, f"tasks of different sessions never ran at the same time: {spans}"
