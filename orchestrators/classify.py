@@ -27,7 +27,7 @@ from contracts import (
     PreprocessInput,
     PreprocessOutput,
 )
-from orchestrators.reply import deliver_reply
+from orchestrators.reply import deliver_failure, deliver_reply
 from orchestrators.workflow import (
     BatchOutcome,
     activity_error_message,
@@ -75,11 +75,13 @@ def discard_tensors(context: df.DurableOrchestrationContext) -> Generator[Any, A
 
 @bp.orchestration_trigger(context_name="context", orchestration=CLASSIFY_ORCHESTRATOR)
 def classify_images(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
-    """The task, and on an orchestration failure the cleanup of its tensors before the failure is recorded."""
+    """The task, and on an orchestration failure the cleanup of its tensors and the failure's delivery to
+    ``reply_to`` before the failure is recorded."""
     try:
         return (yield from classify(context))
-    except Exception:
+    except Exception as error:
         yield from discard_tensors(context)
+        yield from deliver_failure(context, error)
         raise
 
 

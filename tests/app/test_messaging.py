@@ -23,6 +23,7 @@ from api.validation import RequestError, parse_json_submission
 from contracts import (
     CLASSIFY_ORCHESTRATOR,
     DELIVER_ACTIVITY,
+    INFERENCE_ACTIVITY,
     SESSION_ORCHESTRATOR,
     SESSION_TASK_EVENT,
     ClassificationRequest,
@@ -165,6 +166,18 @@ def test_a_failed_delivery_does_not_change_the_task_outcome() -> None:
     assert result.error is None and result.output["status"] == "Completed"
     delivery = result.output["delivery"]
     assert delivery["delivered"] is False and "HTTP 503" in delivery["error"]
+
+
+def test_an_orchestration_that_fails_tells_its_reply_to_then_fails() -> None:
+    """An inference result the orchestrator cannot read makes it raise (as in the retention tests)."""
+    request = {**with_reply(make_request(images=1, models=["resnet18"]), attempts=2), "session": "cam"}
+    result = run(request, **{INFERENCE_ACTIVITY: lambda payload: {}, DELIVER_ACTIVITY: flaky(1)})
+    assert result.error and "model" in result.error
+    sent = [payload for name, payload in result.calls if name == DELIVER_ACTIVITY]
+    assert len(sent) == 2  # the first attempt failed; the orchestration retried it
+    document = sent[-1]["document"]
+    assert document["status"] == "Failed" and document["task_id"] == "task-1" and document["session"] == "cam"
+    assert "model" in document["error"]
 
 
 def test_without_reply_to_nothing_is_delivered() -> None:
