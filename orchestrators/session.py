@@ -7,8 +7,11 @@ does not block the ones behind it), the orchestration continues as new with the 
 history holds one task's worth of events however long the session lives.
 
 There is always exactly one open ``wait_for_external_event``, yielded at every point the orchestration
-waits: azure-functions-durable 1.7.0 keeps an event that arrives with no waiter under its name only, so a
-second such event would replace the first. Events that arrive in the same episode as, and after, the
+waits, from the episode that runs ``ExecutionStarted`` on: azure-functions-durable 1.7.0 keeps an event that
+arrives with no waiter under its name only, so a second such event would replace the first, and the kept
+event is never cleared, so it would satisfy every later wait on that name (SDK issue 507). Both the
+extension and the local host deliver ``ExecutionStarted`` before any event of an execution, so no task event
+finds this orchestration without a waiter. Events that arrive in the same episode as, and after, the
 completion that ends an execution are dropped with that execution (the SDK's ``continue_as_new`` has no
 ``preserveUnprocessedEvents``); the starter therefore checks this orchestration's custom status
 (``running`` / ``queued``) and raises the event again, and a task id already held here is ignored.
