@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -336,3 +337,27 @@ def test_tasks_of_a_session_run_one_at_a_time_in_order_and_a_failed_one_does_not
         and spans[second][0] < spans[first][1]
     ]
     assert overlapping, f"tasks of different sessions never ran at the same time: {spans}"
+
+
+def test_starters_racing_to_create_a_new_session_all_get_their_task_run(host: HostProcess) -> None:
+    """Four submissions for a session that does not exist yet, at the same moment: one ``start_new`` of the
+    session wins, the others find it running, and every task runs, one at a time."""
+    session = f"race-{uuid.uuid4().hex[:6]}"
+    barrier = threading.Barrier(4)
+
+    def post(n: int) -> requests.Response:
+        barrier.wait()
+        return requests.post(f"{host.base_url}/api/tasks", json=task(1, seed=n, session=session), timeout=60)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(post, range(4)))
+    assert [a.status_code for a in answers] == [202] * 4, [a.text for a in answers]
+    ids = [a.json()["id"] for a in answers]
+    for task_id in ids:
+        wait_for(lambda task_id=task_id: ended(host, task_id), f"task {task_id}", host)
+    spans = sorted(span(host, task_id) for task_id in ids)
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)), spans
+    session_status = status(host, f"session@{session}")
+    assert session_status is not None and session_status["customStatus"]["finished"] == 4
+    created = f"session@{session}: Function 'classify_session (Orchestrator)' scheduled. Reason: NewInstance."
+    assert host.output.count(created) == 1, "the session was created once"
