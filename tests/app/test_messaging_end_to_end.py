@@ -125,6 +125,7 @@ def host(
         "DELIVERY_RETRY_ATTEMPTS": "4",
         "DELIVERY_RETRY_INTERVAL_MS": "200",
         "ACTIVITY_RETRY_INTERVAL_MS": "100",
+        "SESSION_ACCEPT_TIMEOUT_SECONDS": "3",
     }
     # The task queue exists before the app starts, as on Azure (the trigger does not create it).
     QueueServiceClient.from_connection_string(azurite_queue.connection_string).create_queue(TASK_QUEUE)
@@ -361,3 +362,37 @@ def test_starters_racing_to_create_a_new_session_all_get_their_task_run(host: Ho
     assert session_status is not None and session_status["customStatus"]["finished"] == 4
     created = f"session@{session}: Function 'classify_session (Orchestrator)' scheduled. Reason: NewInstance."
     assert host.output.count(created) == 1, "the session was created once"
+
+
+def test_a_session_that_does_not_take_the_task_is_a_503_and_the_events_raised_again_run_it_once(
+    host: HostProcess,
+) -> None:
+    """A suspended session holds its events: the starter raises the task three times, gives up with a 503
+    (the client may retry with the same task_id), and once resumed the session runs the task once."""
+    session = f"held-{uuid.uuid4().hex[:6]}"
+    first = requests.post(f"{host.base_url}/api/tasks", json=task(1, session=session), timeout=60)
+    wait_for(lambda: ended(host, first.json()["id"]), "the first task", host)
+    management = f"{host.base_url}/runtime/webhooks/durabletask/instances/session@{session}"
+    assert requests.post(f"{management}/suspend", params={"reason": "test"}, timeout=10).status_code == 202
+    wait_for(lambda: (status(host, f"session@{session}") or {}).get("runtimeStatus") == "Suspended", "suspend", host)
+
+    held = requests.post(
+        f"{host.base_url}/api/tasks", json=task(1, session=session, task_id=f"{session}-b"), timeout=60
+    )
+    assert held.status_code == 503 and "did not accept the task within 3 s" in held.json()["error"]
+    assert requests.post(f"{management}/resume", params={"reason": "test"}, timeout=10).status_code == 202
+    final = wait_for(lambda: ended(host, f"{session}-b"), "the held task", host)
+    assert final["runtimeStatus"] == "Completed"
+    wait_for(lambda: (status(host, f"session@{session}") or {}).get("customStatus", {}).get("finished") == 2, "2", host)
+    time.sleep(1.0)  # the duplicates were ignored: nothing else runs
+    assert status(host, f"session@{session}")["customStatus"] == {
+        "session": session,
+        "running": None,
+        "queued": [],
+        "finished": 2,
+        "last": None,
+    }
+    again = requests.post(
+        f"{host.base_url}/api/tasks", json=task(1, session=session, task_id=f"{session}-b"), timeout=60
+    )
+    assert again.status_code == 202 and again.json()["id"] == f"{session}-b"  # a retry after the 503: no new task
