@@ -7,8 +7,9 @@ workers) spends is taken from the forward passes in the worker processes, so thi
 1. one ``GET statusQueryGetUri`` on its own (a client polls it many times per task): host CPU per request
    for a finished 1-image and a finished 8-image task, a few hundred requests in a row;
 2. N 1-image and N 8-image tasks of the real app (``random:0`` weights, two worker processes as
-   ``make run``), clients polling every 50 ms: host CPU per task, polls per task, and the host's CPU per
-   task without its polls; per host thread (event loop, store writer, log flusher, thread pool, worker
+   ``make run``), clients polling every 0.5 s: host CPU per task, polls and orchestrator episodes per task,
+   and the host's CPU per task without its polls (a client polling every 50 ms adds latency / 50 ms polls
+   of the cost measured in 1.); per host thread (event loop, store writer, log flusher, thread pool, worker
    pipes: the names come from ``py-spy dump``) when py-spy is given;
 3. with ``--py-spy``, a sampled profile of the host during the 8-image phase, by category.
 
@@ -33,12 +34,14 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from system_benchmark import REPO_ROOT, SHARED_IMAGES, Client, cpu_seconds, host_processes  # noqa: E402
+from system_benchmark import REPO_ROOT, SHARED_IMAGES, Client, cpu_seconds, host_processes
 
-from durable_host.testing import HostProcess  # noqa: E402
-from storage.blobs import LocalFolderBlobStore  # noqa: E402
+from durable_host.testing import HostProcess
+from storage.blobs import LocalFolderBlobStore
 
 TICK = os.sysconf("SC_CLK_TCK")
+# The line the host logs after each episode of the app's orchestrator function.
+EPISODE_LINE = "Executed 'Functions.classify_images'"
 
 # Profile categories: a sample counts for the first rule any of its frames matches (outermost rules first
 # would hide the cost inside them, so the specific costs come first).
@@ -53,6 +56,12 @@ CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
     ("aiohttp server (parse, respond)", re.compile(r"aiohttp/")),
     ("asyncio loop", re.compile(r"asyncio/")),
 ]
+# Innermost frames of a thread that waits: the event loop's select, the log flusher's sleep, the store
+# writer's and the pipe reader's blocking reads, idle pool threads.
+IDLE = re.compile(
+    r"^(EpollSelector\.select|_PollLikeSelector\.select|BufferedStreamHandler\._flusher|Store\._run|"
+    r"Condition\.wait|_worker|wait) \("
+)
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
@@ -112,10 +121,19 @@ def status_poll_cost(pid: int, url: str, requests_: int) -> float:
 
 
 def load_phase(
-    pid: int, base_url: str, blobs: list[str], size: int, tasks: int, concurrency: int, py_spy: str | None
+    host: HostProcess,
+    blobs: list[str],
+    size: int,
+    tasks: int,
+    concurrency: int,
+    poll_interval: float,
+    py_spy: str | None,
 ) -> dict[str, Any]:
     """``tasks`` tasks of ``size`` images, ``concurrency`` at a time: host CPU per task and per thread."""
-    client = CountingClient(base_url, 0.05)
+    assert host.process is not None
+    pid = host.process.pid
+    client = CountingClient(host.base_url, poll_interval)
+    episodes_before = host.output.count(EPISODE_LINE)
     work = [[blobs[(t * size + i) % len(blobs)] for i in range(size)] for t in range(tasks)]
     threads_before = thread_cpu(pid)
     before = cpu_seconds({"host": pid})["host"]
@@ -124,13 +142,14 @@ def load_phase(
         list(pool.map(lambda images: client.run_task(images, "resnet18"), work))
     wall = time.perf_counter() - started
     host_ms = (cpu_seconds({"host": pid})["host"] - before) * 1000.0
+    time.sleep(0.2)  # the episodes' log lines are flushed every 50 ms
+    episodes = host.output.count(EPISODE_LINE) - episodes_before
     threads_after = thread_cpu(pid)
     names = thread_names(pid, py_spy)
-    per_thread: Counter[str] = Counter()
+    per_thread: dict[str, float] = {}
     for tid, seconds in threads_after.items():
-        per_thread[thread_group(names.get(tid, f"thread {tid}"))] += (
-            seconds - threads_before.get(tid, 0.0)
-        ) * 1000.0 / tasks
+        group = thread_group(names.get(tid, f"thread {tid}"))
+        per_thread[group] = per_thread.get(group, 0.0) + (seconds - threads_before.get(tid, 0.0)) * 1000.0 / tasks
     return {
         "task_size": size,
         "tasks": tasks,
@@ -138,34 +157,105 @@ def load_phase(
         "wall_s": wall,
         "host_cpu_ms_per_task": host_ms / tasks,
         "polls_per_task": client.polls / tasks,
-        "host_cpu_ms_per_thread_per_task": {k: v for k, v in per_thread.most_common() if v >= 0.05},
+        "episodes_per_task": episodes / tasks,
+        "host_cpu_ms_per_thread_per_task": {
+            k: v for k, v in sorted(per_thread.items(), key=lambda kv: -kv[1]) if v >= 0.05
+        },
     }
 
 
 def profile_summary(raw_path: Path) -> dict[str, float]:
-    """Share of the host's samples per category, from py-spy's raw (collapsed stacks) output."""
+    """Share of the host's busy samples per category, from py-spy's raw (collapsed stacks) output.
+
+    py-spy cannot tell idle threads here (it counts a thread blocked in ``select`` or ``sleep`` as
+    running), so samples whose innermost frame is such a wait are left out.
+    """
     total = 0
     shares: Counter[str] = Counter()
     for line in raw_path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if IDLE.search(stack.rsplit(";", 1)[-1]):
+            continue
         samples = int(count)
         total += samples
         shares[next((name for name, rule in CATEGORIES if rule.search(stack)), "other")] += samples
     return {name: 100.0 * n / total for name, n in shares.most_common()} if total else {}
 
 
+def measure(repo: Path, blobs: list[str], env: dict[str, str], hub: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """All the measurements on one host, running the host and the app of the checkout ``repo``."""
+    report: dict[str, Any] = {"repo": str(repo)}
+    with HostProcess(repo, env=env, hub_dir=hub) as host:
+        assert host.process is not None
+        pid = host.process.pid
+        warm = Client(host.base_url, 0.01)
+        for size in (1, 8, 1, 8):  # model load, first episodes, SQLite file
+            warm.run_task(blobs[:size], "resnet18")
+        finished = {}
+        for size in (1, 8):
+            response = requests.post(
+                f"{host.base_url}/api/tasks",
+                json={"model": "resnet18", "images": [{"blob": b} for b in blobs[:size]], "top_k": 5},
+                timeout=60,
+            )
+            finished[size] = response.json()["statusQueryGetUri"]
+            while requests.get(finished[size], timeout=30).json()["runtimeStatus"] != "Completed":
+                time.sleep(0.05)
+        report["status_poll_host_cpu_ms"] = {
+            f"{size}-image task, finished": status_poll_cost(pid, url, args.polls) for size, url in finished.items()
+        }
+        report["processes"] = list(host_processes(pid))
+        phases = []
+        for size in (1, 8):
+            profile = None
+            raw = hub / "host-profile.txt"
+            if args.py_spy and size == 8:
+                profile = subprocess.Popen(
+                    [args.py_spy, "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(raw)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                time.sleep(1.0)
+            phase = load_phase(host, blobs, size, args.tasks, args.concurrency, args.poll_interval, args.py_spy)
+            if profile is not None:
+                profile.send_signal(2)  # SIGINT: py-spy writes what it has
+                profile.wait(timeout=60)
+                phase["profile_percent_of_busy_samples"] = profile_summary(raw)
+            phases.append(phase)
+        report["load"] = phases
+    poll_ms = max(report["status_poll_host_cpu_ms"].values())
+    for phase in report["load"]:
+        phase["host_cpu_ms_per_task_without_polls"] = phase["host_cpu_ms_per_task"] - phase["polls_per_task"] * poll_ms
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=40, help="tasks per load phase")
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--polls", type=int, default=300, help="status requests in a row per measurement")
+    parser.add_argument("--polls", type=int, default=1000, help="status requests in a row per measurement")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.5,
+        help="seconds between a load client's polls: slow, so that the task's own cost dominates (the polls are "
+        "measured on their own, and subtracted)",
+    )
     parser.add_argument("--py-spy", dest="py_spy", help="py-spy executable: thread names and a profile")
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        action="append",
+        help="checkout whose host and app run (default: this one); give several, e.g. a `git worktree` of the "
+        "commit before a change, to compare them in one run",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="measure every checkout this many times, in turn")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     photos = sorted(SHARED_IMAGES.glob("*.jpg"))
     if not photos:
         raise SystemExit(f"no photos in {SHARED_IMAGES}; set SHARED_DIR")
-    report: dict[str, Any] = {}
+    reports = []
     with tempfile.TemporaryDirectory() as tmp:
         store = LocalFolderBlobStore(Path(tmp) / "blobs")
         blobs = []
@@ -180,50 +270,29 @@ def main() -> None:
             "MODEL_WEIGHTS_RESNET50": "random:0",
             "MODEL_PREWARM": "resnet18",
         }
-        with HostProcess(REPO_ROOT, env=env, hub_dir=Path(tmp) / "hub") as host:
-            assert host.process is not None
-            pid = host.process.pid
-            warm = Client(host.base_url, 0.01)
-            for size in (1, 8, 1, 8):  # model load, first episodes, SQLite file
-                warm.run_task(blobs[:size], "resnet18")
-            finished = {}
-            for size in (1, 8):
-                response = requests.post(
-                    f"{host.base_url}/api/tasks",
-                    json={"model": "resnet18", "images": [{"blob": b} for b in blobs[:size]], "top_k": 5},
-                    timeout=60,
-                )
-                finished[size] = response.json()["statusQueryGetUri"]
-                while requests.get(finished[size], timeout=30).json()["runtimeStatus"] != "Completed":
-                    time.sleep(0.05)
-            report["status_poll_host_cpu_ms"] = {
-                f"{size}-image task, finished": status_poll_cost(pid, url, args.polls) for size, url in finished.items()
-            }
-            report["processes"] = list(host_processes(pid))
-            phases = []
-            for size in (1, 8):
-                profile = None
-                if args.py_spy and size == 8:
-                    raw = Path(tmp) / "host-profile.txt"
-                    profile = subprocess.Popen(
-                        [args.py_spy, "record", "--nonblocking", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(raw)],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                    time.sleep(1.0)
-                phase = load_phase(pid, host.base_url, blobs, size, args.tasks, args.concurrency, args.py_spy)
-                if profile is not None:
-                    profile.send_signal(2)  # SIGINT: py-spy writes what it has
-                    profile.wait(timeout=60)
-                    phase["profile_percent"] = profile_summary(raw)
-                phases.append(phase)
-            report["load"] = phases
-    poll_ms = max(report["status_poll_host_cpu_ms"].values())
-    for phase in report["load"]:
-        phase["host_cpu_ms_per_task_without_polls"] = phase["host_cpu_ms_per_task"] - phase["polls_per_task"] * poll_ms
-    print(json.dumps(report, indent=2))
+        for round_ in range(args.rounds):
+            for number, repo in enumerate(args.repo or [REPO_ROOT]):
+                reports.append(measure(repo.resolve(), blobs, env, Path(tmp) / f"hub-{round_}-{number}", args))
+    print(json.dumps(reports, indent=2))
+    print("\n| host CPU, ms | " + " | ".join(r["repo"] for r in reports) + " |")
+    print("|---|" + "---|" * len(reports))
+    for key in reports[0]["status_poll_host_cpu_ms"]:
+        print(
+            f"| one status poll, {key} | "
+            + " | ".join(f"{r['status_poll_host_cpu_ms'][key]:.3f}" for r in reports)
+            + " |"
+        )
+    for n, phase in enumerate(reports[0]["load"]):
+        for field, what in (
+            ("host_cpu_ms_per_task", "per task"),
+            ("polls_per_task", "polls per task"),
+            ("episodes_per_task", "orchestrator episodes per task"),
+            ("host_cpu_ms_per_task_without_polls", "per task without its polls"),
+        ):
+            cells = " | ".join(f"{r['load'][n][field]:.1f}" for r in reports)
+            print(f"| {phase['task_size']}-image tasks x{phase['concurrency']}, {what} | {cells} |")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        args.json.write_text(json.dumps(reports, indent=2))
 
 
 if __name__ == "__main__":

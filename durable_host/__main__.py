@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[ROLE_SETTING] = DISPATCHER_ROLE if args.check or config.workers > 1 else STANDALONE_ROLE
         index = load_index(config)
     except (FileNotFoundError, IndexingError, ValueError) as exc:
+        logs.flush()  # what was logged before the failure comes before it
         print(f"durable_host: cannot start: {exc}", file=sys.stderr, flush=True)
         return 2
     if args.check:

@@ -41,12 +41,13 @@ class EventType(IntEnum):
 
 def iso_ts(epoch: float) -> str:
     """History timestamp: ISO 8601 with microseconds and ``Z`` (the SDK needs an aware time)."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is three times faster than strftime, and every history event has a timestamp
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def status_ts(epoch: float) -> str:
     """Status timestamps use .NET's ``ToString("s") + "Z"``: no fractional seconds."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")[:-6] + "Z"
 
 
 def parse_ts(text: str) -> float:

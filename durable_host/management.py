@@ -34,7 +34,7 @@ from .operations import (
     PreconditionFailed,
     Query,
 )
-from .status import status_body
+from .status import status_body, status_json
 from .urls import check_status_payload
 
 log = logging.getLogger("durable_host")
@@ -56,6 +56,11 @@ def error_response(exc: OperationError) -> web.Response:
         },
         status=exc.status,
     )
+
+
+def _json_bytes(body: bytes, status: int, headers: dict[str, str] | None = None) -> web.Response:
+    """What ``web.json_response`` sends, for a body encoded already."""
+    return web.Response(body=body, status=status, headers=headers, content_type="application/json", charset="utf-8")
 
 
 def flag(request: web.Request, name: str, default: bool) -> bool:
@@ -133,6 +138,8 @@ async def json_body(request: web.Request) -> str | None:
         return json.dumps(json.loads(raw), separators=(",", ":"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # the parser's depth guard: deeply nested input is the client's error
+        raise BadRequest("The request body is nested too deeply to be read as JSON.") from exc
 
 
 class ManagementApi:
@@ -177,13 +184,21 @@ class ManagementApi:
     async def _status_response(self, request: web.Request, inst: Instance, failed_status: int) -> web.Response:
         """The status answer of ``GET instances/{id}``, honouring its ``show*`` flags."""
         show_input = flag(request, "showInput", True)
-        history = await self.ops.history(inst) if flag(request, "showHistory", False) else None
-        body = status_body(
-            inst, show_input=show_input, history=history, show_history_output=flag(request, "showHistoryOutput", False)
-        )
+        if flag(request, "showHistory", False):
+            history = await self.ops.history(inst)
+            body = json.dumps(
+                status_body(
+                    inst,
+                    show_input=show_input,
+                    history=history,
+                    show_history_output=flag(request, "showHistoryOutput", False),
+                )
+            ).encode()
+        else:
+            body = status_json(inst, show_input=show_input)
         if not inst.terminal:
-            return web.json_response(body, status=202, headers={"Location": str(request.url), "Retry-After": "5"})
-        return web.json_response(body, status=failed_status if inst.status == RuntimeStatus.Failed else 200)
+            return _json_bytes(body, status=202, headers={"Location": str(request.url), "Retry-After": "5"})
+        return _json_bytes(body, status=failed_status if inst.status == RuntimeStatus.Failed else 200)
 
     async def _started(self, request: web.Request, instance_id: str, timeout: float | None) -> web.Response:
         """The answer to a start or restart: the check-status 202, or in wait mode the result.

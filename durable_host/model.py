@@ -99,6 +99,8 @@ class Instance:
     action_count: int = 0  # actions the SDK returned so far (new ones follow)
     queued: bool = False  # waiting in the ready queue (or for not_before)
     not_before: float = 0.0  # earliest start of the next episode (see Engine)
+    # The last status body served, encoded, with what it was made of (see status.status_json).
+    status_cache: tuple[tuple[Any, ...], bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
     def terminal(self) -> bool:

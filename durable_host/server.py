@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import azure_worker
+from . import azure_worker, logs
 from .activities import ActivityDispatcher, WorkerProcesses
 from .azure_worker import IndexingError
 from .config import HostConfig
@@ -69,6 +69,7 @@ def print_functions(config: HostConfig, index: FunctionIndex) -> None:
         )
     if config.workers > 1:
         lines.append(f"Activities run in {config.workers} worker processes")
+    logs.flush()  # lines logged while the app was imported come before the listing
     print("\n".join(lines), flush=True)
 
 
