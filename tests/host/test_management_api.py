@@ -151,6 +151,14 @@ def test_bad_requests_get_4xx_never_500(api):
             ),
             400,
         ),
+        (
+            s.post(
+                f"{m}/orchestrators/hello_sequence",
+                data=b"[" * 100_000,  # past the JSON parser's depth guard
+                headers={"Content-Type": "application/json"},
+            ),
+            400,
+        ),
         (s.put(f"{m}/instances/anything"), 404),  # wrong method
         (s.get(f"{m}/orchestrators/hello_sequence"), 404),  # wrong method
         (s.get(f"{m}/no/such/route"), 404),
