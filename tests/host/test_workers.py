@@ -66,8 +66,8 @@ def test_each_process_is_told_whether_it_runs_activities(tmp_path):
             time.sleep(0.1)
         roles = sorted(line.split()[-1] for line in host.output.splitlines() if line.startswith("imported as"))
     assert roles == ["dispatcher", "worker", "worker"]
-    with HostProcess(tmp_path) as host:  # one process runs everything, as on Azure: nothing is set
-        assert "imported as unset" in host.output
+    with HostProcess(tmp_path) as host:  # one process runs everything (Azure sets nothing)
+        assert "imported as standalone" in host.output
 
 
 ORPHAN_APP = """
