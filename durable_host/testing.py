@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -165,3 +165,21 @@ class HostProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def wait_for[T](
+    condition: Callable[[], T | None], what: str, host: HostProcess | None = None, timeout: float = 90.0
+) -> T:
+    """Poll until ``condition()`` is truthy and return its value; on timeout fail with the host's output.
+
+    Tests of an asynchronous host must wait for a state, never sleep and then assert: a loaded machine
+    makes any fixed sleep too short.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}:\n{host.output[-6000:] if host else ''}")
+        time.sleep(0.05)

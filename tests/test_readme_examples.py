@@ -20,6 +20,7 @@ from typing import NamedTuple
 import pytest
 
 from durable_host.testing import HostProcess
+from tests.fixtures.app_host import RANDOM_WEIGHTS, local_state
 
 pytestmark = pytest.mark.host
 
@@ -44,11 +45,8 @@ def examples() -> list[Example]:
 def readme_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostProcess, Path]]:
     data = tmp_path_factory.mktemp("readme")
     env = {
-        "MODEL_WEIGHTS_RESNET18": "random:0",
-        "MODEL_WEIGHTS_RESNET50": "random:0",
-        "MODEL_PREWARM": "",
-        "BLOB_LOCAL_ROOT": str(data / "blobs"),
-        "SQL_CONNECTION_STRING": f"sqlite:///{data / 'results.db'}",
+        **RANDOM_WEIGHTS,
+        **local_state(data),
     }
     with HostProcess(REPO_ROOT, env=env, hub_dir=data / "hub") as host:
         yield host, data / "blobs"

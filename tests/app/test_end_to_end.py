@@ -19,6 +19,7 @@ import torch
 
 from durable_host.testing import HostProcess
 from tests.conftest import REPO_ROOT
+from tests.fixtures.app_host import local_state
 from tests.fixtures.checkpoints import reference_logits
 
 pytestmark = pytest.mark.host
@@ -31,8 +32,7 @@ def host(tmp_path_factory: pytest.TempPathFactory, torch_home: Path) -> Iterator
     data = tmp_path_factory.mktemp("app-data")
     env = {
         "TORCH_HOME": str(torch_home),
-        "BLOB_LOCAL_ROOT": str(data / "blobs"),
-        "SQL_CONNECTION_STRING": f"sqlite:///{data / 'results.db'}",
+        **local_state(data),
         "INFERENCE_PRECISION": "fp32",
         "INFERENCE_BATCH_SIZE": "4",
         "ACTIVITY_RETRY_INTERVAL_MS": "100",

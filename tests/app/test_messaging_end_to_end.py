@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,28 +30,16 @@ import requests
 from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient, QueueServiceClient
 from PIL import Image
 
-from durable_host.testing import HostProcess
+from durable_host.testing import HostProcess, wait_for
 from messaging.signing import SIGNATURE_HEADER, verify
 from tests.conftest import REPO_ROOT
+from tests.fixtures.app_host import RANDOM_WEIGHTS, local_state
 from tests.fixtures.azurite import Azurite
 
 pytestmark = pytest.mark.host
 
-TIMEOUT_S = 90.0
 SECRET = "test-signing-secret"
 TASK_QUEUE = "classify-e2e"
-
-
-def wait_for[T](condition: Callable[[], T | None], what: str, host: HostProcess, timeout: float = TIMEOUT_S) -> T:
-    """Poll until ``condition()`` is truthy; fail with the host's output, never sleep-and-assert."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}:\n{host.output[-6000:]}")
-        time.sleep(0.1)
 
 
 @dataclass
@@ -113,11 +101,8 @@ def host(
 ) -> Iterator[HostProcess]:
     data = tmp_path_factory.mktemp("messaging")
     env = {
-        "MODEL_WEIGHTS_RESNET18": "random:0",
-        "MODEL_WEIGHTS_RESNET50": "random:0",
-        "MODEL_PREWARM": "",
-        "BLOB_LOCAL_ROOT": str(data / "blobs"),
-        "SQL_CONNECTION_STRING": f"sqlite:///{data / 'results.db'}",
+        **RANDOM_WEIGHTS,
+        **local_state(data),
         "AzureWebJobsStorage": azurite_queue.connection_string,
         "TASK_QUEUE_NAME": TASK_QUEUE,
         "CALLBACK_ALLOWED_HOSTS": "127.0.0.1",

@@ -32,6 +32,7 @@ from storage.blobs import LocalFolderBlobStore
 from tests.app.test_end_to_end import api, photos, poll
 from tests.app.test_end_to_end import host as e2e_host  # noqa: F401  a fixture, requested by this name
 from tests.conftest import REPO_ROOT
+from tests.fixtures.app_host import local_state
 
 pytestmark = pytest.mark.host
 
@@ -147,8 +148,7 @@ def maintained_host(tmp_path_factory: pytest.TempPathFactory, torch_home: Path) 
     data = tmp_path_factory.mktemp("retention")
     env = {
         "TORCH_HOME": str(torch_home),
-        "BLOB_LOCAL_ROOT": str(data / "blobs"),
-        "SQL_CONNECTION_STRING": f"sqlite:///{data / 'results.db'}",
+        **local_state(data),
         "INFERENCE_PRECISION": "fp32",
         "MAINTENANCE_SCHEDULE": "* * * * * *",
         "UPLOAD_RETENTION_HOURS": str(UPLOAD_RETENTION_S / 3600),

@@ -23,6 +23,7 @@ from classifier_cli.files import find_images, task_payload
 from durable_host.testing import HostProcess
 from tests.browser.conftest import Api, wait_for
 from tests.conftest import REPO_ROOT
+from tests.fixtures.app_host import RANDOM_WEIGHTS, local_state
 
 pytestmark = [pytest.mark.browser]
 
@@ -394,9 +395,8 @@ def classifier_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """This project's app (random weights: nothing to download) on a fresh hub, database and blob folder."""
     data = tmp_path_factory.mktemp("monitor-app")
     env = {
-        "MODEL_WEIGHTS_RESNET18": "random:0",
-        "BLOB_LOCAL_ROOT": str(data / "blobs"),
-        "SQL_CONNECTION_STRING": f"sqlite:///{data / 'results.db'}",
+        **RANDOM_WEIGHTS,
+        **local_state(data),
     }
     with HostProcess(REPO_ROOT, env=env, hub_dir=data / "hub", startup_timeout=120) as host:
         yield Api(host)

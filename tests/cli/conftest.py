@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from classifier_cli.main import cli
 from durable_host.testing import HostProcess
 from tests.conftest import REPO_ROOT
+from tests.fixtures.app_host import RANDOM_WEIGHTS, local_state
 
 #: Wide enough that no table cell wraps, so assertions can look for whole messages on one line.
 COLUMNS = "400"
@@ -38,10 +39,8 @@ class Run:
 def app_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:
     data = tmp_path_factory.mktemp("cli-app")
     env = {
-        "MODEL_WEIGHTS_RESNET18": "random:0",
-        "MODEL_WEIGHTS_RESNET50": "random:0",
-        "BLOB_LOCAL_ROOT": str(data / "blobs"),
-        "SQL_CONNECTION_STRING": f"sqlite:///{data / 'results.db'}",
+        **RANDOM_WEIGHTS,
+        **local_state(data),
         "ACTIVITY_RETRY_INTERVAL_MS": "100",
     }
     with HostProcess(REPO_ROOT, env=env, hub_dir=data / "hub", startup_timeout=120) as host:

@@ -17,6 +17,7 @@ from classifier_cli.main import cli
 from durable_host.testing import HostProcess
 from tests.cli.conftest import COLUMNS, Classify, Run
 from tests.conftest import REPO_ROOT
+from tests.fixtures.app_host import RANDOM_WEIGHTS, local_state
 from tests.fixtures.azurite import Azurite
 
 pytestmark = pytest.mark.host
@@ -28,10 +29,8 @@ TASK_QUEUE = "cli-tasks"
 def queue_host(tmp_path_factory: pytest.TempPathFactory, azurite_queue: Azurite) -> Iterator[HostProcess]:
     data = tmp_path_factory.mktemp("cli-messaging")
     env = {
-        "MODEL_WEIGHTS_RESNET18": "random:0",
-        "MODEL_PREWARM": "",
-        "BLOB_LOCAL_ROOT": str(data / "blobs"),
-        "SQL_CONNECTION_STRING": f"sqlite:///{data / 'results.db'}",
+        **RANDOM_WEIGHTS,
+        **local_state(data),
         "AzureWebJobsStorage": azurite_queue.connection_string,
         "TASK_QUEUE_NAME": TASK_QUEUE,
     }

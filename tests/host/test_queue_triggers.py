@@ -9,7 +9,7 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +22,13 @@ from azure.storage.queue import QueueClient, QueueServiceClient
 from durable_host.indexing import QueueFunction
 from durable_host.queue_connections import resolve_connection
 from durable_host.queue_triggers import Backoff, resolve_target
-from durable_host.testing import HostProcess
+from durable_host.testing import HostProcess, wait_for
 from durable_host.trigger_settings import MessageEncoding, queues_options
 from tests.fixtures.azurite import Azurite
 
 from .conftest import APPS
 
 pytestmark = pytest.mark.unit  # the in-process tests; every test using Azurite gets azurite (and host) below
-
-TIMEOUT_S = 20.0
-
-
-def wait_for[T](
-    condition: Callable[[], T], what: str, host: HostProcess | None = None, timeout: float = TIMEOUT_S
-) -> T:
-    """Poll until ``condition()`` is truthy; fail with the host's output, never sleep-and-assert."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}:\n{host.output[-4000:] if host else ''}")
-        time.sleep(0.05)
 
 
 class Harness:
