@@ -10,7 +10,8 @@ one module and ``tests/host/test_sdk_adapter.py`` says which attribute moved:
   ``_sequence_number`` (read), and the public ``open_tasks``;
 * the handle's ``orchestrator_function`` and ``_df_input_type``, set by the SDK's decorators;
 * the executor's ``initialize``/``execute``/``exception``/``output``/
-  ``orchestration_invocation_succeeded``;
+  ``orchestration_invocation_succeeded``, and its ``get_orchestrator_state_str``, replaced per
+  executor by the decisions it makes without the JSON it builds (see ``_decided_state``);
 * ``CallSubOrchestratorAction._input``, the retry state of ``RetryAbleTask``
   (``retry_options``, ``num_attempts``, ``actions``) and ``NoOpAction.metadata``;
 * the module-level ``dt_parse`` of ``models.history.HistoryEvent``, replaced by a fast ISO
@@ -22,6 +23,7 @@ The SDK ships no type information: mypy treats its modules as ``Any`` (one overr
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import inspect
 import json
@@ -167,9 +169,30 @@ def _executor() -> Any:
     executor = getattr(_current, "executor", None)
     if executor is None:
         executor = _current.executor = TaskOrchestrationExecutor()
+        executor.get_orchestrator_state_str = functools.partial(_decided_state, executor)
     else:
         executor.initialize()
     return executor
+
+
+def _decided_state(executor: Any) -> str:
+    """What ``get_orchestrator_state_str`` decides at the end of ``execute``, without its JSON.
+
+    The SDK serialises every action of the orchestration so far into the state text Azure's worker
+    sends to the extension, after every episode; the host reads the actions from the context and
+    never used that text, which was about a sixth of an episode's replay time. Kept as the SDK
+    does them: an output that is not JSON becomes the orchestration's error, and an error is raised
+    from ``execute`` with the orchestrator's exception as its cause (``replay`` reads that cause).
+    """
+    if executor.output is not None:
+        try:
+            json.dumps(executor.output)
+        except Exception as exc:  # noqa: BLE001 - the SDK turns any serialisation error into the failure
+            executor.output = None
+            executor.exception = exc
+    if executor.exception is not None:
+        raise Exception(str(executor.exception)) from executor.exception
+    return ""
 
 
 def replay(
@@ -308,7 +331,14 @@ _CONTEXT_ATTRIBUTES = (
     "custom_status",
     "is_replaying",
 )
-_EXECUTOR_ATTRIBUTES = ("initialize", "execute", "exception", "output", "orchestration_invocation_succeeded")
+_EXECUTOR_ATTRIBUTES = (
+    "initialize",
+    "execute",
+    "exception",
+    "output",
+    "orchestration_invocation_succeeded",
+    "get_orchestrator_state_str",
+)
 
 
 def _missing(obj: object, names: tuple[str, ...], what: str) -> list[str]:

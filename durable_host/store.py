@@ -318,7 +318,10 @@ class Store:
                 batch.append(nxt)
             results = self._execute(conn, batch)
             self.commits += 1
-            loop.call_soon_threadsafe(_resolve, results)
+            # most writes have nobody waiting: waking the event loop for them is a system call and
+            # a loop iteration per commit; a failed write is logged by _execute either way
+            if any(future is not None for future, _, _ in results):
+                loop.call_soon_threadsafe(_resolve, results)
             if stop:
                 return
 
