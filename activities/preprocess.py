@@ -19,7 +19,7 @@ from activities.checkpoints import as_file_spec
 from activities.sources import ImageSourceError, read_image_bytes
 from contracts import PREPROCESS_ACTIVITY, PreprocessInput, PreprocessOutput
 from inference.errors import InvalidImageError
-from inference.preprocess import check_resize_pixels, crop_uint8, decode_image
+from inference.preprocess import crop_uint8, decode_image
 from inference.tensor_io import encode_tensor
 from inference.weights import ResolvedWeights, resolve_weights
 from services import blob_store
@@ -47,9 +47,13 @@ def preprocess(request: PreprocessInput) -> PreprocessOutput:
     weights_by_model = {model: preprocessing_weights(model, settings.weights_spec(model)) for model in request.models}
     try:
         data = read_image_bytes(request.source, store, settings)
-        image = decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
-        for weights in weights_by_model.values():
-            check_resize_pixels(image.size, weights.resize_size, settings.max_image_pixels)
+        image = decode_image(
+            data,
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_decode_bytes=settings.max_decode_bytes,
+            resize_size=max((weights.resize_size for weights in weights_by_model.values()), default=0),
+        )
     except (ImageSourceError, InvalidImageError) as exc:
         return PreprocessOutput(
             image_index=request.image_index,

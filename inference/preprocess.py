@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import functional as F
 
 from inference.errors import InvalidImageError
+from inference.memory_budget import DEFAULT_MAX_DECODE_BYTES, peak_bytes, resized_size
 from inference.weights import ResolvedWeights
 
 #: Formats Pillow may decode. Pillow knows dozens of exotic formats (some with a history of parser bugs);
@@ -27,6 +29,12 @@ ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP",
 
 #: Colour that transparent pixels are composited onto (see :func:`to_rgb`).
 BACKGROUND_RGB: tuple[int, int, int] = (255, 255, 255)
+
+#: EXIF orientations that ``ImageOps.exif_transpose`` applies (by a copy of the image); 1 is upright.
+_TRANSPOSING_ORIENTATIONS = frozenset(range(2, 9))
+
+#: Pixels a band of :func:`_banded` holds: its intermediates stay a few MB whatever the image size.
+_BAND_PIXELS = 1 << 20
 
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"%PDF", "a PDF document"),
@@ -39,13 +47,23 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+def decode_image(
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+    resize_size: int = 0,
+) -> Image.Image:
     """Decode ``data`` into an RGB ``PIL.Image``, enforcing size limits before any pixel is decoded.
 
     Order of checks, cheapest first: empty, over ``max_bytes``, not an allowed image format (the message says
     what the bytes look like instead), over ``max_pixels`` according to the *header* (a decompression bomb —
     a few KB of PNG declaring 100k x 100k pixels — is rejected before allocating anything; Pillow's own
-    DecompressionBombError/Warning is turned into the same error), then the actual decode, where truncated or
+    DecompressionBombError/Warning is turned into the same error), the resize to ``resize_size`` (the largest
+    of the models' transforms; 0: not checked) over ``max_pixels`` (extreme aspect ratios), the memory the
+    decode, conversion and resize will hold over ``max_decode_bytes`` (see :mod:`inference.memory_budget`;
+    checked again after decoding, once the EXIF orientation is known), then the actual decode, where truncated or
     corrupt data fails (Pillow's ``LOAD_TRUNCATED_IMAGES`` stays off: a half-grey photo would be classified
     silently). Only the first frame of animated GIF/WebP/TIFF is used. EXIF orientation is applied, as every
     viewer does, so a phone photo is classified upright. Colour modes are handled by :func:`to_rgb`.
@@ -64,6 +82,9 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             _check_pixels(image.size, max_pixels)
+            if resize_size:
+                check_resize_pixels(image.size, resize_size, max_pixels)
+            _check_budget(image, rotates=False, resize_size=resize_size, max_decode_bytes=max_decode_bytes)
             image.load()
     except InvalidImageError:
         raise
@@ -76,7 +97,11 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(f"corrupt or truncated image data ({exc})") from exc
     try:
-        image = ImageOps.exif_transpose(image)
+        rotates = image.getexif().get(ExifTags.Base.Orientation, 1) in _TRANSPOSING_ORIENTATIONS
+        _check_budget(image, rotates=rotates, resize_size=resize_size, max_decode_bytes=max_decode_bytes)
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an image that is upright already
+    except InvalidImageError:
+        raise
     except (OSError, SyntaxError, ValueError) as exc:  # malformed EXIF block
         raise InvalidImageError(f"corrupt EXIF metadata ({exc})") from exc
     return to_rgb(image)
@@ -102,13 +127,38 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "F":
         raise InvalidImageError("32-bit floating-point images are not supported (their value range is undefined)")
     if image.mode.startswith("I"):
-        wide = np.asarray(image).astype(np.int64)
-        return Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8)).convert("RGB")
+        return _banded(image, "L", _integer_band_to_l).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (*BACKGROUND_RGB, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        return _banded(image, "RGB", _composite_band_on_background)
     return image.convert("RGB")
+
+
+def _banded(image: Image.Image, mode: str, convert: Callable[[Image.Image], Image.Image]) -> Image.Image:
+    """``convert`` applied to horizontal bands of ``image``, pasted into one new ``mode`` image.
+
+    The conversions are per pixel, so the result is the same as converting the whole image, but only the
+    output and one band's intermediates are held instead of several full-size copies (see
+    :mod:`inference.memory_budget`).
+    """
+    width, height = image.size
+    output = Image.new(mode, image.size)
+    rows = max(1, _BAND_PIXELS // max(width, 1))
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(top + rows, height)))
+        output.paste(convert(band), (0, top))
+    return output
+
+
+def _integer_band_to_l(band: Image.Image) -> Image.Image:
+    """16/32-bit integer greyscale -> 8 bits: the 16-bit range scaled down (``convert`` would clip at 255)."""
+    wide = np.asarray(band).astype(np.int64)
+    return Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8))
+
+
+def _composite_band_on_background(band: Image.Image) -> Image.Image:
+    rgba = band.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (*BACKGROUND_RGB, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
 
 
 def crop_uint8(image: Image.Image, weights: ResolvedWeights) -> torch.Tensor:
@@ -131,8 +181,8 @@ def check_resize_pixels(size: tuple[int, int], resize_size: int, max_pixels: int
     torchvision does, from the header's size, before any resize is attempted.
     """
     width, height = size
-    short, long = min(width, height), max(width, height)
-    resized = resize_size * int(resize_size * long / short)
+    new_width, new_height = resized_size(size, resize_size)
+    resized = new_width * new_height
     if resized > max_pixels:
         raise InvalidImageError(
             f"extreme aspect ratio: {width}x{height} resized to {resize_size} on the short side would be "
@@ -148,6 +198,17 @@ def normalise(batch_uint8: torch.Tensor, weights: ResolvedWeights) -> torch.Tens
         )
     floats = F.convert_image_dtype(batch_uint8, torch.float)
     return F.normalize(floats, mean=list(weights.mean), std=list(weights.std))
+
+
+def _check_budget(image: Image.Image, *, rotates: bool, resize_size: int, max_decode_bytes: int) -> None:
+    cost = peak_bytes(image, rotates=rotates, resize_size=resize_size)
+    if cost.peak > max_decode_bytes:
+        width, height = image.size
+        raise InvalidImageError(
+            f"image too large to decode: {width}x{height} {image.format} in mode {image.mode}"
+            f"{' with an EXIF rotation' if rotates else ''} needs about {cost.peak // 2**20} MiB to decode,"
+            f" convert and resize, the limit is {max_decode_bytes // 2**20} MiB (MAX_DECODE_BYTES)"
+        )
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:

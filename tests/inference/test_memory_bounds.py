@@ -1,0 +1,232 @@
+"""Image resource bounds (issue 11): the memory one image may claim, estimated before decoding and measured.
+
+The unit tests check the budget decision per mode and size; the slow test runs the preprocessing code path of
+a worker (``decode_image`` with the activity's limits, then ``crop_uint8`` for both ResNet transforms) in a
+fresh process per input and checks that its peak RSS grows by less than ``RSS_BOUND`` over its own RSS after
+the imports, for the worst inputs that fit the default limits. The inputs are generated here (flat colour
+compresses to a few KB in PNG/TIFF, JPEG keeps them to a few MB).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from inference.errors import InvalidImageError
+from inference.memory_budget import DEFAULT_MAX_DECODE_BYTES, peak_bytes
+from inference.preprocess import decode_image
+
+from .conftest import MAX_BYTES, MAX_PIXELS
+
+pytestmark = pytest.mark.unit
+
+MIB = 2**20
+#: What the README promises: preprocessing one image within the default limits raises a worker's peak RSS by
+#: less than this (``MAX_DECODE_BYTES`` plus room for the input bytes, allocator slack and the tensors).
+RSS_BOUND = DEFAULT_MAX_DECODE_BYTES + 64 * MIB
+RESIZE = 256  # the larger of the ResNet transforms' resize sizes (232 for the V2 weights)
+
+
+def _encode(image: Image.Image, fmt: str, **save: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save)
+    return buffer.getvalue()
+
+
+def _png(width: int, height: int, *, bit_depth: int = 8, colour_type: int = 2, rows: int | None = None) -> bytes:
+    """A flat-colour PNG of any size and depth, written row by row (Pillow cannot write 16-bit RGBA); with
+    ``rows``, only that many rows of data follow the header (a bomb: a huge size declared in a few bytes)."""
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
+    row = b"\0" + b"\x80" * (width * channels * bit_depth // 8)
+    compressor = zlib.compressobj(1)
+    body = b"".join(compressor.compress(row) for _ in range(height if rows is None else rows)) + compressor.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def _rotated_jpeg(width: int, height: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees: exif_transpose copies the image
+    return _encode(Image.new("RGB", (width, height), (90, 120, 150)), "JPEG", quality=50, exif=exif)
+
+
+def _decode(data: bytes, max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> Image.Image:
+    return decode_image(
+        data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, max_decode_bytes=max_decode_bytes, resize_size=RESIZE
+    )
+
+
+def _open(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data))
+
+
+@pytest.mark.parametrize(
+    ("mode", "per_pixel"),
+    [("RGB", 4), ("L", 1 + 4), ("P", 1 + 4), ("RGBA", 4 + 4), ("CMYK", 4 + 4), ("LA", 4 + 4), ("I;16", 2 + 5)],
+)
+def test_conversion_stage_counts_pillow_storage_and_the_rgb_output(mode: str, per_pixel: int) -> None:
+    image = Image.new(mode, (1000, 500))
+    assert peak_bytes(image, rotates=False, resize_size=0).convert == per_pixel * 500_000
+
+
+def test_exif_rotation_doubles_the_decoded_image() -> None:
+    image = Image.new("RGB", (1000, 500))
+    assert peak_bytes(image, rotates=True, resize_size=0).rotate == 2 * 4 * 500_000
+    assert peak_bytes(image, rotates=False, resize_size=0).rotate == 4 * 500_000
+
+
+def test_progressive_jpeg_counts_its_coefficient_buffer() -> None:
+    rgb = Image.new("RGB", (800, 600), (1, 2, 3))
+    baseline = _open(_encode(rgb, "JPEG", subsampling=0))
+    progressive = _open(_encode(rgb, "JPEG", subsampling=0, progressive=True))
+    subsampled = _open(_encode(rgb, "JPEG", subsampling=2, progressive=True))
+    assert peak_bytes(baseline, rotates=False, resize_size=0).decode == 4 * 480_000
+    assert peak_bytes(progressive, rotates=False, resize_size=0).decode == (4 + 6) * 480_000  # 3 full components
+    assert peak_bytes(subsampled, rotates=False, resize_size=0).decode == (4 + 3) * 480_000  # 4:2:0: 1.5
+
+
+def test_single_strip_tiff_counts_its_strip() -> None:
+    single = _open(_encode(Image.new("CMYK", (300, 200)), "TIFF", compression="tiff_lzw", strip_size=2**30))
+    assert peak_bytes(single, rotates=False, resize_size=0).decode == (4 + 4) * 60_000
+    striped = _open(_encode(Image.new("CMYK", (300, 200)), "TIFF", compression="tiff_lzw", strip_size=12_000))
+    assert peak_bytes(striped, rotates=False, resize_size=0).decode == 4 * 60_000 + 12_000
+
+
+def test_resize_stage_counts_input_intermediate_and_output() -> None:
+    image = Image.new("RGB", (1000, 500))  # -> 512x256, the horizontal pass first: 512x500
+    assert peak_bytes(image, rotates=False, resize_size=256).resize == 4 * (500_000 + 512 * 500 + 512 * 256)
+
+
+@pytest.mark.parametrize(
+    ("make", "rotates"),
+    [
+        (lambda: _encode(Image.new("RGB", (2000, 1000)), "JPEG"), False),
+        (lambda: _png(2000, 1000, bit_depth=16, colour_type=6), False),
+        (lambda: _png(2000, 1000, bit_depth=16, colour_type=0), False),
+        (lambda: _encode(Image.new("CMYK", (2000, 1000)), "JPEG"), False),
+        (lambda: _rotated_jpeg(2000, 1000), True),
+    ],
+    ids=["rgb-jpeg", "rgba-16bit-png", "grey-16bit-png", "cmyk-jpeg", "rotated-jpeg"],
+)
+def test_image_fits_a_budget_of_its_estimate_and_is_refused_one_byte_below(
+    make: Callable[[], bytes], rotates: bool
+) -> None:
+    data = make()
+    estimate = peak_bytes(_open(data), rotates=rotates, resize_size=RESIZE).peak
+    assert _decode(data, max_decode_bytes=estimate).mode == "RGB"
+    with pytest.raises(InvalidImageError, match=r"too large to decode.*MAX_DECODE_BYTES"):
+        _decode(data, max_decode_bytes=estimate - 1)
+
+
+def test_rotation_found_after_decoding_is_checked_before_the_copy() -> None:
+    """4000x2000 RGB needs 32 MB upright (plus the resize) and 64 MB rotated: a 48 MiB budget tells them apart."""
+    upright = _encode(Image.new("RGB", (4000, 2000)), "JPEG", quality=50)
+    assert _decode(upright, max_decode_bytes=48 * MIB).size == (4000, 2000)
+    with pytest.raises(InvalidImageError, match="with an EXIF rotation"):
+        _decode(_rotated_jpeg(4000, 2000), max_decode_bytes=48 * MIB)
+
+
+def test_banded_conversions_equal_whole_image_conversions() -> None:
+    """Converting band by band (to bound memory) gives the pixels converting the whole image gives."""
+    gradient = Image.linear_gradient("L").resize((1500, 900))
+    rgba = Image.merge(
+        "RGBA", (gradient, gradient.rotate(90), gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT), gradient)
+    )
+    whole = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    assert _decode(_encode(rgba, "PNG")).tobytes() == whole.tobytes()
+
+
+# --- peak RSS of a worker-like process -------------------------------------------------------------------
+
+#: A fresh interpreter imports what a worker imports once, then forks one child per input (a forked child's
+#: ``ru_maxrss`` is its own: it starts at the RSS it shares with the parent, the RSS after the imports).
+_WORKER = """
+import json, os, resource, sys
+from inference.errors import InvalidImageError
+from inference.preprocess import crop_uint8, decode_image
+from inference.weights import resolve_weights
+specs = (("resnet18", "IMAGENET1K_V1"), ("resnet50", "IMAGENET1K_V2"))
+weights = [resolve_weights(model, spec, check_file=False) for model, spec in specs]
+for path in sys.argv[2:]:
+    if os.fork():
+        os.wait()
+        continue
+    data = open(path, "rb").read()
+    after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        image = decode_image(data, max_bytes=20971520, max_pixels=40000000, max_decode_bytes=int(sys.argv[1]),
+                             resize_size=max(w.resize_size for w in weights))
+        outcome = f"ok {image.size} {[tuple(crop_uint8(image, w).shape) for w in weights]}"
+    except InvalidImageError as exc:
+        outcome = f"refused: {exc}"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"increase": (peak - after_imports) * 1024, "outcome": outcome}), flush=True)
+    os._exit(0)
+"""
+
+
+def _multi_frame_gif() -> bytes:
+    frames = [Image.new("P", (6000, 6000), colour) for colour in (1, 2, 3)]
+    return _encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+
+
+def _multi_frame_tiff() -> bytes:
+    frames = [Image.new("CMYK", (5000, 5000), (colour, 0, 0, 0)) for colour in (10, 20)]
+    return _encode(frames[0], "TIFF", save_all=True, append_images=frames[1:], compression="tiff_adobe_deflate")
+
+
+#: name -> (input, what must happen): the worst inputs within the default limits, and just outside them.
+WORST_INPUTS: dict[str, tuple[Callable[[], bytes], str]] = {
+    "largest-rgb-jpeg-rotated": (lambda: _rotated_jpeg(7745, 5164), "ok"),
+    "cmyk-jpeg-40mp": (lambda: _encode(Image.new("CMYK", (7745, 5164)), "JPEG", quality=50), "ok"),
+    "progressive-jpeg-40mp": (
+        lambda: _encode(Image.new("RGB", (7745, 5164)), "JPEG", quality=50, progressive=True, subsampling=0),
+        "ok",
+    ),
+    "rgba-16bit-png-40mp": (lambda: _png(7745, 5164, bit_depth=16, colour_type=6), "ok"),
+    "grey-16bit-png-40mp": (lambda: _png(7745, 5164, bit_depth=16, colour_type=0), "ok"),
+    "la-png-40mp": (lambda: _png(7745, 5164, bit_depth=8, colour_type=4), "ok"),
+    # 39062x64 resizes to 156248x256 = 40.0 MP (the MAX_IMAGE_PIXELS limit), 39100x64 to 40.04 MP.
+    "aspect-inside": (lambda: _png(39_062, 64), "ok"),
+    "aspect-outside": (lambda: _png(39_100, 64), "extreme aspect ratio"),
+    "aspect-at-both-limits": (lambda: _png(156_250, 256), "MAX_DECODE_BYTES"),  # 40 MP, resized 40 MP
+    "multi-frame-gif": (_multi_frame_gif, "ok"),
+    "multi-frame-cmyk-tiff": (_multi_frame_tiff, "ok"),
+    "png-bomb": (lambda: _png(100_000, 100_000, rows=1), "decompression bomb"),
+}
+
+
+@pytest.mark.slow
+def test_peak_rss_of_a_worker_stays_under_the_bound(tmp_path: Path) -> None:
+    paths = []
+    for name, (make, _) in WORST_INPUTS.items():
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(make())
+        assert paths[-1].stat().st_size < MAX_BYTES, name
+    done = subprocess.run(
+        [sys.executable, "-c", _WORKER, str(DEFAULT_MAX_DECODE_BYTES), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    results = dict(zip(WORST_INPUTS, map(json.loads, done.stdout.splitlines()), strict=True))
+    for name, (_, expected) in WORST_INPUTS.items():
+        assert expected in results[name]["outcome"], (name, results[name])
+    print({name: f"{result['increase'] / MIB:.0f} MiB" for name, result in results.items()})
+    assert max(result["increase"] for result in results.values()) < RSS_BOUND, results
