@@ -341,10 +341,33 @@ class FuzzRequest:
         return routed and (self.method, route) in APP_ROUTES
 
 
+#: The hostile vocabulary, shared with the property-based test (``tests/app/test_fuzz_api.py``): numbers
+#: (valid JSON tokens too, the last one over Python's 4,300-digit limit) and strings that look like numbers.
+NUMBERS = ("0", "-1", "1", "3", "101", str(2**31), str(2**63), "9" * 5000)
+NOT_NUMBERS = ("--5", "²", "1e3", " 7", "0x10", "NaN", "٣", "5\x00", "true", "null")
+CONTENT_TYPES = ("application/json", "image/jpeg", "image/png", "text/plain", "multipart/form-data", "", "x/y")
+#: Query parameters of the app (``top_k``, ``wait``, ``model``) and of the management API.
+QUERY_NAMES = ("model", "top_k", "wait", "k", "createdTimeFrom", "runtimeStatus", "top", "showHistory", "reason")
+#: Every endpoint, ``{id}``, ``{event}``, ``{op}`` and ``{name}`` being where a path segment goes.
+ENDPOINTS = (
+    ("POST", "/api/tasks"),
+    ("POST", "/api/create_task"),
+    ("GET", "/api/tasks/{id}"),
+    ("GET", f"{MGMT}/instances/{{id}}"),
+    ("GET", f"{MGMT}/instances"),
+    ("DELETE", f"{MGMT}/instances/{{id}}"),
+    ("POST", f"{MGMT}/instances/{{id}}/{{op}}"),
+    ("POST", f"{MGMT}/instances/{{id}}/restart"),
+    ("POST", f"{MGMT}/instances/{{id}}/raiseEvent/{{event}}"),
+    ("POST", f"{MGMT}/orchestrators/{{name}}"),
+)
+CONTROL_OPERATIONS = ("terminate", "suspend", "resume", "rewind")
+#: Methods the app's two submission routes do not take (the host's router answers them).
+WRONG_METHODS = ("PUT", "PATCH", "GET", "DELETE")
+
+
 class Fuzzer:
     """One hostile request: an endpoint of the app or the management API, with junk where input goes."""
-
-    CONTENT_TYPES = ("application/json", "image/jpeg", "image/png", "text/plain", "multipart/form-data", "", "x/y")
 
     def __init__(self, rng: random.Random, ids: list[str]) -> None:
         self.rng = rng
@@ -353,8 +376,8 @@ class Fuzzer:
     def text(self) -> str:
         choices: list[Callable[[], str]] = [
             lambda: "",
-            lambda: self.rng.choice(["0", "-1", "1", "3", "101", str(2**31), str(2**63), "9" * 5000]),
-            lambda: self.rng.choice(["--5", "²", "1e3", " 7", "0x10", "NaN", "٣", "5\x00", "true", "null"]),
+            lambda: self.rng.choice(NUMBERS),
+            lambda: self.rng.choice(NOT_NUMBERS),
             lambda: "".join(chr(self.rng.randint(1, 0x2FFF)) for _ in range(self.rng.randint(1, 40))),
             lambda: "../" * self.rng.randint(1, 5) + "etc/passwd",
             lambda: self.rng.choice(self.ids) if self.ids else "x",
@@ -396,23 +419,19 @@ class Fuzzer:
         def text() -> str:  # a path segment
             return quote(self.text(), safe="")
 
-        endpoints: list[tuple[str, str]] = [
-            ("POST", "/api/tasks"),
-            ("POST", "/api/create_task"),
-            ("GET", f"/api/tasks/{text()}"),
-            ("GET", f"{MGMT}/instances/{text()}"),
-            ("GET", f"{MGMT}/instances"),
-            ("DELETE", f"{MGMT}/instances/{text()}"),
-            ("POST", f"{MGMT}/instances/{text()}/{self.rng.choice(['terminate', 'suspend', 'resume', 'rewind'])}"),
-            ("POST", f"{MGMT}/instances/{text()}/restart"),
-            ("POST", f"{MGMT}/instances/{text()}/raiseEvent/{text()}"),
-            ("POST", f"{MGMT}/orchestrators/{self.rng.choice(['classify_images', text()])}"),
-            (self.rng.choice(["PUT", "PATCH", "GET", "DELETE"]), self.rng.choice(["/api/tasks", "/api/create_task"])),
+        endpoints = [
+            *ENDPOINTS,
+            (self.rng.choice(WRONG_METHODS), self.rng.choice(["/api/tasks", "/api/create_task"])),
         ]
-        method, path = self.rng.choice(endpoints)
-        names = ["model", "top_k", "wait", "k", "createdTimeFrom", "runtimeStatus", "top", "showHistory", "reason"]
-        params = {self.rng.choice(names): self.text() for _ in range(self.rng.randint(0, 3))}
-        content_type = self.rng.choice(self.CONTENT_TYPES)
+        method, template = self.rng.choice(endpoints)
+        path = template.format(
+            id=text(),
+            event=text(),
+            op=self.rng.choice(CONTROL_OPERATIONS),
+            name=self.rng.choice(["classify_images", text()]),
+        )
+        params = {self.rng.choice(QUERY_NAMES): self.text() for _ in range(self.rng.randint(0, 3))}
+        content_type = self.rng.choice(CONTENT_TYPES)
         headers = {"Content-Type": content_type} if content_type else {}
         return FuzzRequest(method, path, params, self.body() if method in ("POST", "PUT", "PATCH") else None, headers)
 
