@@ -33,6 +33,11 @@ _NARROW_MODES: dict[str, int] = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, 
 #: copy of it as a Python ``bytes`` object on the way in.
 _FRAME_BUFFER_FORMATS: frozenset[str] = frozenset({"WEBP", "AVIF"})
 
+#: Pixels in one band of the banded conversions (transparency, 16/32-bit greyscale), and what a band's
+#: intermediates cost a pixel at most (the integer path: the band, as int64, clipped, shifted, as uint8).
+BAND_PIXELS = 1 << 18
+_BAND_BYTES_PER_PIXEL = 32
+
 _RGB_BYTES = 4  # an RGB image, as Pillow stores it
 _TIFF_BITS_PER_SAMPLE, _TIFF_ROWS_PER_STRIP, _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 258, 278, 322, 323
 
@@ -55,12 +60,16 @@ def stored_bytes_per_pixel(mode: str) -> int:
     return _NARROW_MODES.get(mode, 4)
 
 
-def conversion_bytes_per_pixel(mode: str, *, transparent: bool) -> int:
-    """Bytes a pixel the conversion to RGB writes (see ``inference.preprocess.to_rgb``): nothing for RGB,
-    the RGB output otherwise, plus the 8-bit greyscale intermediate for the integer modes."""
+def conversion_bytes(mode: str, pixels: int, *, transparent: bool) -> int:
+    """Bytes the conversion to RGB writes (see ``inference.preprocess.to_rgb``): nothing for RGB, the RGB
+    output otherwise, plus the 8-bit greyscale intermediate for the integer modes, plus one band's
+    intermediates for the conversions done band by band."""
     if mode == "RGB" and not transparent:
         return 0
-    return _RGB_BYTES + (1 if mode.startswith("I") else 0)
+    integer = mode.startswith("I")
+    banded = integer or transparent or mode in ("RGBA", "LA", "PA", "RGBa", "La")
+    band = _BAND_BYTES_PER_PIXEL * min(pixels, BAND_PIXELS) if banded else 0
+    return (_RGB_BYTES + (1 if integer else 0)) * pixels + band
 
 
 def resized_size(size: tuple[int, int], resize_size: int) -> tuple[int, int]:
@@ -121,6 +130,6 @@ def peak_bytes(image: Image.Image, *, rotates: bool, resize_size: int) -> Decode
     return DecodeCost(
         decode=decoded + decoder_buffer_bytes(image),
         rotate=2 * decoded if rotates else decoded,
-        convert=decoded + conversion_bytes_per_pixel(image.mode, transparent=transparent) * pixels,
+        convert=decoded + conversion_bytes(image.mode, pixels, transparent=transparent),
         resize=resize_bytes(image.size, resize_size),
     )

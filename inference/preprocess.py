@@ -19,7 +19,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import functional as F
 
 from inference.errors import InvalidImageError
-from inference.memory_budget import DEFAULT_MAX_DECODE_BYTES, peak_bytes, resized_size
+from inference.memory_budget import BAND_PIXELS, DEFAULT_MAX_DECODE_BYTES, peak_bytes, resized_size
 from inference.weights import ResolvedWeights
 
 #: Formats Pillow may decode. Pillow knows dozens of exotic formats (some with a history of parser bugs);
@@ -32,9 +32,6 @@ BACKGROUND_RGB: tuple[int, int, int] = (255, 255, 255)
 
 #: EXIF orientations that ``ImageOps.exif_transpose`` applies (by a copy of the image); 1 is upright.
 _TRANSPOSING_ORIENTATIONS = frozenset(range(2, 9))
-
-#: Pixels a band of :func:`_banded` holds: its intermediates stay a few MB whatever the image size.
-_BAND_PIXELS = 1 << 20
 
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"%PDF", "a PDF document"),
@@ -142,7 +139,7 @@ def _banded(image: Image.Image, mode: str, convert: Callable[[Image.Image], Imag
     """
     width, height = image.size
     output = Image.new(mode, image.size)
-    rows = max(1, _BAND_PIXELS // max(width, 1))
+    rows = max(1, BAND_PIXELS // max(width, 1))
     for top in range(0, height, rows):
         band = image.crop((0, top, width, min(top + rows, height)))
         output.paste(convert(band), (0, top))
