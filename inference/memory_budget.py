@@ -29,8 +29,9 @@ DEFAULT_MAX_DECODE_BYTES = 384 * 1024 * 1024
 #: Pillow's storage per pixel for modes that do not take 4 bytes (every other mode does, see above).
 _NARROW_MODES: dict[str, int] = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 
-#: Formats whose decoder holds the whole decoded frame (RGBA, 4 bytes a pixel) besides Pillow's image, and a
-#: copy of it as a Python ``bytes`` object on the way in.
+#: Formats decoded through an animation decoder, which holds its RGBA canvas and the previous frame's, and
+#: hands the frame over as a Python ``bytes`` copy: three 4-byte buffers besides Pillow's image (measured for
+#: WebP in tests/inference/test_memory_bounds.py; AVIF goes through the same kind of decoder).
 _FRAME_BUFFER_FORMATS: frozenset[str] = frozenset({"WEBP", "AVIF"})
 
 #: Pixels in one band of the banded conversions (transparency, 16/32-bit greyscale), and what a band's
@@ -102,7 +103,7 @@ def decoder_buffer_bytes(image: Image.Image) -> int:
     if isinstance(image, TiffImagePlugin.TiffImageFile):
         return _tiff_chunk_bytes(image)
     if image.format in _FRAME_BUFFER_FORMATS:
-        return 2 * 4 * width * height
+        return 3 * 4 * width * height
     return 0
 
 

@@ -222,6 +222,8 @@ WORST_INPUTS: dict[str, tuple[Callable[[], bytes], str]] = {
     "aspect-inside": (lambda: _png(39_062, 64), "ok"),
     "aspect-outside": (lambda: _png(39_100, 64), "extreme aspect ratio"),
     "aspect-at-both-limits": (lambda: _png(156_250, 256), "MAX_DECODE_BYTES"),  # 40 MP, resized 40 MP
+    "rgba-webp-20mp": (lambda: _encode(Image.new("RGBA", (5477, 3652), (9, 80, 200, 100)), "WEBP"), "ok"),
+    "rgba-webp-40mp": (lambda: _encode(Image.new("RGBA", (7745, 5164)), "WEBP"), "MAX_DECODE_BYTES"),
     "multi-frame-gif": (_multi_frame_gif, "ok"),
     "multi-frame-cmyk-tiff": (_multi_frame_tiff, "ok"),
     "png-bomb": (lambda: _png(100_000, 100_000, rows=1), "decompression bomb"),
