@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -159,13 +160,20 @@ def test_rotation_found_after_decoding_is_checked_before_the_copy() -> None:
 
 
 def test_banded_conversions_equal_whole_image_conversions() -> None:
-    """Converting band by band (to bound memory) gives the pixels converting the whole image gives."""
+    """Converting band by band (to bound memory) gives the pixels converting the whole image gives: images of
+    several bands, with a different value in every row so that a misplaced band shows."""
     gradient = Image.linear_gradient("L").resize((1500, 900))
-    rgba = Image.merge(
-        "RGBA", (gradient, gradient.rotate(90), gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT), gradient)
-    )
-    whole = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-    assert _decode(_encode(rgba, "PNG")).tobytes() == whole.tobytes()
+    flipped = gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    rgba = Image.merge("RGBA", (gradient, gradient.rotate(90), flipped, gradient))
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    assert _decode(_encode(rgba, "PNG")).tobytes() == Image.alpha_composite(white, rgba).convert("RGB").tobytes()
+    palette = gradient.convert("P")
+    palette.info["transparency"] = 7
+    expected = Image.alpha_composite(white, palette.convert("RGBA")).convert("RGB")
+    assert _decode(_encode(palette, "PNG", transparency=7)).tobytes() == expected.tobytes()
+    wide = (np.arange(1500 * 900, dtype=np.uint32).reshape(900, 1500) * 47 % 65536).astype(np.uint16)
+    grey = np.asarray(_decode(_encode(Image.fromarray(wide), "PNG")))
+    assert np.array_equal(grey[..., 1], (wide >> 8).astype(np.uint8))
 
 
 # --- peak RSS of a worker-like process -------------------------------------------------------------------
