@@ -11,7 +11,11 @@ workers) spends is taken from the forward passes in the worker processes, so thi
    and the host's CPU per task without its polls (a client polling every 50 ms adds latency / 50 ms polls
    of the cost measured in 1.); per host thread (event loop, store writer, log flusher, thread pool, worker
    pipes: the names come from ``py-spy dump``) when py-spy is given;
-3. with ``--py-spy``, a sampled profile of the host during the 8-image phase, by category.
+3. the host alone, without the app: HelloSequence5 orchestrations of ``tests/host/apps/bench`` (no-op
+   activities, two worker processes): host CPU per orchestration;
+4. with ``--py-spy``, a sampled profile of the host during each load phase, by category: only samples of
+   the thread holding the GIL (Python work; system calls and waits are not in it), shares indicative only
+   (py-spy samples wall-clock time and cannot always tell who holds the GIL).
 
     python benchmarks/host_cpu.py [--tasks 40] [--concurrency 4] [--py-spy /path/to/py-spy] [--json out.json]
 """
@@ -167,8 +171,8 @@ def load_phase(
 def profile_summary(raw_path: Path) -> dict[str, float]:
     """Share of the host's busy samples per category, from py-spy's raw (collapsed stacks) output.
 
-    py-spy cannot tell idle threads here (it counts a thread blocked in ``select`` or ``sleep`` as
-    running), so samples whose innermost frame is such a wait are left out.
+    py-spy cannot always tell idle threads here (it may count a thread blocked in ``select`` or
+    ``sleep`` as running), so samples whose innermost frame is such a wait are left out.
     """
     total = 0
     shares: Counter[str] = Counter()
@@ -182,9 +186,33 @@ def profile_summary(raw_path: Path) -> dict[str, float]:
     return {name: 100.0 * n / total for name, n in shares.most_common()} if total else {}
 
 
+def engine_phase(repo: Path, hub: Path, orchestrations: int) -> dict[str, float]:
+    """The host alone: HelloSequence5 (five no-op activities in a row) of ``tests/host/apps/bench``, with two
+    worker processes, 16 started at a time: host CPU per orchestration, without any app cost or model."""
+    with HostProcess(repo / "tests" / "host" / "apps" / "bench", extra_args=("--workers", "2"), hub_dir=hub) as host:
+        assert host.process is not None
+        mgmt = f"{host.base_url}/runtime/webhooks/durabletask"
+        http = requests.Session()
+
+        def run(prefix: str, count: int) -> None:
+            for start in range(0, count, 16):
+                ids = [f"{prefix}{i}" for i in range(start, min(start + 16, count))]
+                for instance_id in ids:
+                    http.post(f"{mgmt}/orchestrators/HelloSequence5/{instance_id}", timeout=30).raise_for_status()
+                for instance_id in ids:
+                    while http.get(f"{mgmt}/instances/{instance_id}", timeout=30).status_code != 200:
+                        time.sleep(0.05)
+
+        run("warm-", 16)
+        before = cpu_seconds({"host": host.process.pid})["host"]
+        run("seq-", orchestrations)
+        cpu_ms = (cpu_seconds({"host": host.process.pid})["host"] - before) * 1000.0
+    return {"orchestrations": orchestrations, "host_cpu_ms_per_orchestration": cpu_ms / orchestrations}
+
+
 def measure(repo: Path, blobs: list[str], env: dict[str, str], hub: Path, args: argparse.Namespace) -> dict[str, Any]:
     """All the measurements on one host, running the host and the app of the checkout ``repo``."""
-    report: dict[str, Any] = {"repo": str(repo)}
+    report: dict[str, Any] = {"repo": str(repo), "engine": engine_phase(repo, hub / "engine", args.orchestrations)}
     with HostProcess(repo, env=env, hub_dir=hub) as host:
         assert host.process is not None
         pid = host.process.pid
@@ -209,9 +237,9 @@ def measure(repo: Path, blobs: list[str], env: dict[str, str], hub: Path, args: 
         for size in (1, 8):
             profile = None
             raw = hub / "host-profile.txt"
-            if args.py_spy and size == 8:
+            if args.py_spy:
                 profile = subprocess.Popen(
-                    [args.py_spy, "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(raw)],
+                    [args.py_spy, "record", "--gil", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(raw)],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -249,6 +277,7 @@ def main() -> None:
         help="checkout whose host and app run (default: this one); give several, e.g. a `git worktree` of the "
         "commit before a change, to compare them in one run",
     )
+    parser.add_argument("--orchestrations", type=int, default=400, help="HelloSequence5 runs of the host alone")
     parser.add_argument("--rounds", type=int, default=1, help="measure every checkout this many times, in turn")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -276,6 +305,8 @@ def main() -> None:
     print(json.dumps(reports, indent=2))
     print("\n| host CPU, ms | " + " | ".join(r["repo"] for r in reports) + " |")
     print("|---|" + "---|" * len(reports))
+    cells = " | ".join(f"{r['engine']['host_cpu_ms_per_orchestration']:.2f}" for r in reports)
+    print(f"| host alone: one HelloSequence5 orchestration (6 episodes, 5 activities) | {cells} |")
     for key in reports[0]["status_poll_host_cpu_ms"]:
         print(
             f"| one status poll, {key} | "
