@@ -26,6 +26,7 @@ from PIL import Image
 from inference.errors import InvalidImageError
 from inference.memory_budget import BAND_PIXELS, DEFAULT_MAX_DECODE_BYTES, peak_bytes
 from inference.preprocess import decode_image
+from settings import SettingsError, settings_from
 
 from .conftest import MAX_BYTES, MAX_PIXELS
 
@@ -174,6 +175,13 @@ def test_banded_conversions_equal_whole_image_conversions() -> None:
     wide = (np.arange(1500 * 900, dtype=np.uint32).reshape(900, 1500) * 47 % 65536).astype(np.uint16)
     grey = np.asarray(_decode(_encode(Image.fromarray(wide), "PNG")))
     assert np.array_equal(grey[..., 1], (wide >> 8).astype(np.uint8))
+
+
+def test_the_budget_is_a_setting_with_a_safe_default() -> None:
+    assert settings_from({}).max_decode_bytes == DEFAULT_MAX_DECODE_BYTES
+    assert settings_from({"MAX_DECODE_BYTES": "1048576"}).max_decode_bytes == 2**20
+    with pytest.raises(SettingsError, match="MAX_DECODE_BYTES"):
+        settings_from({"MAX_DECODE_BYTES": "0"})
 
 
 # --- peak RSS of a worker-like process -------------------------------------------------------------------
