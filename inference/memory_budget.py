@@ -96,8 +96,8 @@ def decoder_buffer_bytes(image: Image.Image) -> int:
     width, height = image.size
     if isinstance(image, JpegImagePlugin.JpegImageFile) and image.info.get("progressive"):
         # libjpeg keeps every DCT coefficient (2 bytes) of every component until the last scan.
-        h_max = max(h for _, h, _, _ in image.layer)
-        v_max = max(v for _, _, v, _ in image.layer)
+        h_max = max(1, *(h for _, h, _, _ in image.layer))  # at least 1: a malformed header is libjpeg's to refuse
+        v_max = max(1, *(v for _, _, v, _ in image.layer))
         share = sum(h * v for _, h, v, _ in image.layer) / (h_max * v_max)
         return math.ceil(2 * share * width * height)
     if isinstance(image, TiffImagePlugin.TiffImageFile):
@@ -112,12 +112,15 @@ def _tiff_chunk_bytes(image: TiffImagePlugin.TiffImageFile) -> int:
     JPEG-compressed TIFF, as RGBA; a single-strip TIFF has one strip the size of the image."""
     width, height = image.size
     tags = image.tag_v2
-    bits = tags.get(_TIFF_BITS_PER_SAMPLE, (8,))
-    bits_per_pixel = sum(bits) if isinstance(bits, tuple) else int(bits)
-    if _TIFF_TILE_WIDTH in tags and _TIFF_TILE_LENGTH in tags:
-        chunk_width, chunk_rows = int(tags[_TIFF_TILE_WIDTH]), int(tags[_TIFF_TILE_LENGTH])
-    else:
-        chunk_width, chunk_rows = width, min(int(tags.get(_TIFF_ROWS_PER_STRIP, height)), height)
+    bits = tags.get(_TIFF_BITS_PER_SAMPLE, 8)
+    try:
+        bits_per_pixel = sum(int(b) for b in bits) if isinstance(bits, tuple) else int(bits)
+        if _TIFF_TILE_WIDTH in tags and _TIFF_TILE_LENGTH in tags:
+            chunk_width, chunk_rows = int(tags[_TIFF_TILE_WIDTH]), int(tags[_TIFF_TILE_LENGTH])
+        else:
+            chunk_width, chunk_rows = width, min(int(tags.get(_TIFF_ROWS_PER_STRIP, height)), height)
+    except (TypeError, ValueError):  # a malformed tag: assume the worst, one strip of 16-bit RGBA
+        bits_per_pixel, chunk_width, chunk_rows = 64, width, height
     return chunk_rows * max(math.ceil(chunk_width * bits_per_pixel / 8), 4 * chunk_width)
 
 

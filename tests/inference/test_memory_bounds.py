@@ -119,6 +119,16 @@ def test_progressive_jpeg_counts_its_coefficient_buffer() -> None:
     assert peak_bytes(subsampled, rotates=False, resize_size=0).decode == (4 + 3) * 480_000  # 4:2:0: 1.5
 
 
+def test_progressive_jpeg_with_zero_sampling_factors_is_refused_as_corrupt() -> None:
+    """The estimate reads the header before libjpeg validates it: a malformed one must not crash it."""
+    data = bytearray(_encode(Image.new("RGB", (64, 48)), "JPEG", progressive=True))
+    start = data.index(b"\xff\xc2")  # SOF2: marker, length, precision, height, width, count, then 3 bytes a component
+    for component in range(3):
+        data[start + 11 + 3 * component] = 0
+    with pytest.raises(InvalidImageError, match="corrupt"):
+        _decode(bytes(data))
+
+
 def test_single_strip_tiff_counts_its_strip() -> None:
     single = _open(_encode(Image.new("CMYK", (300, 200)), "TIFF", compression="tiff_lzw", strip_size=2**30))
     assert peak_bytes(single, rotates=False, resize_size=0).decode == (4 + 4) * 60_000
