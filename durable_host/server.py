@@ -105,7 +105,8 @@ class Host:
         self.engine.start()
         app = web.Application(client_max_size=256 * 1024 * 1024)
         add_monitor_routes(app.router)  # before the catch-all, which sends the webhook prefix to management
-        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        # [\s\S], not ".": a path with an encoded newline (/api/tasks/%0A) is a function's, not aiohttp's 404
+        app.router.add_route("*", "/{tail:[\\s\\S]*}", self.dispatch)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.config.host, self.config.port, backlog=4096)

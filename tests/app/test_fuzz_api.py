@@ -354,6 +354,8 @@ def test_integer_inputs(path: str, top_k: Any, wait: str, in_query: bool, app: A
 @given(ref=refs, params=queries)
 @example(ref=str(2**63), params={})
 @example(ref="9" * 5000, params={})
+@example(ref="\n", params={})  # the host's router answered a text 404 itself; then the app a 500
+@example(ref="?", params={})  # the SDK's get_status asked about the list of all instances: a 500
 def test_task_reads(ref: str | int, params: dict[str, str], app: App) -> None:
     app.send("GET", f"/api/tasks/{segment(resolve(ref, app))}", params=params)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from api.validation import RequestError, parse_submission, parse_wait
+from api.validation import RequestError, can_be_instance_id, parse_submission, parse_wait
 from settings import settings_from
 
 pytestmark = pytest.mark.unit
@@ -161,3 +161,15 @@ def test_wait_is_capped(raw: str | None, expected: float | None) -> None:
 def test_bad_wait_is_rejected(raw: str) -> None:
     with pytest.raises(RequestError, match="wait"):
         parse_wait({"wait": raw}, SETTINGS)
+
+
+@pytest.mark.parametrize("ref", ["\n", "\t", "a?b", "?", "#", "a/b", "a\\b", "\x85", ""])
+def test_refs_no_instance_can_have_are_not_asked_about(ref: str) -> None:
+    """The SDK's client puts the id into its URL unencoded: ``?`` or a newline there asked about the list of all
+    instances and answered 500 (found by tests/app/test_fuzz_api.py)."""
+    assert not can_be_instance_id(ref)
+
+
+@pytest.mark.parametrize("ref", ["3f2a9c", "my-task.1", "session@night", "a b", "é", "9" * 30])
+def test_instance_ids_are_asked_about(ref: str) -> None:
+    assert can_be_instance_id(ref)
