@@ -17,22 +17,26 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
+import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from . import azure_worker
+from . import azure_worker, logs
 from .indexing import DurableFunction, FunctionIndex
 from .invoke import Invoker
 
 log = logging.getLogger("durable_host")
 
 HTTP_ACTIVITY = "BuiltIn::HttpActivity"
+#: Seconds a clean stop gives all worker processes together to exit before they are terminated.
+SHUTDOWN_GRACE_S = 2.0
 
 
 @dataclass
@@ -93,7 +97,6 @@ _worker_invoker: Invoker | None = None
 def _init_worker(app_dir: str, script_file: str, log_level: str) -> None:
     """Process start: import the app like the main process did."""
     global _worker_index, _worker_invoker
-    from . import logs
     from .config import ROLE_SETTING, WORKER_ROLE
     from .indexing import index_functions, load_app
 
@@ -128,8 +131,14 @@ def _worker_main(
     Requests and results travel over this process's own pipe: a process that dies can then break only
     its own pipe, never a lock shared with the other workers. The host holds the only other end, so its
     death (even SIGKILL) is an EOF here at once: the process then exits on the spot. Finishing the running
-    activities would be wasted work whose results nobody reads, logged as if it had succeeded.
+    activities would be wasted work whose results nobody reads, logged as if it had succeeded. A clean stop
+    of the host (``None``) ends the process the same way: the host has stopped reading results, and the
+    activities it abandons run again after a restart (at least once, as on Azure).
+
+    Ctrl-C in a terminal sends SIGINT to the whole process group, so to these processes too: they ignore it
+    (no ``KeyboardInterrupt`` traceback) and stop when the host tells them to or dies.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ignored from the start already where _spawn could do that
     _init_worker(app_dir, script_file, log_level)
     pool = ThreadPoolExecutor(threads, thread_name_prefix="activity")
     sending = threading.Lock()
@@ -144,11 +153,29 @@ def _worker_main(
             requests: list[tuple[int, str, str | None]] | None = connection.recv()
         except (EOFError, OSError):  # the host died: nobody will read a result
             os._exit(0)
-        if requests is None:  # the host shuts down cleanly: it waits for the running activities
-            break
+        if requests is None:  # the host stops: it reads no more results
+            logs.flush()  # os._exit skips the handlers' own flush at exit
+            os._exit(0)
         for request in requests:
             pool.submit(run, *request)
-    pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while a worker process is started, so that it starts with SIGINT ignored.
+
+    An ignored signal stays ignored across ``exec``, and Python installs its ``KeyboardInterrupt`` handler
+    only over the default one: a Ctrl-C while the new process imports its target (seconds) prints no
+    traceback there. Only the main thread may set handlers; a Ctrl-C in these milliseconds is lost.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 @dataclass
@@ -187,7 +214,8 @@ class WorkerProcesses:
     def _spawn(self) -> _Worker:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(target=_worker_main, args=(*self._args, theirs), daemon=True)
-        process.start()
+        with _sigint_ignored():
+            process.start()
         theirs.close()
         return _Worker(process, ours, set())
 
@@ -268,14 +296,22 @@ class WorkerProcesses:
             )
 
     def shutdown(self) -> None:
+        """Tell every process to exit; SIGTERM (silent) what has not within ``SHUTDOWN_GRACE_S`` in all.
+
+        A process still importing the app reads its pipe only when done, seconds later: waiting for it
+        would only delay Ctrl-C, since no result is read any more.
+        """
         self._closing = True
         for worker in self._workers:
             with contextlib.suppress(OSError):  # the worker is gone already
                 worker.connection.send(None)
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
         for worker in self._workers:
-            worker.process.join(timeout=5)
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+        for worker in self._workers:
             if worker.process.is_alive():
                 worker.process.terminate()
+                worker.process.join(timeout=1)
 
 
 # ---------------------------------------------------------------- dispatcher
