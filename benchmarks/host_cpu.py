@@ -38,10 +38,9 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from system_benchmark import REPO_ROOT, SHARED_IMAGES, Client, cpu_seconds, host_processes
+from system_benchmark import REPO_ROOT, SHARED_IMAGES, Client, cpu_seconds, host_processes, stage_photos
 
 from durable_host.testing import HostProcess
-from storage.blobs import LocalFolderBlobStore
 
 TICK = os.sysconf("SC_CLK_TCK")
 # The line the host logs after each episode of the app's orchestrator function.
@@ -286,11 +285,7 @@ def main() -> None:
         raise SystemExit(f"no photos in {SHARED_IMAGES}; set SHARED_DIR")
     reports = []
     with tempfile.TemporaryDirectory() as tmp:
-        store = LocalFolderBlobStore(Path(tmp) / "blobs")
-        blobs = []
-        for photo in photos:
-            store.put(f"bench/{photo.name}", photo.read_bytes())
-            blobs.append(f"bench/{photo.name}")
+        blobs = stage_photos(photos, Path(tmp) / "blobs")
         env = {
             "FUNCTIONS_WORKER_PROCESS_COUNT": os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "2"),
             "BLOB_LOCAL_ROOT": str(Path(tmp) / "blobs"),

@@ -140,6 +140,14 @@ def cpu_seconds(processes: dict[str, int]) -> dict[str, float]:
     return {role: (int(f[11]) + int(f[12])) / tick for role, f in fields.items()}
 
 
+def stage_photos(photos: list[Path], blob_root: Path) -> list[str]:
+    """Put the photos into a local blob folder, as a client's upload would; their blob names."""
+    store = LocalFolderBlobStore(blob_root)
+    for photo in photos:
+        store.put(f"bench/{photo.name}", photo.read_bytes())
+    return [f"bench/{photo.name}" for photo in photos]
+
+
 class Client:
     """Submits one task and polls its statusQueryGetUri, the way a client of the public API does."""
 
@@ -380,11 +388,7 @@ def main() -> None:
     raw = {m: raw_reference(m, [p.read_bytes() for p in photos], args.precision, seconds=2.0 * scale) for m in models}
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = LocalFolderBlobStore(Path(tmp) / "blobs")
-        blobs = []
-        for photo in photos:
-            store.put(f"bench/{photo.name}", photo.read_bytes())
-            blobs.append(f"bench/{photo.name}")
+        blobs = stage_photos(photos, Path(tmp) / "blobs")
         env = {
             "FUNCTIONS_WORKER_PROCESS_COUNT": os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "2"),  # as make run
             "DYNAMIC_BATCH_MAX_WAIT_MS": "5",
