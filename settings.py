@@ -12,8 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from inference.catalog import DEFAULT_WEIGHTS, SUPPORTED_MODELS, Precision, is_precision, normalise_model_name
-from inference.memory_budget import DEFAULT_MAX_DECODE_BYTES
+from inference.catalog import (
+    DEFAULT_MAX_DECODE_BYTES,
+    DEFAULT_WEIGHTS,
+    SUPPORTED_MODELS,
+    Precision,
+    is_precision,
+    normalise_model_name,
+)
 
 
 class SettingsError(ValueError):

@@ -25,6 +25,10 @@ def is_precision(value: str) -> TypeIs[Precision]:
     return value in PRECISIONS
 
 
+#: Default of ``MAX_DECODE_BYTES`` (see :mod:`inference.memory_budget`): room for the worst image within the
+#: default ``MAX_IMAGE_PIXELS`` (a 40 MP CMYK JPEG, RGBA PNG or EXIF-rotated RGB photo: 320 MB at the peak).
+DEFAULT_MAX_DECODE_BYTES = 384 * 1024 * 1024
+
 #: ImageNet-1K classes: every supported checkpoint must end in a 1000-way ``fc`` layer.
 NUM_CLASSES = 1000
 

@@ -22,10 +22,6 @@ from dataclasses import dataclass
 
 from PIL import Image, JpegImagePlugin, TiffImagePlugin
 
-#: Default of ``MAX_DECODE_BYTES``: room for the worst image within the default ``MAX_IMAGE_PIXELS`` (a 40 MP
-#: CMYK JPEG, RGBA PNG or EXIF-rotated RGB photo: 320 MB at the peak).
-DEFAULT_MAX_DECODE_BYTES = 384 * 1024 * 1024
-
 #: Pillow's storage per pixel for modes that do not take 4 bytes (every other mode does, see above).
 _NARROW_MODES: dict[str, int] = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 

@@ -18,8 +18,9 @@ import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import functional as F
 
+from inference.catalog import DEFAULT_MAX_DECODE_BYTES
 from inference.errors import InvalidImageError
-from inference.memory_budget import BAND_PIXELS, DEFAULT_MAX_DECODE_BYTES, peak_bytes, resized_size
+from inference.memory_budget import BAND_PIXELS, peak_bytes, resized_size
 from inference.weights import ResolvedWeights
 
 #: Formats Pillow may decode. Pillow knows dozens of exotic formats (some with a history of parser bugs);

@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from inference.catalog import DEFAULT_MAX_DECODE_BYTES
 from inference.errors import InvalidImageError
-from inference.memory_budget import BAND_PIXELS, DEFAULT_MAX_DECODE_BYTES, peak_bytes
+from inference.memory_budget import BAND_PIXELS, peak_bytes
 from inference.preprocess import decode_image
 from settings import SettingsError, settings_from
 
