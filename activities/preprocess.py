@@ -9,6 +9,7 @@ Models whose weights share a transform share one tensor blob.
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 from functools import cache
@@ -23,7 +24,7 @@ from inference.preprocess import crop_uint8, decode_image
 from inference.tensor_io import encode_tensor
 from inference.weights import ResolvedWeights, resolve_weights
 from services import blob_store
-from settings import get_settings
+from settings import Settings, get_settings
 
 bp = df.Blueprint()
 
@@ -39,6 +40,31 @@ def tensor_blob_name(container: str, task_id: str, image_index: int, transform_k
     return f"{container}/{task_id}/{image_index}-{transform_key}.u8"
 
 
+@cache
+def decode_slots(count: int) -> threading.BoundedSemaphore:
+    """The worker process's decode slots: ``MAX_DECODE_BYTES`` bounds one image, and a worker runs many
+    activities at once (16 by default), so without them its decode memory would be 16 budgets."""
+    return threading.BoundedSemaphore(count)
+
+
+def decode_and_crop(
+    data: bytes, weights: list[ResolvedWeights], settings: Settings
+) -> tuple[int, int, dict[str, bytes]]:
+    """Width, height and the encoded crop per distinct transform; the decoded image lives only inside a slot."""
+    with decode_slots(settings.max_concurrent_decodes):
+        image = decode_image(
+            data,
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_decode_bytes=settings.max_decode_bytes,
+            resize_size=max((w.resize_size for w in weights), default=0),
+        )
+        width, height = image.size
+        crops = {w.transform_key: encode_tensor(crop_uint8(image, w), w.transform_key, compress=False) for w in weights}
+        del image  # before the slot is given back
+    return width, height, crops
+
+
 def preprocess(request: PreprocessInput) -> PreprocessOutput:
     settings = get_settings()
     store = blob_store()
@@ -47,13 +73,7 @@ def preprocess(request: PreprocessInput) -> PreprocessOutput:
     weights_by_model = {model: preprocessing_weights(model, settings.weights_spec(model)) for model in request.models}
     try:
         data = read_image_bytes(request.source, store, settings)
-        image = decode_image(
-            data,
-            max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
-            max_decode_bytes=settings.max_decode_bytes,
-            resize_size=max((weights.resize_size for weights in weights_by_model.values()), default=0),
-        )
+        width, height, crops = decode_and_crop(data, list(weights_by_model.values()), settings)
     except (ImageSourceError, InvalidImageError) as exc:
         return PreprocessOutput(
             image_index=request.image_index,
@@ -61,16 +81,12 @@ def preprocess(request: PreprocessInput) -> PreprocessOutput:
             finished_at=datetime.now(UTC).isoformat(),
             error=f"{request.source.display_name}: {exc}",
         )
-    width, height = image.size
-    blobs_by_transform: dict[str, str] = {}
-    tensors: dict[str, str] = {}
-    for model, weights in weights_by_model.items():
-        key = weights.transform_key
-        if key not in blobs_by_transform:
-            name = tensor_blob_name(settings.tensor_container, request.task_id, request.image_index, key)
-            store.put(name, encode_tensor(crop_uint8(image, weights), key, compress=False), "application/octet-stream")
-            blobs_by_transform[key] = name
-        tensors[model] = blobs_by_transform[key]
+    blobs_by_transform = {
+        key: tensor_blob_name(settings.tensor_container, request.task_id, request.image_index, key) for key in crops
+    }
+    for key, name in blobs_by_transform.items():
+        store.put(name, crops[key], "application/octet-stream")
+    tensors = {model: blobs_by_transform[weights.transform_key] for model, weights in weights_by_model.items()}
     return PreprocessOutput(
         image_index=request.image_index,
         tensors=tensors,

@@ -128,6 +128,25 @@ def test_extreme_aspect_ratios_fail_the_image_before_the_resize(app_env: Path, s
     assert "MAX_IMAGE_PIXELS" in (strip.error or "")
 
 
+def test_a_worker_decodes_at_most_max_concurrent_decodes_images_at_once(
+    app_env: Path, shared_images_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MAX_DECODE_BYTES bounds one image; the slots bound how many a worker holds while it runs many activities."""
+    monkeypatch.setenv("MAX_CONCURRENT_DECODES", "1")
+    get_settings.cache_clear()
+    source = upload(sorted(shared_images_dir.glob("*.jpg"))[0])
+    slot = preprocess_activity.decode_slots(1)
+    with ThreadPoolExecutor(1) as pool:
+        with slot:  # another activity is decoding: this one must wait for the slot, not decode beside it
+            waiting = pool.submit(preprocess, PreprocessInput(TASK, 0, source, ["resnet18"]))
+            with pytest.raises(TimeoutError):
+                waiting.result(timeout=0.5)
+        prepared = waiting.result(timeout=30)
+    assert prepared.error is None and prepared.width and set(prepared.tensors) == {"resnet18"}
+    assert slot.acquire(blocking=False), "the slot was given back"
+    slot.release()
+
+
 def test_missing_weights_fail_the_model_with_instructions(
     app_env: Path, shared_images_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
