@@ -18,16 +18,15 @@ bounds the whole exchange.
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any
 
 import azure.durable_functions as df
 from urllib3.exceptions import HTTPError
 
-from activities.sources import Deadline, checked_connection
+from activities.sources import Deadline, checked_connection, resolve_address
 from contracts import DELIVER_ACTIVITY, Delivery, DeliveryOutcome
 from messaging.queues import MessageTooLargeError, encode, send, shared_service
-from messaging.replies import ReplyError, ReplyKind, check_callback_url, reply_kind
+from messaging.replies import ReplyError, ReplyKind, check_callback_url, check_queue_name, reply_kind
 from messaging.signing import SIGNATURE_HEADER, sign
 from settings import Settings, get_settings
 
@@ -49,8 +48,14 @@ def queue_document(document: dict[str, Any]) -> bytes:
         return encode({**summary, "images_omitted": len(images)})
 
 
-def deliver_to_queue(name: str, document: dict[str, Any]) -> DeliveryOutcome:
-    send(shared_service(), name, queue_document(document))
+def deliver_to_queue(name: str, document: dict[str, Any], settings: Settings) -> DeliveryOutcome:
+    """Send the output; a queue that may not be used or a summary that cannot fit will not change on a retry."""
+    try:
+        check_queue_name(name, settings)
+        data = queue_document(document)
+    except (ReplyError, MessageTooLargeError) as exc:
+        return DeliveryOutcome(delivered=False, target=f"queue {name}", error=str(exc))
+    send(shared_service(), name, data)
     return DeliveryOutcome(delivered=True, target=f"queue {name}")
 
 
@@ -68,14 +73,18 @@ def post_callback(url: str, document: dict[str, Any], settings: Settings) -> Del
         "X-Classifier-Task": str(document.get("task_id", "")),
     }
     budget = settings.url_fetch_timeout_seconds
-    address = str(socket.getaddrinfo(checked.host, checked.port, type=socket.SOCK_STREAM)[0][4][0])
+    try:
+        address = resolve_address(checked)
+    except OSError as exc:  # DNS may answer on a later attempt
+        raise ConnectionError(f"callback {url} failed: {exc}") from None
     connection = checked_connection(checked, address, budget)
     try:
         with Deadline(budget) as deadline:
             try:
                 connection.connect()
                 deadline.watch(connection.sock)
-                connection.request("POST", checked.target, body=body, headers=headers)
+                # not preloaded: the answer is read only up to _ANSWER_LIMIT
+                connection.request("POST", checked.target, body=body, headers=headers, preload_content=False)
                 response = connection.getresponse()
                 response.read(_ANSWER_LIMIT)
             except (OSError, HTTPError) as exc:
@@ -94,7 +103,7 @@ def post_callback(url: str, document: dict[str, Any], settings: Settings) -> Del
 def deliver(delivery: Delivery, settings: Settings) -> DeliveryOutcome:
     if reply_kind(delivery.reply_to) is ReplyKind.CALLBACK:
         return post_callback(delivery.reply_to, delivery.document, settings)
-    return deliver_to_queue(delivery.reply_to, delivery.document)
+    return deliver_to_queue(delivery.reply_to, delivery.document, settings)
 
 
 @bp.activity_trigger(input_name="payload", activity=DELIVER_ACTIVITY)

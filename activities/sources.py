@@ -34,13 +34,17 @@ class ImageSourceError(ValueError):
     """The image cannot be read for a reason that retrying will not change."""
 
 
+def resolve_address(checked: CheckedUrl) -> str:
+    """The address to connect to, resolved once so the connection goes where the check said
+    (``socket.gaierror`` when the host does not resolve)."""
+    return str(socket.getaddrinfo(checked.host, checked.port, type=socket.SOCK_STREAM)[0][4][0])
+
+
 def _resolve(checked: CheckedUrl) -> str:
-    """The address to connect to, resolved once so the connection goes where the check said."""
     try:
-        infos = socket.getaddrinfo(checked.host, checked.port, type=socket.SOCK_STREAM)
+        return resolve_address(checked)
     except socket.gaierror as exc:
         raise ImageSourceError(f"image URL host {checked.host!r} does not resolve: {exc}") from None
-    return str(infos[0][4][0])
 
 
 def checked_connection(checked: CheckedUrl, address: str, timeout: float) -> HTTPConnection:

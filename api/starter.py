@@ -119,7 +119,12 @@ async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubm
         delivery_interval_ms=settings.delivery_retry_interval_ms,
     )
     if session_id is not None:
-        await hand_to_session(client, session_id, request, settings.session_accept_timeout_seconds)
+        try:
+            await hand_to_session(client, session_id, request, settings.session_accept_timeout_seconds)
+        except StartError:
+            raise
+        except Exception as exc:  # the SDK raises bare Exception when the task hub does not answer
+            raise StartError(f"session {routing.session!r} is unavailable: {exc}") from exc
         log.info("task %s handed to %s", instance_id, session_id)
         return Started(instance_id, session_instance_id=session_id)
     try:

@@ -12,7 +12,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.identity import DefaultAzureCredential
 from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient, QueueServiceClient
 
@@ -59,6 +59,9 @@ def queue_client(service: QueueServiceClient, name: str) -> QueueClient:
 def send(service: QueueServiceClient, name: str, data: bytes) -> None:
     """Put one message on ``name``, creating the queue the first time (as the Functions output binding does)."""
     client = queue_client(service, name)
-    with contextlib.suppress(ResourceExistsError):
-        client.create_queue()
-    client.send_message(data)
+    try:
+        client.send_message(data)
+    except ResourceNotFoundError:
+        with contextlib.suppress(ResourceExistsError):
+            client.create_queue()
+        client.send_message(data)

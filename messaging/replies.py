@@ -14,6 +14,9 @@ from url_policy import CheckedUrl, UrlNotAllowedError, check_url_allowed
 
 #: Azure's queue name rule: 3-63 lowercase letters, digits and single hyphens, not at either end.
 QUEUE_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
+#: Queues a reply must never land in: the Durable Functions backend's own (``<hub>-control-NN``,
+#: ``<hub>-workitems``), the Functions host's (``azure-webjobs-*``) and any poison queue.
+RESERVED_QUEUE = re.compile(r".*-control-\d{2}|.*-workitems|azure-webjobs-.*|.*-poison")
 #: Plain http is accepted only to these hosts (a test server on the same machine); elsewhere https.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -56,6 +59,8 @@ def check_queue_name(name: str, settings: Settings) -> str:
             f"reply queue {name!r} is not a valid queue name (3-63 lowercase letters, digits and single hyphens), "
             "nor an http(s) callback URL"
         )
+    if name == settings.task_queue_name or RESERVED_QUEUE.fullmatch(name):
+        raise ReplyError(f"reply queue {name!r} is one of the app's or the Functions host's own queues")
     if not (settings.queue_connection_string or settings.queue_service_uri):
         raise ReplyError(
             "reply queues need a storage account: set AzureWebJobsStorage (or AzureWebJobsStorage__queueServiceUri)"

@@ -17,7 +17,7 @@ import azure.functions as func
 import pytest
 from azure.functions._durable_functions import OrchestrationContext
 
-from activities.delivery import queue_document
+from activities.delivery import deliver, queue_document
 from api.queue_starter import poison_envelope
 from api.validation import RequestError, parse_json_submission
 from contracts import (
@@ -27,6 +27,7 @@ from contracts import (
     SESSION_ORCHESTRATOR,
     SESSION_TASK_EVENT,
     ClassificationRequest,
+    Delivery,
     ImageSource,
     SessionState,
 )
@@ -98,6 +99,25 @@ def test_reply_kinds() -> None:
     assert check_reply_to("task-results-1", CONFIGURED) is ReplyKind.QUEUE
     with pytest.raises(ReplyError):
         check_reply_to("double--hyphen", CONFIGURED)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "classifierhub-control-00",
+        "classifierhub-workitems",
+        "azure-webjobs-blobtrigger-x",
+        "results-poison",
+        "TASK_QUEUE",
+    ],
+)
+def test_a_reply_never_lands_in_the_apps_or_the_hosts_own_queues(name: str) -> None:
+    """A client must not be able to post into the Durable backend's queues or the task queue itself."""
+    queue = CONFIGURED.task_queue_name if name == "TASK_QUEUE" else name
+    with pytest.raises(ReplyError, match="own queues"):
+        check_reply_to(queue, CONFIGURED)
+    outcome = deliver(Delivery(reply_to=queue, document={"task_id": "t"}), CONFIGURED)
+    assert not outcome.delivered and "own queues" in (outcome.error or "")
 
 
 # -- signatures, reply documents, poison envelopes -------------------------------------------------------
