@@ -239,6 +239,8 @@ class WorkerProcesses:
 
     def _dispatch(self) -> None:
         self._dispatching = False
+        if self._closing:  # shutdown() owns the pipes now: a send from here could interleave with its own
+            return
         batches: dict[int, list[tuple[int, str, str | None]]] = {}
         while self._waiting:
             index, worker = min(enumerate(self._workers), key=lambda w: len(w[1].running))

@@ -7,6 +7,7 @@ own records are kept).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import sys
@@ -93,7 +94,8 @@ class BufferedStreamHandler(logging.StreamHandler[TextIO]):
     def _flusher(self) -> None:
         while True:
             time.sleep(self._interval)
-            self.really_flush()
+            with contextlib.suppress(OSError, ValueError):  # a closed or broken stdout (a pipe into `head`)
+                self.really_flush()
 
     def close(self) -> None:
         self.really_flush()

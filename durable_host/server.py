@@ -121,8 +121,9 @@ class Host:
         return await self.invoker.call(function, kwargs)
 
     async def stop(self) -> None:
-        await self.queue_triggers.stop()  # first: a function still running may call the management API
+        # timers first (cancelling is instant), then the queue functions, which may still call the management API
         await self.timer_triggers.stop()
+        await self.queue_triggers.stop()
         if self.runner is not None:
             await self.runner.cleanup()
         await self.engine.stop()

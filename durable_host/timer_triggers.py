@@ -145,7 +145,10 @@ class TimerListener:
             while (wait := (occurrence - _now()).total_seconds()) > 0:
                 # a minute at most: the loop's monotonic clock stops while a laptop sleeps, the wall clock does not
                 await asyncio.sleep(min(wait, 60.0))
-            status = await self._fire(occurrence, status, past_due=False)
+            try:
+                status = await self._fire(occurrence, status, past_due=False)
+            except Exception:  # the task hub or the worker's converter failed: log it, keep the schedule alive
+                log.exception("Function '%s': timer occurrence %s failed", self.function.name, _iso(occurrence))
 
     async def _fire(self, occurrence: datetime, status: ScheduleStatus | None, past_due: bool) -> ScheduleStatus | None:
         """One invocation; a failure is logged (by the invoker) and the schedule goes on, as on Azure."""
