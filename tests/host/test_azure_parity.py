@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from durable_host.testing import HostProcess, HostStartError
+from durable_host.testing import HostProcess, HostStartError, wait_for
 
 from .conftest import APPS
 
@@ -173,7 +173,9 @@ def test_http_return_values_go_through_the_workers_converter(converters_host: Ho
 def test_http_return_values_the_worker_cannot_send_are_a_500(converters_host: HostProcess, route: str) -> None:
     answer = requests.get(f"{converters_host.base_url}/api/{route}", timeout=10)
     assert answer.status_code == 500
-    assert 'unable to encode outgoing TypedData: unsupported type "http"' in converters_host.output
+    # the host's log line reaches this process through a pipe, possibly after the answer did
+    refusal = 'unable to encode outgoing TypedData: unsupported type "http"'
+    wait_for(lambda: refusal in converters_host.output, "the worker's refusal in the log", converters_host, 15)
 
 
 def test_an_activity_result_the_worker_cannot_encode_fails_the_activity(converters_host: HostProcess) -> None:
