@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -70,9 +71,22 @@ def batcher_for(model: LoadedModel) -> DynamicBatcher:
         return batcher
 
 
+def batching_on() -> bool:
+    return get_settings().dynamic_batch_max_wait_ms > 0
+
+
+def announce(model: LoadedModel, images: int) -> AbstractContextManager[None]:
+    """Tell the model's batcher that ``images`` crops are on their way (its "expected callers" policy).
+
+    Entered before the tensors are read from storage, so a batch that starts meanwhile waits for them,
+    while a lone task, which nobody announced company for, runs at once. Nothing when batching is off.
+    """
+    return batcher_for(model).expecting(images) if batching_on() else nullcontext()
+
+
 def predict(model: LoadedModel, crops: torch.Tensor, top_k: int) -> list[list[Prediction]]:
     """Through the dynamic batcher, or straight to the model when it is switched off."""
-    if get_settings().dynamic_batch_max_wait_ms > 0:
+    if batching_on():
         return batcher_for(model).classify(crops, top_k)
     return classify(model, crops, top_k)
 
@@ -160,8 +174,9 @@ def infer(request: InferenceInput) -> InferenceOutput:
     except WeightsUnavailableError as exc:
         return InferenceOutput(model=request.model, error=str(exc), started_at=started.isoformat())
     store = blob_store()
-    crops = [decode_tensor(store.get(item.tensor_blob)) for item in request.items]
-    predictions = predict(model, stack_crops(model, crops), request.top_k)
+    with announce(model, len(request.items)):
+        crops = [decode_tensor(store.get(item.tensor_blob)) for item in request.items]
+        predictions = predict(model, stack_crops(model, crops), request.top_k)
     return InferenceOutput(
         model=request.model,
         weights=model.weights.label,

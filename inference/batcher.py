@@ -1,11 +1,19 @@
 """Dynamic batching: coalesce concurrent single-request callers into one forward pass.
 
 Like Triton's / TorchServe's / Ray Serve's dynamic batching, inside one process: threads submit uint8 crops
-for the same :class:`~inference.cache.LoadedModel`; one worker thread takes the first waiting request, waits
-at most ``max_wait_ms`` for more (dispatching at once when ``max_batch_size`` images are queued), runs one
-forward pass for all of them and hands each caller exactly its own rows of predictions. A forward pass over a
-batch is cheaper per image than one per request (oneDNN/BLAS use the cores better on larger inputs), which is
-where the gain comes from; the price is up to ``max_wait_ms`` of extra latency when traffic is light.
+for the same :class:`~inference.cache.LoadedModel`; one worker thread takes the first waiting request plus
+whatever else is queued (up to ``max_batch_size`` images), runs one forward pass for all of them and hands
+each caller exactly its own rows of predictions. A forward pass over a batch is cheaper per image than one
+per request (oneDNN/BLAS use the cores better on larger inputs), which is where the gain comes from.
+
+When to wait for company — the "expected callers" policy: Triton and TorchServe hold the first request for a
+fixed delay in case others come; then a lone request always pays the whole delay, and under load the delay
+collects little that a forward pass in progress would not have queued anyway. Here callers announce
+themselves with :meth:`DynamicBatcher.expecting` as soon as they know they will submit (an inference
+activity does so before it reads its tensors from storage), and the worker waits only while some announced
+caller that would still fit has not submitted yet, never more than ``max_wait_ms`` after it took the first
+request. A lone request is therefore dispatched at once, and requests that arrive during a forward pass are
+batched for the next one without extra waiting.
 
 Failure isolation: requests are validated on submit, so a malformed crop fails only its caller. If a batched
 forward still fails, each request of that batch is re-run on its own, so every caller gets its own result
@@ -14,10 +22,12 @@ or its own exception rather than a neighbour's.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -45,14 +55,11 @@ class BatcherStats:
     images: int
 
 
-_STOP = object()
-
-
 class DynamicBatcher:
     """Coalesces concurrent :meth:`submit` calls for one model into batched forward passes.
 
-    Use as a context manager (or call :meth:`close`) so the worker thread stops; requests still queued when
-    it closes fail with ``RuntimeError``.
+    Use as a context manager (or call :meth:`close`) so the worker thread stops; the batch it is gathering
+    then runs at once, and requests queued behind it fail with ``RuntimeError``.
     """
 
     def __init__(self, model: LoadedModel, *, max_batch_size: int = 8, max_wait_ms: float = 5.0) -> None:
@@ -61,13 +68,37 @@ class DynamicBatcher:
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1e3
-        self._queue: queue.Queue[_Request | object] = queue.Queue()
+        # One lock for the queue, the announcements and the closed flag, so the worker never sees a caller
+        # that is neither announced nor queued; notified whenever any of them changes.
+        self._changed = threading.Condition(threading.Lock())
+        self._pending: deque[_Request] = deque()
+        self._owing: dict[int, int] = {}  # announced thread -> images it said it will submit; gone once it has
         self._closed = False
-        self._close_lock = threading.Lock()
         self._batches = 0
         self._images = 0
         self._worker = threading.Thread(target=self._run, name=f"batcher-{model.name}", daemon=True)
         self._worker.start()
+
+    @contextmanager
+    def expecting(self, images: int = 1) -> Iterator[None]:
+        """Announce that this thread will :meth:`submit` about ``images`` crops before the block ends.
+
+        While the announcement is owed, a batch with room for it waits for it (at most ``max_wait_ms``).
+        The first submit inside the block settles it; leaving the block withdraws it in every case, so a
+        caller that fails before submitting holds nobody up for longer than ``max_wait_ms``. A thread has
+        one announcement at a time (it can only wait for one submit): nested blocks share it.
+        """
+        if images < 1:
+            raise ValueError(f"expecting() needs images >= 1, got {images}")
+        caller = threading.get_ident()
+        with self._changed:
+            self._owing[caller] = images
+        try:
+            yield
+        finally:
+            with self._changed:
+                if self._owing.pop(caller, None) is not None:
+                    self._changed.notify_all()
 
     def submit(self, crops: torch.Tensor, k: int) -> Future[Result]:
         """Queue uint8 crops (``[3, H, W]`` or ``[N, 3, H, W]``); the future yields one top-k list per image."""
@@ -76,10 +107,12 @@ class DynamicBatcher:
         if k < 1:
             raise ValueError(f"top_k must be at least 1, got {k}")
         future: Future[Result] = Future()
-        with self._close_lock:
+        with self._changed:
             if self._closed:
                 raise RuntimeError("DynamicBatcher is closed")
-            self._queue.put(_Request(batch, k, future))
+            self._pending.append(_Request(batch, k, future))
+            self._owing.pop(threading.get_ident(), None)
+            self._changed.notify_all()
         return future
 
     def classify(self, crops: torch.Tensor, k: int, timeout: float | None = None) -> Result:
@@ -89,12 +122,15 @@ class DynamicBatcher:
     def stats(self) -> BatcherStats:
         return BatcherStats(self._batches, self._images)
 
+    def expected(self) -> int:
+        """Announced callers that have not submitted yet (what a gathering batch would wait for)."""
+        with self._changed:
+            return len(self._owing)
+
     def close(self) -> None:
-        with self._close_lock:
-            if self._closed:
-                return
+        with self._changed:
             self._closed = True
-            self._queue.put(_STOP)
+            self._changed.notify_all()
         self._worker.join()
 
     def __enter__(self) -> DynamicBatcher:
@@ -104,38 +140,37 @@ class DynamicBatcher:
         self.close()
 
     def _run(self) -> None:
-        carried: _Request | None = None
-        stopping = False
-        while not stopping:
-            first = carried if carried is not None else self._queue.get()
-            carried = None
-            if first is _STOP:
-                break
-            assert isinstance(first, _Request)
-            batch, carried, stopping = self._collect(first)
+        while (batch := self._gather()) is not None:
             self._execute(batch)
-        self._fail_pending(carried)
+        self._fail_pending()
 
-    def _collect(self, first: _Request) -> tuple[list[_Request], _Request | None, bool]:
-        """Gather requests until the batch is full or ``max_wait`` has passed since ``first`` was taken.
+    def _gather(self) -> list[_Request] | None:
+        """The next batch: the first queued request and all that fit behind it, plus owed ones that arrive
+        within ``max_wait`` of taking it; ``None`` once closed."""
+        with self._changed:
+            while not self._pending and not self._closed:
+                self._changed.wait()
+            if self._closed:
+                return None
+            batch = [self._pending.popleft()]
+            images = len(batch[0].crops)
+            deadline = time.monotonic() + self.max_wait_s
+            while True:
+                if self._pending:
+                    if images + len(self._pending[0].crops) > self.max_batch_size:
+                        break  # it starts the next batch
+                    batch.append(self._pending.popleft())
+                    images += len(batch[-1].crops)
+                    continue
+                remaining = deadline - time.monotonic()
+                if self._closed or remaining <= 0 or not self._company_fits(self.max_batch_size - images):
+                    break
+                self._changed.wait(remaining)
+            return batch
 
-        Returns the batch, a request that did not fit (it starts the next batch) and whether to stop.
-        """
-        batch, images = [first], len(first.crops)
-        deadline = time.monotonic() + self.max_wait_s
-        while images < self.max_batch_size:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if item is _STOP:
-                return batch, None, True
-            assert isinstance(item, _Request)
-            if images + len(item.crops) > self.max_batch_size:
-                return batch, item, False
-            batch.append(item)
-            images += len(item.crops)
-        return batch, None, False
+    def _company_fits(self, room: int) -> bool:
+        """Whether an announced caller that has not submitted yet would fit into ``room`` images."""
+        return any(images <= room for images in self._owing.values())
 
     def _execute(self, batch: list[_Request]) -> None:
         live = [r for r in batch if r.future.set_running_or_notify_cancel()]
@@ -171,15 +206,10 @@ class DynamicBatcher:
             results.append(top_k(rows, request.k, self.model.weights.categories))
         return results
 
-    def _fail_pending(self, carried: _Request | None) -> None:
-        pending = [carried] if carried is not None else []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, _Request):
-                pending.append(item)
+    def _fail_pending(self) -> None:
+        with self._changed:
+            pending = list(self._pending)
+            self._pending.clear()
         for request in pending:
             if request.future.set_running_or_notify_cancel():
                 request.future.set_exception(RuntimeError("DynamicBatcher closed before this request ran"))

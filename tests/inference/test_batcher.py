@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from inference.batcher import DynamicBatcher
+from inference.batcher import BatcherStats, DynamicBatcher
 from inference.cache import LoadedModel, ModelCache
 from inference.predict import classify
 from inference.preprocess import crop_uint8, decode_image
@@ -116,3 +118,167 @@ def test_forward_failure_reaches_only_its_own_caller() -> None:
         with pytest.raises(RuntimeError, match="blank image"):
             bad.result(30)
         assert _same_predictions(also_good.result(30), classify(model, noise.flip(-1)[None], 2))
+
+
+# The "expected callers" policy: wait for company only while announced callers have not submitted yet.
+LONG_WAIT_MS = 4000  # so long that a request held for it is unmistakable; every bound below is a quarter
+PROMPT_S = LONG_WAIT_MS / 1e3 / 4
+
+
+def _timed(call: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def test_lone_request_is_dispatched_without_waiting(resnet18: LoadedModel, crops: list[torch.Tensor]) -> None:
+    classify(resnet18, crops[0][None], 1)  # warm-up: the first forward pass allocates
+    with DynamicBatcher(resnet18, max_wait_ms=LONG_WAIT_MS) as batcher:
+        assert _timed(lambda: batcher.classify(crops[0], 1, timeout=30)) < PROMPT_S
+
+        def announced_alone() -> None:
+            with batcher.expecting():
+                batcher.classify(crops[1], 1, timeout=30)
+
+        assert _timed(announced_alone) < PROMPT_S
+        assert batcher.stats() == BatcherStats(batches=2, images=2) and batcher.expected() == 0
+
+
+def test_announced_callers_share_one_forward_pass(resnet18: LoadedModel, crops: list[torch.Tensor]) -> None:
+    callers = 4
+    announced = threading.Barrier(callers)
+    results: dict[int, object] = {}
+    with DynamicBatcher(resnet18, max_batch_size=8, max_wait_ms=LONG_WAIT_MS) as batcher:
+
+        def caller(index: int) -> None:
+            with batcher.expecting():
+                announced.wait()
+                time.sleep(0.05 * index)  # staggered, like blob reads of different lengths
+                results[index] = batcher.classify(crops[index % len(crops)], 2, timeout=30)
+
+        def run_all() -> None:
+            threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+
+        elapsed = _timed(run_all)
+        assert batcher.stats() == BatcherStats(batches=1, images=callers) and batcher.expected() == 0
+    assert elapsed < PROMPT_S  # dispatched when the last one submitted, not at the deadline
+    for index in range(callers):
+        assert _same_predictions(results[index], classify(resnet18, crops[index % len(crops)][None], 2))
+
+
+def test_caller_failing_before_submit_withdraws_its_announcement(
+    resnet18: LoadedModel, crops: list[torch.Tensor]
+) -> None:
+    announced, fail = threading.Event(), threading.Event()
+    raised: list[BaseException] = []
+    with DynamicBatcher(resnet18, max_wait_ms=LONG_WAIT_MS) as batcher:
+
+        def failing_caller() -> None:
+            try:
+                with batcher.expecting():
+                    announced.set()
+                    fail.wait(30)
+                    raise OSError("blob read failed")
+            except OSError as exc:
+                raised.append(exc)
+
+        thread = threading.Thread(target=failing_caller)
+        thread.start()
+        announced.wait(30)
+        start = time.perf_counter()
+        waiting = batcher.submit(crops[0], 1)
+        time.sleep(0.05)
+        assert not waiting.done()  # held for the announced caller ...
+        fail.set()
+        waiting.result(30)  # ... and released when it withdraws, not at the deadline
+        assert time.perf_counter() - start < PROMPT_S
+        thread.join(30)
+        assert raised and batcher.expected() == 0
+
+
+def test_held_announcement_delays_others_at_most_max_wait(resnet18: LoadedModel, crops: list[torch.Tensor]) -> None:
+    max_wait_ms = 300
+    announced, release = threading.Event(), threading.Event()
+    with DynamicBatcher(resnet18, max_wait_ms=max_wait_ms) as batcher:
+
+        def slow_caller() -> None:
+            with batcher.expecting():
+                announced.set()
+                release.wait(30)
+
+        thread = threading.Thread(target=slow_caller)
+        thread.start()
+        announced.wait(30)
+        elapsed = _timed(lambda: batcher.classify(crops[0], 1, timeout=30))
+        release.set()
+        thread.join(30)
+    assert max_wait_ms / 1e3 <= elapsed < max_wait_ms / 1e3 + PROMPT_S  # waited, then ran without it
+
+
+def test_company_that_cannot_fit_is_not_waited_for(resnet18: LoadedModel, crops: list[torch.Tensor]) -> None:
+    announced, release = threading.Event(), threading.Event()
+    with DynamicBatcher(resnet18, max_batch_size=2, max_wait_ms=LONG_WAIT_MS) as batcher:
+
+        def big_caller() -> None:
+            with batcher.expecting(images=2):
+                announced.set()
+                release.wait(30)
+
+        thread = threading.Thread(target=big_caller)
+        thread.start()
+        announced.wait(30)
+        try:
+            assert _timed(lambda: batcher.classify(crops[0], 1, timeout=30)) < PROMPT_S  # 1 + 2 > 2
+            assert _timed(lambda: batcher.classify(torch.stack(crops[:2]), 1, timeout=30)) < PROMPT_S  # full
+            assert batcher.expected() == 1
+        finally:
+            release.set()
+            thread.join(30)
+        assert batcher.expected() == 0
+
+
+class BlocksUntilReleased(nn.Module):
+    """A real module whose forward pass waits for an event, so a test can close the batcher mid-pass."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 1000)
+        self.release = release
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.release.wait(30)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_close_fails_requests_still_queued() -> None:
+    release = threading.Event()
+    model = LoadedModel(
+        module=BlocksUntilReleased(release).eval(),
+        weights=resolve_weights("resnet18", "random"),
+        precision="fp32",
+        device=torch.device("cpu"),
+        load_ms=0.0,
+    )
+    crop = torch.zeros(3, 224, 224, dtype=torch.uint8)
+    batcher = DynamicBatcher(model, max_batch_size=1, max_wait_ms=LONG_WAIT_MS)
+    running = batcher.submit(crop, 1)
+    while not running.running():  # the worker has taken it into a forward pass
+        time.sleep(0.01)
+    queued = batcher.submit(crop, 1)
+    closer = threading.Thread(target=batcher.close)
+    closer.start()
+    while True:  # close() has marked it closed (it then waits for the pass in progress)
+        try:
+            batcher.submit(crop, 1).cancel()
+        except RuntimeError:
+            break
+        time.sleep(0.01)
+    release.set()
+    closer.join(30)
+    assert len(running.result(30)[0]) == 1
+    with pytest.raises(RuntimeError, match="closed before this request ran"):
+        queued.result(30)
