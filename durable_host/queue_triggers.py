@@ -95,12 +95,40 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-@dataclass
 class _Lease:
-    """The receipt that proves this host still holds a message; renewing the lease replaces it."""
+    """The receipt that proves this host still holds a message, and the storage calls that use it.
 
-    message: QueueMessage
-    pop_receipt: str
+    Each update of the message's visibility returns a new receipt and voids the old one, so the
+    calls run one at a time (renewal, then delete, release or poison) and each uses the newest
+    receipt. A call whose caller is cancelled (the function ended while a renewal was on the
+    wire) still runs to its end and keeps its receipt: the request may already have changed it.
+    """
+
+    def __init__(self, queue: QueueClient, message: QueueMessage) -> None:
+        self.queue = queue
+        self.message = message
+        self.pop_receipt = message.pop_receipt or ""
+        self._turn = asyncio.Lock()
+
+    async def update(self, visibility_timeout: int) -> None:
+        """Hide the message for ``visibility_timeout`` seconds from now (0: visible at once)."""
+        async with self._turn:
+            call = asyncio.ensure_future(
+                self.queue.update_message(self.message.id, self.pop_receipt, visibility_timeout=visibility_timeout)
+            )
+            call.add_done_callback(self._keep_receipt)
+            try:
+                await asyncio.shield(call)
+            finally:
+                await asyncio.wait([call])  # cancelled meanwhile: hold the turn until storage answered
+
+    async def delete(self) -> None:
+        async with self._turn:
+            await self.queue.delete_message(self.message.id, self.pop_receipt)
+
+    def _keep_receipt(self, call: asyncio.Future[QueueMessage]) -> None:
+        if not call.cancelled() and call.exception() is None:
+            self.pop_receipt = call.result().pop_receipt or self.pop_receipt
 
 
 class QueueListener:
@@ -190,7 +218,7 @@ class QueueListener:
             return data, "bytes"
 
     async def _process(self, message: QueueMessage) -> None:
-        lease = _Lease(message, message.pop_receipt or "")
+        lease = _Lease(self.queue, message)
         if (message.dequeue_count or 0) > self.options.max_dequeue_count:
             await self._settle(self._poison(lease))  # a message that crashed hosts before it ran to failure
             return
@@ -219,26 +247,17 @@ class QueueListener:
             renewal.cancel()
             await asyncio.gather(renewal, return_exceptions=True)
         if succeeded:
-            await self._settle(self.queue.delete_message(message.id, lease.pop_receipt))
+            await self._settle(lease.delete())
         elif (message.dequeue_count or 0) >= self.options.max_dequeue_count:
             await self._settle(self._poison(lease))
-        else:
-            await self._settle(self._release(lease))
+        else:  # visible again after visibilityTimeout
+            await self._settle(lease.update(math.ceil(self.options.visibility_timeout_s)))
 
     async def _renew(self, lease: _Lease) -> None:
         """Keep a long-running function's message hidden, renewing halfway through each lease."""
         while True:
             await asyncio.sleep(self.options.lease_s / 2)
-            updated = await self.queue.update_message(
-                lease.message.id, lease.pop_receipt, visibility_timeout=self.options.lease_s
-            )
-            lease.pop_receipt = updated.pop_receipt or lease.pop_receipt
-
-    async def _release(self, lease: _Lease) -> None:
-        """Make a failed message visible again after ``visibilityTimeout``."""
-        await self.queue.update_message(
-            lease.message.id, lease.pop_receipt, visibility_timeout=math.ceil(self.options.visibility_timeout_s)
-        )
+            await lease.update(self.options.lease_s)
 
     async def _poison(self, lease: _Lease) -> None:
         """Copy the message, text unchanged, to ``<queue>-poison`` (created if needed), then delete it."""
@@ -253,7 +272,7 @@ class QueueListener:
         with contextlib.suppress(ResourceExistsError):
             await poison.create_queue()
         await poison.send_message(lease.message.content)
-        await self.queue.delete_message(lease.message.id, lease.pop_receipt)
+        await lease.delete()
 
     async def _settle(self, step: Awaitable[Any]) -> None:
         """Delete, release or poison; if storage refuses, the lease still ends and Azure retries alike."""

@@ -16,14 +16,16 @@ from typing import Any
 import pytest
 import requests
 from azure.core.exceptions import ResourceNotFoundError
+from azure.core.pipeline.transport import AioHttpTransport, AsyncHttpResponse, HttpRequest
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.queue import QueueClient, QueueServiceClient
+from azure.storage.queue import aio as queue_aio
 
-from durable_host.indexing import QueueFunction
+from durable_host.indexing import FunctionInfo, QueueFunction
 from durable_host.queue_connections import resolve_connection
-from durable_host.queue_triggers import Backoff, resolve_target
+from durable_host.queue_triggers import Backoff, QueueListener, resolve_target
 from durable_host.testing import HostProcess, wait_for
-from durable_host.trigger_settings import MessageEncoding, queues_options
+from durable_host.trigger_settings import MessageEncoding, QueuesOptions, queues_options
 from tests.fixtures.azurite import Azurite
 
 from .conftest import APPS
@@ -230,6 +232,80 @@ def test_graceful_stop_lets_a_running_function_finish_and_delete_its_message(har
         assert "Host stopped." in host.output
     assert len(harness.entries(event="end")) == 1
     assert harness.count() == 0
+
+
+class StorageWire(AioHttpTransport):
+    """The SDK's own transport to Azurite, noting each request; it can hold renewals' answers a while.
+
+    Holding an answer after Azurite sent it puts the host in the state a slow network does: storage
+    has already changed the message's receipt and the listener does not know the new one yet.
+    """
+
+    def __init__(self, hold_updates_s: float = 0.0) -> None:
+        super().__init__()
+        self.hold_updates_s = hold_updates_s
+        self.requests: list[tuple[float, str, str]] = []  # (monotonic time, method, URL)
+        self.update_answered = asyncio.Event()
+
+    async def send(self, request: HttpRequest, **kwargs: Any) -> AsyncHttpResponse:  # type: ignore[override]
+        self.requests.append((time.monotonic(), request.method, request.url))
+        response = await super().send(request, **kwargs)
+        if request.method == "PUT" and "popreceipt=" in request.url:  # Update Message
+            self.update_answered.set()
+            await asyncio.sleep(self.hold_updates_s)
+        return response
+
+    def receives(self) -> list[float]:
+        """When each Get Messages call was made."""
+        return [at for at, method, url in self.requests if method == "GET" and "/messages" in url]
+
+
+def queue_function(name: str = "f", queue_name: str = "q", connection: str = "C") -> QueueFunction:
+    return QueueFunction(
+        name=name,
+        fn=print,
+        trigger_param="m",
+        is_async=False,
+        wants_context=False,
+        client_param=None,
+        queue_name=queue_name,
+        connection=connection,
+    )
+
+
+@pytest.mark.azurite
+def test_function_ending_during_a_renewal_deletes_with_the_renewed_receipt(azurite_queue: Azurite) -> None:
+    """The renewal's Update Message has changed the receipt when the function ends; the delete must use it."""
+    name = f"renew-{uuid.uuid4().hex[:12]}"
+    wire = StorageWire(hold_updates_s=0.5)
+    invocations: list[str] = []
+
+    async def invoke(function: FunctionInfo, kwargs: dict[str, Any]) -> None:
+        invocations.append(kwargs["m"].id)
+        if len(invocations) == 1:
+            await wire.update_answered.wait()  # end while the renewal's answer is still on its way
+
+    async def scenario() -> tuple[int, int]:
+        environ = {"C": azurite_queue.connection_string}
+        async with queue_aio.QueueServiceClient.from_connection_string(
+            azurite_queue.connection_string, transport=wire
+        ) as service:
+            await service.create_queue(name)
+            await service.get_queue_client(name).send_message(base64.b64encode(b"renewed").decode())
+            options = QueuesOptions(batch_size=1, max_polling_interval_s=0.2, lease_s=2)
+            listener = QueueListener(resolve_target(queue_function(queue_name=name), environ), service, options, invoke)
+            listener.start()
+            deadline = time.monotonic() + 6  # past a lease (2 s): a message kept by a stale receipt runs again
+            while time.monotonic() < deadline and len(invocations) < 2:
+                properties = await service.get_queue_client(name).get_queue_properties()
+                if invocations and properties.approximate_message_count == 0:
+                    break
+                await asyncio.sleep(0.1)
+            await listener.stop()
+            left = (await service.get_queue_client(name).get_queue_properties()).approximate_message_count
+            return len(invocations), left
+
+    assert asyncio.run(scenario()) == (1, 0)  # run once, then deleted
 
 
 def _exists(queue: QueueClient) -> bool:
