@@ -36,7 +36,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="folder of the task hub databases (default <app-dir>/.durable)",
     )
     parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default FUNCTIONS_WORKER_PROCESS_COUNT or 1)"
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes that run activities (default FUNCTIONS_WORKER_PROCESS_COUNT, else 0: the host runs them)",
     )
     parser.add_argument(
         "--log-level",
@@ -58,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     load_local_settings(Path(app_dir))
     try:
         config = build_config(app_dir, host=args.host, port=args.port, hub_dir=args.hub_dir, workers=args.workers)
-        # as on Azure, the app (and every worker process) sees how many worker processes there are
-        os.environ["FUNCTIONS_WORKER_PROCESS_COUNT"] = str(config.workers)
+        # as on Azure, the app (and every worker process) sees how many Python processes run functions
+        os.environ["FUNCTIONS_WORKER_PROCESS_COUNT"] = str(max(1, config.workers))
         # with no activity to run here, the app may skip what only activities need
-        os.environ[ROLE_SETTING] = DISPATCHER_ROLE if args.check or config.workers > 1 else STANDALONE_ROLE
+        os.environ[ROLE_SETTING] = DISPATCHER_ROLE if args.check or config.workers else STANDALONE_ROLE
         index = load_index(config)
     except (FileNotFoundError, IndexingError, ValueError) as exc:
         logs.flush()  # what was logged before the failure comes before it

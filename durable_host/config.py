@@ -16,7 +16,7 @@ from typing import Any
 
 DEFAULT_HUB_NAME = "TestHubName"
 
-# Set in the host process when activities run elsewhere (``--workers`` > 1, ``--check``), to
+# Set in the host process when activities run elsewhere (``--workers`` >= 1, ``--check``), to
 # ``worker`` in worker processes, and to ``standalone`` when the host process runs activities itself.
 # Azure has no such variable (every Python process runs every kind of function); an app may read it
 # to skip, in the dispatcher, work that only activities need, such as loading models, or to say
@@ -36,7 +36,7 @@ class HostConfig:
     host: str
     port: int
     hub_dir: Path
-    workers: int
+    workers: int  # worker processes that run activities; 0: the host process runs them itself
     route_prefix: str
     hub_name: str
     max_activities: int
@@ -114,13 +114,13 @@ def build_config(
     )
     cores = os.cpu_count() or 1
     if workers is None:
-        workers = int(environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "1") or 1)
+        workers = int(environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "0") or 0)
     return HostConfig(
         app_dir=app_path,
         host=host,
         port=port,
         hub_dir=Path(hub_dir).resolve() if hub_dir else app_path / ".durable",
-        workers=max(1, min(10, workers)),
+        workers=max(0, min(10, workers)),
         route_prefix=route_prefix.strip("/"),
         hub_name=hub_name,
         max_activities=_int_setting(durable, "maxConcurrentActivityFunctions", 10 * cores),

@@ -67,8 +67,9 @@ def print_functions(config: HostConfig, index: FunctionIndex) -> None:
             f"host.json storageProvider '{config.storage_provider}' applies on Azure only; "
             "this host keeps the task hub above"
         )
-    if config.workers > 1:
-        lines.append(f"Activities run in {config.workers} worker processes")
+    if config.workers:
+        plural = "es" if config.workers > 1 else ""
+        lines.append(f"Activities run in {config.workers} worker process{plural}")
     logs.flush()  # lines logged while the app was imported come before the listing
     print("\n".join(lines), flush=True)
 
@@ -95,7 +96,7 @@ class Host:
         loop = asyncio.get_running_loop()
         self.store.start(loop)
         processes = None
-        if self.config.workers > 1:
+        if self.config.workers:
             processes = WorkerProcesses(self.config.workers, self.config.app_dir, self.config.script_file)
         self.engine.activities = ActivityDispatcher(
             self.index, self.invoker, self.config.max_activities, self.engine.on_activity_done, processes

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.host
 REFUSING_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, so every download fails at once
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("workers", ["0", "1", "2"])
 def test_a_start_without_weights_says_once_per_model_what_to_do_before_the_listing(
     tmp_path: Path, shared_images_dir: Path, workers: str
 ) -> None:

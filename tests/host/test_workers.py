@@ -51,6 +51,14 @@ def test_in_process_activities_by_default(api):
     assert api.run("pids")["output"] == [api.host.process.pid]
 
 
+def test_one_worker_process_runs_the_activities_apart_from_the_host():
+    """``--workers 1`` is Azure's shape: one Python process runs the activities, not the host process."""
+    with HostProcess(APPS / "patterns", extra_args=("--workers", "1")) as host:
+        pids = Api(host).run("pids", timeout=60)["output"]
+        assert len(pids) == 1 and host.process.pid not in pids, (pids, host.process.pid)
+        assert "Activities run in 1 worker process\n" in host.output
+
+
 def test_each_process_is_told_whether_it_runs_activities(tmp_path):
     """The dispatcher runs no activity with worker processes, and says so to the app it imports."""
     (tmp_path / "host.json").write_text('{"version": "2.0"}')
