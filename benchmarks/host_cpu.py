@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -92,27 +91,6 @@ def thread_group(name: str) -> str:
     return re.sub(r"_\d+$", "_*", name)
 
 
-class CountingClient(Client):
-    """The system benchmark's client, counting the status polls it makes."""
-
-    def __init__(self, base_url: str, poll_interval: float) -> None:
-        super().__init__(base_url, poll_interval)
-        self.polls = 0
-
-    def session(self) -> requests.Session:
-        http = super().session()
-        if not getattr(http, "counted", False):
-            counter = self
-
-            def count(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-                if response.request.method == "GET":
-                    counter.polls += 1  # one GIL-held increment per poll: exact enough
-
-            http.hooks["response"].append(count)
-            http.counted = True  # type: ignore[attr-defined]
-        return http
-
-
 def status_poll_cost(pid: int, url: str, requests_: int) -> float:
     """Host CPU ms of one ``GET statusQueryGetUri`` of a finished task (keep-alive, one client)."""
     http = requests.Session()
@@ -135,14 +113,13 @@ def load_phase(
     """``tasks`` tasks of ``size`` images, ``concurrency`` at a time: host CPU per task and per thread."""
     assert host.process is not None
     pid = host.process.pid
-    client = CountingClient(host.base_url, poll_interval)
+    client = Client(host.base_url, poll_interval)
     episodes_before = host.output.count(EPISODE_LINE)
     work = [[blobs[(t * size + i) % len(blobs)] for i in range(size)] for t in range(tasks)]
     threads_before = thread_cpu(pid)
     before = cpu_seconds({"host": pid})["host"]
     started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(lambda images: client.run_task(images, "resnet18"), work))
+    client.run(work, "resnet18", concurrency)
     wall = time.perf_counter() - started
     host_ms = (cpu_seconds({"host": pid})["host"] - before) * 1000.0
     time.sleep(0.2)  # the episodes' log lines are flushed every 50 ms
@@ -216,8 +193,7 @@ def measure(repo: Path, blobs: list[str], env: dict[str, str], hub: Path, args: 
         assert host.process is not None
         pid = host.process.pid
         warm = Client(host.base_url, 0.01)
-        for size in (1, 8, 1, 8):  # model load, first episodes, SQLite file
-            warm.run_task(blobs[:size], "resnet18")
+        warm.run([blobs[:size] for size in (1, 8, 1, 8)], "resnet18", 1)  # model load, first episodes, SQLite file
         finished = {}
         for size in (1, 8):
             response = requests.post(
