@@ -59,6 +59,27 @@ class QueueConnection:
         return DefaultAzureCredential(managed_identity_client_id=self.client_id)
 
 
+class QueueServices:
+    """One service client per connection, shared by every function that names it, closed at stop.
+
+    The extension keeps one ``QueueServiceClient`` per connection name too: its HTTP connections
+    (and, for identity, its token cache) serve all the connection's queues.
+    """
+
+    def __init__(self) -> None:
+        self._clients: dict[QueueConnection, QueueServiceClient] = {}
+
+    def client(self, connection: QueueConnection) -> QueueServiceClient:
+        if connection not in self._clients:
+            self._clients[connection] = connection.client()
+        return self._clients[connection]
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+
 def resolve_connection(connection: str | None, environ: Mapping[str, str] = os.environ) -> QueueConnection:
     """The connection a trigger's ``connection`` property names, or ``ValueError`` saying what is missing."""
     name = connection or DEFAULT_CONNECTION

@@ -33,7 +33,7 @@ from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from . import azure_worker
 from .indexing import FunctionInfo, QueueFunction
-from .queue_connections import QueueConnection, resolve_connection
+from .queue_connections import QueueConnection, QueueServices, resolve_connection
 from .trigger_settings import MIN_POLLING_INTERVAL_S, MessageEncoding, QueuesOptions, resolve_setting_refs
 
 log = logging.getLogger("durable_host")
@@ -289,7 +289,7 @@ class QueueTriggers:
         self.targets = [resolve_target(f) for f in functions]
         self.options = options
         self.invoke = invoke
-        self.services: list[QueueServiceClient] = []
+        self.services = QueueServices()
         self.listeners: list[QueueListener] = []
 
     def start(self) -> None:
@@ -297,13 +297,10 @@ class QueueTriggers:
             if target.connection is None:
                 log.error("Function '%s' is in error and will not run: %s", target.function.name, target.error)
                 continue
-            service = target.connection.client()
-            self.services.append(service)
-            listener = QueueListener(target, service, self.options, self.invoke)
+            listener = QueueListener(target, self.services.client(target.connection), self.options, self.invoke)
             listener.start()
             self.listeners.append(listener)
 
     async def stop(self) -> None:
         await asyncio.gather(*(listener.stop() for listener in self.listeners))
-        for service in self.services:
-            await service.close()
+        await self.services.close()

@@ -23,7 +23,7 @@ from azure.storage.queue import aio as queue_aio
 
 from durable_host.indexing import FunctionInfo, QueueFunction
 from durable_host.queue_connections import resolve_connection
-from durable_host.queue_triggers import Backoff, QueueListener, resolve_target
+from durable_host.queue_triggers import Backoff, QueueListener, QueueTriggers, resolve_target
 from durable_host.testing import HostProcess, wait_for
 from durable_host.trigger_settings import MessageEncoding, QueuesOptions, queues_options
 from tests.fixtures.azurite import Azurite
@@ -260,7 +260,7 @@ class StorageWire(AioHttpTransport):
         return [at for at, method, url in self.requests if method == "GET" and "/messages" in url]
 
 
-def queue_function(name: str = "f", queue_name: str = "q", connection: str = "C") -> QueueFunction:
+def queue_function(name: str = "f", queue_name: str = "work", connection: str = "C") -> QueueFunction:
     return QueueFunction(
         name=name,
         fn=print,
@@ -306,6 +306,29 @@ def test_function_ending_during_a_renewal_deletes_with_the_renewed_receipt(azuri
             return len(invocations), left
 
     assert asyncio.run(scenario()) == (1, 0)  # run once, then deleted
+
+
+@pytest.mark.azurite
+def test_functions_on_one_connection_share_its_service_client(
+    azurite_queue: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("C", azurite_queue.connection_string)
+    monkeypatch.setenv("D", azurite_queue.connection_string)
+    functions = [queue_function("a", "q-a", "C"), queue_function("b", "q-b", "C"), queue_function("c", "q-c", "D")]
+
+    async def invoke(function: FunctionInfo, kwargs: dict[str, Any]) -> None:
+        raise AssertionError("the queues are empty")
+
+    async def scenario() -> list[queue_aio.QueueServiceClient]:
+        triggers = QueueTriggers(functions, QueuesOptions(max_polling_interval_s=0.2), invoke)
+        triggers.start()
+        await asyncio.sleep(0.3)  # each polls once (the queues do not exist) and backs off
+        await triggers.stop()
+        return [listener.service for listener in triggers.listeners]
+
+    a, b, c = asyncio.run(scenario())
+    assert a is b  # one client, its HTTP connections, for the connection 'C'
+    assert a is not c
 
 
 def _exists(queue: QueueClient) -> bool:
