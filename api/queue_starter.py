@@ -1,7 +1,10 @@
 """Queue-triggered starter: a message with the JSON of ``POST /api/tasks`` starts the same task.
 
-The message may also carry ``task_id`` (an idempotent start: a redelivered message starts nothing new),
-``session`` and ``reply_to``; it is validated by the same code as the HTTP body. The queue is
+The message may also carry ``task_id``, ``session`` and ``reply_to``; it is validated by the same code as
+the HTTP body. A start is idempotent either way: without a ``task_id`` the instance id is
+``queue@<message id>``, and the queue keeps a message's id across its redeliveries, so a message
+redelivered after a crash (delivery is at least once) finds the task its first delivery started; ``@`` is
+in no client's ``task_id``, so the two kinds of id never meet. The queue is
 ``TASK_QUEUE_NAME`` on the host's own storage connection (``AzureWebJobsStorage``; on Azure its
 identity-based form, ``AzureWebJobsStorage__queueServiceUri``).
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +28,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from api.starter import start_task
-from api.validation import RequestError, parse_json_submission
+from api.validation import RequestError, TaskSubmission, parse_json_submission
 from messaging.queues import MessageTooLargeError, encode, send, shared_service
 from settings import get_settings, task_queue_name
 
@@ -33,6 +37,15 @@ log = logging.getLogger(__name__)
 
 #: Characters of a rejected message kept in its poison envelope when the whole would not fit.
 POISON_EXCERPT_CHARS = 16 * 1024
+#: The instance id of a message without ``task_id`` is this prefix and the message's id.
+MESSAGE_TASK_PREFIX = "queue@"
+
+
+def with_message_task_id(submission: TaskSubmission, msg: func.QueueMessage) -> TaskSubmission:
+    """The submission with ``queue@<message id>`` as its task id unless the message named one."""
+    if submission.routing.task_id or not msg.id:
+        return submission  # (a trigger always gives the id; only a message built by hand lacks one)
+    return replace(submission, routing=replace(submission.routing, task_id=f"{MESSAGE_TASK_PREFIX}{msg.id}"))
 
 
 def poison_envelope(msg: func.QueueMessage, body: bytes, error: RequestError) -> bytes:
@@ -67,7 +80,7 @@ async def start_from_queue(msg: func.QueueMessage, client: df.DurableOrchestrati
     except RequestError as error:
         await asyncio.to_thread(reject, msg, body, error)
         return
-    started = await start_task(client, submission)
+    started = await start_task(client, with_message_task_id(submission, msg))
     log.info(
         "queue message %s: task %s %s",
         msg.id,

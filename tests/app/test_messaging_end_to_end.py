@@ -216,6 +216,32 @@ def test_the_same_task_id_twice_starts_one_task(host: HostProcess, queues: Queue
     assert [item["instanceId"] for item in listed] == ["queued-twice"]
 
 
+def test_a_message_without_task_id_redelivered_after_a_failed_start_runs_one_task(
+    host: HostProcess, queues: QueueServiceClient
+) -> None:
+    """At-least-once delivery: the first delivery hands its task to a suspended session, which holds the event
+    without showing the task, so the start fails after the event was raised and the message comes back with
+    the same id after ``visibilityTimeout``. Both deliveries name the task ``queue@<message id>``: the resumed
+    session runs it once, and the second delivery finds it instead of starting another."""
+    session = f"redeliver-{uuid.uuid4().hex[:6]}"
+    first = requests.post(f"{host.base_url}/api/tasks", json=task(1, session=session), timeout=60)
+    wait_for(lambda: ended(host, first.json()["id"]), "the first task", host)
+    management = f"{host.base_url}/runtime/webhooks/durabletask/instances/session@{session}"
+    assert requests.post(f"{management}/suspend", params={"reason": "test"}, timeout=10).status_code == 202
+    wait_for(lambda: (status(host, f"session@{session}") or {}).get("runtimeStatus") == "Suspended", "suspend", host)
+
+    requests_queue = queue(queues, TASK_QUEUE)
+    sent = requests_queue.send_message(json.dumps(task(1, seed=11, session=session)).encode())
+    wait_for(lambda: f"session '{session}' did not accept the task" in host.output, "the first delivery fails", host)
+    assert requests.post(f"{management}/resume", params={"reason": "test"}, timeout=10).status_code == 202
+    final = wait_for(lambda: ended(host, f"queue@{sent.id}"), "the task named after the message", host)
+    assert final["runtimeStatus"] == "Completed"
+    wait_for(lambda: f"queue message {sent.id}: task queue@{sent.id} existed already" in host.output, "2nd", host)
+    time.sleep(1.0)  # a second task would be queued in the session by now
+    custom = (status(host, f"session@{session}") or {})["customStatus"]
+    assert custom["finished"] == 2 and custom["running"] is None and custom["queued"] == [], custom
+
+
 def test_messages_that_cannot_start_a_task_go_to_the_poison_queue_with_the_reason(
     host: HostProcess, queues: QueueServiceClient
 ) -> None:
