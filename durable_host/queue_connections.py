@@ -44,14 +44,17 @@ class QueueConnection:
         probe = QueueServiceClient.from_connection_string(self.connection_string or "")
         return probe.url.rstrip("/")
 
-    def client(self) -> QueueServiceClient:
-        """An async service client; identity credentials come from ``azure-identity`` as on Azure."""
+    def client(self, credential: AsyncTokenCredential | None = None) -> QueueServiceClient:
+        """An async service client: by the connection string's key, else by ``credential`` (``identity``)."""
         if self.connection_string is not None:
             return QueueServiceClient.from_connection_string(self.connection_string, **_CLIENT_OPTIONS)
         assert self.service_uri is not None  # resolve_connection sets one of the two
-        return QueueServiceClient(self.service_uri, credential=self._credential(), **_CLIENT_OPTIONS)
+        return QueueServiceClient(self.service_uri, credential=credential, **_CLIENT_OPTIONS)
 
-    def _credential(self) -> AsyncTokenCredential:
+    def identity(self) -> AsyncTokenCredential | None:
+        """An identity-based connection's ``azure-identity`` credential, as on Azure; whoever asks closes it."""
+        if self.service_uri is None:
+            return None
         from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
         if (self.credential or "").lower() == "managedidentity":
@@ -63,21 +66,29 @@ class QueueServices:
     """One service client per connection, shared by every function that names it, closed at stop.
 
     The extension keeps one ``QueueServiceClient`` per connection name too: its HTTP connections
-    (and, for identity, its token cache) serve all the connection's queues.
+    (and, for identity, its token cache) serve all the connection's queues. Closing a client does
+    not close its credential, whose own HTTP session (to the token endpoint) is closed here too.
     """
 
     def __init__(self) -> None:
         self._clients: dict[QueueConnection, QueueServiceClient] = {}
+        self._credentials: list[AsyncTokenCredential] = []
 
     def client(self, connection: QueueConnection) -> QueueServiceClient:
         if connection not in self._clients:
-            self._clients[connection] = connection.client()
+            credential = connection.identity()
+            if credential is not None:
+                self._credentials.append(credential)
+            self._clients[connection] = connection.client(credential)
         return self._clients[connection]
 
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
+        credentials, self._credentials = self._credentials, []
         for client in clients:
             await client.close()
+        for credential in credentials:
+            await credential.close()
 
 
 def resolve_connection(connection: str | None, environ: Mapping[str, str] = os.environ) -> QueueConnection:

@@ -22,7 +22,7 @@ from azure.storage.queue import QueueClient, QueueServiceClient
 from azure.storage.queue import aio as queue_aio
 
 from durable_host.indexing import FunctionInfo, QueueFunction
-from durable_host.queue_connections import resolve_connection
+from durable_host.queue_connections import QueueServices, resolve_connection
 from durable_host.queue_triggers import Backoff, QueueListener, QueueTriggers, resolve_target
 from durable_host.testing import HostProcess, wait_for
 from durable_host.trigger_settings import MessageEncoding, QueuesOptions, queues_options
@@ -429,17 +429,71 @@ def test_identity_connections_build_clients_with_azure_identity_credentials() ->
     """The credential each setting selects; token requests need Entra ID, so they are not made here."""
     managed = resolve_connection(
         "Conn", {"Conn__queueServiceUri": "https://acct.queue.core.windows.net", "Conn__credential": "managedidentity"}
-    ).client()
-    default = resolve_connection("Acc", {"Acc__accountName": "acct"}).client()
-    try:
-        assert isinstance(managed.credential, ManagedIdentityCredential)
-        assert isinstance(default.credential, DefaultAzureCredential)
-        assert default.url.startswith("https://acct.queue.core.windows.net")
-    finally:
+    )
+    default = resolve_connection("Acc", {"Acc__accountName": "acct"})
 
-        async def close() -> None:
-            for client in (managed, default):
-                await client.credential.close()
-                await client.close()
+    async def scenario() -> None:
+        services = QueueServices()
+        try:
+            assert isinstance(services.client(managed).credential, ManagedIdentityCredential)
+            assert isinstance(services.client(default).credential, DefaultAzureCredential)
+            assert services.client(default).url.startswith("https://acct.queue.core.windows.net")
+        finally:
+            await services.close()
 
-        asyncio.run(close())
+    asyncio.run(scenario())
+
+
+def test_closing_the_services_closes_identity_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A managed identity's token client keeps an HTTP connection to its endpoint until it is closed.
+
+    The endpoint here is App Service's token protocol on a loopback server: the credential's real
+    request reaches it, and the server sees the connection end only when the credential is closed.
+    """
+
+    async def scenario() -> bool:
+        hung_up = asyncio.Event()
+
+        async def token_endpoint(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    await reader.readuntil(b"\r\n\r\n")
+                    body = json.dumps(
+                        {
+                            "access_token": "local-token",
+                            "expires_on": str(int(time.time()) + 3600),
+                            "resource": "https://storage.azure.com",
+                            "token_type": "Bearer",
+                        }
+                    ).encode()
+                    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                    writer.write(head.encode() + body)
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                hung_up.set()
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(token_endpoint, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{port}/token")
+        monkeypatch.setenv("IDENTITY_HEADER", "local")
+        connection = resolve_connection(
+            "Conn",
+            {"Conn__queueServiceUri": "https://acct.queue.core.windows.net", "Conn__credential": "managedidentity"},
+        )
+        services = QueueServices()
+        try:
+            credential = services.client(connection).credential
+            assert (await credential.get_token("https://storage.azure.com/.default")).token == "local-token"
+            assert not hung_up.is_set()
+            await services.close()
+            await asyncio.wait_for(hung_up.wait(), timeout=5)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            server.close()
+            server.close_clients()
+
+    assert asyncio.run(scenario()), "the credential's connection to the token endpoint is still open"
