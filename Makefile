@@ -39,8 +39,8 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 
 checkov: $(CHECKOV_STAMP)
 
-# `make run` runs activities in two worker processes, each with its share of the cores (see README).
-run: export FUNCTIONS_WORKER_PROCESS_COUNT ?= 2
+# `make run` runs activities in one worker process with all the cores, as Azure does (see README).
+run: export FUNCTIONS_WORKER_PROCESS_COUNT ?= 1
 run: setup
 	$(PY) -m durable_host --app-dir .
 

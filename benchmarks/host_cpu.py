@@ -263,7 +263,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         blobs = stage_photos(photos, Path(tmp) / "blobs")
         env = {
-            "FUNCTIONS_WORKER_PROCESS_COUNT": os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "2"),
+            "FUNCTIONS_WORKER_PROCESS_COUNT": os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "1"),  # as make run
             "BLOB_LOCAL_ROOT": str(Path(tmp) / "blobs"),
             "SQL_CONNECTION_STRING": f"sqlite:///{tmp}/results.db",
             "MODEL_WEIGHTS_RESNET18": "random:0",

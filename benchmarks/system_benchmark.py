@@ -273,7 +273,7 @@ def caption(report: dict[str, Any]) -> str:
     return (
         f"{report['model']}, precision {report['precision']}, seeded RANDOM weights (same FLOPs as pretrained); "
         f"{box.get('cores', '?')} cores, {box.get('cpu', 'CPU not recorded')}, torch {box.get('torch', '?')}; "
-        "make run defaults (2 worker processes), clients polling statusQueryGetUri every 50 ms"
+        f"{report.get('worker_processes', 2)} worker process(es), clients polling statusQueryGetUri every 50 ms"
     )
 
 
@@ -412,7 +412,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         blobs = stage_photos(photos, Path(tmp) / "blobs")
         env = {
-            "FUNCTIONS_WORKER_PROCESS_COUNT": os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "2"),  # as make run
+            "FUNCTIONS_WORKER_PROCESS_COUNT": os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "1"),  # as make run
             "DYNAMIC_BATCH_MAX_WAIT_MS": "5",
             "BLOB_LOCAL_ROOT": str(Path(tmp) / "blobs"),
             "SQL_CONNECTION_STRING": f"sqlite:///{tmp}/results.db",
@@ -442,6 +442,7 @@ def main() -> None:
         report = {
             "model": model,
             "precision": args.precision,
+            "worker_processes": int(env["FUNCTIONS_WORKER_PROCESS_COUNT"]),
             "weights": "seeded random (random:0), same FLOPs as pretrained",
             "machine": machine(),
             "raw": raw[model],
