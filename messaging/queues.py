@@ -13,10 +13,10 @@ from functools import lru_cache
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.identity import DefaultAzureCredential
 from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient, QueueServiceClient
 
 from settings import Settings, get_settings
+from storage.credential import shared_credential
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_JSON_BYTES = MAX_MESSAGE_BYTES * 3 // 4
@@ -27,12 +27,12 @@ class MessageTooLargeError(ValueError):
 
 
 def open_queue_service(settings: Settings) -> QueueServiceClient:
-    """The connection string if there is one, else the service URI with the (managed) identity."""
+    """The connection string if there is one, else the service URI with the (managed) identity's credential,
+    the one the blob store and Azure SQL share (:mod:`storage.credential`)."""
     if settings.queue_connection_string:
         return QueueServiceClient.from_connection_string(settings.queue_connection_string)
     if settings.queue_service_uri:
-        credential = DefaultAzureCredential(managed_identity_client_id=settings.queue_client_id or None)
-        return QueueServiceClient(settings.queue_service_uri, credential=credential)
+        return QueueServiceClient(settings.queue_service_uri, credential=shared_credential(settings.queue_client_id))
     raise ValueError("no storage queue connection: set AzureWebJobsStorage or AzureWebJobsStorage__queueServiceUri")
 
 

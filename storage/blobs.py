@@ -23,6 +23,8 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings, StorageErrorCode
 
+from storage.credential import shared_credential
+
 MAX_BLOB_PATH_LENGTH = 1024
 _PUT_ATTEMPTS = 5
 
@@ -344,13 +346,10 @@ class AzureBlobStore:
 def open_blob_store(connection_string: str | None, local_root: str | Path, *, account_url: str = "") -> BlobStore:
     """The store the settings ask for, first match wins: a connection string (``UseDevelopmentStorage=true``
     included, which means Azurite on port 10000); an account URL, signed in with ``DefaultAzureCredential``
-    (on Azure the managed identity whose client id is ``AZURE_CLIENT_ID``; on a laptop ``az login``);
-    else a local folder."""
+    (on Azure the managed identity whose client id is ``AZURE_CLIENT_ID``; on a laptop ``az login``), the
+    process's shared one (:mod:`storage.credential`); else a local folder."""
     if connection_string and connection_string.strip():
         return AzureBlobStore(connection_string.strip())
     if account_url.strip():
-        # Imported here: azure.identity (and msal) is only loaded by apps that sign in with it.
-        from azure.identity import DefaultAzureCredential
-
-        return AzureBlobStore(account_url=account_url.strip(), credential=DefaultAzureCredential())
+        return AzureBlobStore(account_url=account_url.strip(), credential=shared_credential())
     return LocalFolderBlobStore(Path(local_root))

@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from storage.credential import shared_credential
 from storage.models import Base
 from storage.sql_access_token import install_access_token, uses_access_token, without_marker
 
@@ -72,18 +73,14 @@ def engine_options(url: str | URL) -> dict[str, Any]:
 def create_pooled_engine(url: str, credential: TokenCredential | None = None) -> Engine:
     """A new engine for ``url`` (``get_engine`` keeps one per URL and process).
 
-    An access-token URL signs in with ``credential``, by default ``DefaultAzureCredential`` (imported only
-    then: SQLite and password URLs never load azure-identity).
+    An access-token URL signs in with ``credential``, by default the process's shared
+    ``DefaultAzureCredential`` (:mod:`storage.credential`; SQLite and password URLs never load azure-identity).
     """
     parsed = make_url(url)
     if uses_access_token(parsed):
         parsed = without_marker(parsed)
         engine = create_engine(parsed, **engine_options(parsed))
-        if credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
-        install_access_token(engine, credential)
+        install_access_token(engine, credential or shared_credential())
         return engine
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""

@@ -9,6 +9,7 @@ is given a row.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "services": {"settings", "storage"},  # per-process clients built from settings
     # Activities adapt contracts to the core and storage.
     # Message-driven use: reply targets, signatures and storage queues, for the starters and the activities.
-    "messaging": {"settings", "url_policy"},
+    "messaging": {"settings", "url_policy", "storage.credential"},  # queues sign in as the blob store does
     "activities": {"contracts", "settings", "services", "storage", "inference", "url_policy", "messaging"},
     # The orchestrator: activity names and contracts only (replayed, so no I/O and no settings).
     "orchestrators": {"contracts"},
@@ -122,3 +123,21 @@ def test_api_and_orchestrator_do_not_import_torch() -> None:
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_the_app_loads_azure_identity_only_for_an_identity_based_connection() -> None:
+    """With every connection a connection string or local, loading the app (as the worker does) imports no
+    azure.identity (nor msal): the shared credential is made, and its library imported, on first use."""
+    local = {
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "BLOB_CONNECTION_STRING": "UseDevelopmentStorage=true",
+        "SQL_CONNECTION_STRING": "sqlite:///.localdata/results.db",
+        "MODEL_PREWARM": "",
+    }
+    probe = "import sys, function_app; print(sorted(m for m in ('azure.identity', 'msal') if m in sys.modules))"
+    environment = {name: value for name, value in os.environ.items() if name not in local} | local
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from storage.credential import credential_for, shared_credential
 from storage.database import POOL_SIZE, create_pooled_engine, get_engine
 from storage.sql_access_token import (
     AZURE_SQL_SCOPE,
@@ -230,9 +231,11 @@ def identity_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[IdentityEndpo
     monkeypatch.setenv("IDENTITY_ENDPOINT", server.url)
     monkeypatch.setenv("IDENTITY_HEADER", server.secret)
     monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT_ID)
+    credential_for.cache_clear()  # the shared credential reads this environment when it is made
     try:
         yield server
     finally:
+        credential_for.cache_clear()
         server.shutdown()
         server.server_close()
 
@@ -255,3 +258,6 @@ def test_the_app_s_engine_signs_in_as_its_managed_identity(pyodbc: Any, identity
         {SQL_COPT_SS_ACCESS_TOKEN: pack_access_token(identity_endpoint.token)}
     ] * 3
     assert all("Trusted_Connection" not in cargs[0] for cargs, _ in seen)
+    # The engine's credential is the process's shared one (the blob store's and the queues'): it has the token.
+    assert shared_credential().get_token(AZURE_SQL_SCOPE).token == identity_endpoint.token
+    assert len(identity_endpoint.requests) == 1
