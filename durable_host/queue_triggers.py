@@ -22,7 +22,7 @@ import math
 import os
 import random
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -285,8 +285,8 @@ class QueueListener:
 class QueueTriggers:
     """Every queue listener of the app: started with the host, stopped before it."""
 
-    def __init__(self, functions: list[QueueFunction], options: QueuesOptions, invoke: Invoke) -> None:
-        self.targets = [resolve_target(f) for f in functions]
+    def __init__(self, targets: Sequence[QueueTarget], options: QueuesOptions, invoke: Invoke) -> None:
+        self.targets = targets
         self.options = options
         self.invoke = invoke
         self.services = QueueServices()

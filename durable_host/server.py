@@ -14,46 +14,40 @@ from aiohttp import web
 
 from . import azure_worker, logs
 from .activities import ActivityDispatcher, WorkerProcesses
+from .app_triggers import AppIndex
 from .azure_worker import IndexingError
 from .config import HostConfig
 from .engine import Engine
 from .http_triggers import HttpTriggers
-from .indexing import FunctionIndex, FunctionInfo, index_functions, load_app
+from .indexing import FunctionInfo, index_functions, load_app
 from .invoke import Invoker, default_thread_count
 from .management import ManagementApi
 from .monitor import add_routes as add_monitor_routes
 from .monitor import monitor_url
 from .operations import HubOperations
-from .queue_triggers import QueueTriggers, resolve_target
+from .queue_triggers import QueueTriggers
 from .store import Store
-from .timer_triggers import TimerTriggers, resolve_timer
-from .trigger_settings import queues_options
+from .timer_triggers import TimerTriggers
 from .urls import RPC_PATH, WEBHOOK_PATH, client_binding
 
 log = logging.getLogger("durable_host")
 
 
-def load_index(config: HostConfig) -> FunctionIndex:
+def load_index(config: HostConfig) -> AppIndex:
     index = index_functions(load_app(config.app_dir, config.script_file))
     if index.entities:
         names = ", ".join(sorted(f.name for f in index.entities.values()))
         raise IndexingError(f"entity functions are not supported by durable_host: {names}")
-    if index.queues:
-        queues_options(config.app_dir)  # a bad extensions.queues stops the host, as on Azure
-    return index
+    return AppIndex.load(index, config.app_dir)  # a bad extensions.queues stops the host, as on Azure
 
 
-def print_functions(config: HostConfig, index: FunctionIndex) -> None:
+def print_functions(config: HostConfig, index: AppIndex) -> None:
     lines = ["", "Functions:", ""]
     for f in index.http:
         methods = ",".join(f.methods) if f.methods else "ALL"
         route = "/".join(p for p in (config.route_prefix, f.route) if p)
         lines.append(f"        {f.name}: [{methods}] {config.base_url}/{route}")
-    for queue in index.queues:
-        lines.append(f"        {queue.name}: {resolve_target(queue).describe()}")
-    now = datetime.now(UTC)
-    for timer in index.timers:
-        lines.append(f"        {timer.name}: {resolve_timer(timer).describe(now)}")
+    lines.extend(f"        {line}" for line in index.triggers.listing(datetime.now(UTC)))
     for kind, functions in (("orchestrationTrigger", index.orchestrators), ("activityTrigger", index.activities)):
         for durable in functions.values():
             lines.append(f"        {durable.name}: {kind}")
@@ -77,7 +71,7 @@ def print_functions(config: HostConfig, index: FunctionIndex) -> None:
 class Host:
     """One running host: store, engine, activity workers and the HTTP server."""
 
-    def __init__(self, config: HostConfig, index: FunctionIndex):
+    def __init__(self, config: HostConfig, index: AppIndex):
         self.config = config
         self.index = index
         self.pool = ThreadPoolExecutor(max_workers=default_thread_count(), thread_name_prefix="worker")
@@ -88,8 +82,9 @@ class Host:
         self.management = ManagementApi(self.ops, config)
         self.client_json = json.dumps(client_binding(config))
         self.triggers = HttpTriggers(index.http, config.route_prefix, self.invoker, self.client_json)
-        self.queue_triggers = QueueTriggers(index.queues, queues_options(config.app_dir), self.invoke_trigger)
-        self.timer_triggers = TimerTriggers(index.timers, self.store, self.invoke_trigger)
+        triggers = index.triggers
+        self.queue_triggers = QueueTriggers(triggers.queues, triggers.queue_options, self.invoke_trigger)
+        self.timer_triggers = TimerTriggers(triggers.timers, self.store, self.invoke_trigger)
         self.runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -148,7 +143,7 @@ class Host:
         return await self.triggers.handle(request, *found)
 
 
-async def serve(config: HostConfig, index: FunctionIndex) -> None:
+async def serve(config: HostConfig, index: AppIndex) -> None:
     """Run until SIGINT/SIGTERM, then stop cleanly (queued writes are committed)."""
     host = Host(config, index)
     await host.start()

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -176,8 +176,8 @@ class TimerListener:
 class TimerTriggers:
     """Every timer listener of the app: started with the host, stopped before it."""
 
-    def __init__(self, functions: list[TimerFunction], store: Store, invoke: Invoke) -> None:
-        self.targets = [resolve_timer(f) for f in functions]
+    def __init__(self, targets: Sequence[TimerTarget], store: Store, invoke: Invoke) -> None:
+        self.targets = targets
         self.store = store
         self.invoke = invoke
         self.listeners: list[TimerListener] = []

@@ -10,6 +10,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.queue import QueueClient, QueueServiceClient
 from azure.storage.queue import aio as queue_aio
 
-from durable_host.indexing import FunctionInfo, QueueFunction
+from durable_host.app_triggers import AppIndex
+from durable_host.indexing import FunctionIndex, FunctionInfo, QueueFunction, TimerFunction
 from durable_host.queue_connections import QueueServices, resolve_connection
 from durable_host.queue_triggers import Backoff, QueueListener, QueueTriggers, resolve_target
 from durable_host.testing import HostProcess, wait_for
@@ -309,18 +311,16 @@ def test_function_ending_during_a_renewal_deletes_with_the_renewed_receipt(azuri
 
 
 @pytest.mark.azurite
-def test_functions_on_one_connection_share_its_service_client(
-    azurite_queue: Azurite, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("C", azurite_queue.connection_string)
-    monkeypatch.setenv("D", azurite_queue.connection_string)
+def test_functions_on_one_connection_share_its_service_client(azurite_queue: Azurite) -> None:
+    environ = {"C": azurite_queue.connection_string, "D": azurite_queue.connection_string}
     functions = [queue_function("a", "q-a", "C"), queue_function("b", "q-b", "C"), queue_function("c", "q-c", "D")]
+    targets = [resolve_target(f, environ) for f in functions]
 
     async def invoke(function: FunctionInfo, kwargs: dict[str, Any]) -> None:
         raise AssertionError("the queues are empty")
 
     async def scenario() -> list[queue_aio.QueueServiceClient]:
-        triggers = QueueTriggers(functions, QueuesOptions(max_polling_interval_s=0.2), invoke)
+        triggers = QueueTriggers(targets, QueuesOptions(max_polling_interval_s=0.2), invoke)
         triggers.start()
         await asyncio.sleep(0.3)  # each polls once (the queues do not exist) and backs off
         await triggers.stop()
@@ -364,6 +364,27 @@ def test_bad_queues_settings_are_refused(tmp_path: Path, queues: dict[str, Any],
     (tmp_path / "host.json").write_text(json.dumps({"extensions": {"queues": queues}}))
     with pytest.raises(ValueError, match=error):
         queues_options(tmp_path, environ={})
+
+
+def test_triggers_are_resolved_once_when_the_app_is_loaded(tmp_path: Path) -> None:
+    """The listing and the listeners get this one result; host.json is not read again at start."""
+    (tmp_path / "host.json").write_text(json.dumps({"extensions": {"queues": {"batchSize": 4}}}))
+    timer = TimerFunction(
+        name="t", fn=print, trigger_param="t", is_async=False, wants_context=False, client_param=None, schedule="%S%"
+    )
+    index = FunctionIndex(queues=[queue_function(queue_name="%Q%")], timers=[timer])
+    app = AppIndex.load(index, tmp_path, {"C": "UseDevelopmentStorage=true", "Q": "Jobs", "S": "0 0 * * * *"})
+    (tmp_path / "host.json").write_text("not json")  # read once: a later edit does not matter
+    assert (app.queues, app.timers) == (index.queues, index.timers)
+    assert app.triggers.queue_options.batch_size == 4
+    assert [t.queue_name for t in app.triggers.queues] == ["jobs"]
+    assert app.triggers.listing(datetime(2026, 11, 23, 17, 0, tzinfo=UTC)) == [
+        "f: queueTrigger (queue 'jobs' at http://127.0.0.1:10001/devstoreaccount1)",
+        "t: timerTrigger (schedule '0 0 * * * *', next 2026-11-23T18:00:00+00:00)",
+    ]
+    assert AppIndex.load(FunctionIndex(timers=[timer]), tmp_path, {}).triggers.queue_options == QueuesOptions()
+    with pytest.raises(ValueError, match="Expecting value"):  # with queue functions, bad host.json stops the host
+        AppIndex.load(index, tmp_path, {})
 
 
 def test_milliseconds_polling_interval_and_timespans(tmp_path: Path) -> None:
