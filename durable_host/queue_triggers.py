@@ -188,7 +188,11 @@ class QueueListener:
                 while len(self.in_flight) > self.options.new_batch_threshold:
                     await asyncio.wait(set(self.in_flight), return_when=asyncio.FIRST_COMPLETED)
                 continue
-            await asyncio.sleep(self.backoff.next_delay(found_since_delay))
+            delay = self.backoff.next_delay(found_since_delay)
+            log.debug(
+                "Function '%s': polling queue '%s' again in %d ms", self.function.name, self.queue_name, delay * 1000
+            )
+            await asyncio.sleep(delay)
             found_since_delay = False
 
     def _report(self, problem: str) -> None:

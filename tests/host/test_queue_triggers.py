@@ -6,6 +6,7 @@ import asyncio
 import base64
 import itertools
 import json
+import logging
 import shutil
 import time
 import uuid
@@ -169,14 +170,6 @@ def test_batch_size_and_new_batch_threshold_bound_concurrency(harness: Harness) 
 
 
 @pytest.mark.host
-def test_idle_poller_backs_off_but_still_picks_up_a_message(harness: Harness) -> None:
-    with harness.host() as host:
-        time.sleep(2.5)  # idle long enough for the back-off to reach maxPollingInterval (1 s)
-        harness.send("late")
-        wait_for(lambda: harness.entries(event="end"), "the late message", host, timeout=10)
-
-
-@pytest.mark.host
 def test_missing_queue_is_polled_not_created(harness: Harness) -> None:
     harness.queue.delete_queue()
     with harness.host() as host:
@@ -329,6 +322,48 @@ def test_functions_on_one_connection_share_its_service_client(azurite_queue: Azu
     a, b, c = asyncio.run(scenario())
     assert a is b  # one client, its HTTP connections, for the connection 'C'
     assert a is not c
+
+
+@pytest.mark.azurite
+def test_idle_poller_backs_off_to_max_polling_interval_then_picks_up_a_message(
+    azurite_queue: Azurite, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Azure's back-off on an empty queue: 100 ms, doubling with jitter, up to maxPollingInterval (1 s here)."""
+    name = f"idle-{uuid.uuid4().hex[:12]}"
+    wire = StorageWire()
+    ran = asyncio.Event()
+
+    async def invoke(function: FunctionInfo, kwargs: dict[str, Any]) -> None:
+        ran.set()
+
+    async def scenario() -> tuple[list[float], float]:
+        async with queue_aio.QueueServiceClient.from_connection_string(
+            azurite_queue.connection_string, transport=wire
+        ) as service:
+            await service.create_queue(name)
+            options = QueuesOptions(max_polling_interval_s=1.0)
+            environ = {"C": azurite_queue.connection_string}
+            listener = QueueListener(resolve_target(queue_function(queue_name=name), environ), service, options, invoke)
+            listener.start()
+            await asyncio.sleep(4.0)  # idle: 0.1 + ~0.2 + ~0.5 + ~0.9 s to reach the cap, then 1 s per poll
+            receives = wire.receives()
+            sent = time.monotonic()
+            await service.get_queue_client(name).send_message(base64.b64encode(b"late").decode())
+            await asyncio.wait_for(ran.wait(), timeout=5)
+            picked_up_after = time.monotonic() - sent
+            await listener.stop()
+            return receives, picked_up_after
+
+    with caplog.at_level(logging.DEBUG, logger="durable_host"):
+        receives, picked_up_after = asyncio.run(scenario())
+    delays = [int(r.getMessage().rsplit(" ", 2)[1]) for r in caplog.records if "polling queue" in r.getMessage()]
+    assert delays[0] == 100
+    assert all(a <= b for a, b in itertools.pairwise(delays)), delays  # grows...
+    assert delays[-3:] == [1000, 1000, 1000], delays  # ...to maxPollingInterval, and stays there
+    gaps = [b - a for a, b in itertools.pairwise(receives)]
+    assert len(receives) <= 10, gaps  # a poller that did not back off would have polled about 40 times in 4 s
+    assert gaps[-1] >= 0.95, gaps  # the poller does sleep the interval it chose
+    assert picked_up_after < 1.0 + 2.0  # at most an interval, plus slack for a loaded machine
 
 
 def _exists(queue: QueueClient) -> bool:
