@@ -21,6 +21,24 @@ CLASSIFY_ORCHESTRATOR = "classify_images"
 SESSION_ORCHESTRATOR = "classify_session"  # one eternal instance per session: its tasks, in order
 SESSION_TASK_EVENT = "task"  # the external event that hands a session a ClassificationRequest
 DELIVER_ACTIVITY = "deliver_result"  # input: Delivery; output: DeliveryOutcome
+#: A session's orchestration is ``session@<name>``: a client's task ids cannot contain ``@``, so no task takes it.
+SESSION_INSTANCE_PREFIX = "session@"
+
+
+def session_instance_id(session: str) -> str:
+    return f"{SESSION_INSTANCE_PREFIX}{session}"
+
+
+def session_task_ids(custom_status: Any) -> frozenset[str]:
+    """The tasks a session orchestration's custom status shows accepted and not finished: the running one and
+    the queued ones (``orchestrators.session.session_status`` writes it; a queued task has no instance yet)."""
+    if not isinstance(custom_status, dict):
+        return frozenset()
+    running = custom_status.get("running")
+    queued = custom_status.get("queued")
+    held = [running, *queued] if isinstance(queued, list) else [running]
+    return frozenset(task_id for task_id in held if isinstance(task_id, str))
+
 
 _CANONICAL_RESNET = re.compile(r"resnet(\d+)")
 _LEGACY_RESNET = re.compile(r"ResNet(\d+)")

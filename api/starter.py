@@ -34,6 +34,8 @@ from contracts import (
     ClassificationRequest,
     ImageSource,
     SessionState,
+    session_instance_id,
+    session_task_ids,
 )
 from services import blob_store
 from settings import Settings, get_settings
@@ -61,25 +63,25 @@ class Started:
     session_instance_id: str | None = None
 
 
-def session_instance_id(session: str) -> str:
-    """``session@<name>``: a client's task ids cannot contain ``@``, so no task can take a session's id."""
-    return f"session@{session}"
-
-
-def _upload_name(settings: Settings, instance_id: str, position: int, content_type: str | None) -> str:
-    return f"{settings.upload_container}/{instance_id}/{position}{_EXTENSIONS.get(content_type or '', '')}"
+def upload_folder(settings: Settings, instance_id: str, session: str | None) -> str:
+    """``<UPLOAD_CONTAINER>/<task>/``, and for a task of a session ``.../session@<name>/``: a task waiting in
+    its session's queue has no instance yet, and the maintenance sweep learns from the name which session to
+    ask before it takes the uploads for those of a task that never started."""
+    folder = f"{settings.upload_container}/{instance_id}/"
+    return f"{folder}{session_instance_id(session)}/" if session else folder
 
 
 async def store_uploads(submission: TaskSubmission, instance_id: str, settings: Settings) -> list[ImageSource]:
     """Put uploaded bytes in blob storage so that only their names travel through history."""
     store = blob_store()
+    folder = upload_folder(settings, instance_id, submission.routing.session)
     sources: list[ImageSource] = []
     for position, image in enumerate(submission.images):
         if image.source is not None:
             sources.append(image.source)
             continue
         assert image.data is not None
-        name = _upload_name(settings, instance_id, position, image.content_type)
+        name = f"{folder}{position}{_EXTENSIONS.get(image.content_type or '', '')}"
         await asyncio.to_thread(store.put, name, image.data, image.content_type)
         sources.append(ImageSource(blob=name, name=image.name or f"upload-{position}"))
     return sources
@@ -153,10 +155,7 @@ async def ensure_session(client: df.DurableOrchestrationClient, session_id: str,
 
 def holds(status: Any, task_id: str) -> bool:
     """Whether a session's custom status shows the task accepted (running or queued)."""
-    custom = status.custom_status if status is not None else None
-    if not isinstance(custom, dict):
-        return False
-    return custom.get("running") == task_id or task_id in (custom.get("queued") or [])
+    return status is not None and task_id in session_task_ids(status.custom_status)
 
 
 async def hand_to_session(

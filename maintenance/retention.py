@@ -5,9 +5,11 @@ A task leaves tensors (``TENSOR_CONTAINER/<instance id>/...``, written by prepro
 fails or cannot be persisted discards its tensors itself; what is left comes from tasks that cannot run any
 code (terminated, or whose host died at the wrong moment) and from uploads of tasks that were never
 persisted. The sweep here finds them by listing the containers: the first path segment is the instance id,
-whose runtime status says whether anything may still read them.
+whose runtime status says whether anything may still read them. A task handed to a session has no instance
+while it waits its turn; its uploads are named ``<task>/session@<name>/...``, and the sweep keeps them while
+that session's custom status still lists the task.
 
-Everything is a plain function of its dependencies (a blob store, the time, a status lookup, a purge
+Everything is a plain function of its dependencies (a blob store, the time, status lookups, a purge
 call), so the rules are tested without a host and the timer function that runs them stays thin.
 """
 
@@ -15,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 import azure.durable_functions as df
 
+from contracts import SESSION_INSTANCE_PREFIX
 from storage.blobs import BlobInfo, BlobStore
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,7 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 class InstanceState(Enum):
     """What the sweep needs to know about an instance, from its runtime status."""
 
-    ACTIVE = "active"  # Pending, Running, Suspended, ContinuedAsNew: it may still read its blobs
+    ACTIVE = "active"  # Pending, Running, Suspended, ContinuedAsNew, or queued in a session: it may still read them
     FINISHED = "finished"  # Completed, Failed, Terminated, Canceled: it never will
     UNKNOWN = "unknown"  # no such instance: purged, not started yet, or never started
 
@@ -57,6 +60,9 @@ def state_of(status: df.OrchestrationRuntimeStatus | None) -> InstanceState:
 
 
 StatusLookup = Callable[[str], Awaitable[InstanceState]]
+#: The task ids a session orchestration (``session@<name>``) holds, running or queued; None when the task hub
+#: cannot say, which keeps the session's tasks' uploads for a later sweep.
+SessionTasks = Callable[[str], Awaitable[frozenset[str] | None]]
 PurgeBy = Callable[[datetime, datetime, list[df.OrchestrationRuntimeStatus]], Awaitable[int]]
 
 
@@ -78,6 +84,15 @@ class InstanceBlobs:
     @property
     def newest(self) -> datetime:
         return max(blob.last_modified for blob in self.blobs)
+
+    @property
+    def session_instance_id(self) -> str | None:
+        """The session an upload's task was handed to: ``<container>/<task>/session@<name>/<file>``."""
+        for blob in self.blobs:
+            segments = blob.name.split("/")
+            if len(segments) > 3 and segments[2].startswith(SESSION_INSTANCE_PREFIX):
+                return segments[2]
+        return None
 
 
 @dataclass
@@ -123,18 +138,33 @@ def uploads_expired(group: InstanceBlobs, state: InstanceState, now: datetime, p
     return state is not InstanceState.ACTIVE and now - group.newest >= policy.upload_retention
 
 
-async def states_of(instance_ids: Iterable[str], lookup: StatusLookup) -> dict[str, InstanceState]:
-    """One lookup per instance, a few at a time."""
+async def each[K: Hashable, V](keys: Iterable[K], lookup: Callable[[K], Awaitable[V]]) -> dict[K, V]:
+    """One lookup per distinct key, a few at a time."""
     gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
 
-    async def one(instance_id: str) -> tuple[str, InstanceState]:
+    async def one(key: K) -> tuple[K, V]:
         async with gate:
-            return instance_id, await lookup(instance_id)
+            return key, await lookup(key)
 
-    return dict(await asyncio.gather(*(one(instance_id) for instance_id in set(instance_ids))))
+    return dict(await asyncio.gather(*(one(key) for key in set(keys))))
 
 
-async def sweep(store: BlobStore, lookup: StatusLookup, now: datetime, policy: RetentionPolicy) -> SweepReport:
+async def held_in_sessions(
+    uploads: Iterable[InstanceBlobs], states: dict[str, InstanceState], session_tasks: SessionTasks
+) -> set[str]:
+    """The tasks without an instance whose session still holds them (or cannot say): one lookup per session."""
+    waiting: dict[str, str] = {}  # task id -> its session's instance id
+    for group in uploads:
+        session = group.session_instance_id
+        if session and states[group.instance_id] is InstanceState.UNKNOWN:
+            waiting[group.instance_id] = session
+    held = await each(waiting.values(), session_tasks)
+    return {task_id for task_id, session in waiting.items() if (tasks := held[session]) is None or task_id in tasks}
+
+
+async def sweep(
+    store: BlobStore, lookup: StatusLookup, session_tasks: SessionTasks, now: datetime, policy: RetentionPolicy
+) -> SweepReport:
     """Delete the tensors and uploads nothing will read again; return what was deleted.
 
     Exactly the blobs listed are deleted (not a prefix), so a blob written after the listing is left
@@ -142,7 +172,9 @@ async def sweep(store: BlobStore, lookup: StatusLookup, now: datetime, policy: R
     """
     rules = ((policy.tensor_container, tensors_expired), (policy.upload_container, uploads_expired))
     listings = {container: by_instance(await asyncio.to_thread(_list, store, container)) for container, _ in rules}
-    states = await states_of((g.instance_id for groups in listings.values() for g in groups), lookup)
+    states = await each((g.instance_id for groups in listings.values() for g in groups), lookup)
+    for task_id in await held_in_sessions(listings[policy.upload_container], states, session_tasks):
+        states[task_id] = InstanceState.ACTIVE
     report = SweepReport()
     for container, expired in rules:
         for group in listings[container]:
@@ -187,11 +219,16 @@ class MaintenanceReport:
 
 
 async def run_maintenance(
-    store: BlobStore, lookup: StatusLookup, purge: PurgeBy, now: datetime, policy: RetentionPolicy
+    store: BlobStore,
+    lookup: StatusLookup,
+    session_tasks: SessionTasks,
+    purge: PurgeBy,
+    now: datetime,
+    policy: RetentionPolicy,
 ) -> MaintenanceReport:
     """The sweep, then the purge: sweeping first still knows the statuses of the instances about to be
     purged (afterwards they would be unknown and wait out the upload retention)."""
-    swept = await sweep(store, lookup, now, policy)
+    swept = await sweep(store, lookup, session_tasks, now, policy)
     report = MaintenanceReport(swept, await purge_finished(purge, now, policy))
     log.info(report.summary())
     return report

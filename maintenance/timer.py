@@ -15,6 +15,7 @@ from urllib.parse import quote
 import azure.durable_functions as df
 import azure.functions as func
 
+from contracts import session_task_ids
 from maintenance.retention import InstanceState, MaintenanceReport, RetentionPolicy, run_maintenance, state_of
 from services import blob_store
 from settings import Settings, get_settings, maintenance_schedule
@@ -33,20 +34,34 @@ def policy_from(settings: Settings) -> RetentionPolicy:
 
 
 class ClientAdapter:
-    """The durable client as the retention functions' status lookup and purge call."""
+    """The durable client as the retention functions' status lookups and purge call."""
 
     def __init__(self, client: df.DurableOrchestrationClient) -> None:
         self.client = client
 
-    async def lookup(self, instance_id: str) -> InstanceState:
-        """The instance's state; when the task hub cannot say, ACTIVE, which keeps its blobs for a later sweep."""
+    async def _status(self, instance_id: str) -> df.DurableOrchestrationStatus | None:
+        """The instance's status; None, logged, when the task hub does not answer as expected."""
         try:
             # The SDK puts the id into the URL path as is; blob names allow characters a path does not.
-            status = await self.client.get_status(quote(instance_id, safe=""))
+            return await self.client.get_status(quote(instance_id, safe=""))
         except Exception:  # the SDK raises bare Exception for an unexpected answer
             log.warning("retention: no status for instance %r; its blobs are kept", instance_id, exc_info=True)
-            return InstanceState.ACTIVE
-        return state_of(status.runtime_status)
+            return None
+
+    async def lookup(self, instance_id: str) -> InstanceState:
+        """The instance's state; when the task hub cannot say, ACTIVE, which keeps its blobs for a later sweep."""
+        status = await self._status(instance_id)
+        return InstanceState.ACTIVE if status is None else state_of(status.runtime_status)
+
+    async def session_tasks(self, session_id: str) -> frozenset[str] | None:
+        """The tasks a session still holds: none once it ended (or if it never ran); None when its status cannot
+        say, as between two executions, before the new one has set its custom status."""
+        status = await self._status(session_id)
+        if status is None:
+            return None
+        if state_of(status.runtime_status) is not InstanceState.ACTIVE:
+            return frozenset()
+        return session_task_ids(status.custom_status) if isinstance(status.custom_status, dict) else None
 
     async def purge(
         self, created_from: datetime, created_to: datetime, statuses: list[df.OrchestrationRuntimeStatus]
@@ -58,7 +73,9 @@ class ClientAdapter:
 async def maintain(client: df.DurableOrchestrationClient, now: datetime) -> MaintenanceReport:
     """One maintenance run against the app's own blob store and task hub."""
     adapter = ClientAdapter(client)
-    return await run_maintenance(blob_store(), adapter.lookup, adapter.purge, now, policy_from(get_settings()))
+    return await run_maintenance(
+        blob_store(), adapter.lookup, adapter.session_tasks, adapter.purge, now, policy_from(get_settings())
+    )
 
 
 @bp.timer_trigger(arg_name="timer", schedule=maintenance_schedule())

@@ -49,7 +49,7 @@ ALLOWED: dict[str, set[str]] = {
         "inference.errors",
     },
     # Retention: a timer with a durable client, over storage; no activity, no orchestrator, no torch.
-    "maintenance": {"settings", "services", "storage"},
+    "maintenance": {"contracts", "settings", "services", "storage"},  # contracts: how a session shows its tasks
     "function_app": {"api", "activities", "orchestrators", "maintenance"},
     # Beside the app: the CLI talks HTTP, the local host hosts any app; neither imports this one.
     "classifier_cli": set(),

@@ -10,6 +10,7 @@ blocking the ones behind it. Weights are seeded random ones (nothing is download
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import io
@@ -21,8 +22,9 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +34,7 @@ from PIL import Image
 
 from durable_host.testing import HostProcess, wait_for
 from messaging.signing import SIGNATURE_HEADER, verify
+from tests.app.test_retention_host import Maintenance
 from tests.conftest import REPO_ROOT
 from tests.fixtures.app_host import RANDOM_WEIGHTS, local_state
 from tests.fixtures.azurite import Azurite
@@ -57,6 +60,7 @@ class CallbackServer:
     plans: dict[str, list[int]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    release: threading.Event = field(default_factory=threading.Event)  # lets GET answer
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -80,6 +84,16 @@ def callbacks() -> Iterator[CallbackServer]:
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        def do_GET(self) -> None:
+            """An image URL that answers once the test releases it: a task that takes as long as needed."""
+            server_state.release.wait(timeout=60)
+            body = base64.b64decode(png(0))
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -106,6 +120,8 @@ def host(
         "AzureWebJobsStorage": azurite_queue.connection_string,
         "TASK_QUEUE_NAME": TASK_QUEUE,
         "CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
+        "URL_ALLOWED_HOSTS": "127.0.0.1",
+        "URL_FETCH_TIMEOUT_SECONDS": "60",
         "CALLBACK_SIGNING_SECRET": SECRET,
         "DELIVERY_RETRY_ATTEMPTS": "4",
         "DELIVERY_RETRY_INTERVAL_MS": "200",
@@ -407,3 +423,35 @@ def test_a_session_that_does_not_take_the_task_is_a_503_and_the_events_raised_ag
         f"{host.base_url}/api/tasks", json=task(1, session=session, task_id=f"{session}-b"), timeout=60
     )
     assert again.status_code == 202 and again.json()["id"] == f"{session}-b"  # a retry after the 503: no new task
+
+
+def test_the_maintenance_sweep_keeps_the_uploads_of_a_task_queued_in_its_session(
+    host: HostProcess, callbacks: CallbackServer
+) -> None:
+    """A session's second task waits, with no instance, while the first fetches an image that does not come: a
+    sweep a day later (past UPLOAD_RETENTION_HOURS), through the SDK's client on this host, asks the session,
+    keeps the waiting task's uploads and deletes a plain orphan's; the waiting task then runs on them."""
+    session = f"swept-{uuid.uuid4().hex[:6]}"
+    head = {"model": "resnet18", "images": [{"url": callbacks.url(f"/slow/{session}.png")}], "session": session}
+    assert requests.post(f"{host.base_url}/api/tasks", json=head, timeout=60).status_code == 202
+    waiting = requests.post(f"{host.base_url}/api/tasks", json=task(2, seed=5, session=session), timeout=60)
+    assert waiting.status_code == 202, waiting.text
+    task_id = waiting.json()["id"]
+    orphan = Path(host.env["BLOB_LOCAL_ROOT"]) / "uploads" / f"orphan-{session}" / "0.png"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"uploaded, then the starter died before start_new")
+    uploads = Path(host.env["BLOB_LOCAL_ROOT"]) / "uploads" / task_id
+    assert len([path for path in uploads.rglob("*") if path.is_file()]) == 2
+    assert (status(host, f"session@{session}") or {})["customStatus"]["queued"] == [task_id]
+    assert status(host, task_id) is None  # no instance while it waits its turn
+
+    try:
+        with asyncio.Runner() as runner:
+            report = Maintenance(host, runner).run(datetime.now(UTC) + timedelta(hours=25))
+    finally:
+        callbacks.release.set()
+    assert not orphan.exists() and report.sweep.upload_blobs >= 1
+    assert len([path for path in uploads.rglob("*") if path.is_file()]) == 2
+    final = wait_for(lambda: ended(host, task_id), "the waiting task", host)
+    assert final["runtimeStatus"] == "Completed" and final["output"]["status"] == "Completed", final
+    assert [image["error"] for image in final["output"]["images"]] == [None, None]

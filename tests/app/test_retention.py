@@ -1,9 +1,9 @@
 """Retention without a host: the sweep's rules on both blob stores, the purge's filter, the orchestration's own
 cleanup on its failure paths (replayed through the SDK), the discard activity and the settings.
 
-The status lookup here is a dictionary of states, the purge a list that records its filter: both are the
-plain dependencies the timer function gives the same code (tests/app/test_retention_host.py runs it with the
-SDK's durable client against the local host).
+The status lookups here are dictionaries (of states, of the tasks sessions hold), the purge a list that records
+its filter: all are the plain dependencies the timer function gives the same code
+(tests/app/test_retention_host.py runs it with the SDK's durable client against the local host).
 """
 
 from __future__ import annotations
@@ -67,6 +67,18 @@ def lookup_in(states: dict[str, InstanceState]) -> Any:
     return lookup
 
 
+def sessions_holding(held: dict[str, frozenset[str] | None], asked: list[str] | None = None) -> Any:
+    async def session_tasks(session_id: str) -> frozenset[str] | None:
+        if asked is not None:
+            asked.append(session_id)
+        return held.get(session_id, frozenset())
+
+    return session_tasks
+
+
+no_sessions = sessions_holding({})
+
+
 def names(store: BlobStore, container: str) -> set[str]:
     return {blob.name for blob in store.list_blobs(f"{container}/")}
 
@@ -81,18 +93,45 @@ def test_sweep_keeps_what_a_task_may_still_read_and_deletes_the_rest(store: Blob
     lookup = lookup_in({"done": InstanceState.FINISHED, "live": InstanceState.ACTIVE})
     written = datetime.now(UTC)
 
-    report = asyncio.run(sweep(store, lookup, written + timedelta(hours=1), policy))
+    report = asyncio.run(sweep(store, lookup, no_sessions, written + timedelta(hours=1), policy))
     assert names(store, policy.tensor_container) == {
         f"{policy.tensor_container}/{instance}/{index}-r256.u8" for instance in ("live", "gone") for index in range(2)
     }
     assert len(names(store, policy.upload_container)) == 3  # uploads outlive their task by a day
     assert (report.tensor_blobs, report.tensor_bytes, report.upload_blobs) == (2, 200, 0)
 
-    report = asyncio.run(sweep(store, lookup, written + timedelta(hours=25), policy))
+    report = asyncio.run(sweep(store, lookup, no_sessions, written + timedelta(hours=25), policy))
     assert names(store, policy.tensor_container) == {f"{policy.tensor_container}/live/{i}-r256.u8" for i in range(2)}
     assert names(store, policy.upload_container) == {f"{policy.upload_container}/live/0.jpg"}
     assert (report.tensor_blobs, report.upload_blobs, report.upload_bytes) == (2, 2, 20)
     assert report.kept_instances == 2  # live's tensors and live's uploads
+
+
+def test_uploads_of_a_task_still_queued_in_its_session_are_kept(store: BlobStore, policy: RetentionPolicy) -> None:
+    """A session's queued task has no instance until its turn: its uploads (``<task>/session@<name>/...``, as the
+    starter names them) stay while the session lists the task, or while its status cannot say; a task the
+    session no longer holds (its handover failed, or the session ended) is an orphan like any other."""
+    uploads = policy.upload_container
+    for task_id, folder in (
+        ("queued", "session@s1/"),  # waiting in s1's queue
+        ("dropped", "session@s1/"),  # s1 never took it (the starter gave up with a 503)
+        ("unsure", "session@s2/"),  # s2's status cannot say which tasks it holds
+        ("orphan", ""),  # no session: its starter died before start_new
+        ("running", "session@s3/"),  # its turn came: the instance exists and says so
+    ):
+        store.put(f"{uploads}/{task_id}/{folder}0.png", b"u" * 10)
+    asked: list[str] = []
+    session_tasks = sessions_holding({"session@s1": frozenset({"queued", "other"}), "session@s2": None}, asked)
+    lookup = lookup_in({"running": InstanceState.ACTIVE})
+
+    report = asyncio.run(sweep(store, lookup, session_tasks, datetime.now(UTC) + timedelta(hours=25), policy))
+    assert names(store, uploads) == {
+        f"{uploads}/queued/session@s1/0.png",
+        f"{uploads}/unsure/session@s2/0.png",
+        f"{uploads}/running/session@s3/0.png",
+    }
+    assert report.upload_blobs == 2
+    assert sorted(asked) == ["session@s1", "session@s2"]  # once per session, and only for tasks without an instance
 
 
 def test_the_newest_upload_of_an_instance_decides(tmp_path: Path) -> None:
@@ -103,14 +142,14 @@ def test_the_newest_upload_of_an_instance_decides(tmp_path: Path) -> None:
     two_days_ago = (datetime.now(UTC) - timedelta(days=2)).timestamp()
     os.utime(tmp_path / "uploads" / "task" / "0.jpg", (two_days_ago, two_days_ago))
     lookup = lookup_in({"task": InstanceState.FINISHED})
-    asyncio.run(sweep(store, lookup, datetime.now(UTC), POLICY))
+    asyncio.run(sweep(store, lookup, no_sessions, datetime.now(UTC), POLICY))
     assert names(store, "uploads") == {"uploads/task/0.jpg", "uploads/task/1.jpg"}
-    asyncio.run(sweep(store, lookup, datetime.now(UTC) + timedelta(hours=24, seconds=5), POLICY))
+    asyncio.run(sweep(store, lookup, no_sessions, datetime.now(UTC) + timedelta(hours=24, seconds=5), POLICY))
     assert names(store, "uploads") == set()
 
 
 def test_an_empty_or_missing_container_is_nothing_to_do(store: BlobStore, policy: RetentionPolicy) -> None:
-    report = asyncio.run(sweep(store, lookup_in({}), datetime.now(UTC), policy))
+    report = asyncio.run(sweep(store, lookup_in({}), no_sessions, datetime.now(UTC), policy))
     assert (report.tensor_blobs, report.upload_blobs, report.kept_instances) == (0, 0, 0)
 
 
@@ -171,7 +210,7 @@ def test_maintenance_sweeps_before_it_purges(tmp_path: Path) -> None:
         states.clear()
         return 1
 
-    report = asyncio.run(run_maintenance(store, lookup_in(states), purge, datetime.now(UTC), POLICY))
+    report = asyncio.run(run_maintenance(store, lookup_in(states), no_sessions, purge, datetime.now(UTC), POLICY))
     assert (report.sweep.tensor_blobs, report.instances_purged) == (1, 1)
     assert "deleted 1 tensor blob(s)" in report.summary() and "purged 1 finished instance(s)" in report.summary()
 

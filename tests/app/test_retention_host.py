@@ -63,7 +63,10 @@ class Maintenance:
 
     def run(self, now: datetime) -> MaintenanceReport:
         policy = policy_from(settings_from({}))
-        return self.runner.run(run_maintenance(self.store, self.adapter.lookup, self.adapter.purge, now, policy))
+        adapter = self.adapter
+        return self.runner.run(
+            run_maintenance(self.store, adapter.lookup, adapter.session_tasks, adapter.purge, now, policy)
+        )
 
 
 def submit(host: HostProcess, files: list[Path], models: list[str]) -> dict[str, Any]:
