@@ -12,6 +12,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
+from urllib.parse import quote
 
 PREPROCESS_ACTIVITY = "preprocess_image"
 INFERENCE_ACTIVITY = "classify_batch"
@@ -23,6 +24,24 @@ SESSION_TASK_EVENT = "task"  # the external event that hands a session a Classif
 DELIVER_ACTIVITY = "deliver_result"  # input: Delivery; output: DeliveryOutcome
 #: A session's orchestration is ``session@<name>``: a client's task ids cannot contain ``@``, so no task takes it.
 SESSION_INSTANCE_PREFIX = "session@"
+
+
+#: What no instance id on Azure contains (Azure Storage keys refuse them), and what the extension's HTTP API
+#: cannot carry in its path even encoded: it URL-decodes the whole path before matching, so ``/`` splits it.
+_NOT_IN_INSTANCE_IDS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+
+
+def instance_id_for_client(ref: str) -> str | None:
+    """``ref`` as the durable client's ``get_status`` must be given it, or None when no instance can have it.
+
+    azure-functions-durable 1.x puts the id into its request URL as is, and the extension (and the local host)
+    decode that path once, the extension ``+`` as a space too: unencoded, ``%5A1`` would ask about ``Z1``, and
+    ``?`` or a newline about the list of all instances. So the id is percent-encoded whole, and one that no
+    instance can have is not asked about. The HTTP API and the maintenance timer both ask through this.
+    """
+    if not ref or _NOT_IN_INSTANCE_IDS.search(ref):
+        return None
+    return quote(ref, safe="")
 
 
 def session_instance_id(session: str) -> str:

@@ -20,8 +20,8 @@ import azure.functions as func
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.starter import StartError, start_task
-from api.validation import RequestError, TaskSubmission, can_be_instance_id, parse_submission, parse_wait
-from contracts import to_legacy_model_name
+from api.validation import RequestError, TaskSubmission, parse_submission, parse_wait
+from contracts import instance_id_for_client, to_legacy_model_name
 from services import database
 from settings import get_settings
 from storage.results import load_task
@@ -170,6 +170,7 @@ async def get_task_result(req: func.HttpRequest, client: df.DurableOrchestration
         log.exception("could not read task %s", ref)
         return json_response({"error": f"the results database is unavailable: {type(exc).__name__}"}, 503)
     if stored is None:
-        status = await client.get_status(ref) if can_be_instance_id(ref) else None
+        client_ref = instance_id_for_client(ref)
+        status = await client.get_status(client_ref) if client_ref else None
         return json_response({"error": not_stored_reason(ref, status)}, 404)
     return json_response({"task_id": stored.task_id, **stored.record.to_json()}, 200)

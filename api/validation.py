@@ -30,9 +30,6 @@ IMAGE_FIELDS = ("blob", "url", "data", "name")
 _SMALL_INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
 #: Names a client chooses (``task_id``, ``session``): valid in instance ids and URLs, never an entity id.
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-#: What no instance id on Azure contains (Azure Storage keys refuse them), and what the SDK's client would put
-#: unencoded into its request URL, asking about another instance or the list of all (``?``, ``#``, ``\n``).
-_NOT_IN_INSTANCE_IDS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
 
 class RequestError(ValueError):
@@ -109,11 +106,6 @@ def parse_routing(fields: Mapping[str, Any], settings: Settings) -> Routing:
         session=parse_client_name(fields.get("session"), "session"),
         reply_to=parse_reply_to(fields.get("reply_to"), settings),
     )
-
-
-def can_be_instance_id(ref: str) -> bool:
-    """Whether ``ref`` may name an orchestration instance; the durable client is asked about no other."""
-    return bool(ref) and not _NOT_IN_INSTANCE_IDS.search(ref)
 
 
 def parse_models(value: Any, field: str) -> list[str]:

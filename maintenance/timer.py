@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from contracts import session_task_ids
+from contracts import instance_id_for_client, session_task_ids
 from maintenance.retention import InstanceState, MaintenanceReport, RetentionPolicy, run_maintenance, state_of
 from services import blob_store
 from settings import Settings, get_settings, maintenance_schedule
@@ -39,29 +39,33 @@ class ClientAdapter:
     def __init__(self, client: df.DurableOrchestrationClient) -> None:
         self.client = client
 
-    async def _status(self, instance_id: str) -> df.DurableOrchestrationStatus | None:
-        """The instance's status; None, logged, when the task hub does not answer as expected."""
+    async def _state(self, instance_id: str) -> tuple[InstanceState, Any] | None:
+        """The instance's state and custom status; None, logged, when the task hub does not answer as expected."""
+        client_id = instance_id_for_client(instance_id)  # blob folder names allow what instance ids do not
+        if client_id is None:
+            return InstanceState.UNKNOWN, None
         try:
-            # The SDK puts the id into the URL path as is; blob names allow characters a path does not.
-            return await self.client.get_status(quote(instance_id, safe=""))
+            status = await self.client.get_status(client_id)
         except Exception:  # the SDK raises bare Exception for an unexpected answer
             log.warning("retention: no status for instance %r; its blobs are kept", instance_id, exc_info=True)
             return None
+        return state_of(status.runtime_status), status.custom_status
 
     async def lookup(self, instance_id: str) -> InstanceState:
         """The instance's state; when the task hub cannot say, ACTIVE, which keeps its blobs for a later sweep."""
-        status = await self._status(instance_id)
-        return InstanceState.ACTIVE if status is None else state_of(status.runtime_status)
+        found = await self._state(instance_id)
+        return InstanceState.ACTIVE if found is None else found[0]
 
     async def session_tasks(self, session_id: str) -> frozenset[str] | None:
         """The tasks a session still holds: none once it ended (or if it never ran); None when its status cannot
         say, as between two executions, before the new one has set its custom status."""
-        status = await self._status(session_id)
-        if status is None:
+        found = await self._state(session_id)
+        if found is None:
             return None
-        if state_of(status.runtime_status) is not InstanceState.ACTIVE:
+        state, custom_status = found
+        if state is not InstanceState.ACTIVE:
             return frozenset()
-        return session_task_ids(status.custom_status) if isinstance(status.custom_status, dict) else None
+        return session_task_ids(custom_status) if isinstance(custom_status, dict) else None
 
     async def purge(
         self, created_from: datetime, created_to: datetime, statuses: list[df.OrchestrationRuntimeStatus]

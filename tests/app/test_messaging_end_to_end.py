@@ -33,6 +33,7 @@ from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePoli
 from PIL import Image
 
 from durable_host.testing import HostProcess, wait_for
+from maintenance.retention import InstanceState
 from messaging.signing import SIGNATURE_HEADER, verify
 from tests.app.test_retention_host import Maintenance
 from tests.conftest import REPO_ROOT
@@ -426,7 +427,7 @@ def test_a_session_that_does_not_take_the_task_is_a_503_and_the_events_raised_ag
 
 
 def test_the_maintenance_sweep_keeps_the_uploads_of_a_task_queued_in_its_session(
-    host: HostProcess, callbacks: CallbackServer
+    host: HostProcess, callbacks: CallbackServer, sdk_runner: asyncio.Runner
 ) -> None:
     """A session's second task waits, with no instance, while the first fetches an image that does not come: a
     sweep a day later (past UPLOAD_RETENTION_HOURS), through the SDK's client on this host, asks the session,
@@ -446,8 +447,7 @@ def test_the_maintenance_sweep_keeps_the_uploads_of_a_task_queued_in_its_session
     assert status(host, task_id) is None  # no instance while it waits its turn
 
     try:
-        with asyncio.Runner() as runner:
-            report = Maintenance(host, runner).run(datetime.now(UTC) + timedelta(hours=25))
+        report = Maintenance(host, sdk_runner).run(datetime.now(UTC) + timedelta(hours=25))
     finally:
         callbacks.release.set()
     assert not orphan.exists() and report.sweep.upload_blobs >= 1
@@ -455,3 +455,20 @@ def test_the_maintenance_sweep_keeps_the_uploads_of_a_task_queued_in_its_session
     final = wait_for(lambda: ended(host, task_id), "the waiting task", host)
     assert final["runtimeStatus"] == "Completed" and final["output"]["status"] == "Completed", final
     assert [image["error"] for image in final["output"]["images"]] == [None, None]
+
+
+def test_the_api_and_the_maintenance_timer_ask_about_the_same_instance(
+    host: HostProcess, sdk_runner: asyncio.Runner
+) -> None:
+    """The SDK's client puts an id into its request URL as is, where ``%5A`` means ``Z``: both callers give it the
+    id percent-encoded whole, so ``%5A...`` is asked about as written (no such instance), not as task ``Z...``."""
+    task_id = f"Z{uuid.uuid4().hex[:8]}"
+    assert requests.post(f"{host.base_url}/api/tasks", json=task(1, seed=2, task_id=task_id), timeout=60).ok
+    wait_for(lambda: ended(host, task_id), "the task", host)
+    lookalike = f"%5A{task_id[1:]}"  # the route parameter of /api/tasks/%255A...
+    answer = requests.get(f"{host.base_url}/api/tasks/{lookalike.replace('%', '%25')}", timeout=10)
+    assert answer.status_code == 404 and f"no stored result for task {lookalike!r}" in answer.json()["error"]
+    adapter = Maintenance(host, sdk_runner).adapter
+    assert sdk_runner.run(adapter.lookup(task_id)) is InstanceState.FINISHED
+    assert sdk_runner.run(adapter.lookup(lookalike)) is InstanceState.UNKNOWN
+    assert sdk_runner.run(adapter.lookup("a?b#c")) is InstanceState.UNKNOWN  # no instance can have it

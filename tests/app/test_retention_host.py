@@ -97,14 +97,8 @@ def blobs_under(host: HostProcess, container: str, instance_id: str) -> list[Pat
     return sorted(path for path in folder.rglob("*") if path.is_file())
 
 
-@pytest.fixture
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as running:
-        yield running
-
-
 def test_terminated_task_tensors_uploads_and_history_are_swept_and_purged(
-    request: pytest.FixtureRequest, runner: asyncio.Runner, shared_images_dir: Path
+    request: pytest.FixtureRequest, sdk_runner: asyncio.Runner, shared_images_dir: Path
 ) -> None:
     host: HostProcess = request.getfixturevalue("e2e_host")  # test_end_to_end's app host
     files = (photos(shared_images_dir) * IMAGES)[:IMAGES]
@@ -124,7 +118,7 @@ def test_terminated_task_tensors_uploads_and_history_are_swept_and_purged(
 
     # The sweep: a terminated instance's tensors go at once; its uploads stay for UPLOAD_RETENTION_HOURS.
     now = datetime.now(UTC)
-    maintenance = Maintenance(host, runner)
+    maintenance = Maintenance(host, sdk_runner)
     report = maintenance.run(now)
     assert report.sweep.tensor_blobs == IMAGES * 2 and report.sweep.tensor_bytes / 1e6 == pytest.approx(megabytes)
     assert blobs_under(host, "tensors", instance_id) == []

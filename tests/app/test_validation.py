@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from api.validation import RequestError, can_be_instance_id, parse_submission, parse_wait
+from api.validation import RequestError, parse_submission, parse_wait
+from contracts import instance_id_for_client
 from settings import settings_from
 
 pytestmark = pytest.mark.unit
@@ -167,9 +168,21 @@ def test_bad_wait_is_rejected(raw: str) -> None:
 def test_refs_no_instance_can_have_are_not_asked_about(ref: str) -> None:
     """The SDK's client puts the id into its URL unencoded: ``?`` or a newline there asked about the list of all
     instances and answered 500 (found by tests/app/test_fuzz_api.py)."""
-    assert not can_be_instance_id(ref)
+    assert instance_id_for_client(ref) is None
 
 
-@pytest.mark.parametrize("ref", ["3f2a9c", "my-task.1", "session@night", "a b", "é", "9" * 30])
-def test_instance_ids_are_asked_about(ref: str) -> None:
-    assert can_be_instance_id(ref)
+@pytest.mark.parametrize(
+    ("ref", "sent"),
+    [
+        ("3f2a9c", "3f2a9c"),
+        ("my-task.1", "my-task.1"),
+        ("session@night", "session%40night"),
+        ("a b", "a%20b"),
+        ("a+b", "a%2Bb"),  # the extension decodes a path's + as a space
+        ("%5A1", "%255A1"),  # unencoded, the task Z1
+        ("é", "%C3%A9"),
+        ("9" * 30, "9" * 30),
+    ],
+)
+def test_instance_ids_are_asked_about_percent_encoded_whole(ref: str, sent: str) -> None:
+    assert instance_id_for_client(ref) == sent
