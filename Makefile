@@ -41,6 +41,8 @@ checkov: $(CHECKOV_STAMP)
 
 # `make run` runs activities in one worker process with all the cores, as Azure does (see README).
 run: export FUNCTIONS_WORKER_PROCESS_COUNT ?= 1
+# one thread per activity host.json runs at once, so activities waiting in the batcher block nothing else
+run: export PYTHON_THREADPOOL_THREAD_COUNT ?= 16
 run: setup
 	$(PY) -m durable_host --app-dir .
 

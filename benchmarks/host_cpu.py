@@ -264,6 +264,7 @@ def main() -> None:
         blobs = stage_photos(photos, Path(tmp) / "blobs")
         env = {
             "FUNCTIONS_WORKER_PROCESS_COUNT": os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "1"),  # as make run
+            "PYTHON_THREADPOOL_THREAD_COUNT": os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "16"),
             "BLOB_LOCAL_ROOT": str(Path(tmp) / "blobs"),
             "SQL_CONNECTION_STRING": f"sqlite:///{tmp}/results.db",
             "MODEL_WEIGHTS_RESNET18": "random:0",

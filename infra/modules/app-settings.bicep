@@ -55,6 +55,10 @@ var appSettings = {
   // The app's folder is read-only on Flex Consumption; weights and checkpoints go to the instance's /tmp.
   TORCH_HOME: '/tmp/torch'
   CHECKPOINT_CACHE_DIR: '/tmp/checkpoints'
+  // One thread per activity host.json lets run at once (maxConcurrentActivityFunctions): an inference
+  // activity waiting for its turn in the dynamic batcher holds a thread, and with the worker's default
+  // (cores + 4) preprocessing and persisting queued behind those waits.
+  PYTHON_THREADPOOL_THREAD_COUNT: '16'
 }
 
 output settings object = union(hostStorageSettings, monitoringSettings, durableBackendSettings, appSettings)

@@ -326,6 +326,7 @@ READ_ELSEWHERE = {
     "AZURE_CLIENT_ID": "DefaultAzureCredential (azure-identity): which managed identity to sign in as",
     "TORCH_HOME": "torch.hub: where downloaded weights go (the home folder is not writable)",
     "PIP_EXTRA_INDEX_URL": "pip during the remote build: torch from PyTorch's CPU wheel index",
+    "PYTHON_THREADPOOL_THREAD_COUNT": "Azure's Python worker: threads that run sync functions such as activities",
 }
 
 
@@ -335,6 +336,23 @@ def test_every_setting_that_must_differ_on_azure_is_set() -> None:
     for name in MUST_DIFFER_ON_AZURE:
         assert name in read, f"{name} is no longer read by settings.py"
         assert settings.get(name), f"{name} is not set by infra/modules/app-settings.bicep"
+
+
+def test_every_activity_host_json_allows_at_once_gets_a_thread() -> None:
+    """Activities waiting in the dynamic batcher hold a thread each: with fewer threads than activities
+    allowed at once, preprocessing and persisting queue behind them (issue 10's 1-image load)."""
+    durable = json.loads((REPO_ROOT / "host.json").read_text())["extensions"]["durableTask"]
+    allowed = int(durable["maxConcurrentActivityFunctions"])
+    example = json.loads((REPO_ROOT / "local.settings.json.example").read_text())["Values"]
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    make_run = re.search(r"^run: export PYTHON_THREADPOOL_THREAD_COUNT \?= (\d+)$", makefile, re.MULTILINE)
+    assert make_run, "make run does not set PYTHON_THREADPOOL_THREAD_COUNT"
+    for where, threads in (
+        ("infra/modules/app-settings.bicep", azure_app_settings()["PYTHON_THREADPOOL_THREAD_COUNT"]),
+        ("local.settings.json.example", example["PYTHON_THREADPOOL_THREAD_COUNT"]),
+        ("Makefile (make run)", make_run.group(1)),
+    ):
+        assert int(threads) >= allowed, f"{where}: {threads} threads for {allowed} concurrent activities"
 
 
 def test_app_settings_in_the_infrastructure_are_read_by_someone() -> None:
