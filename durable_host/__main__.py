@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers",
         type=int,
         default=None,
-        help="worker processes that run activities (default FUNCTIONS_WORKER_PROCESS_COUNT, else 0: the host runs them)",
+        help="processes that run activities (default FUNCTIONS_WORKER_PROCESS_COUNT, else 0: the host runs them)",
     )
     parser.add_argument(
         "--log-level",
