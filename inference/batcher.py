@@ -72,7 +72,8 @@ class DynamicBatcher:
         # that is neither announced nor queued; notified whenever any of them changes.
         self._changed = threading.Condition(threading.Lock())
         self._pending: deque[_Request] = deque()
-        self._owing: dict[int, int] = {}  # announced thread -> images it said it will submit; gone once it has
+        # announced thread -> (images it said it will submit, when it said so); gone once it has submitted
+        self._owing: dict[int, tuple[int, float]] = {}
         self._closed = False
         self._batches = 0
         self._images = 0
@@ -85,14 +86,17 @@ class DynamicBatcher:
 
         While the announcement is owed, a batch with room for it waits for it (at most ``max_wait_ms``).
         The first submit inside the block settles it; leaving the block withdraws it in every case, so a
-        caller that fails before submitting holds nobody up for longer than ``max_wait_ms``. A thread has
-        one announcement at a time (it can only wait for one submit): nested blocks share it.
+        caller that fails before submitting holds nobody up for longer than ``max_wait_ms``. An announcement
+        older than twice ``max_wait_ms`` is no longer waited for: a caller stuck reading its tensors (a slow
+        storage account) would otherwise make every batch wait the whole ``max_wait_ms`` for as long as it
+        stays stuck. A thread has one announcement at a time (it can only wait for one submit): a nested
+        block replaces the outer one and withdraws it when it ends.
         """
         if images < 1:
             raise ValueError(f"expecting() needs images >= 1, got {images}")
         caller = threading.get_ident()
         with self._changed:
-            self._owing[caller] = images
+            self._owing[caller] = (images, time.monotonic())
         try:
             yield
         finally:
@@ -140,9 +144,16 @@ class DynamicBatcher:
         self.close()
 
     def _run(self) -> None:
-        while (batch := self._gather()) is not None:
-            self._execute(batch)
-        self._fail_pending()
+        """Batches until closed; if this thread ever dies of an unexpected error, the batcher closes with it,
+        so waiting and later callers get ``RuntimeError`` instead of waiting for ever."""
+        batch: list[_Request] | None = None
+        try:
+            while (batch := self._gather()) is not None:
+                self._execute(batch)
+        finally:
+            with self._changed:
+                self._closed = True
+            self._fail_pending(batch or [])
 
     def _gather(self) -> list[_Request] | None:
         """The next batch: the first queued request and all that fit behind it, plus owed ones that arrive
@@ -169,8 +180,9 @@ class DynamicBatcher:
             return batch
 
     def _company_fits(self, room: int) -> bool:
-        """Whether an announced caller that has not submitted yet would fit into ``room`` images."""
-        return any(images <= room for images in self._owing.values())
+        """Whether a caller announced lately that has not submitted yet would fit into ``room`` images."""
+        fresh_since = time.monotonic() - 2 * self.max_wait_s
+        return any(images <= room and since >= fresh_since for images, since in self._owing.values())
 
     def _execute(self, batch: list[_Request]) -> None:
         live = [r for r in batch if r.future.set_running_or_notify_cancel()]
@@ -206,10 +218,14 @@ class DynamicBatcher:
             results.append(top_k(rows, request.k, self.model.weights.categories))
         return results
 
-    def _fail_pending(self) -> None:
+    def _fail_pending(self, in_flight: list[_Request]) -> None:
+        """Fail the queued requests, and those of a batch whose forward pass never returned."""
         with self._changed:
             pending = list(self._pending)
             self._pending.clear()
+        for request in in_flight:
+            if request.future.running():
+                request.future.set_exception(RuntimeError("DynamicBatcher closed while this request ran"))
         for request in pending:
             if request.future.set_running_or_notify_cancel():
                 request.future.set_exception(RuntimeError("DynamicBatcher closed before this request ran"))

@@ -282,3 +282,53 @@ def test_close_fails_requests_still_queued() -> None:
     assert len(running.result(30)[0]) == 1
     with pytest.raises(RuntimeError, match="closed before this request ran"):
         queued.result(30)
+
+
+def test_an_announcement_stuck_for_long_is_no_longer_waited_for(
+    resnet18: LoadedModel, crops: list[torch.Tensor]
+) -> None:
+    """A caller stuck before submitting (a slow blob read) must not make every later batch wait ``max_wait``."""
+    max_wait_ms = 300
+    announced, release = threading.Event(), threading.Event()
+    with DynamicBatcher(resnet18, max_wait_ms=max_wait_ms) as batcher:
+
+        def stuck_caller() -> None:
+            with batcher.expecting():
+                announced.set()
+                release.wait(30)
+
+        thread = threading.Thread(target=stuck_caller)
+        thread.start()
+        announced.wait(30)
+        time.sleep(2 * max_wait_ms / 1e3 + 0.05)  # the announcement is stale now
+        elapsed = _timed(lambda: batcher.classify(crops[0], 1, timeout=30))
+        assert batcher.expected() == 1  # still owed, just not waited for
+        release.set()
+        thread.join(30)
+    assert elapsed < max_wait_ms / 1e3 / 2, elapsed
+
+
+class ExitsTheThread(nn.Module):
+    """A forward pass that raises what no ``except Exception`` catches, as a fatal error in a library would."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise SystemExit("the forward pass took its thread down")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the SystemExit, on purpose
+def test_callers_get_an_error_not_a_hang_when_the_batcher_thread_dies() -> None:
+    model = LoadedModel(
+        module=ExitsTheThread().eval(),
+        weights=resolve_weights("resnet18", "random"),
+        precision="fp32",
+        device=torch.device("cpu"),
+        load_ms=0.0,
+    )
+    crop = torch.zeros(3, 224, 224, dtype=torch.uint8)
+    batcher = DynamicBatcher(model, max_batch_size=1, max_wait_ms=LONG_WAIT_MS)
+    first = batcher.submit(crop, 1)
+    with pytest.raises(RuntimeError, match="closed while this request ran"):
+        first.result(30)
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.classify(crop, 1, timeout=30)
+    batcher.close()
