@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.queue import QueueMessage
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue import QueueMessage, StorageErrorCode
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from . import azure_worker
@@ -44,6 +44,8 @@ Invoke = Callable[[FunctionInfo, dict[str, Any]], Awaitable[Any]]
 _QUEUE_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 #: Seconds a graceful stop waits for running functions before leaving their messages to the lease.
 STOP_GRACE_S = 10.0
+#: The longest wait before a failed lease renewal is tried again (a tenth of the lease when shorter).
+RENEWAL_RETRY_MAX_S = 30.0
 
 
 class Backoff:
@@ -93,6 +95,13 @@ def resolve_target(function: QueueFunction, environ: Mapping[str, str] = os.envi
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _lease_lost(exc: AzureError) -> bool:
+    """Whether storage says the message is gone (404) or another receipt holds it (400 PopReceiptMismatch)."""
+    if not isinstance(exc, HttpResponseError):
+        return False
+    return exc.status_code == 404 or getattr(exc, "error_code", None) == StorageErrorCode.POP_RECEIPT_MISMATCH
 
 
 class _Lease:
@@ -258,10 +267,31 @@ class QueueListener:
             await self._settle(lease.update(math.ceil(self.options.visibility_timeout_s)))
 
     async def _renew(self, lease: _Lease) -> None:
-        """Keep a long-running function's message hidden, renewing halfway through each lease."""
+        """Keep a long-running function's message hidden, renewing halfway through each lease.
+
+        As the extension's visibility updates: a refused renewal is tried again soon, while the
+        lease still holds, since giving up would let the message run twice; only a message that is
+        gone or whose receipt is no longer this host's (someone else holds it now) ends them.
+        """
+        delay = self.options.lease_s / 2
         while True:
-            await asyncio.sleep(self.options.lease_s / 2)
-            await lease.update(self.options.lease_s)
+            await asyncio.sleep(delay)
+            try:
+                await lease.update(self.options.lease_s)
+                delay = self.options.lease_s / 2
+            except AzureError as exc:
+                lost = _lease_lost(exc)
+                log.warning(
+                    "Function '%s': cannot renew the lease of message %s (%s: %s); %s",
+                    self.function.name,
+                    lease.message.id,
+                    type(exc).__name__,
+                    (str(exc).splitlines() or [""])[0],
+                    "it is no longer this host's" if lost else "trying again",
+                )
+                if lost:
+                    return
+                delay = min(self.options.lease_s / 10, RENEWAL_RETRY_MAX_S)
 
     async def _poison(self, lease: _Lease) -> None:
         """Copy the message, text unchanged, to ``<queue>-poison`` (created if needed), then delete it."""

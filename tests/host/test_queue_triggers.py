@@ -7,6 +7,7 @@ import base64
 import itertools
 import json
 import logging
+import re
 import shutil
 import time
 import uuid
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 from azure.core.exceptions import ResourceNotFoundError
+from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.transport import AioHttpTransport, AsyncHttpResponse, HttpRequest
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.queue import QueueClient, QueueServiceClient
@@ -301,6 +303,73 @@ def test_function_ending_during_a_renewal_deletes_with_the_renewed_receipt(azuri
             return len(invocations), left
 
     assert asyncio.run(scenario()) == (1, 0)  # run once, then deleted
+
+
+class RefusedRenewals:
+    """A request hook that spoils the first ``count`` Update Message calls before they are signed.
+
+    Azurite then refuses them for real: a negative visibility timeout is a 400 that says nothing
+    about the lease (the renewal must be tried again), a foreign receipt is 400 PopReceiptMismatch
+    (the lease is someone else's: renewing stops).
+    """
+
+    def __init__(self, count: int, spoil: tuple[str, str]) -> None:
+        self.left = count
+        self.pattern, self.replacement = spoil
+
+    def __call__(self, request: PipelineRequest[HttpRequest]) -> None:
+        http = request.http_request
+        if http.method == "PUT" and "popreceipt=" in http.url and self.left > 0:
+            self.left -= 1
+            http.url = re.sub(self.pattern, self.replacement, http.url)
+
+
+@pytest.mark.azurite
+@pytest.mark.parametrize(
+    ("spoil", "runs", "outcome"),
+    [
+        ((r"visibilitytimeout=\d+", "visibilitytimeout=-1"), 1, "trying again"),
+        ((r"popreceipt=[^&]+", "popreceipt=AgAAAAMAAAAAAAAAAAAAAAAAAA%3D%3D"), 2, "it is no longer this host's"),
+    ],
+    ids=["refused-then-retried", "receipt-mismatch-stops"],
+)
+def test_refused_renewal_is_retried_unless_the_lease_is_lost(
+    azurite_queue: Azurite, caplog: pytest.LogCaptureFixture, spoil: tuple[str, str], runs: int, outcome: str
+) -> None:
+    """A function outlives two leases (2 s each) while Azurite refuses its first renewal."""
+    name = f"refuse-{uuid.uuid4().hex[:12]}"
+    hook = RefusedRenewals(1, spoil)
+    invocations: list[str] = []
+
+    async def invoke(function: FunctionInfo, kwargs: dict[str, Any]) -> None:
+        invocations.append(kwargs["m"].id)
+        if len(invocations) == 1:
+            await asyncio.sleep(4.5)
+
+    async def scenario() -> int:
+        environ = {"C": azurite_queue.connection_string}
+        async with queue_aio.QueueServiceClient.from_connection_string(
+            azurite_queue.connection_string, raw_request_hook=hook
+        ) as service:
+            await service.create_queue(name)
+            await service.get_queue_client(name).send_message(base64.b64encode(b"long").decode())
+            options = QueuesOptions(batch_size=1, max_polling_interval_s=0.2, lease_s=2)
+            listener = QueueListener(resolve_target(queue_function(queue_name=name), environ), service, options, invoke)
+            listener.start()
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline and len(invocations) < runs + 1:
+                properties = await service.get_queue_client(name).get_queue_properties()
+                if invocations and properties.approximate_message_count == 0:
+                    break
+                await asyncio.sleep(0.1)
+            await listener.stop()
+            return (await service.get_queue_client(name).get_queue_properties()).approximate_message_count
+
+    with caplog.at_level(logging.WARNING, logger="durable_host"):
+        assert asyncio.run(scenario()) == 0
+    assert len(invocations) == runs, invocations
+    refusals = [r.getMessage() for r in caplog.records if "cannot renew the lease" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].endswith(outcome), refusals
 
 
 @pytest.mark.azurite
