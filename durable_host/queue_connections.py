@@ -9,6 +9,7 @@ identity-based connection with ``__credential=managedidentity`` and ``__clientId
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.storage.queue.aio import QueueServiceClient
 
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
+log = logging.getLogger("durable_host")
 # The SDK logs every request at INFO; the Functions host keeps its polling out of the console.
 _SDK_LOG = logging.getLogger("durable_host.queue_sdk")
 _SDK_LOG.setLevel(logging.WARNING)
@@ -83,12 +85,17 @@ class QueueServices:
         return self._clients[connection]
 
     async def close(self) -> None:
+        """Close every client and credential; one that fails is logged and the others still close."""
         clients, self._clients = list(self._clients.values()), {}
         credentials, self._credentials = self._credentials, []
-        for client in clients:
-            await client.close()
-        for credential in credentials:
-            await credential.close()
+        results = await asyncio.gather(
+            *(client.close() for client in clients),
+            *(credential.close() for credential in credentials),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("Closing a queue connection failed: %s: %s", type(result).__name__, result)
 
 
 def resolve_connection(connection: str | None, environ: Mapping[str, str] = os.environ) -> QueueConnection:

@@ -569,11 +569,14 @@ def test_identity_connections_build_clients_with_azure_identity_credentials() ->
     asyncio.run(scenario())
 
 
-def test_closing_the_services_closes_identity_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_closing_the_services_closes_identity_credentials(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """A managed identity's token client keeps an HTTP connection to its endpoint until it is closed.
 
     The endpoint here is App Service's token protocol on a loopback server: the credential's real
-    request reaches it, and the server sees the connection end only when the credential is closed.
+    request reaches it, and the server sees the connection end only when the credential is closed,
+    even though another connection's client, closed first, fails to close.
     """
 
     async def scenario() -> bool:
@@ -608,6 +611,12 @@ def test_closing_the_services_closes_identity_credentials(monkeypatch: pytest.Mo
             {"Conn__queueServiceUri": "https://acct.queue.core.windows.net", "Conn__credential": "managedidentity"},
         )
         services = QueueServices()
+        failing = services.client(resolve_connection("Dev", {"Dev": "UseDevelopmentStorage=true"}))
+
+        async def refuse_to_close() -> None:
+            raise OSError("socket already gone")
+
+        monkeypatch.setattr(failing, "close", refuse_to_close)
         try:
             credential = services.client(connection).credential
             assert (await credential.get_token("https://storage.azure.com/.default")).token == "local-token"
@@ -621,4 +630,6 @@ def test_closing_the_services_closes_identity_credentials(monkeypatch: pytest.Mo
             server.close()
             server.close_clients()
 
-    assert asyncio.run(scenario()), "the credential's connection to the token endpoint is still open"
+    with caplog.at_level(logging.WARNING, logger="durable_host"):
+        assert asyncio.run(scenario()), "the credential's connection to the token endpoint is still open"
+    assert "Closing a queue connection failed: OSError: socket already gone" in caplog.text
