@@ -283,6 +283,9 @@ class Engine:
             head.append(self.store.delete_messages(m.id for m in consumed))
         self.store.submit_nowait(head + ops)
         if inst.terminal:
+            # a client may see the end at once (status and waits answer from memory): make it durable as
+            # soon as possible rather than after the group-commit window
+            self.store.flush()
             lifecycle.release_history(inst)  # read back from the store when asked
             self._notify(inst)
 

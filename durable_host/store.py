@@ -287,6 +287,10 @@ class Store:
             self._loop.call_later(GROUP_COMMIT_WINDOW_S, self._hand_over)
         self._pending.extend(operation)
 
+    def flush(self) -> None:
+        """Hand the writes gathered so far to the writer now, without waiting for the window to end."""
+        self._hand_over()
+
     def _hand_over(self) -> None:
         if self._pending:
             self._queue.put((self._pending, None))
