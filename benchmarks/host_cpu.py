@@ -6,11 +6,13 @@ workers) spends is taken from the forward passes in the worker processes, so thi
 
 1. one ``GET statusQueryGetUri`` on its own (a client polls it many times per task): host CPU per request
    for a finished 1-image and a finished 8-image task, a few hundred requests in a row;
-2. N 1-image and N 8-image tasks of the real app (``random:0`` weights, two worker processes as
-   ``make run``), clients polling every 0.5 s: host CPU per task, polls and orchestrator episodes per task,
-   and the host's CPU per task without its polls (a client polling every 50 ms adds latency / 50 ms polls
-   of the cost measured in 1.); per host thread (event loop, store writer, log flusher, thread pool, worker
-   pipes: the names come from ``py-spy dump``) when py-spy is given;
+2. N 1-image and N 8-image tasks of the real app (``random:0`` weights, two worker processes: a value
+   that means worker processes in checkouts before and after ``--workers 1`` changed meaning, so ``--repo``
+   comparisons across that change compare the same setup), clients polling every 0.5 s: host CPU per task,
+   polls and orchestrator episodes per task, and the host's CPU per task without its polls (a client
+   polling every 50 ms adds latency / 50 ms polls of the cost measured in 1.); per host thread (event
+   loop, store writer, log flusher, thread pool, worker pipes: the names come from ``py-spy dump``) when
+   py-spy is given;
 3. the host alone, without the app: HelloSequence5 orchestrations of ``tests/host/apps/bench`` (no-op
    activities, two worker processes): host CPU per orchestration;
 4. with ``--py-spy``, a sampled profile of the host during each load phase, by category: only samples of
@@ -263,7 +265,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         blobs = stage_photos(photos, Path(tmp) / "blobs")
         env = {
-            "FUNCTIONS_WORKER_PROCESS_COUNT": os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "1"),  # as make run
+            "FUNCTIONS_WORKER_PROCESS_COUNT": os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "2"),  # see 2. above
             "PYTHON_THREADPOOL_THREAD_COUNT": os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "16"),
             "BLOB_LOCAL_ROOT": str(Path(tmp) / "blobs"),
             "SQL_CONNECTION_STRING": f"sqlite:///{tmp}/results.db",
