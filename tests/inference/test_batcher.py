@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -200,44 +201,39 @@ def test_caller_failing_before_submit_withdraws_its_announcement(
         assert raised and batcher.expected() == 0
 
 
-def test_held_announcement_delays_others_at_most_max_wait(resnet18: LoadedModel, crops: list[torch.Tensor]) -> None:
-    max_wait_ms = 300
+@contextmanager
+def announcement_held(batcher: DynamicBatcher, images: int = 1) -> Iterator[None]:
+    """Another thread announces ``images`` and submits nothing until the block ends."""
     announced, release = threading.Event(), threading.Event()
-    with DynamicBatcher(resnet18, max_wait_ms=max_wait_ms) as batcher:
 
-        def slow_caller() -> None:
-            with batcher.expecting():
-                announced.set()
-                release.wait(30)
+    def caller() -> None:
+        with batcher.expecting(images):
+            announced.set()
+            release.wait(30)
 
-        thread = threading.Thread(target=slow_caller)
-        thread.start()
-        announced.wait(30)
-        elapsed = _timed(lambda: batcher.classify(crops[0], 1, timeout=30))
+    thread = threading.Thread(target=caller)
+    thread.start()
+    announced.wait(30)
+    try:
+        yield
+    finally:
         release.set()
         thread.join(30)
+
+
+def test_held_announcement_delays_others_at_most_max_wait(resnet18: LoadedModel, crops: list[torch.Tensor]) -> None:
+    max_wait_ms = 300
+    with DynamicBatcher(resnet18, max_wait_ms=max_wait_ms) as batcher, announcement_held(batcher):
+        elapsed = _timed(lambda: batcher.classify(crops[0], 1, timeout=30))
     assert max_wait_ms / 1e3 <= elapsed < max_wait_ms / 1e3 + PROMPT_S  # waited, then ran without it
 
 
 def test_company_that_cannot_fit_is_not_waited_for(resnet18: LoadedModel, crops: list[torch.Tensor]) -> None:
-    announced, release = threading.Event(), threading.Event()
     with DynamicBatcher(resnet18, max_batch_size=2, max_wait_ms=LONG_WAIT_MS) as batcher:
-
-        def big_caller() -> None:
-            with batcher.expecting(images=2):
-                announced.set()
-                release.wait(30)
-
-        thread = threading.Thread(target=big_caller)
-        thread.start()
-        announced.wait(30)
-        try:
+        with announcement_held(batcher, images=2):
             assert _timed(lambda: batcher.classify(crops[0], 1, timeout=30)) < PROMPT_S  # 1 + 2 > 2
             assert _timed(lambda: batcher.classify(torch.stack(crops[:2]), 1, timeout=30)) < PROMPT_S  # full
             assert batcher.expected() == 1
-        finally:
-            release.set()
-            thread.join(30)
         assert batcher.expected() == 0
 
 
@@ -289,22 +285,10 @@ def test_an_announcement_stuck_for_long_is_no_longer_waited_for(
 ) -> None:
     """A caller stuck before submitting (a slow blob read) must not make every later batch wait ``max_wait``."""
     max_wait_ms = 300
-    announced, release = threading.Event(), threading.Event()
-    with DynamicBatcher(resnet18, max_wait_ms=max_wait_ms) as batcher:
-
-        def stuck_caller() -> None:
-            with batcher.expecting():
-                announced.set()
-                release.wait(30)
-
-        thread = threading.Thread(target=stuck_caller)
-        thread.start()
-        announced.wait(30)
+    with DynamicBatcher(resnet18, max_wait_ms=max_wait_ms) as batcher, announcement_held(batcher):
         time.sleep(2 * max_wait_ms / 1e3 + 0.05)  # the announcement is stale now
         elapsed = _timed(lambda: batcher.classify(crops[0], 1, timeout=30))
         assert batcher.expected() == 1  # still owed, just not waited for
-        release.set()
-        thread.join(30)
     assert elapsed < max_wait_ms / 1e3 / 2, elapsed
 
 
