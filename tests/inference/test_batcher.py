@@ -88,6 +88,17 @@ def test_invalid_request_fails_on_submit(resnet18: LoadedModel) -> None:
         batcher.submit(torch.zeros(3, 224, 224, dtype=torch.uint8), 1)
 
 
+def loaded(module: nn.Module) -> LoadedModel:
+    """A real module standing in for ResNet18's forward pass (its weights' transforms and categories)."""
+    return LoadedModel(
+        module=module.eval(),
+        weights=resolve_weights("resnet18", "random"),
+        precision="fp32",
+        device=torch.device("cpu"),
+        load_ms=0.0,
+    )
+
+
 class RejectsBlankImages(nn.Module):
     """A real module whose forward fails when the batch holds a uniform image (stand-in for a bad input)."""
 
@@ -102,13 +113,7 @@ class RejectsBlankImages(nn.Module):
 
 
 def test_forward_failure_reaches_only_its_own_caller() -> None:
-    model = LoadedModel(
-        module=RejectsBlankImages().eval(),
-        weights=resolve_weights("resnet18", "random"),
-        precision="fp32",
-        device=torch.device("cpu"),
-        load_ms=0.0,
-    )
+    model = loaded(RejectsBlankImages())
     noise = torch.randint(0, 256, (3, 224, 224), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     blank = torch.full((3, 224, 224), 7, dtype=torch.uint8)
     with DynamicBatcher(model, max_batch_size=8, max_wait_ms=500) as batcher:
@@ -252,13 +257,7 @@ class BlocksUntilReleased(nn.Module):
 
 def test_close_fails_requests_still_queued() -> None:
     release = threading.Event()
-    model = LoadedModel(
-        module=BlocksUntilReleased(release).eval(),
-        weights=resolve_weights("resnet18", "random"),
-        precision="fp32",
-        device=torch.device("cpu"),
-        load_ms=0.0,
-    )
+    model = loaded(BlocksUntilReleased(release))
     crop = torch.zeros(3, 224, 224, dtype=torch.uint8)
     batcher = DynamicBatcher(model, max_batch_size=1, max_wait_ms=LONG_WAIT_MS)
     running = batcher.submit(crop, 1)
@@ -301,13 +300,7 @@ class ExitsTheThread(nn.Module):
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the SystemExit, on purpose
 def test_callers_get_an_error_not_a_hang_when_the_batcher_thread_dies() -> None:
-    model = LoadedModel(
-        module=ExitsTheThread().eval(),
-        weights=resolve_weights("resnet18", "random"),
-        precision="fp32",
-        device=torch.device("cpu"),
-        load_ms=0.0,
-    )
+    model = loaded(ExitsTheThread())
     crop = torch.zeros(3, 224, 224, dtype=torch.uint8)
     batcher = DynamicBatcher(model, max_batch_size=1, max_wait_ms=LONG_WAIT_MS)
     first = batcher.submit(crop, 1)
