@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -46,9 +47,13 @@ def timer_host(journal: Journal, hub: Path, **schedules: str) -> HostProcess:
 
 @pytest.mark.host
 def test_seconds_schedule_from_a_setting_fires_and_its_durable_client_works(journal: Journal, tmp_path: Path) -> None:
-    with timer_host(journal, tmp_path / "hub", TICK_SCHEDULE="*/1 * * * * *") as host:
+    every_second = "*/1 * * * * *"
+    with timer_host(journal, tmp_path / "hub", TICK_SCHEDULE=every_second, MONITORED_SCHEDULE=every_second) as host:
         assert "tick: timerTrigger (schedule '*/1 * * * * *', next " in host.output
         ticks = wait_for(lambda: len(journal.entries("tick")) >= 4 and journal.entries("tick"), "four ticks", host)
+        monitored = wait_for(
+            lambda: len(journal.entries("monitored_tick")) >= 6 and journal.entries("monitored_tick"), "six runs", host
+        )
         url = f"{host.base_url}/runtime/webhooks/durabletask/instances/{ticks[0]['instance_id']}"
         status = wait_for(
             lambda: (body := requests.get(url, timeout=5).json())["runtimeStatus"] == "Completed" and body,
@@ -57,13 +62,26 @@ def test_seconds_schedule_from_a_setting_fires_and_its_durable_client_works(jour
         )
     assert status["output"] == "hello tick"
     assert not any(t["past_due"] for t in ticks)
-    # Once per second, not in a burst nor twice per occurrence, however slow each run is: runs are one at
-    # a time and each waits for an occurrence (a whole second) after the previous run ended, so tick k+1
-    # comes after occurrence o(k+1) > at(k), and n ticks span more than n - 2 seconds.
-    span = ticks[-1]["at"] - ticks[0]["at"]
-    assert span > len(ticks) - 2, [t["at"] for t in ticks]
+    assert_one_run_per_occurrence(monitored)  # tick's loop, told which occurrence each run was for
     assert journal.entries("startup_tick") == []  # its schedule setting is unset: in error, never run
     assert "'startup_tick' is in error and will not run" in host.output
+
+
+def assert_one_run_per_occurrence(runs: list[dict[str, Any]]) -> None:
+    """Each run fired once, at or after its own occurrence, and the next one waited for a later second.
+
+    The schedule status a monitored run gets has ``Last``, the occurrence the run before it was for.
+    Runs are one at a time: a slow run (a loaded machine) makes the schedule skip the occurrences
+    that passed meanwhile, as on Azure, so consecutive occurrences are a whole number of seconds,
+    at least one, apart; a double fire repeats an occurrence, a burst fires one before its time.
+    """
+    occurrences = [datetime.fromisoformat(run["status"]["Last"]).timestamp() for run in runs[1:]]
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(occurrences)]
+    assert all(gap >= 1 and gap == int(gap) for gap in gaps), gaps
+    for run, occurrence in zip(runs, occurrences, strict=False):
+        assert run["at"] >= occurrence, (run["at"], occurrence)  # not before its second
+    for run, next_occurrence in zip(runs, occurrences[1:], strict=False):
+        assert next_occurrence > run["at"], (run["at"], next_occurrence)  # the next waited for a later second
 
 
 @pytest.mark.host
