@@ -59,6 +59,18 @@ def session_task_ids(custom_status: Any) -> frozenset[str]:
     return frozenset(task_id for task_id in held if isinstance(task_id, str))
 
 
+def session_queued_count(custom_status: Any) -> int:
+    """How many tasks a session's custom status shows waiting behind the running one."""
+    queued = custom_status.get("queued") if isinstance(custom_status, dict) else None
+    return len(queued) if isinstance(queued, list) else 0
+
+
+def session_refused(custom_status: Any) -> str | None:
+    """The task the session last refused because its status had no room for it (``session_status``)."""
+    refused = custom_status.get("refused") if isinstance(custom_status, dict) else None
+    return refused if isinstance(refused, str) else None
+
+
 _CANONICAL_RESNET = re.compile(r"resnet(\d+)")
 _LEGACY_RESNET = re.compile(r"ResNet(\d+)")
 

@@ -63,6 +63,7 @@ class Settings:
     delivery_retry_attempts: int
     delivery_retry_interval_ms: int
     session_accept_timeout_seconds: float
+    session_max_queued: int  # tasks a session holds waiting; a starter refuses one more with a 503
 
     def weights_spec(self, model: str) -> str:
         return self.model_weights[model]
@@ -169,6 +170,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         delivery_retry_attempts=_int(env, "DELIVERY_RETRY_ATTEMPTS", 5, minimum=1),
         delivery_retry_interval_ms=_int(env, "DELIVERY_RETRY_INTERVAL_MS", 2000, minimum=1),
         session_accept_timeout_seconds=_float(env, "SESSION_ACCEPT_TIMEOUT_SECONDS", 10.0),
+        session_max_queued=_int(env, "SESSION_MAX_QUEUED", 100, minimum=1),
     )
 
 

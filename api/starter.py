@@ -12,6 +12,10 @@ fire-and-forget, and azure-functions-durable 1.x drops events that arrive in the
 after which an orchestration continues as new (its ``continue_as_new`` has no ``preserveUnprocessedEvents``),
 so the starter waits until the session's custom status lists the task (or the task's instance exists)
 and raises the event again if it does not; the session ignores a task id it already holds.
+
+A session lists its queued task ids in its custom status, which the extension limits to 16 KB: the starter
+refuses a task (:class:`SessionFullError`) when the session already has ``SESSION_MAX_QUEUED`` waiting, and
+also when the session itself refused it for want of room (starters racing past that count).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from contracts import (
     ImageSource,
     SessionState,
     session_instance_id,
+    session_queued_count,
+    session_refused,
     session_task_ids,
 )
 from services import blob_store
@@ -54,6 +60,10 @@ _ENDED = {
 
 class StartError(Exception):
     """The task could not be started for a reason that may pass (storage or the session is unavailable)."""
+
+
+class SessionFullError(StartError):
+    """The session has as many tasks waiting as it may hold: the client retries once some have run."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +132,7 @@ async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubm
     )
     if session_id is not None:
         try:
-            await hand_to_session(client, session_id, request, settings.session_accept_timeout_seconds)
+            await hand_to_session(client, session_id, request, settings)
         except StartError:
             raise
         except Exception as exc:  # the SDK raises bare Exception when the task hub does not answer
@@ -139,18 +149,22 @@ async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubm
     return Started(instance_id)
 
 
-async def ensure_session(client: df.DurableOrchestrationClient, session_id: str, session: str) -> None:
-    """Start the session's orchestration unless it runs; a concurrent starter may have just started it."""
+async def ensure_session(client: df.DurableOrchestrationClient, session_id: str, session: str) -> Any:
+    """Start the session's orchestration unless it runs; a concurrent starter may have just started it.
+
+    Returns the status of the session found running, None when this call started it."""
     status = await runtime_status(client, session_id)
     if status is not None and status.runtime_status not in _ENDED:
-        return
+        return status
     try:
         await client.start_new(SESSION_ORCHESTRATOR, session_id, SessionState(session=session).to_json())
     except Exception:  # the SDK raises bare Exception: another starter created it between the two calls
         status = await runtime_status(client, session_id)
         if status is None or status.runtime_status in _ENDED:
             raise
+        return status
     log.info("session %s: orchestration %s started", session, session_id)
+    return None
 
 
 def holds(status: Any, task_id: str) -> bool:
@@ -158,19 +172,45 @@ def holds(status: Any, task_id: str) -> bool:
     return status is not None and task_id in session_task_ids(status.custom_status)
 
 
+def refused(status: Any, task_id: str) -> bool:
+    """Whether a session's status shows this task as the last one it refused for want of room."""
+    return status is not None and session_refused(status.custom_status) == task_id
+
+
+def refuse_if_full(status: Any, request: ClassificationRequest, max_queued: int) -> None:
+    """:class:`SessionFullError` when the session has ``max_queued`` tasks waiting (and not this one)."""
+    if (
+        status is not None
+        and not holds(status, request.task_id)
+        and session_queued_count(status.custom_status) >= max_queued
+    ):
+        raise SessionFullError(
+            f"session {request.session!r} is full: {max_queued} tasks are waiting (SESSION_MAX_QUEUED); retry later"
+        )
+
+
 async def hand_to_session(
-    client: df.DurableOrchestrationClient, session_id: str, request: ClassificationRequest, timeout: float
+    client: df.DurableOrchestrationClient, session_id: str, request: ClassificationRequest, settings: Settings
 ) -> None:
-    """Raise the task event until the session shows it accepted it (see the module docstring)."""
+    """Raise the task event until the session shows it accepted or refused it (see the module docstring).
+
+    A refusal counts only if the status did not already show this task refused before the event was raised
+    (an earlier submission of the same id): then only acceptance, or the timeout, ends the wait."""
     assert request.session is not None
+    timeout = settings.session_accept_timeout_seconds
     for _ in range(SESSION_HANDOVER_ATTEMPTS):
-        await ensure_session(client, session_id, request.session)
+        before = await ensure_session(client, session_id, request.session)
+        refuse_if_full(before, request, settings.session_max_queued)
+        refused_before = refused(before, request.task_id)
         await client.raise_event(session_id, SESSION_TASK_EVENT, request.to_json())
         deadline = time.monotonic() + timeout
         interval = 0.02
         while time.monotonic() < deadline:
-            if holds(await runtime_status(client, session_id), request.task_id):
+            status = await runtime_status(client, session_id)
+            if holds(status, request.task_id):
                 return
+            if refused(status, request.task_id) and not refused_before:
+                raise SessionFullError(f"session {request.session!r} is full: it has no room for the task; retry later")
             if await runtime_status(client, request.task_id):  # accepted, run and maybe finished already
                 return
             await asyncio.sleep(interval)

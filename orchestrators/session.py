@@ -15,6 +15,13 @@ finds this orchestration without a waiter. Events that arrive in the same episod
 completion that ends an execution are dropped with that execution (the SDK's ``continue_as_new`` has no
 ``preserveUnprocessedEvents``); the starter therefore checks this orchestration's custom status
 (``running`` / ``queued``) and raises the event again, and a task id already held here is ignored.
+
+The extension fails an orchestration whose custom status is over 16 KB of UTF-16 (extension PR 3113), which
+would lose every queued task. Starters refuse a task beyond ``SESSION_MAX_QUEUED`` waiting ones, but they
+read the status before they raise the event, so racing starters can pass that check together; the session
+therefore accepts a task only while its status, with that task queued and the widest ``last`` and
+``refused`` it may show later, stays under the limit. A task it has no room for is not taken: its id is
+shown as ``refused``, and its starter answers that the session is full (a 503, or a queue message retried).
 """
 
 from __future__ import annotations
@@ -38,19 +45,49 @@ bp = df.Blueprint()
 
 #: Finished task ids remembered across executions, so a task event raised again late is not run twice.
 RECENT_TASKS = 100
+#: The custom status's JSON as Python writes it (ASCII, ", " separators) is never shorter than the extension's
+#: UTF-16 form, whose limit is 8192 units; the rest is room for the ``finished`` counter to grow.
+STATUS_MAX_CHARS = 8000
+#: The longest JSON string of a text the status shows besides task ids (an error, a refused id).
+SHOWN_TEXT_CHARS = 300
+_WIDEST_TEXT = "x" * (SHOWN_TEXT_CHARS - 2)
+_WIDEST_LAST = {"task_id": "", "runtimeStatus": "Completed", "error": _WIDEST_TEXT}
+
+
+def clipped(text: str, limit: int = SHOWN_TEXT_CHARS) -> str:
+    """``text``, cut short with "..." so that it takes at most ``limit`` characters as a JSON string."""
+    if len(json.dumps(text)) <= limit:
+        return text
+    size = len(json.dumps("..."))
+    kept: list[str] = []
+    for char in text:
+        size += len(json.dumps(char)) - 2
+        if size > limit:
+            break
+        kept.append(char)
+    return "".join(kept) + "..."
 
 
 def session_status(
-    state: SessionState, queue: list[ClassificationRequest], last: dict[str, Any] | None
+    state: SessionState, queue: list[ClassificationRequest], last: dict[str, Any] | None, refused: str | None
 ) -> dict[str, Any]:
-    """The custom status the starter reads: which task runs, which wait, and how the previous one ended."""
+    """The custom status the starter reads: which task runs, which wait, how the previous one ended, and the
+    last task refused for want of room."""
     return {
         "session": state.session,
         "running": queue[0].task_id if queue else None,
         "queued": [request.task_id for request in queue[1:]],
         "finished": state.finished,
         "last": last,
+        "refused": clipped(refused) if refused else None,
     }
+
+
+def has_room(state: SessionState, queue: list[ClassificationRequest], request: ClassificationRequest) -> bool:
+    """Whether the status stays under the limit with ``request`` queued, whatever ``last`` and ``refused`` show
+    later: a finished task leaves the queue as it enters ``last``, so the queue only ever frees room."""
+    widest = session_status(state, [*queue, request], _WIDEST_LAST, _WIDEST_TEXT)
+    return len(json.dumps(widest)) <= STATUS_MAX_CHARS
 
 
 def parse_task_event(event: Any) -> ClassificationRequest | None:
@@ -75,15 +112,20 @@ def classify_session(context: df.DurableOrchestrationContext) -> Generator[Any, 
     state = SessionState.from_json(payload)
     queue = list(state.queue)
     last: dict[str, Any] | None = None
+    refused: str | None = None
 
     def accept(event: Any) -> None:
+        nonlocal refused
         request = parse_task_event(event)
         if request is not None and request.task_id not in {r.task_id for r in queue} | set(state.recent):
-            queue.append(request)
-        context.set_custom_status(session_status(state, queue, last))
+            if has_room(state, queue, request):
+                queue.append(request)
+            else:
+                refused = request.task_id
+        context.set_custom_status(session_status(state, queue, last, refused))
 
     waiter = context.wait_for_external_event(SESSION_TASK_EVENT)
-    context.set_custom_status(session_status(state, queue, last))
+    context.set_custom_status(session_status(state, queue, last, refused))
     while not queue:  # idle: the first task wakes the session
         accept((yield waiter))
         waiter = context.wait_for_external_event(SESSION_TASK_EVENT)
@@ -101,10 +143,10 @@ def classify_session(context: df.DurableOrchestrationContext) -> Generator[Any, 
     last = {
         "task_id": head.task_id,
         "runtimeStatus": "Failed" if failed else "Completed",
-        "error": activity_error_message(child.result) if failed else None,
+        "error": clipped(activity_error_message(child.result)) if failed else None,
     }
     queue.pop(0)
-    context.set_custom_status(session_status(state, queue, last))
+    context.set_custom_status(session_status(state, queue, last, refused))
     context.continue_as_new(
         SessionState(
             session=state.session,

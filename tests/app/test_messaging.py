@@ -34,7 +34,7 @@ from contracts import (
 from messaging.queues import MAX_JSON_BYTES
 from messaging.replies import ReplyError, ReplyKind, check_reply_to
 from messaging.signing import sign, verify
-from orchestrators.session import RECENT_TASKS
+from orchestrators.session import RECENT_TASKS, STATUS_MAX_CHARS
 from orchestrators.session import bp as session_bp
 from settings import Settings, settings_from
 from tests.app.test_orchestrator import make_request, run
@@ -282,7 +282,9 @@ class Execution:
 def test_an_idle_session_waits_for_a_task_then_runs_it_under_its_own_instance_id() -> None:
     run_ = Execution(SessionState(session="cam"))
     assert [a["actionType"] for a in run_.actions()] == [WAIT_FOR_EVENT]
-    assert run_.state["customStatus"] == {"session": "cam", "running": None, "queued": [], "finished": 0, "last": None}
+    assert run_.state["customStatus"] == {
+        "session": "cam", "running": None, "queued": [], "finished": 0, "last": None, "refused": None
+    }  # fmt: skip
     run_.episode(run_.task_event("t1"))
     (child,) = [a for a in run_.actions() if a["actionType"] == CALL_SUB_ORCHESTRATOR]
     assert child["functionName"] == CLASSIFY_ORCHESTRATOR and child["instanceId"] == "t1"
@@ -343,3 +345,21 @@ def test_an_event_in_the_same_episode_after_the_ending_completion_is_lost_with_t
 def test_a_session_input_round_trips_with_its_queue() -> None:
     state = SessionState(session="cam", queue=[request("a"), replace(request("b"), reply_to="q")], recent=["z"])
     assert SessionState.from_json(json.loads(json.dumps(state.to_json()))) == state
+
+
+def test_a_session_refuses_a_task_its_status_has_no_room_for_and_stays_under_the_limit() -> None:
+    """The extension fails an orchestration whose custom status passes 16 KB of UTF-16: starters racing past
+    SESSION_MAX_QUEUED must not take the session there. Its status lists every queued id (64 characters, the
+    longest a client may choose), so past about a hundred the session refuses, shows which, and goes on."""
+    ids = [f"{n:064d}" for n in range(200)]
+    run_ = Execution(SessionState(session="c" * 64))
+    run_.episode(*[run_.task_event(task_id) for task_id in ids])
+    status = run_.state["customStatus"]
+    accepted = [status["running"], *status["queued"]]
+    assert accepted == ids[: len(accepted)] and 100 < len(accepted) < 200
+    assert status["refused"] == ids[-1] and len(json.dumps(status)) <= STATUS_MAX_CHARS
+    run_.episode(run_.event(9, TaskScheduledId=0, Reason="boom " * 5000, Details=None))  # the head fails, verbosely
+    status = run_.state["customStatus"]
+    assert status["last"]["error"].startswith("boom boom") and status["last"]["error"].endswith("...")
+    assert len(json.dumps(status)) <= STATUS_MAX_CHARS
+    assert [r.task_id for r in run_.continued_with().queue] == accepted[1:]

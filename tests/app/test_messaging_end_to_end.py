@@ -419,6 +419,7 @@ def test_a_session_that_does_not_take_the_task_is_a_503_and_the_events_raised_ag
         "queued": [],
         "finished": 2,
         "last": None,
+        "refused": None,
     }
     again = requests.post(
         f"{host.base_url}/api/tasks", json=task(1, session=session, task_id=f"{session}-b"), timeout=60
