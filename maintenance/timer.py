@@ -23,6 +23,9 @@ from settings import Settings, get_settings, maintenance_schedule
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
 
+#: Runtime statuses of a session that hold task events without processing them (nor listing their tasks).
+_EVENTS_MAY_WAIT = {df.OrchestrationRuntimeStatus.Suspended, df.OrchestrationRuntimeStatus.Pending}
+
 
 def policy_from(settings: Settings) -> RetentionPolicy:
     return RetentionPolicy(
@@ -39,31 +42,33 @@ class ClientAdapter:
     def __init__(self, client: df.DurableOrchestrationClient) -> None:
         self.client = client
 
-    async def _state(self, instance_id: str) -> tuple[InstanceState, Any] | None:
-        """The instance's state and custom status; None, logged, when the task hub does not answer as expected."""
+    async def _status(self, instance_id: str) -> tuple[df.OrchestrationRuntimeStatus | None, Any] | None:
+        """The instance's runtime status (None: no such instance) and custom status; None, logged, when the task
+        hub does not answer as expected."""
         client_id = instance_id_for_client(instance_id)  # blob folder names allow what instance ids do not
         if client_id is None:
-            return InstanceState.UNKNOWN, None
+            return None, None
         try:
             status = await self.client.get_status(client_id)
         except Exception:  # the SDK raises bare Exception for an unexpected answer
             log.warning("retention: no status for instance %r; its blobs are kept", instance_id, exc_info=True)
             return None
-        return state_of(status.runtime_status), status.custom_status
+        return status.runtime_status, status.custom_status
 
     async def lookup(self, instance_id: str) -> InstanceState:
         """The instance's state; when the task hub cannot say, ACTIVE, which keeps its blobs for a later sweep."""
-        found = await self._state(instance_id)
-        return InstanceState.ACTIVE if found is None else found[0]
+        found = await self._status(instance_id)
+        return InstanceState.ACTIVE if found is None else state_of(found[0])
 
     async def session_tasks(self, session_id: str) -> frozenset[str] | None:
         """The tasks a session still holds: none once it ended (or if it never ran); None when its status cannot
-        say, as between two executions, before the new one has set its custom status."""
-        found = await self._state(session_id)
-        if found is None:
+        say: between two executions, before the new one has set its custom status, and while it is Suspended or
+        Pending, when a task event it has not processed yet is in no custom status."""
+        found = await self._status(session_id)
+        if found is None or found[0] in _EVENTS_MAY_WAIT:
             return None
-        state, custom_status = found
-        if state is not InstanceState.ACTIVE:
+        runtime_status, custom_status = found
+        if state_of(runtime_status) is not InstanceState.ACTIVE:
             return frozenset()
         return session_task_ids(custom_status) if isinstance(custom_status, dict) else None
 

@@ -13,8 +13,11 @@ import asyncio
 import base64
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,12 @@ def terminate_during_inference(task: dict[str, Any]) -> None:
             assert requests.post(url, timeout=10).status_code == 202
             sent = True
         time.sleep(0.02)
+
+
+def ended(status_url: str) -> bool:
+    """Whether the task has ended (a task of a session answers 404 until its turn comes)."""
+    response = requests.get(status_url, timeout=10)
+    return response.status_code == 200 and response.json()["runtimeStatus"] in ("Completed", "Failed", "Terminated")
 
 
 def blobs_under(host: HostProcess, container: str, instance_id: str) -> list[Path]:
@@ -197,3 +206,40 @@ def test_the_timer_sweeps_and_purges_through_the_host(maintained_host: HostProce
     # results are dropped, as the host drops every late result of a terminated instance.)
     assert "Executed 'Functions.maintenance' (Succeeded" in host.output
     assert "Executed 'Functions.maintenance' (Failed" not in host.output
+
+
+def test_the_timer_keeps_the_uploads_of_a_task_a_suspended_session_has_not_taken_yet(
+    maintained_host: HostProcess, shared_images_dir: Path
+) -> None:
+    """A suspended session holds the task event without listing the task in its custom status. Its uploads
+    (``<task>/session@<name>/...``) outlive ``UPLOAD_RETENTION_HOURS`` however often the timer sweeps, since
+    the session cannot say; once resumed, it takes the task (the starter, still waiting, answers 202), and the
+    task runs on them."""
+    host = maintained_host
+    session = f"held-{uuid.uuid4().hex[:6]}"
+    task_id = f"{session}-b"
+    management = f"{host.base_url}/runtime/webhooks/durabletask/instances/session@{session}"
+    body = {"models": ["resnet18"], "session": session}
+    images = [{"data": base64.b64encode(photos(shared_images_dir)[0].read_bytes()).decode(), "name": "a.jpg"}]
+    first = requests.post(api(host, "tasks"), json={**body, "images": images}, timeout=60)
+    eventually("the first task ends", partial(ended, first.json()["statusQueryGetUri"]), host)
+    assert requests.post(f"{management}/suspend", params={"reason": "test"}, timeout=10).status_code == 202
+    eventually("the session is suspended", lambda: requests.get(management, timeout=10).json()["runtimeStatus"]
+               == "Suspended", host)  # fmt: skip
+
+    with ThreadPoolExecutor(1) as pool:  # the starter waits for the session to show the task
+        answer = pool.submit(
+            requests.post, api(host, "tasks"), json={**body, "images": images, "task_id": task_id}, timeout=60
+        )
+        eventually("the starter stores the upload", lambda: bool(blobs_under(host, "uploads", task_id)), host)
+        (upload,) = blobs_under(host, "uploads", task_id)
+        assert upload.parent.name == f"session@{session}"
+        time.sleep(UPLOAD_RETENTION_S + 3)  # swept every second, past the upload's retention
+        assert upload.exists()
+        assert requests.post(f"{management}/resume", params={"reason": "test"}, timeout=10).status_code == 202
+        assert answer.result().status_code == 202, answer.result().text
+    url = answer.result().json()["statusQueryGetUri"]
+    eventually("the held task ends", partial(ended, url), host)
+    final = requests.get(url, timeout=10).json()
+    assert final["runtimeStatus"] == "Completed" and final["output"]["status"] == "Completed", final
+    assert final["output"]["images"][0]["error"] is None
