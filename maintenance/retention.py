@@ -7,7 +7,7 @@ code (terminated, or whose host died at the wrong moment) and from uploads of ta
 persisted. The sweep here finds them by listing the containers: the first path segment is the instance id,
 whose runtime status says whether anything may still read them. A task handed to a session has no instance
 while it waits its turn; its uploads are named ``<task>/session@<name>/...``, and the sweep keeps them while
-that session's custom status still lists the task.
+that session's custom status still lists the task, or the session cannot say (suspended, pending, no answer).
 
 Everything is a plain function of its dependencies (a blob store, the time, status lookups, a purge
 call), so the rules are tested without a host and the timer function that runs them stays thin.
