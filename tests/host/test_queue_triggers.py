@@ -11,7 +11,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -283,26 +283,41 @@ def test_function_ending_during_a_renewal_deletes_with_the_renewed_receipt(azuri
             await wire.update_answered.wait()  # end while the renewal's answer is still on its way
 
     async def scenario() -> tuple[int, int]:
-        environ = {"C": azurite_queue.connection_string}
         async with queue_aio.QueueServiceClient.from_connection_string(
             azurite_queue.connection_string, transport=wire
         ) as service:
-            await service.create_queue(name)
-            await service.get_queue_client(name).send_message(base64.b64encode(b"renewed").decode())
-            options = QueuesOptions(batch_size=1, max_polling_interval_s=0.2, lease_s=2)
-            listener = QueueListener(resolve_target(queue_function(queue_name=name), environ), service, options, invoke)
-            listener.start()
-            deadline = time.monotonic() + 6  # past a lease (2 s): a message kept by a stale receipt runs again
-            while time.monotonic() < deadline and len(invocations) < 2:
-                properties = await service.get_queue_client(name).get_queue_properties()
-                if invocations and properties.approximate_message_count == 0:
-                    break
-                await asyncio.sleep(0.1)
-            await listener.stop()
-            left = (await service.get_queue_client(name).get_queue_properties()).approximate_message_count
+            # 6 s: past a lease (2 s), so a message kept by a stale receipt runs again
+            left = await one_message_on_a_short_lease(azurite_queue, service, name, invoke, invocations, 2, 6)
             return len(invocations), left
 
     assert asyncio.run(scenario()) == (1, 0)  # run once, then deleted
+
+
+async def one_message_on_a_short_lease(
+    azurite_queue: Azurite,
+    service: queue_aio.QueueServiceClient,
+    name: str,
+    invoke: Callable[[FunctionInfo, dict[str, Any]], Awaitable[None]],
+    invocations: list[str],
+    most_runs: int,
+    seconds: float,
+) -> int:
+    """One message through a listener with a 2 s lease, until it is deleted, has run ``most_runs`` times or
+    ``seconds`` pass; the messages left on the queue."""
+    await service.create_queue(name)
+    await service.get_queue_client(name).send_message(base64.b64encode(name.encode()).decode())
+    options = QueuesOptions(batch_size=1, max_polling_interval_s=0.2, lease_s=2)
+    target = resolve_target(queue_function(queue_name=name), {"C": azurite_queue.connection_string})
+    listener = QueueListener(target, service, options, invoke)
+    listener.start()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(invocations) < most_runs:
+        properties = await service.get_queue_client(name).get_queue_properties()
+        if invocations and properties.approximate_message_count == 0:
+            break
+        await asyncio.sleep(0.1)
+    await listener.stop()
+    return (await service.get_queue_client(name).get_queue_properties()).approximate_message_count
 
 
 class RefusedRenewals:
@@ -347,23 +362,10 @@ def test_refused_renewal_is_retried_unless_the_lease_is_lost(
             await asyncio.sleep(4.5)
 
     async def scenario() -> int:
-        environ = {"C": azurite_queue.connection_string}
         async with queue_aio.QueueServiceClient.from_connection_string(
             azurite_queue.connection_string, raw_request_hook=hook
         ) as service:
-            await service.create_queue(name)
-            await service.get_queue_client(name).send_message(base64.b64encode(b"long").decode())
-            options = QueuesOptions(batch_size=1, max_polling_interval_s=0.2, lease_s=2)
-            listener = QueueListener(resolve_target(queue_function(queue_name=name), environ), service, options, invoke)
-            listener.start()
-            deadline = time.monotonic() + 8
-            while time.monotonic() < deadline and len(invocations) < runs + 1:
-                properties = await service.get_queue_client(name).get_queue_properties()
-                if invocations and properties.approximate_message_count == 0:
-                    break
-                await asyncio.sleep(0.1)
-            await listener.stop()
-            return (await service.get_queue_client(name).get_queue_properties()).approximate_message_count
+            return await one_message_on_a_short_lease(azurite_queue, service, name, invoke, invocations, runs + 1, 8)
 
     with caplog.at_level(logging.WARNING, logger="durable_host"):
         assert asyncio.run(scenario()) == 0
