@@ -233,6 +233,17 @@ def test_the_same_task_id_twice_starts_one_task(host: HostProcess, queues: Queue
     assert [item["instanceId"] for item in listed] == ["queued-twice"]
 
 
+def suspended_session(host: HostProcess, prefix: str) -> tuple[str, str]:
+    """A new session that has run one task and is then suspended: (its name, its management URL)."""
+    session = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    first = requests.post(f"{host.base_url}/api/tasks", json=task(1, session=session), timeout=60)
+    wait_for(lambda: ended(host, first.json()["id"]), "the first task", host)
+    management = f"{host.base_url}/runtime/webhooks/durabletask/instances/session@{session}"
+    assert requests.post(f"{management}/suspend", params={"reason": "test"}, timeout=10).status_code == 202
+    wait_for(lambda: (status(host, f"session@{session}") or {}).get("runtimeStatus") == "Suspended", "suspend", host)
+    return session, management
+
+
 def test_a_message_without_task_id_redelivered_after_a_failed_start_runs_one_task(
     host: HostProcess, queues: QueueServiceClient
 ) -> None:
@@ -240,12 +251,7 @@ def test_a_message_without_task_id_redelivered_after_a_failed_start_runs_one_tas
     without showing the task, so the start fails after the event was raised and the message comes back with
     the same id after ``visibilityTimeout``. Both deliveries name the task ``queue@<message id>``: the resumed
     session runs it once, and the second delivery finds it instead of starting another."""
-    session = f"redeliver-{uuid.uuid4().hex[:6]}"
-    first = requests.post(f"{host.base_url}/api/tasks", json=task(1, session=session), timeout=60)
-    wait_for(lambda: ended(host, first.json()["id"]), "the first task", host)
-    management = f"{host.base_url}/runtime/webhooks/durabletask/instances/session@{session}"
-    assert requests.post(f"{management}/suspend", params={"reason": "test"}, timeout=10).status_code == 202
-    wait_for(lambda: (status(host, f"session@{session}") or {}).get("runtimeStatus") == "Suspended", "suspend", host)
+    session, management = suspended_session(host, "redeliver")
 
     requests_queue = queue(queues, TASK_QUEUE)
     sent = requests_queue.send_message(json.dumps(task(1, seed=11, session=session)).encode())
@@ -397,12 +403,7 @@ def test_a_session_that_does_not_take_the_task_is_a_503_and_the_events_raised_ag
 ) -> None:
     """A suspended session holds its events: the starter raises the task three times, gives up with a 503
     (the client may retry with the same task_id), and once resumed the session runs the task once."""
-    session = f"held-{uuid.uuid4().hex[:6]}"
-    first = requests.post(f"{host.base_url}/api/tasks", json=task(1, session=session), timeout=60)
-    wait_for(lambda: ended(host, first.json()["id"]), "the first task", host)
-    management = f"{host.base_url}/runtime/webhooks/durabletask/instances/session@{session}"
-    assert requests.post(f"{management}/suspend", params={"reason": "test"}, timeout=10).status_code == 202
-    wait_for(lambda: (status(host, f"session@{session}") or {}).get("runtimeStatus") == "Suspended", "suspend", host)
+    session, management = suspended_session(host, "held")
 
     held = requests.post(
         f"{host.base_url}/api/tasks", json=task(1, session=session, task_id=f"{session}-b"), timeout=60
