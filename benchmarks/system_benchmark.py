@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import requests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -177,17 +178,23 @@ class Client:
         output = status["output"]
         if status["runtimeStatus"] != "Completed" or output["status"] != "Completed":
             raise RuntimeError(f"task did not complete: {json.dumps(status)[:500]}")
-        compute_ms = sum(image["preprocess_ms"] for image in output["images"])
+        preprocess_ms = sum(image["preprocess_ms"] for image in output["images"])
         batches = {
             (p["inference_ms"], p["weights"]) for image in output["images"] for p in image["predictions"].values()
         }
-        compute_ms += sum(ms for ms, _ in batches)
+        inference_ms = sum(ms for ms, _ in batches)
+        compute_ms = preprocess_ms + inference_ms
         persisted = datetime.fromisoformat(output["timings"]["persisted_at"]).timestamp()
         latency_ms = (seen_done - submitted) * 1000.0
         return {
             "images": len(blobs),
+            "status_url": status_url,
+            "submitted": submitted,
+            "seen_done": seen_done,
             "latency_ms": latency_ms,
             "compute_ms": compute_ms,
+            "preprocess_ms": preprocess_ms,
+            "inference_ms": inference_ms,
             "overhead_ms": latency_ms - compute_ms,  # meaningful for 1-image tasks: no parallel compute
             "visible_after_ms": (seen_done - persisted) * 1000.0,
         }
@@ -214,6 +221,33 @@ def machine_busy() -> tuple[int, int]:
     """(all, idle) jiffies of the whole machine so far, from /proc/stat: the share of the cores anybody used."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     return sum(fields), fields[3] + fields[4]  # idle + iowait
+
+
+def lone_task_timeline(run: dict[str, Any]) -> dict[str, float]:
+    """Where a lone 1-image task's time went, in ms, from its history (read after the task, so reading it
+    costs the task nothing): submit → orchestration start, each activity from scheduled to completed (the
+    activity's own time plus its hop: episode, task hub, pipe to the worker and back), the gaps between them,
+    and end → the client seeing Completed. The three activities are preprocess, inference and persist."""
+    history = requests.get(run["status_url"] + "&showHistory=true", timeout=30).json()["historyEvents"]
+
+    def at(value: str) -> float:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+    started = next(at(e["Timestamp"]) for e in history if e["EventType"] == "ExecutionStarted")
+    ended = next(at(e["Timestamp"]) for e in history if e["EventType"] == "ExecutionCompleted")
+    activities = [e for e in history if e["EventType"] == "TaskCompleted"]
+    if len(activities) != 3:
+        raise RuntimeError(f"expected 3 activities in a 1-image task, found {len(activities)}")
+    timeline = {"submit → start": (started - run["submitted"]) * 1e3}
+    previous = started
+    for name, event in zip(("preprocess", "inference", "persist"), activities, strict=True):
+        scheduled, completed = at(event["ScheduledTime"]), at(event["Timestamp"])
+        timeline[f"→ {name} scheduled"] = (scheduled - previous) * 1e3
+        timeline[name] = (completed - scheduled) * 1e3
+        previous = completed
+    timeline["→ end"] = (ended - previous) * 1e3
+    timeline["end → seen"] = (run["seen_done"] - ended) * 1e3
+    return timeline
 
 
 def load_phase(
@@ -337,6 +371,17 @@ def measure_system(
         "after the last activity",
         flush=True,
     )
+    timelines = [lone_task_timeline(run) for run in single]
+    timeline = {part: percentile([t[part] for t in timelines], 0.5) for part in timelines[0]}
+    in_activities = (
+        f"(in the activities: preprocess {percentile([r['preprocess_ms'] for r in single], 0.5):.1f}, "
+        f"inference {percentile([r['inference_ms'] for r in single], 0.5):.1f})"
+    )
+    print(
+        f"{model} lone 1-image task, p50 ms: " + ", ".join(f"{part} {ms:.1f}" for part, ms in timeline.items()),
+        in_activities,
+        flush=True,
+    )
     polite = Client(base_url, poll_interval=0.05)
     load = []
     for task_size, levels, tasks in ((1, (1, 4, 16, 32), 32 * scale), (8, (1, 2, 4, 8), 8 * scale)):
@@ -357,6 +402,7 @@ def measure_system(
             "overhead_p95_ms": percentile([r["overhead_ms"] for r in single], 0.95),
             "visible_after_p50_ms": percentile([r["visible_after_ms"] for r in single], 0.5),
             "visible_after_p95_ms": percentile([r["visible_after_ms"] for r in single], 0.95),
+            "timeline_p50_ms": timeline,
         },
         "load": load,
     }
