@@ -88,9 +88,9 @@ def _insert(table: str, columns: Iterable[str]) -> str:
 
 #: How long writes that nobody awaits (episode commits, activity results) gather before the writer
 #: thread is woken for them. Waking it per event-loop iteration made it contend for the GIL with
-#: the loop a few hundred times a second under load: with 16 concurrent 1-image tasks the host
-#: process spent 10-20 % more CPU per task and the system classified a quarter fewer images per
-#: second than with this window (benchmarks/system_benchmark.py). A crash inside the window loses
+#: the loop a few hundred times a second under load: in four A/B rounds of 1-image loads (4 and 16
+#: concurrent tasks) the host process spent 9-20 % more CPU per task without this window, and the
+#: system classified 8-40 % fewer images per second. A crash inside the window loses
 #: what a crash just before the writes would have lost: recovery re-runs those episodes and
 #: activities from the messages already committed, as it always did.
 GROUP_COMMIT_WINDOW_S = 0.002
@@ -272,7 +272,7 @@ class Store:
         """Queue a write; the returned future resolves once it is committed."""
         assert self._loop is not None
         future: asyncio.Future[None] = self._loop.create_future()
-        self._hand_over()
+        self.flush()
         self._queue.put((operation, future))
         return future
 
@@ -284,14 +284,11 @@ class Store:
         """
         if not self._pending:
             assert self._loop is not None
-            self._loop.call_later(GROUP_COMMIT_WINDOW_S, self._hand_over)
+            self._loop.call_later(GROUP_COMMIT_WINDOW_S, self.flush)
         self._pending.extend(operation)
 
     def flush(self) -> None:
         """Hand the writes gathered so far to the writer now, without waiting for the window to end."""
-        self._hand_over()
-
-    def _hand_over(self) -> None:
         if self._pending:
             self._queue.put((self._pending, None))
             self._pending = []
@@ -300,13 +297,13 @@ class Store:
         """Run a read on the writer's connection after everything queued before it."""
         assert self._loop is not None
         future: asyncio.Future[T] = self._loop.create_future()
-        self._hand_over()
+        self.flush()
         self._queue.put((fn, future))
         return future
 
     async def close(self) -> None:
         if self._thread is not None:
-            self._hand_over()
+            self.flush()
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._conn.close()
