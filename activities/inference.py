@@ -22,10 +22,11 @@ import torch
 from activities.checkpoints import fetch_checkpoint
 from contracts import INFERENCE_ACTIVITY, ImagePredictions, InferenceInput, InferenceOutput, Prediction
 from inference.batcher import DynamicBatcher
-from inference.cache import LoadedModel, ModelCache, configure_torch_threads
+from inference.cache import LoadedModel, ModelCache
 from inference.errors import WeightsUnavailableError
 from inference.predict import classify, stack_crops
 from inference.tensor_io import decode_tensor
+from inference.torch_threads import configure_torch_threads, run_on_compute_thread, use_one_thread_here
 from inference.weights import resolve_weights
 from services import blob_store
 from settings import get_settings
@@ -85,10 +86,10 @@ def announce(model: LoadedModel, images: int) -> AbstractContextManager[None]:
 
 
 def predict(model: LoadedModel, crops: torch.Tensor, top_k: int) -> list[list[Prediction]]:
-    """Through the dynamic batcher, or straight to the model when it is switched off."""
+    """Through the dynamic batcher, or straight to the model (on the compute thread) when it is switched off."""
     if batching_on():
         return batcher_for(model).classify(crops, top_k)
-    return classify(model, crops, top_k)
+    return run_on_compute_thread(classify, model, crops, top_k)
 
 
 def _unavailable(name: str, exc: WeightsUnavailableError) -> None:
@@ -173,6 +174,7 @@ def infer(request: InferenceInput) -> InferenceOutput:
         model = load(request.model)
     except WeightsUnavailableError as exc:
         return InferenceOutput(model=request.model, error=str(exc), started_at=started.isoformat())
+    use_one_thread_here()  # after load(): its first call sets torch's thread count, this thread's included
     store = blob_store()
     with announce(model, len(request.items)):
         crops = [decode_tensor(store.get(item.tensor_blob)) for item in request.items]

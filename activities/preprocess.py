@@ -22,6 +22,7 @@ from contracts import PREPROCESS_ACTIVITY, PreprocessInput, PreprocessOutput
 from inference.errors import InvalidImageError
 from inference.preprocess import crop_uint8, decode_image
 from inference.tensor_io import encode_tensor
+from inference.torch_threads import use_one_thread_here
 from inference.weights import ResolvedWeights, resolve_weights
 from services import blob_store
 from settings import Settings, get_settings
@@ -66,6 +67,7 @@ def decode_and_crop(
 
 
 def preprocess(request: PreprocessInput) -> PreprocessOutput:
+    use_one_thread_here()  # the crop's tensor copy would otherwise give this pool thread an OpenMP team
     settings = get_settings()
     store = blob_store()
     started = datetime.now(UTC)

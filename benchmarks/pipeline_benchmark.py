@@ -34,10 +34,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from inference.batcher import DynamicBatcher  # noqa: E402
-from inference.cache import LoadedModel, ModelCache, configure_torch_threads  # noqa: E402
+from inference.cache import LoadedModel, ModelCache  # noqa: E402
 from inference.precision import cpu_has_native_bf16, resolve_precision  # noqa: E402
 from inference.predict import classify, logits  # noqa: E402
 from inference.preprocess import crop_uint8, decode_image, normalise  # noqa: E402
+from inference.torch_threads import configure_torch_threads  # noqa: E402
 from tests.fixtures.seeded_weights import discriminative_state_dict  # noqa: E402
 
 MODELS = {"resnet18": "IMAGENET1K_V1", "resnet50": "IMAGENET1K_V2"}

@@ -15,6 +15,10 @@ caller that would still fit has not submitted yet, never more than ``max_wait_ms
 request. A lone request is therefore dispatched at once, and requests that arrive during a forward pass are
 batched for the next one without extra waiting.
 
+Forward passes run on the process's compute thread (:mod:`inference.torch_threads`), shared by the batchers
+of all models: the batcher's own thread only gathers, so it never becomes a second torch thread that would
+slow every forward pass down.
+
 Failure isolation: requests are validated on submit, so a malformed crop fails only its caller. If a batched
 forward still fails, each request of that batch is re-run on its own, so every caller gets its own result
 or its own exception rather than a neighbour's.
@@ -36,6 +40,7 @@ from contracts import Prediction
 from inference.cache import LoadedModel
 from inference.predict import check_crop_batch, logits, top_k
 from inference.preprocess import normalise
+from inference.torch_threads import run_on_compute_thread
 
 Result = list[list[Prediction]]
 
@@ -188,16 +193,21 @@ class DynamicBatcher:
         live = [r for r in batch if r.future.set_running_or_notify_cancel()]
         if not live:
             return
-        try:
-            outcomes: list[Result | Exception] = list(self._forward(live))
-        except Exception as exc:  # noqa: BLE001  any failure of the batch is handed to its callers' futures
-            # Isolate the failure: re-run each request alone so every caller gets its own outcome.
-            outcomes = [exc] if len(live) == 1 else [self._forward_alone(r) for r in live]
+        # This thread waits for the pass rather than gathering the next batch meanwhile: what arrives during
+        # a forward pass is batched for the next one instead of trickling into a second, smaller pass.
+        outcomes = run_on_compute_thread(self._outcomes, live)
         for request, outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 request.future.set_exception(outcome)
             else:
                 request.future.set_result(outcome)
+
+    def _outcomes(self, live: list[_Request]) -> list[Result | Exception]:
+        try:
+            return list(self._forward(live))
+        except Exception as exc:  # noqa: BLE001  any failure of the batch is handed to its callers' futures
+            # Isolate the failure: re-run each request alone so every caller gets its own outcome.
+            return [exc] if len(live) == 1 else [self._forward_alone(r) for r in live]
 
     def _forward_alone(self, request: _Request) -> Result | Exception:
         try:

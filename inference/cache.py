@@ -140,30 +140,3 @@ def default_model_cache() -> ModelCache:
         if _default_cache is None:
             _default_cache = ModelCache()
         return _default_cache
-
-
-_threads_lock = threading.Lock()
-_threads_configured: tuple[int | None, int | None] | None = None
-
-
-def configure_torch_threads(intra: int | None, inter: int | None) -> tuple[int, int]:
-    """Set torch's intra-op and inter-op thread counts once per process; returns the counts in effect.
-
-    torch raises if the inter-op count is set twice or after inter-op work has started, so only the first
-    call applies anything: later calls (e.g. from each Functions invocation) are no-ops, logged when they ask
-    for something different. ``None`` leaves torch's default (one thread per core) for that pool.
-    """
-    global _threads_configured
-    with _threads_lock:
-        if _threads_configured is None:
-            _threads_configured = (intra, inter)
-            if intra is not None:
-                torch.set_num_threads(intra)
-            if inter is not None:
-                try:
-                    torch.set_num_interop_threads(inter)
-                except RuntimeError as exc:
-                    log.warning("could not set %d inter-op threads: %s", inter, exc)
-        elif _threads_configured != (intra, inter):
-            log.warning("torch threads already configured as %s; ignoring %s", _threads_configured, (intra, inter))
-        return torch.get_num_threads(), torch.get_num_interop_threads()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inference.cache import LoadedModel, ModelCache, configure_torch_threads, default_model_cache, load_model
+from inference.cache import LoadedModel, ModelCache, default_model_cache, load_model
 from inference.errors import WeightsUnavailableError
 from inference.precision import cpu_has_native_bf16, resolve_precision
 
@@ -115,10 +115,3 @@ def test_precision_resolution() -> None:
     assert resolve_precision("FP32", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
     with pytest.raises(ValueError, match="choose one of fp32, bf16, auto"):
         resolve_precision("fp16", CPU)
-
-
-def test_configure_torch_threads_applies_once() -> None:
-    current = torch.get_num_threads()
-    first = configure_torch_threads(current, None)
-    assert first[0] == current
-    assert configure_torch_threads(current + 1, 3) == first  # ignored, no exception from torch

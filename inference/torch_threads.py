@@ -1,0 +1,110 @@
+"""Which threads of a process may run torch on more than one core: the compute thread, and no other.
+
+Torch's OpenMP runtime on Linux (libgomp) gives every thread that runs a parallel kernel a team of worker
+threads of its own. Once it manages more threads than there are cores, it stops spinning between parallel
+regions (its "throttled" spin count of 100) and puts the team to sleep after each one; every one of the
+hundred or so regions of a forward pass then waits for a sleeping thread to be woken. On the 2-core test
+machine a ResNet18 batch-1 forward pass after a pause took 60 ms instead of 35 as soon as a second thread
+had run any parallel op (``benchmarks/torch_threads_probe.py`` measures it). In a Functions worker such
+threads are everywhere: activities run on a pool of up to 16 threads, a crop's ``.contiguous()`` or a
+``torch.stack`` is enough to give each of them a team, and each model's batcher would be one more.
+
+So every forward pass of every model runs on :func:`run_on_compute_thread`, one thread per process (on a
+CPU two forward passes at once would only share the same cores), and activity threads call
+:func:`use_one_thread_here` before their tensor work: with a team size of one, torch runs each kernel
+inline and the thread never gets a team.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+
+import torch
+
+log = logging.getLogger(__name__)
+
+COMPUTE_THREAD = "torch-compute"
+_on_compute_thread = threading.local()
+
+
+def _mark_compute_thread() -> None:
+    _on_compute_thread.active = True
+
+
+@cache
+def _compute_executor() -> ThreadPoolExecutor:
+    """Created on first use, so processes that never run a forward pass (the local host's dispatcher) have no
+    such thread."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=COMPUTE_THREAD, initializer=_mark_compute_thread)
+
+
+def run_on_compute_thread[**P, T](fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn(*args, **kwargs)`` on the process's compute thread; its result, or its exception, raised here.
+
+    Called from the compute thread itself it runs inline, so nesting cannot deadlock.
+    """
+    if getattr(_on_compute_thread, "active", False):
+        return fn(*args, **kwargs)
+    return _compute_executor().submit(fn, *args, **kwargs).result()
+
+
+@cache
+def _libgomp() -> ctypes.CDLL | None:
+    """The libgomp torch has loaded, or ``None`` (LLVM's OpenMP on macOS and MSVC's on Windows do not
+    throttle like this, and a torch built without OpenMP has no teams)."""
+    no_load = getattr(os, "RTLD_NOLOAD", None)
+    if no_load is None:
+        return None
+    try:
+        return ctypes.CDLL("libgomp.so.1", mode=no_load | os.RTLD_NOW)
+    except OSError:
+        return None
+
+
+def use_one_thread_here() -> None:
+    """Keep this thread's torch kernels inline (an OpenMP team of one) without touching any other thread.
+
+    ``torch.set_num_threads`` would also change the process-wide default that new threads start from, so
+    the per-thread OpenMP setting is set directly. Torch's own per-thread initialisation runs first
+    (``get_num_threads`` triggers it); otherwise it would put the default back at the thread's first
+    parallel op. Cheap enough to call at the start of every activity (a few microseconds).
+    """
+    omp = _libgomp()
+    if omp is None:
+        return
+    torch.get_num_threads()
+    omp.omp_set_num_threads(1)
+
+
+_configure_lock = threading.Lock()
+_configured: tuple[int | None, int | None] | None = None
+
+
+def configure_torch_threads(intra: int | None, inter: int | None) -> tuple[int, int]:
+    """Set torch's intra-op and inter-op thread counts once per process; returns the counts in effect.
+
+    torch raises if the inter-op count is set twice or after inter-op work has started, so only the first
+    call applies anything: later calls (e.g. from each Functions invocation) are no-ops, logged when they ask
+    for something different. ``None`` leaves torch's default (one thread per core) for that pool. The intra
+    count is the process default that the compute thread starts from.
+    """
+    global _configured
+    with _configure_lock:
+        if _configured is None:
+            _configured = (intra, inter)
+            if intra is not None:
+                torch.set_num_threads(intra)
+            if inter is not None:
+                try:
+                    torch.set_num_interop_threads(inter)
+                except RuntimeError as exc:
+                    log.warning("could not set %d inter-op threads: %s", inter, exc)
+        elif _configured != (intra, inter):
+            log.warning("torch threads already configured as %s; ignoring %s", _configured, (intra, inter))
+        return torch.get_num_threads(), torch.get_num_interop_threads()

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from inference.torch_threads import COMPUTE_THREAD, configure_torch_threads, run_on_compute_thread, use_one_thread_here
+
+pytestmark = pytest.mark.unit
+
+
+def _on_new_thread(fn: Callable[[], object]) -> object:
+    """``fn()`` on a fresh thread that stays alive until ``fn`` returns (a libgomp team lives as long as its
+    thread), its result returned here."""
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(fn()))
+    thread.start()
+    thread.join(60)
+    return out[0]
+
+
+def _os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def _threads_spawned_by_a_parallel_op(limit_first: bool) -> int:
+    """How many OS threads a big elementwise op adds to the process while its calling thread is alive."""
+
+    def run() -> int:
+        if limit_first:
+            use_one_thread_here()
+        before = _os_threads()
+        (torch.ones(4_000_000) * 2).sum()
+        return _os_threads() - before
+
+    result = _on_new_thread(run)
+    assert isinstance(result, int)
+    return result
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or torch.get_num_threads() < 2, reason="needs Linux, 2+ cores")
+def test_a_thread_limited_to_one_runs_parallel_ops_without_a_team() -> None:
+    """The measurable cause of the slowdown: every thread that runs a parallel op gets OpenMP threads of its own."""
+    assert _threads_spawned_by_a_parallel_op(limit_first=False) == torch.get_num_threads() - 1
+    assert _threads_spawned_by_a_parallel_op(limit_first=True) == 0
+
+
+def test_the_limit_is_this_threads_alone() -> None:
+    default = torch.get_num_threads()
+
+    def limited() -> tuple[int, object]:
+        use_one_thread_here()
+        return torch.get_num_threads(), _on_new_thread(torch.get_num_threads)
+
+    here, on_a_thread_started_after = _on_new_thread(limited)  # type: ignore[misc]
+    assert here == 1
+    assert on_a_thread_started_after == default
+    assert torch.get_num_threads() == default
+    assert run_on_compute_thread(torch.get_num_threads) == default
+
+
+def test_compute_thread_runs_every_call_on_one_named_thread_and_raises_its_errors() -> None:
+    def where() -> tuple[str, int]:
+        return threading.current_thread().name, threading.get_ident()
+
+    first, second = run_on_compute_thread(where), _on_new_thread(lambda: run_on_compute_thread(where))
+    assert first == second and first[0].startswith(COMPUTE_THREAD) and first[1] != threading.get_ident()
+    assert run_on_compute_thread(lambda: run_on_compute_thread(where)) == first  # nested: inline, no deadlock
+    with pytest.raises(ZeroDivisionError):
+        run_on_compute_thread(lambda: 1 / 0)
+    assert run_on_compute_thread(where) == first  # an error does not cost the thread
+
+
+def test_configure_torch_threads_applies_once() -> None:
+    current = torch.get_num_threads()
+    first = configure_torch_threads(current, None)
+    assert first[0] == current
+    assert configure_torch_threads(current + 1, 3) == first  # ignored, no exception from torch
