@@ -7,8 +7,9 @@ Everything is measured in one run on one machine, so the ratios are meaningful e
    with the app's precision and channels-last, at batch 1, 8 and 16 and at 1 and all-cores torch threads;
    the best of these is the reference, batch 1 is the compute a lone 1-image task needs;
 2. the system: the app on the local Durable Functions host (HTTP, orchestration, blob folder, SQLite),
-   ResNet18 and ResNet50 in turn, many concurrent client tasks of 1 and of 8 images, each polled through
-   ``statusQueryGetUri`` (latency is what the client sees: submit → Completed seen).
+   ResNet18 and ResNet50 in turn: 1-image tasks alone, each after 0.3 s of idleness, then many concurrent
+   client tasks of 1 and of 8 images, each polled through ``statusQueryGetUri`` (latency is what the
+   client sees: submit → Completed seen).
 
 From (2): images/s per concurrency, task latency p50/p95/p99, orchestration overhead per task (end-to-end
 latency minus the activities' own compute), how long after the last activity finished the status
@@ -356,13 +357,21 @@ def plot(report: dict[str, Any], path: Path) -> Any:
     return fig
 
 
+#: A lone task comes to an idle system, as a sporadic request does: back to back, the previous task's
+#: threads were still awake, which hid a 1.6x slower forward pass after a pause (inference.torch_threads).
+LONE_TASK_IDLE_S = 0.3
+
+
 def measure_system(
     base_url: str, model: str, blobs: list[str], scale: int, processes: dict[str, int]
 ) -> dict[str, Any]:
     """One model through the served app: 1-image tasks alone, then the load phases."""
     eager = Client(base_url, poll_interval=0.005)  # every 2 ms stole a quarter of a core from the forward pass
     eager.run([blobs[:1]] * 3, model, 1)  # warm-up: model load, first orchestrations, SQLite file
-    single = eager.run([blobs[i % len(blobs) : i % len(blobs) + 1] for i in range(10 * scale)], model, 1)
+    single = []
+    for i in range(10 * scale):
+        time.sleep(LONE_TASK_IDLE_S)
+        single += eager.run([blobs[i % len(blobs) : i % len(blobs) + 1]], model, 1)
     print(
         f"{model} 1-image tasks one at a time: client-observed latency p50 "
         f"{percentile([r['latency_ms'] for r in single], 0.5):.1f} ms, "
