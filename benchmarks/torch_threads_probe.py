@@ -26,7 +26,7 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inference.torch_threads import run_on_compute_thread, use_one_thread_here  # noqa: E402
+from inference.torch_threads import run_on_compute_thread, use_one_thread_here
 
 PAUSE_S = 0.2
 PASSES = 10
