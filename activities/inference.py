@@ -36,10 +36,21 @@ log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
-def model_cache() -> ModelCache:
+def process_model_cache() -> ModelCache:
+    """Built once per process (``cache_clear`` it to start over); reach it through :func:`model_cache`."""
     settings = get_settings()
     configure_torch_threads(settings.torch_num_threads, None)
     return ModelCache(precision=settings.inference_precision)
+
+
+_model_cache_lock = threading.Lock()
+
+
+def model_cache() -> ModelCache:
+    """The process's one model cache. ``lru_cache`` alone lets concurrent first calls each build a cache,
+    and each cache would then load its own copy of every model: the lock makes them share one."""
+    with _model_cache_lock:
+        return process_model_cache()
 
 
 def load(model: str) -> LoadedModel:
@@ -168,13 +179,13 @@ def start_prewarm() -> None:
 
 
 def infer(request: InferenceInput) -> InferenceOutput:
+    use_one_thread_here()  # first: a model loaded on this pool thread would otherwise give it a team
     started = datetime.now(UTC)
     clock = time.perf_counter()
     try:
         model = load(request.model)
     except WeightsUnavailableError as exc:
         return InferenceOutput(model=request.model, error=str(exc), started_at=started.isoformat())
-    use_one_thread_here()  # after load(): its first call sets torch's thread count, this thread's included
     store = blob_store()
     with announce(model, len(request.items)):
         crops = [decode_tensor(store.get(item.tensor_blob)) for item in request.items]

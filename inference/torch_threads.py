@@ -91,15 +91,18 @@ def configure_torch_threads(intra: int | None, inter: int | None) -> tuple[int, 
 
     torch raises if the inter-op count is set twice or after inter-op work has started, so only the first
     call applies anything: later calls (e.g. from each Functions invocation) are no-ops, logged when they ask
-    for something different. ``None`` leaves torch's default (one thread per core) for that pool. The intra
-    count is the process default that the compute thread starts from.
+    for something different. ``None`` leaves torch's default (one thread per core) for that pool.
+
+    The intra-op count is applied on the compute thread, the one thread it is for (it also becomes the
+    default that threads which have not run torch yet start from). Applied on the calling thread, an
+    activity's, it would undo :func:`use_one_thread_here` there and give that thread a team.
     """
     global _configured
     with _configure_lock:
         if _configured is None:
             _configured = (intra, inter)
             if intra is not None:
-                torch.set_num_threads(intra)
+                run_on_compute_thread(torch.set_num_threads, intra)
             if inter is not None:
                 try:
                     torch.set_num_interop_threads(inter)
@@ -107,4 +110,4 @@ def configure_torch_threads(intra: int | None, inter: int | None) -> tuple[int, 
                     log.warning("could not set %d inter-op threads: %s", inter, exc)
         elif _configured != (intra, inter):
             log.warning("torch threads already configured as %s; ignoring %s", _configured, (intra, inter))
-        return torch.get_num_threads(), torch.get_num_interop_threads()
+        return run_on_compute_thread(torch.get_num_threads), torch.get_num_interop_threads()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +53,7 @@ def app_env(tmp_path: Path, torch_home: Path, monkeypatch: pytest.MonkeyPatch) -
         get_settings,
         services.blob_store,
         services.database,
-        inference_activity.model_cache,
+        inference_activity.process_model_cache,
         preprocess_activity.preprocessing_weights,
     )
     for cache in caches:
@@ -279,6 +280,29 @@ def test_concurrent_single_image_activities_share_forward_passes(
         assert [p.probability for p in result.results[0].top_k] == pytest.approx(
             [p.probability for p in alone.top_k], abs=1e-5
         )
+
+
+def _os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or torch.get_num_threads() < 2, reason="needs Linux, 2+ cores")
+def test_activity_threads_never_get_an_openmp_team_of_their_own(app_env: Path, shared_images_dir: Path) -> None:
+    """Only the compute thread may run torch on several cores (inference.torch_threads): every activity
+    thread with a team makes libgomp throttle, and a paused forward pass takes 1.6x as long."""
+    photo = sorted(shared_images_dir.glob("*.jpg"))[0]
+
+    def both_activities(index: int) -> int:
+        prepared = preprocess(PreprocessInput(TASK, index, upload(photo), ["resnet18"]))
+        infer(InferenceInput(TASK, "resnet18", 3, [BatchItem(index, prepared.tensors["resnet18"])]))
+        return torch.get_num_threads()
+
+    with ThreadPoolExecutor(1) as warm_up:  # model, batcher and the compute thread's team exist after it
+        assert warm_up.submit(both_activities, 0).result() == 1
+    before = _os_threads()
+    with ThreadPoolExecutor(4) as pool:  # threads that live on after their activities, as the worker's do
+        assert list(pool.map(both_activities, range(1, 9))) == [1] * 8
+        assert _os_threads() - before == 4  # the pool's own threads and nothing else
 
 
 def test_activities_against_azure_blob_storage(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from inference import torch_threads
 from inference.torch_threads import COMPUTE_THREAD, configure_torch_threads, run_on_compute_thread, use_one_thread_here
 
 pytestmark = pytest.mark.unit
@@ -73,6 +74,22 @@ def test_compute_thread_runs_every_call_on_one_named_thread_and_raises_its_error
     with pytest.raises(ZeroDivisionError):
         run_on_compute_thread(lambda: 1 / 0)
     assert run_on_compute_thread(where) == first  # an error does not cost the thread
+
+
+def test_configure_sets_the_compute_threads_count_and_leaves_a_limited_caller_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    default = run_on_compute_thread(torch.get_num_threads)
+    monkeypatch.setattr(torch_threads, "_configured", None)
+
+    def configure_from_an_activity_thread() -> tuple[int, int]:
+        use_one_thread_here()
+        return configure_torch_threads(default + 1, None)[0], torch.get_num_threads()
+
+    try:
+        assert _on_new_thread(configure_from_an_activity_thread) == (default + 1, 1)
+    finally:
+        run_on_compute_thread(torch.set_num_threads, default)
 
 
 def test_configure_torch_threads_applies_once() -> None:
