@@ -114,6 +114,7 @@ def prewarm(models: tuple[str, ...]) -> None:
     Missing weights are the common case on a machine without internet, so they get the advice alone,
     not a traceback that buries the function listing.
     """
+    use_one_thread_here()  # its loads' parallel copies would give this thread a team while the first tasks run
     for name in models:
         try:
             model = load(name)

@@ -38,7 +38,7 @@ from inference.cache import LoadedModel, ModelCache  # noqa: E402
 from inference.precision import cpu_has_native_bf16, resolve_precision  # noqa: E402
 from inference.predict import classify, logits  # noqa: E402
 from inference.preprocess import crop_uint8, decode_image, normalise  # noqa: E402
-from inference.torch_threads import configure_torch_threads  # noqa: E402
+from inference.torch_threads import configure_torch_threads, run_on_compute_thread, use_one_thread_here  # noqa: E402
 from tests.fixtures.seeded_weights import discriminative_state_dict  # noqa: E402
 
 MODELS = {"resnet18": "IMAGENET1K_V1", "resnet50": "IMAGENET1K_V2"}
@@ -73,27 +73,23 @@ def load_models(cache: ModelCache, folder: Path) -> dict[str, dict[str, LoadedMo
 
 
 def bench_preprocess(photos: list[bytes], model: LoadedModel, repeats: int) -> dict[str, float]:
-    """Per-image ms on one core: decode, uint8 crop, normalise, and decode + the reference transform."""
+    """Per-image ms on one core (the calling thread is limited to one): decode, uint8 crop, normalise, and
+    decode + the reference transform."""
     weights, transform = model.weights, model.weights.transforms()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        images = [decode_image(b, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS) for b in photos]
-        crops = [crop_uint8(i, weights) for i in images]
+    images = [decode_image(b, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS) for b in photos]
+    crops = [crop_uint8(i, weights) for i in images]
 
-        def per_image(fn: Callable[[int], object]) -> float:
-            return best_ms(lambda: [fn(i) for i in range(len(photos))], repeats) / len(photos)
+    def per_image(fn: Callable[[int], object]) -> float:
+        return best_ms(lambda: [fn(i) for i in range(len(photos))], repeats) / len(photos)
 
-        return {
-            "decode_ms": per_image(lambda i: decode_image(photos[i], max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)),
-            "crop_uint8_ms": per_image(lambda i: crop_uint8(images[i], weights)),
-            "normalise_ms": per_image(lambda i: normalise(crops[i][None], weights)),
-            "decode_plus_reference_transform_ms": per_image(
-                lambda i: transform(decode_image(photos[i], max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS))
-            ),
-        }
-    finally:
-        torch.set_num_threads(previous)
+    return {
+        "decode_ms": per_image(lambda i: decode_image(photos[i], max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)),
+        "crop_uint8_ms": per_image(lambda i: crop_uint8(images[i], weights)),
+        "normalise_ms": per_image(lambda i: normalise(crops[i][None], weights)),
+        "decode_plus_reference_transform_ms": per_image(
+            lambda i: transform(decode_image(photos[i], max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS))
+        ),
+    }
 
 
 def bench_forward(models: dict[str, LoadedModel], batch: torch.Tensor, repeats: int) -> dict[str, float]:
@@ -171,7 +167,10 @@ def bench_batching(
             t.join()
         return callers * per_caller / (time.perf_counter() - started), statistics.mean(latencies)
 
-    direct_ips, direct_latency = max(run(lambda crop: classify(model, crop[None], 5)) for _ in range(repeats))
+    def direct(crop: torch.Tensor) -> object:  # one forward pass per image, as the app with batching off
+        return run_on_compute_thread(classify, model, crop[None], 5)
+
+    direct_ips, direct_latency = max(run(direct) for _ in range(repeats))
     with DynamicBatcher(model, max_batch_size=callers, max_wait_ms=5) as batcher:
         batched_ips, batched_latency = max(run(lambda crop: batcher.classify(crop, 5)) for _ in range(repeats))
         stats = batcher.stats()
@@ -211,6 +210,9 @@ def main() -> None:
     args = parser.parse_args()
 
     configure_torch_threads(args.threads, 1)
+    # Forward passes run on the compute thread, as in the app; this thread prepares inputs on one core (with
+    # a team of its own it would make libgomp throttle both, see inference.torch_threads).
+    use_one_thread_here()
     shared = Path(os.environ.get("SHARED_DIR", REPO_ROOT.parent / "shared"))
     photo_paths = sorted((shared / "images").glob("*.jpg"))
     photos = [p.read_bytes() for p in photo_paths]
@@ -226,7 +228,7 @@ def main() -> None:
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "native_bf16": cpu_has_native_bf16(),
             "auto_precision": resolve_precision("auto", torch.device("cpu")),
-            "threads": torch.get_num_threads(),
+            "threads": run_on_compute_thread(torch.get_num_threads),
             "photos": [p.name for p in photo_paths],
             "load_average_at_start": os.getloadavg()[0],
         },
@@ -241,11 +243,12 @@ def main() -> None:
         crops = [crop_uint8(decode_image(b, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS), weights) for b in photos]
         batch = normalise(torch.stack(crops), weights)
         results["forward_ms_per_image"][name] = {
-            f"batch{b}": bench_forward(pair, batch.repeat(2, 1, 1, 1)[:b], args.repeats) for b in BATCH_SIZES
+            f"batch{b}": run_on_compute_thread(bench_forward, pair, batch.repeat(2, 1, 1, 1)[:b], args.repeats)
+            for b in BATCH_SIZES
         }
-        results["bf16_drift"][name] = bf16_drift(pair, batch)
+        results["bf16_drift"][name] = run_on_compute_thread(bf16_drift, pair, batch)
         results["end_to_end_images_per_s"][name] = {
-            p: bench_end_to_end(pair[p], photos, args.images, 8, 3) for p in ("fp32", "bf16")
+            p: run_on_compute_thread(bench_end_to_end, pair[p], photos, args.images, 8, 3) for p in ("fp32", "bf16")
         }
         results["dynamic_batching"][name] = bench_batching(pair["bf16"], crops, args.callers, 4, 3)
     results["machine"]["load_average_at_end"] = os.getloadavg()[0]

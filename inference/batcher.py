@@ -40,7 +40,7 @@ from contracts import Prediction
 from inference.cache import LoadedModel
 from inference.predict import check_crop_batch, logits, top_k
 from inference.preprocess import normalise
-from inference.torch_threads import run_on_compute_thread
+from inference.torch_threads import on_compute_thread, run_on_compute_thread
 
 Result = list[list[Prediction]]
 
@@ -111,6 +111,8 @@ class DynamicBatcher:
 
     def submit(self, crops: torch.Tensor, k: int) -> Future[Result]:
         """Queue uint8 crops (``[3, H, W]`` or ``[N, 3, H, W]``); the future yields one top-k list per image."""
+        if on_compute_thread():
+            raise RuntimeError("the compute thread cannot wait for a batcher: the batch would need it to run")
         batch = crops[None] if crops.ndim == 3 else crops
         check_crop_batch(self.model, batch)
         if k < 1:

@@ -13,6 +13,10 @@ So every forward pass of every model runs on :func:`run_on_compute_thread`, one 
 CPU two forward passes at once would only share the same cores), and activity threads call
 :func:`use_one_thread_here` before their tensor work: with a team size of one, torch runs each kernel
 inline and the thread never gets a team.
+
+On a GPU the compute thread is the one host thread of every model's passes too: one model's host-side work
+(stacking, copies to the device, kernel launches, the top-k copy back) no longer overlaps another model's
+kernels. Kept that way because it is simple and the libgomp problem is the same on a GPU machine's CPU.
 """
 
 from __future__ import annotations
@@ -37,49 +41,74 @@ def _mark_compute_thread() -> None:
     _on_compute_thread.active = True
 
 
-@cache
+def on_compute_thread() -> bool:
+    return bool(getattr(_on_compute_thread, "active", False))
+
+
+_executor_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+
+
 def _compute_executor() -> ThreadPoolExecutor:
     """Created on first use, so processes that never run a forward pass (the local host's dispatcher) have no
-    such thread."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=COMPUTE_THREAD, initializer=_mark_compute_thread)
+    such thread; under a lock, since two first callers must not get a compute thread each."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=COMPUTE_THREAD, initializer=_mark_compute_thread
+            )
+        return _executor
 
 
 def run_on_compute_thread[**P, T](fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """``fn(*args, **kwargs)`` on the process's compute thread; its result, or its exception, raised here.
 
-    Called from the compute thread itself it runs inline, so nesting cannot deadlock.
+    Called from the compute thread itself it runs inline. ``fn`` must not wait for anything that needs the
+    compute thread in turn (a dynamic batcher refuses such callers), or it would wait for ever.
     """
-    if getattr(_on_compute_thread, "active", False):
+    if on_compute_thread():
         return fn(*args, **kwargs)
     return _compute_executor().submit(fn, *args, **kwargs).result()
 
 
+_ThreadCountSetter = Callable[[int], object]
+
+
 @cache
-def _libgomp() -> ctypes.CDLL | None:
-    """The libgomp torch has loaded, or ``None`` (LLVM's OpenMP on macOS and MSVC's on Windows do not
-    throttle like this, and a torch built without OpenMP has no teams)."""
+def _per_thread_setters() -> tuple[_ThreadCountSetter, ...]:
+    """OpenMP's and MKL's per-thread thread-count setters, looked up through torch's own library.
+
+    A lookup through ``libtorch_cpu`` covers every library it loaded, whatever their file names (some wheels
+    ship libgomp renamed). MKL needs its own call: torch sets MKL's per-thread count in every thread it
+    initialises, and a matrix product would otherwise start an OpenMP team of MKL's. Empty where there is
+    nothing to find: other OpenMP runtimes (LLVM's on macOS, MSVC's on Windows) are not libgomp and do not
+    throttle like this; a build without OpenMP has no teams.
+    """
+    library = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
     no_load = getattr(os, "RTLD_NOLOAD", None)
-    if no_load is None:
-        return None
-    try:
-        return ctypes.CDLL("libgomp.so.1", mode=no_load | os.RTLD_NOW)
-    except OSError:
-        return None
+    if no_load is None or not os.path.exists(library):
+        return ()
+    torch_cpu = ctypes.CDLL(library, mode=no_load | os.RTLD_NOW)
+    setters = [getattr(torch_cpu, name, None) for name in ("omp_set_num_threads", "MKL_Set_Num_Threads_Local")]
+    if setters[0] is None and "OpenMP" in torch.__config__.parallel_info():
+        log.warning("torch uses OpenMP, but omp_set_num_threads was not found: activity threads keep their teams")
+    return tuple(setter for setter in setters if setter is not None)
 
 
 def use_one_thread_here() -> None:
     """Keep this thread's torch kernels inline (an OpenMP team of one) without touching any other thread.
 
     ``torch.set_num_threads`` would also change the process-wide default that new threads start from, so
-    the per-thread OpenMP setting is set directly. Torch's own per-thread initialisation runs first
+    the per-thread settings are set directly. Torch's own per-thread initialisation runs first
     (``get_num_threads`` triggers it); otherwise it would put the default back at the thread's first
     parallel op. Cheap enough to call at the start of every activity (a few microseconds).
     """
-    omp = _libgomp()
-    if omp is None:
-        return
-    torch.get_num_threads()
-    omp.omp_set_num_threads(1)
+    setters = _per_thread_setters()
+    if setters:
+        torch.get_num_threads()
+    for setter in setters:
+        setter(1)
 
 
 _configure_lock = threading.Lock()

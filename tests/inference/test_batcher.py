@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from inference.batcher import BatcherStats, DynamicBatcher
 from inference.cache import LoadedModel, ModelCache
 from inference.predict import classify
 from inference.preprocess import crop_uint8, decode_image
+from inference.torch_threads import run_on_compute_thread
 from inference.weights import resolve_weights
 
 from .conftest import MAX_BYTES, MAX_PIXELS
@@ -309,3 +311,22 @@ def test_callers_get_an_error_not_a_hang_when_the_batcher_thread_dies() -> None:
     with pytest.raises(RuntimeError, match="closed"):
         batcher.classify(crop, 1, timeout=30)
     batcher.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or (os.cpu_count() or 1) < 2, reason="needs Linux, 2+ cores")
+def test_forward_passes_run_on_the_compute_thread_and_the_batcher_thread_gets_no_team(
+    resnet18: LoadedModel, crops: list[torch.Tensor]
+) -> None:
+    """Each thread with an OpenMP team of its own makes libgomp throttle every forward pass (torch_threads)."""
+    run_on_compute_thread(classify, resnet18, crops[0][None], 1)  # the compute thread and its team exist now
+    before = len(os.listdir("/proc/self/task"))
+    with DynamicBatcher(resnet18, max_wait_ms=5) as batcher:
+        batcher.classify(torch.stack(crops[:4]), 1, timeout=30)
+        assert len(os.listdir("/proc/self/task")) - before == 1  # the batcher's own thread, nothing else
+
+
+def test_the_compute_thread_cannot_wait_for_a_batcher(resnet18: LoadedModel, crops: list[torch.Tensor]) -> None:
+    with DynamicBatcher(resnet18, max_wait_ms=5) as batcher:
+        with pytest.raises(RuntimeError, match="compute thread cannot wait"):
+            run_on_compute_thread(batcher.classify, crops[0], 1, timeout=30)
+        assert len(batcher.classify(crops[0], 1, timeout=30)[0]) == 1

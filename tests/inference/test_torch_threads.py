@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,54 +15,73 @@ from inference.torch_threads import COMPUTE_THREAD, configure_torch_threads, run
 pytestmark = pytest.mark.unit
 
 
-def _on_new_thread(fn: Callable[[], object]) -> object:
+def _on_new_thread[T](fn: Callable[[], T]) -> T:
     """``fn()`` on a fresh thread that stays alive until ``fn`` returns (a libgomp team lives as long as its
-    thread), its result returned here."""
-    out: list[object] = []
-    thread = threading.Thread(target=lambda: out.append(fn()))
-    thread.start()
-    thread.join(60)
-    return out[0]
+    thread); its result, or its exception, here."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result(60)
 
 
 def _os_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def _threads_spawned_by_a_parallel_op(limit_first: bool) -> int:
-    """How many OS threads a big elementwise op adds to the process while its calling thread is alive."""
+LINUX_WITH_2_CORES = pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir() or (os.cpu_count() or 1) < 2, reason="needs Linux and 2+ cores"
+)
+
+
+def _threads_spawned_by(op: Callable[[], object], *, limit_first: bool) -> int:
+    """How many OS threads ``op`` adds to the process while its calling thread, a fresh one, is alive.
+
+    The fresh thread's count is set to 2 first (and the process default put back after), whatever earlier
+    tests left as the default: with one thread nothing could be spawned and the test would prove nothing.
+    """
 
     def run() -> int:
-        if limit_first:
-            use_one_thread_here()
-        before = _os_threads()
-        (torch.ones(4_000_000) * 2).sum()
-        return _os_threads() - before
+        default = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            if limit_first:
+                use_one_thread_here()
+            before = _os_threads()
+            op()
+            return _os_threads() - before
+        finally:
+            torch.set_num_threads(default)
 
-    result = _on_new_thread(run)
-    assert isinstance(result, int)
-    return result
+    return _on_new_thread(run)
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or torch.get_num_threads() < 2, reason="needs Linux, 2+ cores")
-def test_a_thread_limited_to_one_runs_parallel_ops_without_a_team() -> None:
+def _elementwise() -> object:
+    return (torch.ones(4_000_000) * 2).sum()
+
+
+def _matrix_product() -> object:  # MKL's BLAS, with a per-thread count of its own
+    a = torch.ones(512, 512)
+    return a @ a
+
+
+@LINUX_WITH_2_CORES
+@pytest.mark.parametrize("op", [_elementwise, _matrix_product], ids=["elementwise", "matrix-product"])
+def test_a_thread_limited_to_one_runs_parallel_ops_without_a_team(op: Callable[[], object]) -> None:
     """The measurable cause of the slowdown: every thread that runs a parallel op gets OpenMP threads of its own."""
-    assert _threads_spawned_by_a_parallel_op(limit_first=False) == torch.get_num_threads() - 1
-    assert _threads_spawned_by_a_parallel_op(limit_first=True) == 0
+    assert _threads_spawned_by(op, limit_first=False) == 1
+    assert _threads_spawned_by(op, limit_first=True) == 0
 
 
+@LINUX_WITH_2_CORES
 def test_the_limit_is_this_threads_alone() -> None:
-    default = torch.get_num_threads()
+    fresh = _on_new_thread(torch.get_num_threads)
+    here_before, compute_before = torch.get_num_threads(), run_on_compute_thread(torch.get_num_threads)
 
-    def limited() -> tuple[int, object]:
+    def limited() -> tuple[int, int]:
         use_one_thread_here()
         return torch.get_num_threads(), _on_new_thread(torch.get_num_threads)
 
-    here, on_a_thread_started_after = _on_new_thread(limited)  # type: ignore[misc]
-    assert here == 1
-    assert on_a_thread_started_after == default
-    assert torch.get_num_threads() == default
-    assert run_on_compute_thread(torch.get_num_threads) == default
+    assert _on_new_thread(limited) == (1, fresh)
+    assert torch.get_num_threads() == here_before
+    assert run_on_compute_thread(torch.get_num_threads) == compute_before
 
 
 def test_compute_thread_runs_every_call_on_one_named_thread_and_raises_its_errors() -> None:
