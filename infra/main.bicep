@@ -3,7 +3,9 @@
 // app's images/tensors, Azure SQL with Entra-only authentication, and Application Insights. For GPUs or more
 // memory, deployContainerApps runs the same app as Azure Functions on Azure Container Apps instead (an image
 // built from the Dockerfile, a container registry, a Container Apps environment with a GPU workload profile).
-// Every connection is identity-based: no account key, password or instrumentation key is set anywhere.
+// Every connection is identity-based: no account key, password or instrumentation key is set anywhere. The one
+// secret of the app, the optional HMAC key of callback bodies, is kept in a Key Vault and referenced from the app
+// settings (only when callbackSigningSecret is given).
 //
 // The modules are declared as plain resources with the settings of the Azure Verified Modules the azd
 // Functions quickstarts use, so that checkov and tests/deploy can read every property offline.
@@ -50,11 +52,19 @@ param maximumInstanceCount int = 40
 @description('Task hub name: the one host.json names (extensions.durableTask.hubName).')
 param taskHubName string = 'ClassifierHub'
 
+@description('CALLBACK_ALLOWED_HOSTS: comma-separated hosts reply_to callback URLs may point at. Empty: callbacks refused.')
+param callbackAllowedHosts string = ''
+
+@secure()
+@description('CALLBACK_SIGNING_SECRET, the HMAC-SHA256 key of callback bodies: stored in a Key Vault (created for it), the Flex Consumption app reads it through a Key Vault reference. Empty: no vault, callbacks refused.')
+param callbackSigningSecret string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 var functionAppName = 'func-${resourceToken}'
 // Flex Consumption deploys from a package in this container.
 var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
+var callbackSigningSecretName = 'callback-signing-secret'
 // What one replica of the Container Apps option gets on each workload profile (the whole profile's share).
 var replicaSizes = {
   none: { cpu: '4', memory: '8Gi' }
@@ -124,6 +134,18 @@ module sql 'modules/sql.bicep' = {
   }
 }
 
+module keyVault 'modules/key-vault.bicep' = if (!empty(callbackSigningSecret)) {
+  name: 'key-vault'
+  scope: rg
+  params: {
+    name: 'kv-${resourceToken}'
+    location: location
+    tags: tags
+    callbackSigningSecretName: callbackSigningSecretName
+    callbackSigningSecret: callbackSigningSecret
+  }
+}
+
 module rbac 'modules/rbac.bicep' = {
   name: 'rbac'
   scope: rg
@@ -132,6 +154,7 @@ module rbac 'modules/rbac.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     schedulerName: durableBackend == 'dts' ? scheduler.outputs.name : ''
     registryName: deployContainerApps ? registry.outputs.name : ''
+    keyVaultName: !empty(callbackSigningSecret) ? keyVault.outputs.name : ''
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
   }
@@ -147,9 +170,11 @@ module appSettings 'modules/app-settings.bicep' = {
     schedulerEndpoint: durableBackend == 'dts' ? scheduler.outputs.endpoint : ''
     sqlServerFqdn: sql.outputs.fullyQualifiedDomainName
     sqlDatabaseName: sql.outputs.databaseName
+    callbackAllowedHosts: callbackAllowedHosts
   }
 }
 
+// The signing secret's URI has no version: the app follows the latest version of the secret.
 module api 'modules/function-app.bicep' = if (deployFlex) {
   name: 'api'
   scope: rg
@@ -165,6 +190,7 @@ module api 'modules/function-app.bicep' = if (deployFlex) {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     appSettings: appSettings.outputs.settings
+    callbackSigningSecretUri: !empty(callbackSigningSecret) ? '${keyVault.outputs.uri}secrets/${callbackSigningSecretName}' : ''
   }
 }
 

@@ -9,6 +9,8 @@ param applicationInsightsName string
 param schedulerEndpoint string
 param sqlServerFqdn string
 param sqlDatabaseName string
+@description('Comma-separated hosts reply_to callback URLs may point at; empty: callback URLs refused.')
+param callbackAllowedHosts string = ''
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -59,6 +61,8 @@ var appSettings = {
   // activity waiting for its turn in the dynamic batcher holds a thread, and with the worker's default
   // (cores + 4) preprocessing and persisting queued behind those waits.
   PYTHON_THREADPOOL_THREAD_COUNT: '16'
+  // Callbacks also need CALLBACK_SIGNING_SECRET: a Key Vault reference, set in function-app.bicep.
+  CALLBACK_ALLOWED_HOSTS: callbackAllowedHosts
 }
 
 output settings object = union(hostStorageSettings, monitoringSettings, durableBackendSettings, appSettings)

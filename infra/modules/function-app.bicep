@@ -12,6 +12,8 @@ param instanceMemoryMB int
 param maximumInstanceCount int
 @description('app-settings.bicep: the settings both hosting options share.')
 param appSettings object
+@description('Key Vault URI of the secret CALLBACK_SIGNING_SECRET is read from (no version: the latest); empty: not set.')
+param callbackSigningSecretUri string = ''
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -21,6 +23,13 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 // no CUDA libraries in a package for instances that have no GPU.
 var remoteBuildSettings = {
   PIP_EXTRA_INDEX_URL: 'https://download.pytorch.org/whl/cpu'
+}
+
+// A Key Vault reference: the platform resolves it as the user-assigned identity (keyVaultReferenceIdentity below,
+// role Key Vault Secrets User in rbac.bicep) and the app reads the secret's value. If it cannot be resolved, the
+// app sees the reference text itself. Only here: Container Apps does not resolve App Service references.
+var keyVaultReferenceSettings = empty(callbackSigningSecretUri) ? {} : {
+  CALLBACK_SIGNING_SECRET: '@Microsoft.KeyVault(SecretUri=${callbackSigningSecretUri})'
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -54,6 +63,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Key Vault references are resolved as this identity (the default would be a system-assigned one, which the
+    // app does not have).
+    keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
@@ -83,7 +95,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 
   resource settings 'config' = {
     name: 'appsettings'
-    properties: union(appSettings, remoteBuildSettings)
+    properties: union(appSettings, remoteBuildSettings, keyVaultReferenceSettings)
   }
 
   // Basic-auth publishing credentials off: azd deploys with the deploying user's Entra token.

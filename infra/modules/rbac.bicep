@@ -5,6 +5,8 @@ param applicationInsightsName string
 param schedulerName string
 @description('Container registry name; empty when the app runs on Flex Consumption (no image to pull).')
 param registryName string
+@description('Key Vault name; empty when no callback signing secret was given (no vault).')
+param keyVaultName string
 param identityPrincipalId string
 @description('Deploying user (azd sets AZURE_PRINCIPAL_ID); empty: no user role.')
 param userPrincipalId string
@@ -17,6 +19,7 @@ var roles = {
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Entra-authenticated Application Insights
   durableTaskDataContributor: '0ad04412-c4d5-4796-b79c-f76d14c8d402' // the scheduler's task hubs
   acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d' // the Container Apps option pulls its image
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault references: CALLBACK_SIGNING_SECRET
 }
 var storageRoles = [roles.storageBlobDataOwner, roles.storageQueueDataContributor, roles.storageTableDataContributor]
 
@@ -34,6 +37,10 @@ resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' existing = if (
 
 resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = if (!empty(registryName)) {
   name: registryName
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = if (!empty(keyVaultName)) {
+  name: keyVaultName
 }
 
 resource storageRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in storageRoles: {
@@ -81,6 +88,17 @@ resource imagePull 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!e
   scope: registry
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrPull)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Reads secrets (values and properties, no writes): what the platform needs to resolve Key Vault references.
+resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(keyVaultName)) {
+  name: guid(vault.id, identityPrincipalId, roles.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
   }

@@ -35,6 +35,8 @@ DEPLOYED = {
     "schedulerEndpoint": "https://dts-example.westus2.durabletask.io",
     "sqlServerFqdn": "sql-example.database.windows.net",
     "sqlDatabaseName": "classifier",
+    "callbackAllowedHosts": "hooks.example.com,partner.example.org",
+    "callbackSigningSecretUri": "https://kv-example.vault.azure.net/secrets/callback-signing-secret",
 }
 BACKEND_SETTINGS = {"dts": "durableTaskSchedulerSettings", "azureStorage": "azureStorageBackendSettings"}
 
@@ -66,15 +68,19 @@ def shared_app_settings(backend: str = "dts") -> dict[str, str]:
     return settings
 
 
-def azure_app_settings(backend: str = "dts") -> dict[str, str]:
-    """The Flex Consumption function app's settings: the shared ones and what its remote build reads."""
+def azure_app_settings(backend: str = "dts", callback_secret: bool = True) -> dict[str, str]:
+    """The Flex Consumption function app's settings: the shared ones, what its remote build reads and, when a
+    callback signing secret was given (``callback_secret``), its Key Vault reference."""
     source = bicep.text("function-app.bicep")
-    assert "properties: union(appSettings, remoteBuildSettings)" in source
+    assert "properties: union(appSettings, remoteBuildSettings, keyVaultReferenceSettings)" in source
+    assert "var keyVaultReferenceSettings = empty(callbackSigningSecretUri) ? {} : {" in source
     assert "appSettings: appSettings.outputs.settings" in bicep.text("main.bicep")
     settings = shared_app_settings(backend)
-    for key, value in bicep.object_var(source, "remoteBuildSettings").items():
-        assert key not in settings, f"{key} is set twice"
-        settings[key] = _resolve(value)
+    groups = ["remoteBuildSettings", *(["keyVaultReferenceSettings"] if callback_secret else [])]
+    for group in groups:
+        for key, value in bicep.object_var(source, group).items():
+            assert key not in settings, f"{key} is set twice"
+            settings[key] = _resolve(value)
     return settings
 
 
@@ -252,6 +258,7 @@ ROLE_IDS = {
     "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "durableTaskDataContributor": "0ad04412-c4d5-4796-b79c-f76d14c8d402",
     "acrPull": "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+    "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
 }
 
 
@@ -286,6 +293,7 @@ def test_the_identity_has_each_data_role_on_its_resource() -> None:
             "userPrincipalId",
         ),  # the dashboard, for the deployer
         ("registry", "roles.acrPull", "identityPrincipalId"),  # the Container Apps option's image
+        ("vault", "roles.keyVaultSecretsUser", "identityPrincipalId"),  # Key Vault references
     }
     assert "[for role in storageRoles: {" in rbac
 
@@ -362,7 +370,8 @@ def test_app_settings_in_the_infrastructure_are_read_by_someone() -> None:
         r"^(AzureWebJobsStorage__|AzureFunctionsJobHost__|APPLICATIONINSIGHTS_|DURABLE_TASK_SCHEDULER_)"
     )
     own = {**bicep.object_var(bicep.text("app-settings.bicep"), "appSettings"),
-           **bicep.object_var(bicep.text("function-app.bicep"), "remoteBuildSettings")}  # fmt: skip
+           **bicep.object_var(bicep.text("function-app.bicep"), "remoteBuildSettings"),
+           **bicep.object_var(bicep.text("function-app.bicep"), "keyVaultReferenceSettings")}  # fmt: skip
     for name in own:
         assert name in read or name in READ_ELSEWHERE, f"{name} is set on Azure but nothing reads it"
     for backend in BACKEND_SETTINGS:
@@ -387,7 +396,147 @@ def test_on_azure_the_app_keeps_nothing_on_the_instance_disk() -> None:
     assert store.account_url == "https://stexample.blob.core.windows.net/"
 
 
-@pytest.mark.parametrize("name", [*sorted(MUST_DIFFER_ON_AZURE), "TORCH_HOME"])
+@pytest.mark.parametrize(
+    "name", [*sorted(MUST_DIFFER_ON_AZURE), "TORCH_HOME", "CALLBACK_ALLOWED_HOSTS", "CALLBACK_SIGNING_SECRET"]
+)
 def test_settings_set_on_azure_are_in_the_readme_table(name: str) -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     assert re.search(rf"^\| `{name}` \|", readme, re.M), f"{name} is missing from the README's configuration table"
+
+
+# Callbacks (README, "Driving it with messages"): CALLBACK_ALLOWED_HOSTS is a plain azd parameter;
+# CALLBACK_SIGNING_SECRET a secure one, kept in a Key Vault and read by the app through a Key Vault reference.
+VAULT_URI = "https://kv-example.vault.azure.net/"
+SECRET_PARAMETER = "callbackSigningSecret"
+
+
+def _secret_parameter_uses(source: str) -> list[str]:
+    """Every code line of ``source`` (no comment, no decorator) that names the secure parameter, stripped."""
+    lines = (line.strip() for line in source.splitlines())
+    return [line for line in lines if _names_secret(line) and not line.startswith(("//", "@"))]
+
+
+def _names_secret(text: str) -> int:
+    return len(re.findall(rf"\b{SECRET_PARAMETER}\b", text))
+
+
+def test_callback_hosts_are_an_optional_azd_parameter_passed_to_the_app() -> None:
+    main = bicep.text("main.bicep")
+    assert re.search(r"^param callbackAllowedHosts string = ''$", main, re.M)
+    supplied = json.loads((REPO_ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
+    assert supplied["callbackAllowedHosts"] == {"value": "${CALLBACK_ALLOWED_HOSTS}"}
+    assert "callbackAllowedHosts: callbackAllowedHosts" in main
+    assert re.search(r"^param callbackAllowedHosts string = ''$", bicep.text("app-settings.bicep"), re.M)
+    for settings in (shared_app_settings(), azure_app_settings()):  # both hosting options
+        assert settings["CALLBACK_ALLOWED_HOSTS"] == "hooks.example.com,partner.example.org"
+    parsed = settings_from(azure_app_settings())
+    assert parsed.callback_allowed_hosts == frozenset({"hooks.example.com", "partner.example.org"})
+
+
+def test_the_signing_secret_is_a_secure_parameter_never_echoed() -> None:
+    """The key goes from azd to the vault and nowhere else: @secure in main.bicep and in the module that
+    receives it, read only to decide whether there is one and to set the secret's value, in no output, no app
+    setting and no other module."""
+    supplied = json.loads((REPO_ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
+    assert supplied[SECRET_PARAMETER] == {"value": "${CALLBACK_SIGNING_SECRET}"}
+    main, vault = bicep.text("main.bicep"), bicep.text("key-vault.bicep")
+    for source, default in ((main, " = ''"), (vault, "")):  # the module deployed only with a key requires it
+        assert re.search(
+            rf"^@secure\(\)\n(@description\([^\n]*\)\n)?param {SECRET_PARAMETER} string{default}$", source, re.M
+        )
+    condition = f"!empty({SECRET_PARAMETER})"
+    main_uses = _secret_parameter_uses(main)
+    assert main_uses[0] == f"param {SECRET_PARAMETER} string = ''"
+    for line in main_uses[1:]:
+        # passed to the Key Vault module only; elsewhere only tested for emptiness
+        passing = line == f"{SECRET_PARAMETER}: {SECRET_PARAMETER}"
+        assert _names_secret(line) == (2 if passing else line.count(condition)), line
+    passed = re.search(r"^module keyVault 'modules/key-vault.bicep' = [^\n]*\{\n(.*?)^\}", main, re.M | re.S)
+    assert passed and f"    {SECRET_PARAMETER}: {SECRET_PARAMETER}\n" in passed.group(1)
+    assert main.count(f"{SECRET_PARAMETER}: {SECRET_PARAMETER}") == 1
+    assert _secret_parameter_uses(vault) == [f"param {SECRET_PARAMETER} string", f"value: {SECRET_PARAMETER}"]
+    for path in (REPO_ROOT / "infra").rglob("*.bicep"):
+        source = path.read_text()
+        for output in re.findall(r"^output .*$", source, re.M):
+            assert not _names_secret(output) and "callbackSigning." not in output, f"{path.name}: {output}"
+        if path.name not in ("main.bicep", "key-vault.bicep"):
+            assert not _names_secret(source), f"{path.name} receives the signing secret"
+
+
+def test_the_signing_secret_is_a_key_vault_reference_in_the_app_settings() -> None:
+    main, vault, app = bicep.text("main.bicep"), bicep.text("key-vault.bicep"), bicep.text("function-app.bicep")
+    assert bicep.resource_types(vault) == [
+        "Microsoft.KeyVault/vaults@2023-07-01",
+        "Microsoft.KeyVault/vaults/secrets@2023-07-01",
+    ]
+    # The vault and the secret exist only when a key was given (the module's condition); the setting only then.
+    assert "module keyVault 'modules/key-vault.bicep' = if (!empty(callbackSigningSecret)) {" in main
+    secret = "resource callbackSigning 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {\n  parent: vault\n"
+    assert secret + "  name: callbackSigningSecretName\n" in vault
+    # The reference names the secret the module creates: the vault's URI and the one secret name main.bicep owns.
+    name = re.search(r"^var callbackSigningSecretName = '([a-z0-9-]+)'$", main, re.M)
+    assert name and "    callbackSigningSecretName: callbackSigningSecretName\n" in main
+    assert "output uri string = vault.properties.vaultUri" in vault
+    uri = re.search(r"^    callbackSigningSecretUri: !empty\(callbackSigningSecret\) \? '([^']+)' : ''$", main, re.M)
+    assert uri, "main.bicep does not pass the secret's URI to the function app"
+    resolved = bicep.interpolate(
+        uri.group(1), {"keyVault.outputs.uri": VAULT_URI, "callbackSigningSecretName": name.group(1)}
+    )
+    assert resolved == f"{VAULT_URI}secrets/{name.group(1)}" == DEPLOYED["callbackSigningSecretUri"]
+    # Versionless: the app follows the latest version of the secret.
+    assert re.fullmatch(r"https://[a-z0-9-]+\.vault\.azure\.net/secrets/[a-z0-9-]+", resolved)
+    assert re.search(r"^param callbackSigningSecretUri string = ''$", app, re.M)
+    settings = azure_app_settings()
+    assert settings["CALLBACK_SIGNING_SECRET"] == f"@Microsoft.KeyVault(SecretUri={resolved})"
+    assert "CALLBACK_SIGNING_SECRET" not in azure_app_settings(callback_secret=False)
+    # Not in the shared settings: Container Apps would pass the reference text to the app as the key.
+    assert "CALLBACK_SIGNING_SECRET" not in shared_app_settings()
+    assert settings_from(settings).callback_signing_secret == settings["CALLBACK_SIGNING_SECRET"]
+
+
+def test_the_key_vault_authorizes_with_rbac_and_keeps_deleted_secrets() -> None:
+    vault = bicep.text("key-vault.bicep")
+    properties = re.search(r"^resource vault 'Microsoft.KeyVault/vaults@[^']+' = \{\n(.*?)^\}", vault, re.M | re.S)
+    assert properties
+    body = properties.group(1)
+    assert "enableRbacAuthorization: true" in body
+    assert "accessPolicies: []" in body and "objectId" not in vault and "accessPolicies'" not in vault
+    assert "enableSoftDelete: true" in body and "enablePurgeProtection: true" in body
+    retention = re.search(r"softDeleteRetentionInDays: (\d+)", body)
+    assert retention and 7 <= int(retention.group(1)) <= 90
+    assert "tenantId: tenant().tenantId" in body
+    # Public endpoint, Entra-only, as the storage account and Azure SQL (no virtual network in this template).
+    assert "publicNetworkAccess: 'Enabled'" in body
+    assert "publicNetworkAccess: 'Enabled'" in bicep.text("storage.bicep")
+
+
+def test_the_identity_has_secrets_user_on_the_vault() -> None:
+    rbac, main = bicep.text("rbac.bicep"), bicep.text("main.bicep")
+    assert ("vault", "roles.keyVaultSecretsUser", "identityPrincipalId") in set(_role_assignments(rbac))
+    assert re.search(
+        r"^resource vault 'Microsoft.KeyVault/vaults@[^']+' existing = if \(!empty\(keyVaultName\)\) \{$", rbac, re.M
+    )
+    assert "keyVaultName: !empty(callbackSigningSecret) ? keyVault.outputs.name : ''" in main
+    assert "identityPrincipalId: identity.outputs.principalId" in main
+    # The role is in place before the app resolves its references.
+    api = re.search(r"^module api 'modules/function-app.bicep' = [^\n]*\{\n(.*?)^\}", main, re.M | re.S)
+    assert api and "  dependsOn: [rbac]\n" in api.group(1)
+
+
+def test_key_vault_references_are_resolved_as_the_user_assigned_identity() -> None:
+    """Without keyVaultReferenceIdentity the platform would use a system-assigned identity, which the app
+    does not have: every reference would stay unresolved."""
+    app = bicep.text("function-app.bicep")
+    site = re.search(r"^resource functionApp 'Microsoft.Web/sites@[^']+' = \{\n(.*?)^\}", app, re.M | re.S)
+    assert site
+    body = site.group(1)
+    assert "    type: 'UserAssigned'\n    userAssignedIdentities: { '${identityId}': {} }\n" in body
+    assert re.search(r"^  properties: \{\n(?:    .*\n)*?    keyVaultReferenceIdentity: identityId\n", body, re.M)
+    assert "identityId: identity.outputs.id" in bicep.text("main.bicep")
+
+
+def test_the_readme_says_how_to_set_the_callback_settings_with_azd() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    for name in ("CALLBACK_ALLOWED_HOSTS", "CALLBACK_SIGNING_SECRET"):
+        row = re.search(rf"^\| `{name}` \|.*$", readme, re.M)
+        assert row and f"azd env set {name}" in row.group(0), name
