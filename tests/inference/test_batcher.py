@@ -173,7 +173,9 @@ def test_announced_callers_share_one_forward_pass(resnet18: LoadedModel, crops: 
 
         elapsed = _timed(run_all)
         assert batcher.stats() == BatcherStats(batches=1, images=callers) and batcher.expected() == 0
-    assert elapsed < PROMPT_S  # dispatched when the last one submitted, not at the deadline
+    batch = torch.stack([crops[index % len(crops)] for index in range(callers)])
+    forward_pass = _timed(lambda: run_on_compute_thread(classify, resnet18, batch, 2))  # as slow as the box is now
+    assert elapsed - forward_pass < PROMPT_S  # dispatched when the last one submitted, not at the deadline
     for index in range(callers):
         assert _same_predictions(results[index], classify(resnet18, crops[index % len(crops)][None], 2))
 

@@ -113,7 +113,7 @@ def test_configure_sets_the_compute_threads_count_and_leaves_a_limited_caller_al
 
 
 def test_configure_torch_threads_applies_once() -> None:
-    current = torch.get_num_threads()
+    current = run_on_compute_thread(torch.get_num_threads)
     first = configure_torch_threads(current, None)
     assert first[0] == current
     assert configure_torch_threads(current + 1, 3) == first  # ignored, no exception from torch
