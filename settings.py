@@ -82,6 +82,21 @@ def _number[N: (int, float)](env: Mapping[str, str], name: str, default: N, pars
     return value
 
 
+#: How an App Service / Functions app setting names a Key Vault secret.
+KEY_VAULT_REFERENCE_PREFIX = "@Microsoft.KeyVault("
+
+
+def _secret(env: Mapping[str, str], name: str) -> str:
+    """A secret setting; a Key Vault reference still in the value counts as unset.
+
+    When the platform cannot resolve a reference (a missing role, a deleted secret) it hands the app the
+    reference text itself. That text names the vault, which anyone can guess from the app's host name, so
+    signing with it would let anyone forge signatures: the feature that needs the secret stays off instead.
+    """
+    value = env.get(name, "")
+    return "" if value.strip().startswith(KEY_VAULT_REFERENCE_PREFIX) else value
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     return _number(env, name, default, int, minimum)
 
@@ -166,7 +181,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         queue_service_uri=env.get("AzureWebJobsStorage__queueServiceUri", "").strip(),
         queue_client_id=env.get("AzureWebJobsStorage__clientId", "").strip(),
         callback_allowed_hosts=frozenset(h.lower() for h in _list(env, "CALLBACK_ALLOWED_HOSTS")),
-        callback_signing_secret=env.get("CALLBACK_SIGNING_SECRET", ""),
+        callback_signing_secret=_secret(env, "CALLBACK_SIGNING_SECRET"),
         delivery_retry_attempts=_int(env, "DELIVERY_RETRY_ATTEMPTS", 5, minimum=1),
         delivery_retry_interval_ms=_int(env, "DELIVERY_RETRY_INTERVAL_MS", 2000, minimum=1),
         session_accept_timeout_seconds=_float(env, "SESSION_ACCEPT_TIMEOUT_SECONDS", 10.0),

@@ -38,7 +38,8 @@ def check_callback_url(url: str, settings: Settings) -> CheckedUrl:
     """An allowed callback URL; callbacks are signed, so without a secret there are none."""
     if not settings.callback_signing_secret:
         raise ReplyError(
-            "callback URLs are disabled: set CALLBACK_SIGNING_SECRET (the HMAC key callbacks are signed with)"
+            "callback URLs are disabled: set CALLBACK_SIGNING_SECRET (the HMAC key callbacks are signed with; "
+            "a Key Vault reference the platform could not resolve counts as unset)"
         )
     try:
         checked = check_url_allowed(

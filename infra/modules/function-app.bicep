@@ -27,7 +27,8 @@ var remoteBuildSettings = {
 
 // A Key Vault reference: the platform resolves it as the user-assigned identity (keyVaultReferenceIdentity below,
 // role Key Vault Secrets User in rbac.bicep) and the app reads the secret's value. If it cannot be resolved, the
-// app sees the reference text itself. Only here: Container Apps does not resolve App Service references.
+// app sees the reference text itself and treats the setting as unset (settings.py), refusing callbacks. Only here:
+// Container Apps does not resolve App Service references.
 var keyVaultReferenceSettings = empty(callbackSigningSecretUri) ? {} : {
   CALLBACK_SIGNING_SECRET: '@Microsoft.KeyVault(SecretUri=${callbackSigningSecretUri})'
 }

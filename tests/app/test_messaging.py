@@ -89,6 +89,14 @@ def test_bad_routing_fields_are_a_400_naming_the_field(fields: dict[str, Any], f
 def test_reply_targets_need_their_settings() -> None:
     with pytest.raises(RequestError, match="set CALLBACK_SIGNING_SECRET"):
         submit(BARE, reply_to="https://hooks.example.org/hook")
+    unresolved = settings_from(
+        {
+            "CALLBACK_ALLOWED_HOSTS": "hooks.example.org",
+            "CALLBACK_SIGNING_SECRET": "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/s/)",
+        }
+    )
+    with pytest.raises(RequestError, match="could not resolve counts as unset"):
+        submit(unresolved, reply_to="https://hooks.example.org/hook")
     with pytest.raises(RequestError, match="set AzureWebJobsStorage"):
         submit(BARE, reply_to="results")
 

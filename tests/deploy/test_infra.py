@@ -491,7 +491,10 @@ def test_the_signing_secret_is_a_key_vault_reference_in_the_app_settings() -> No
     assert "CALLBACK_SIGNING_SECRET" not in azure_app_settings(callback_secret=False)
     # Not in the shared settings: Container Apps would pass the reference text to the app as the key.
     assert "CALLBACK_SIGNING_SECRET" not in shared_app_settings()
-    assert settings_from(settings).callback_signing_secret == settings["CALLBACK_SIGNING_SECRET"]
+    # The platform puts the secret's value there; a reference it could not resolve stays text, which the app
+    # treats as unset (signing with text that names the vault would let anyone forge signatures).
+    assert settings_from(settings).callback_signing_secret == ""
+    assert settings_from({**settings, "CALLBACK_SIGNING_SECRET": "k3y"}).callback_signing_secret == "k3y"
 
 
 def test_the_key_vault_authorizes_with_rbac_and_keeps_deleted_secrets() -> None:
