@@ -94,7 +94,7 @@ def _secret(env: Mapping[str, str], name: str) -> str:
     signing with it would let anyone forge signatures: the feature that needs the secret stays off instead.
     """
     value = env.get(name, "")
-    return "" if value.strip().startswith(KEY_VAULT_REFERENCE_PREFIX) else value
+    return "" if value.strip().lower().startswith(KEY_VAULT_REFERENCE_PREFIX.lower()) else value
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:

@@ -134,7 +134,7 @@ module sql 'modules/sql.bicep' = {
   }
 }
 
-module keyVault 'modules/key-vault.bicep' = if (!empty(callbackSigningSecret)) {
+module keyVault 'modules/key-vault.bicep' = if (deployFlex && !empty(callbackSigningSecret)) {
   name: 'key-vault'
   scope: rg
   params: {
@@ -154,7 +154,7 @@ module rbac 'modules/rbac.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     schedulerName: durableBackend == 'dts' ? scheduler.outputs.name : ''
     registryName: deployContainerApps ? registry.outputs.name : ''
-    keyVaultName: !empty(callbackSigningSecret) ? keyVault.outputs.name : ''
+    keyVaultName: deployFlex && !empty(callbackSigningSecret) ? keyVault.outputs.name : ''
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
   }
@@ -190,7 +190,7 @@ module api 'modules/function-app.bicep' = if (deployFlex) {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     appSettings: appSettings.outputs.settings
-    callbackSigningSecretUri: !empty(callbackSigningSecret) ? '${keyVault.outputs.uri}secrets/${callbackSigningSecretName}' : ''
+    callbackSigningSecretUri: deployFlex && !empty(callbackSigningSecret) ? '${keyVault.outputs.uri}secrets/${callbackSigningSecretName}' : ''
   }
 }
 

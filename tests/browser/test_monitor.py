@@ -63,6 +63,9 @@ def confirm(driver: WebDriver, action: str, **fields: str) -> str:
         element = dialog.find_element(By.ID, field_id)
         element.clear()
         element.send_keys(value)
+    # The previous action's result stays on the page until this one's handler replaces it: clear it first, or
+    # a read right after the click can return the old text (seen once in CI: "Resume requested" for a raise).
+    driver.execute_script("document.getElementById('action-result').textContent = ''")
     dialog.find_element(By.ID, "confirm-ok").click()
     text: str = wait_for(
         lambda: (t := driver.find_element(By.ID, "action-result").text) and not t.endswith("…") and t,

@@ -470,14 +470,18 @@ def test_the_signing_secret_is_a_key_vault_reference_in_the_app_settings() -> No
         "Microsoft.KeyVault/vaults/secrets@2023-07-01",
     ]
     # The vault and the secret exist only when a key was given (the module's condition); the setting only then.
-    assert "module keyVault 'modules/key-vault.bicep' = if (!empty(callbackSigningSecret)) {" in main
+    # ... and only for the Flex Consumption app: Container Apps cannot read the reference, and a purge-protected
+    # vault nobody reads would still block the environment's name for 7 days after azd down.
+    assert "module keyVault 'modules/key-vault.bicep' = if (deployFlex && !empty(callbackSigningSecret)) {" in main
     secret = "resource callbackSigning 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {\n  parent: vault\n"
     assert secret + "  name: callbackSigningSecretName\n" in vault
     # The reference names the secret the module creates: the vault's URI and the one secret name main.bicep owns.
     name = re.search(r"^var callbackSigningSecretName = '([a-z0-9-]+)'$", main, re.M)
     assert name and "    callbackSigningSecretName: callbackSigningSecretName\n" in main
     assert "output uri string = vault.properties.vaultUri" in vault
-    uri = re.search(r"^    callbackSigningSecretUri: !empty\(callbackSigningSecret\) \? '([^']+)' : ''$", main, re.M)
+    uri = re.search(
+        r"^    callbackSigningSecretUri: deployFlex && !empty\(callbackSigningSecret\) \? '([^']+)' : ''$", main, re.M
+    )
     assert uri, "main.bicep does not pass the secret's URI to the function app"
     resolved = bicep.interpolate(
         uri.group(1), {"keyVault.outputs.uri": VAULT_URI, "callbackSigningSecretName": name.group(1)}
@@ -519,7 +523,7 @@ def test_the_identity_has_secrets_user_on_the_vault() -> None:
     assert re.search(
         r"^resource vault 'Microsoft.KeyVault/vaults@[^']+' existing = if \(!empty\(keyVaultName\)\) \{$", rbac, re.M
     )
-    assert "keyVaultName: !empty(callbackSigningSecret) ? keyVault.outputs.name : ''" in main
+    assert "keyVaultName: deployFlex && !empty(callbackSigningSecret) ? keyVault.outputs.name : ''" in main
     assert "identityPrincipalId: identity.outputs.principalId" in main
     # The role is in place before the app resolves its references.
     api = re.search(r"^module api 'modules/function-app.bicep' = [^\n]*\{\n(.*?)^\}", main, re.M | re.S)

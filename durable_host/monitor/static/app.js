@@ -17,6 +17,7 @@ const state = {
   timer: null,
   ticker: null,
   view: null,
+  action: 0, // bumped by each action, so a refresh scheduled by an earlier one never shows that one's result
 };
 
 // ------------------------------------------------------------------ connection (local host or Azure)
@@ -675,9 +676,12 @@ function confirmAction(action, status) {
 }
 
 async function runAction(action, status, data) {
-  const out = document.getElementById('action-result');
   const id = status.instanceId;
+  const seq = ++state.action;
+  // The page may be re-rendered while the request is out: always write to the result element shown now.
+  const current = () => document.getElementById('action-result');
   const show = (ok, ...text) => {
+    const out = current();
     out.className = ok ? 'result ok' : 'result error';
     out.replaceChildren(...text);
   };
@@ -697,25 +701,29 @@ async function runAction(action, status, data) {
       stopTimers();
       state.view = `purged:${id}`;
       for (const button of document.querySelectorAll('.actions button')) button.disabled = true;
-      announce(out.textContent);
+      announce(current().textContent);
       return;
     } else {
       answer = await state.client.control(id, action.op, data.get('reason'));
       show(true, `${action.label} requested (HTTP ${answer.status}).`);
     }
-    announce(out.textContent);
-    setTimeout(() => refreshAfterAction(id, out), 400);
+    announce(current().textContent);
+    setTimeout(() => refreshAfterAction(id, seq), 400);
   } catch (err) {
     show(false, `${action.label} refused: ${err instanceof ApiError ? err.message : String(err)}`);
-    announce(out.textContent);
+    announce(current().textContent);
   }
 }
 
-async function refreshAfterAction(id, out) {
-  if (state.view !== `instance:${id}`) return;
-  const kept = [...out.childNodes];
-  const className = out.className;
+// Re-reads the instance after an action and keeps its result on the re-rendered page, unless another action
+// started meanwhile: that one's result is the one to show (and it schedules its own refresh).
+async function refreshAfterAction(id, seq) {
+  if (state.view !== `instance:${id}` || seq !== state.action) return;
+  const before = document.getElementById('action-result');
+  const kept = [...before.childNodes];
+  const className = before.className;
   await loadInstance(id, { force: true });
+  if (seq !== state.action) return;
   const fresh = document.getElementById('action-result');
   fresh.className = className;
   fresh.replaceChildren(...kept);
