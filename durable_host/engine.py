@@ -438,8 +438,9 @@ class Engine:
     def _dispatch_activity(self, inst: Instance, task_id: int, name: str, input_: str | None) -> Operation:
         work = WorkItem(self._next_activity_id, inst.instance_id, inst.execution_id, task_id, name, input_)
         self._next_activity_id += 1
-        assert self.activities is not None
-        self.activities.submit(work)
+        activities = self.activities
+        assert activities is not None
+        self.store.after_commit(lambda: activities.submit(work))  # once the episode that scheduled it is durable
         return [self.store.save_activity(work)]
 
     # ------------------------------------------------------------------ rewind

@@ -49,9 +49,10 @@ CREATE TABLE IF NOT EXISTS timer_status(
 
 Statement = tuple[str, Sequence[Sequence[Any]] | Sequence[Mapping[str, Any]]]
 Operation = list[Statement]
-# What the writer thread takes: statements to execute, or a read to run, with the future to resolve.
+# What the writer thread takes: statements to execute, or a read to run, with the future to resolve and the
+# callbacks to run on the event loop once it is committed.
 _Work = Operation | Callable[[sqlite3.Connection], Any]
-_Item = tuple[_Work, "asyncio.Future[Any] | None"]
+_Item = tuple[_Work, "asyncio.Future[Any] | None", list[Callable[[], None]]]
 _Result = tuple["asyncio.Future[Any] | None", Any, Exception | None]
 
 
@@ -175,6 +176,7 @@ class Store:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pending: Operation = []
+        self._after_commit: list[Callable[[], None]] = []
         self.commits = 0
 
     # ------------------------------------------------------------------ startup
@@ -272,8 +274,10 @@ class Store:
         """Queue a write; the returned future resolves once it is committed."""
         assert self._loop is not None
         future: asyncio.Future[None] = self._loop.create_future()
-        self.flush()
-        self._queue.put((operation, future))
+        if self._pending:
+            self._queue.put((self._pending, None, []))
+            self._pending = []
+        self._enqueue(operation, future)
         return future
 
     def submit_nowait(self, operation: Operation) -> None:
@@ -287,18 +291,38 @@ class Store:
             self._loop.call_later(GROUP_COMMIT_WINDOW_S, self.flush)
         self._pending.extend(operation)
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the event loop once everything queued so far, and what this loop iteration
+        still queues, is committed.
+
+        For side effects that must not outrun the state that caused them: the engine hands an activity to a
+        worker only once the episode that scheduled it is durable, as the Durable Task Framework sends an
+        orchestration's messages only after its checkpoint. Otherwise a SIGKILL could lose the history of
+        earlier steps while the activity's effects stay (a persist had deleted a task's uploads, and the
+        restarted orchestration ran the preprocessing that needed them again). The flush happens at the end
+        of this loop iteration, not after the group-commit window: somebody is waiting.
+        """
+        assert self._loop is not None
+        self._after_commit.append(callback)
+        self._loop.call_soon(self.flush)
+
     def flush(self) -> None:
         """Hand the writes gathered so far to the writer now, without waiting for the window to end."""
-        if self._pending:
-            self._queue.put((self._pending, None))
+        if self._pending or self._after_commit:
+            self._enqueue(self._pending, None)
             self._pending = []
+
+    def _enqueue(self, work: _Work, future: asyncio.Future[Any] | None) -> None:
+        """Queue ``work``, carrying the callbacks registered so far (they run after it commits)."""
+        callbacks, self._after_commit = self._after_commit, []
+        self._queue.put((work, future, callbacks))
 
     def query[T](self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Run a read on the writer's connection after everything queued before it."""
         assert self._loop is not None
         future: asyncio.Future[T] = self._loop.create_future()
         self.flush()
-        self._queue.put((fn, future))
+        self._enqueue(fn, future)
         return future
 
     async def close(self) -> None:
@@ -328,17 +352,18 @@ class Store:
                 batch.append(nxt)
             results = self._execute(conn, batch)
             self.commits += 1
+            callbacks = [callback for _, _, item_callbacks in batch for callback in item_callbacks]
             # most writes have nobody waiting: waking the event loop for them is a system call and
             # a loop iteration per commit; a failed write is logged by _execute either way
-            if any(future is not None for future, _, _ in results):
-                loop.call_soon_threadsafe(_resolve, results)
+            if callbacks or any(future is not None for future, _, _ in results):
+                loop.call_soon_threadsafe(_resolve, results, callbacks)
             if stop:
                 return
 
     def _execute(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[_Result]:
         results: list[_Result] = []
         conn.execute("BEGIN")
-        for work, future in batch:
+        for work, future, _ in batch:
             try:
                 if callable(work):
                     value = work(conn)
@@ -354,7 +379,9 @@ class Store:
         return results
 
 
-def _resolve(results: Iterable[_Result]) -> None:
+def _resolve(results: Iterable[_Result], callbacks: Iterable[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        callback()
     for future, value, exc in results:
         if future is None or future.done():
             continue

@@ -258,8 +258,14 @@ class InlineStore(Store):
 
     def submit_nowait(self, operation: Operation) -> None:
         self.operations.append(operation)
-        for future, _, exc in self._execute(self._conn, [(operation, None)]):
+        for future, _, exc in self._execute(self._conn, [(operation, None, [])]):
             assert future is None and exc is None, exc
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self._after_commit.append(callback)  # run by the next write, which commits at once
 
     def submit(self, operation: Operation) -> asyncio.Future[None]:
         self.submit_nowait(operation)
