@@ -5,7 +5,8 @@ The writer drains everything queued so far into one transaction, so a burst of t
 episodes costs a handful of commits. Operations commit in queue order, which gives causal
 consistency for free: anything derived from a change is queued after it, so it can never be
 durable without it. Callers that must not act before a change is durable (the 202 of a start)
-await the future ``submit`` returns. WAL with ``synchronous=NORMAL`` survives SIGKILL of the
+await the future ``submit`` returns; side effects that must not outrun it (handing an activity to a
+worker) go through ``after_commit``. WAL with ``synchronous=NORMAL`` survives SIGKILL of the
 host (the OS has the pages); only a power cut can lose the last transactions.
 """
 
