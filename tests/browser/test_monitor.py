@@ -308,7 +308,12 @@ def test_large_payloads_are_collapsed_until_opened(driver: WebDriver, api: Api) 
     details = driver.find_element(By.CSS_SELECTOR, "#instance-input details.payload")
     assert "input · " in details.text and not details.find_elements(By.TAG_NAME, "pre")
     details.find_element(By.TAG_NAME, "summary").click()
-    assert len(details.find_element(By.TAG_NAME, "pre").text) > 50_000
+
+    def full_text_shown() -> bool:  # filled on the toggle event, which comes after the click returns
+        opened = driver.find_element(By.CSS_SELECTOR, "#instance-input details.payload[open]")
+        return len(opened.find_element(By.TAG_NAME, "pre").text) > 50_000
+
+    wait_for(full_text_shown, message="the input opened in full")
     confirm(driver, "terminate")
     api.wait(instance_id)
 
