@@ -358,7 +358,7 @@ def plot(report: dict[str, Any], path: Path) -> Any:
 
 
 #: A lone task comes to an idle system, as a sporadic request does: back to back, the previous task's
-#: threads were still awake, which hid a 1.6x slower forward pass after a pause (inference.torch_threads).
+#: threads were still awake, which hid a 1.6-1.9x slower forward pass after a pause (inference.torch_threads).
 LONE_TASK_IDLE_S = 0.3
 
 

@@ -7,8 +7,8 @@ lone task's pass comes after its preprocessing and storage hops), in three state
 2. a pool of 8 threads has run small parallel ops with :func:`use_one_thread_here` first (what activities do);
 3. another pool of 8 threads has run the same ops without it (what activities did before).
 
-On the 2-core machine, 1 and 2 measured ~35 ms and 3 ~60 ms: libgomp's throttled spinning once it manages
-more threads than cores. It is a probe that prints figures, not a test.
+On the 2-core machine, 1 and 2 measured 27–39 ms and 3 51–64 ms in four runs (1.6–1.9x): libgomp's
+throttled spinning once it manages more threads than cores. It is a probe that prints figures, not a test.
 
     python benchmarks/torch_threads_probe.py
 """

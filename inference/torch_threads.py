@@ -4,8 +4,8 @@ Torch's OpenMP runtime on Linux (libgomp) gives every thread that runs a paralle
 threads of its own. Once it manages more threads than there are cores, it stops spinning between parallel
 regions (its "throttled" spin count of 100) and puts the team to sleep after each one; every one of the
 hundred or so regions of a forward pass then waits for a sleeping thread to be woken. On the 2-core test
-machine a ResNet18 batch-1 forward pass after a pause took 60 ms instead of 35 as soon as a second thread
-had run any parallel op (``benchmarks/torch_threads_probe.py`` measures it). In a Functions worker such
+machine a ResNet18 batch-1 forward pass after a pause took 1.6–1.9 times as long as soon as other threads
+had run parallel ops (``benchmarks/torch_threads_probe.py`` measures it). In a Functions worker such
 threads are everywhere: activities run on a pool of up to 16 threads, a crop's ``.contiguous()`` or a
 ``torch.stack`` is enough to give each of them a team, and each model's batcher would be one more.
 
