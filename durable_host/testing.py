@@ -101,6 +101,14 @@ class HostProcess:
         with self._lock:
             return "".join(self._output)
 
+    def wait_for_output(self, text: str, timeout: float = 15.0) -> str:
+        """The captured output once it contains ``text``.
+
+        A state seen over HTTP does not mean this process has read the lines the host logged before it:
+        they may still sit in the pipe, so a test that checks the log after a state waits for the line.
+        """
+        return wait_for(lambda: self.output if text in self.output else None, repr(text), self, timeout)
+
     def __enter__(self) -> HostProcess:
         self.start()
         return self

@@ -204,7 +204,7 @@ def test_the_timer_sweeps_and_purges_through_the_host(maintained_host: HostProce
     assert not list((Path(host.env["BLOB_LOCAL_ROOT"]) / "tensors").rglob("*.u8"))
     # (The terminated task's inference activities still in flight may fail on their swept tensors: their
     # results are dropped, as the host drops every late result of a terminated instance.)
-    assert "Executed 'Functions.maintenance' (Succeeded" in host.output
+    host.wait_for_output("Executed 'Functions.maintenance' (Succeeded")
     assert "Executed 'Functions.maintenance' (Failed" not in host.output
 
 

@@ -25,12 +25,11 @@ def test_hello_sequence_with_blueprint_activity(api):
 def test_replay_does_not_repeat_app_log_lines(api):
     iid = api.start("hello_sequence")["id"]
     api.wait(iid)
-    log = api.host.output
+    log = api.host.wait_for_output(f"{iid}: Function 'hello_sequence (Orchestrator)' completed.")
     assert log.count("hello_sequence running (unguarded log line)") >= 1
     # six episodes ran for this instance, the unguarded line must appear once per instance
     started = log.count("Function 'hello_sequence (Orchestrator)' started")
     assert log.count("hello_sequence running (unguarded log line)") == started
-    assert f"{iid}: Function 'hello_sequence (Orchestrator)' completed." in log
 
 
 def test_fan_out_fan_in_batches_completions(api):

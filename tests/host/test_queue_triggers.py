@@ -139,7 +139,7 @@ def test_failure_is_retried_then_moved_to_poison_after_max_dequeue_count(harness
         harness.send("fail:always")
         wait_for(lambda: _exists(harness.poison) and harness.count(harness.poison) == 1, "the poison queue", host)
         wait_for(lambda: harness.count() == 0, "the message to leave the queue", host)
-        assert "has reached MaxDequeueCount of 3. Moving message to queue" in host.output
+        host.wait_for_output("has reached MaxDequeueCount of 3. Moving message to queue")
     assert [e["dequeue_count"] for e in harness.entries(event="start")] == [1, 2, 3]
     poisoned = harness.poison.peek_messages()
     assert [base64.b64decode(m.content).decode() for m in poisoned] == ["fail:always"]  # text unchanged
