@@ -50,6 +50,7 @@ def test_sqlite_pragmas(engine: Engine) -> None:
         assert connection.scalar(text("PRAGMA journal_mode")) == "wal"
         assert connection.scalar(text("PRAGMA busy_timeout")) == 30_000
         assert connection.scalar(text("PRAGMA foreign_keys")) == 1
+        assert connection.scalar(text("PRAGMA synchronous")) == 1  # NORMAL, as the task hub
 
 
 def test_sqlite_connections_cross_threads(engine: Engine) -> None:
