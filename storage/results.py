@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from contracts import Prediction, ResultRecord, TaskRecord, from_legacy_model_name, to_legacy_model_name
 from storage.database import write_session
-from storage.models import InferenceResult, InferenceTask
+from storage.models import Base, InferenceResult, InferenceTask
 
 # One retry settles an insert race; the third attempt covers a delete racing the retry.
 _SAVE_ATTEMPTS = 3
@@ -57,26 +57,33 @@ def _save_once(engine: Engine, record: TaskRecord) -> int:
 
 
 def _save(session: Session, record: TaskRecord) -> int:
-    values = _task_values(record)
+    # Core statements on the session's connection: the ORM's bulk-update and bulk-insert paths took 0.5 ms
+    # of a 1.8 ms save on SQLite
+    connection = session.connection()
+    tasks, results = (Base.metadata.tables[entity.__tablename__] for entity in (InferenceTask, InferenceResult))
+    values = _by_column(InferenceTask, _task_values(record))
     # Update first: it is the replay case, and on SQL Server it locks the row against a
     # concurrent writer until commit.
-    updated = session.scalar(
-        update(InferenceTask)
-        .where(InferenceTask.instance_id == record.instance_id)
-        .values(values)
-        .returning(InferenceTask.task_id)
-        .execution_options(synchronize_session=False)
-    )
+    updated = connection.execute(
+        update(tasks).where(tasks.c.InstanceID == record.instance_id).values(values).returning(tasks.c.TaskID)
+    ).scalar()
     if updated is None:
-        task_id = session.execute(
-            insert(InferenceTask).values(instance_id=record.instance_id, **values).returning(InferenceTask.task_id)
+        task_id: int = connection.execute(
+            insert(tasks).values({tasks.c.InstanceID.key: record.instance_id, **values}).returning(tasks.c.TaskID)
         ).scalar_one()
     else:
         task_id = updated
-        session.execute(delete(InferenceResult).where(InferenceResult.task_id == task_id))
+        connection.execute(delete(results).where(results.c.TaskID == task_id))
     if record.results:
-        session.execute(insert(InferenceResult), [_result_values(task_id, result) for result in record.results])
+        rows = [_by_column(InferenceResult, _result_values(task_id, result)) for result in record.results]
+        connection.execute(insert(results), rows)
     return task_id
+
+
+def _by_column(entity: type[Base], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` keyed by the table's column names instead of the entity's attribute names."""
+    mapped = entity.__mapper__.columns
+    return {mapped[name].key: value for name, value in values.items()}
 
 
 def load_task(engine: Engine, ref: str) -> StoredTask | None:
