@@ -314,8 +314,16 @@ def test_large_payloads_are_collapsed_until_opened(driver: WebDriver, api: Api) 
         return len(opened.find_element(By.TAG_NAME, "pre").text) > 50_000
 
     wait_for(full_text_shown, message="the input opened in full")
-    confirm(driver, "terminate")
+    # the instance changes, so the view is rendered again: what the user opened stays open
+    go = {"answer": "y" * 500}
+    assert api.session.post(f"{api.mgmt}/instances/{instance_id}/raiseEvent/go", json=go).status_code == 202
     api.wait(instance_id)
+    wait_for(
+        lambda: driver.find_element(By.CSS_SELECTOR, "#instance-output details.payload"), message="the re-rendered view"
+    )
+    wait_for(full_text_shown, message="the input still open after the refresh")
+    output = driver.find_element(By.CSS_SELECTOR, "#instance-output details.payload")
+    assert output.get_attribute("open") is None, "a payload the user did not open stays closed"
 
 
 def test_terminate_then_purge(driver: WebDriver, api: Api) -> None:

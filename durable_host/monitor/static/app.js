@@ -355,6 +355,24 @@ async function showInstance(id) {
   await loadInstance(id);
 }
 
+
+// Every <details> of the instance view under a key that survives a re-render: sections carry their own
+// data-key; a payload is named by where it sits (the element with an id or the history row around it), its
+// label and its place among the payloads there, so one opened by the user stays open when the view refreshes.
+function detailsByKey(root) {
+  const seen = new Map();
+  return [...root.querySelectorAll('details')].map((d) => {
+    if (d.dataset.key) return [d.dataset.key, d];
+    const place = d.parentElement.closest('[id], tr[data-index], li');
+    const label = d.querySelector('.payload-size')?.textContent.split(' · ')[0] || '';
+    const where = place?.id || (place?.dataset.index !== undefined ? `event ${place.dataset.index}` : place?.tagName);
+    const base = `${where}|${label}`;
+    const n = (seen.get(base) || 0) + 1;
+    seen.set(base, n);
+    return [`${base}|${n}`, d];
+  });
+}
+
 async function loadInstance(id, { force = false } = {}) {
   const view = `instance:${id}`;
   const body = document.getElementById('instance-body');
@@ -371,10 +389,10 @@ async function loadInstance(id, { force = false } = {}) {
   if (force || body.dataset.signature !== signature) {
     const scroll = [window.scrollX, window.scrollY];
     const search = document.getElementById('history-search')?.value || '';
-    const open = new Set([...body.querySelectorAll('details[open][data-key]')].map((d) => d.dataset.key));
+    const open = new Set([...detailsByKey(body)].filter(([, d]) => d.open).map(([key]) => key));
     body.replaceChildren(...renderInstance(status));
     body.dataset.signature = signature;
-    for (const d of body.querySelectorAll('details[data-key]')) if (open.has(d.dataset.key)) d.open = true;
+    for (const [key, d] of detailsByKey(body)) if (open.has(key)) d.open = true;
     if (search) {
       document.getElementById('history-search').value = search;
       filterHistory(search);
