@@ -5,7 +5,7 @@
 // built from the Dockerfile, a container registry, a Container Apps environment with a GPU workload profile).
 // Every connection is identity-based: no account key, password or instrumentation key is set anywhere. The one
 // secret of the app, the optional HMAC key of callback bodies, is kept in a Key Vault and referenced from the app
-// settings (only when callbackSigningSecret is given).
+// settings, or from a Container Apps secret (only when callbackSigningSecret is given).
 //
 // The modules are declared as plain resources with the settings of the Azure Verified Modules the azd
 // Functions quickstarts use, so that checkov and tests/deploy can read every property offline.
@@ -56,7 +56,7 @@ param taskHubName string = 'ClassifierHub'
 param callbackAllowedHosts string = ''
 
 @secure()
-@description('CALLBACK_SIGNING_SECRET, the HMAC-SHA256 key of callback bodies: stored in a Key Vault (created for it), the Flex Consumption app reads it through a Key Vault reference. Empty: no vault, callbacks refused.')
+@description('CALLBACK_SIGNING_SECRET, the HMAC-SHA256 key of callback bodies: stored in a Key Vault (created for it), the Flex Consumption app reads it through a Key Vault reference, the Container Apps option through a Key Vault secret. Empty: no vault, callbacks refused.')
 param callbackSigningSecret string = ''
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -134,7 +134,7 @@ module sql 'modules/sql.bicep' = {
   }
 }
 
-module keyVault 'modules/key-vault.bicep' = if (deployFlex && !empty(callbackSigningSecret)) {
+module keyVault 'modules/key-vault.bicep' = if (!empty(callbackSigningSecret)) {
   name: 'key-vault'
   scope: rg
   params: {
@@ -154,7 +154,7 @@ module rbac 'modules/rbac.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     schedulerName: durableBackend == 'dts' ? scheduler.outputs.name : ''
     registryName: deployContainerApps ? registry.outputs.name : ''
-    keyVaultName: deployFlex && !empty(callbackSigningSecret) ? keyVault.outputs.name : ''
+    keyVaultName: !empty(callbackSigningSecret) ? keyVault.outputs.name : ''
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
   }
@@ -175,6 +175,8 @@ module appSettings 'modules/app-settings.bicep' = {
 }
 
 // The signing secret's URI has no version: the app follows the latest version of the secret.
+var callbackSigningSecretUri = !empty(callbackSigningSecret) ? '${keyVault.outputs.uri}secrets/${callbackSigningSecretName}' : ''
+
 module api 'modules/function-app.bicep' = if (deployFlex) {
   name: 'api'
   scope: rg
@@ -190,7 +192,7 @@ module api 'modules/function-app.bicep' = if (deployFlex) {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     appSettings: appSettings.outputs.settings
-    callbackSigningSecretUri: deployFlex && !empty(callbackSigningSecret) ? '${keyVault.outputs.uri}secrets/${callbackSigningSecretName}' : ''
+    callbackSigningSecretUri: callbackSigningSecretUri
   }
 }
 
@@ -233,6 +235,7 @@ module apiContainerApp 'modules/container-app.bicep' = if (deployContainerApps) 
     cpu: replicaSizes[gpuProfile].cpu
     memory: replicaSizes[gpuProfile].memory
     minReplicas: durableBackend == 'dts' ? 0 : 1
+    callbackSigningSecretUri: callbackSigningSecretUri
     maxReplicas: 10
   }
 }

@@ -18,6 +18,19 @@ param memory string
 @description('0 scales to zero; the Azure Storage durable backend needs 1 (no event-driven scaling for it).')
 param minReplicas int
 param maxReplicas int
+@description('Versionless URI of the CALLBACK_SIGNING_SECRET secret in the Key Vault; empty: none (callbacks refused).')
+param callbackSigningSecretUri string = ''
+
+// Container Apps resolves no `@Microsoft.KeyVault(...)` app setting: the key is a container app secret that the
+// platform reads from the vault as the identity (Key Vault Secrets User, rbac.bicep), given to the container as
+// an environment variable. Without a version in the URI the app follows the latest version of the secret.
+var settingsEnv = [for setting in items(appSettings): { name: setting.key, value: setting.value }]
+var callbackSecrets = empty(callbackSigningSecretUri) ? [] : [
+  { name: 'callback-signing-secret', keyVaultUrl: callbackSigningSecretUri, identity: identityId }
+]
+var callbackEnv = empty(callbackSigningSecretUri) ? [] : [
+  { name: 'CALLBACK_SIGNING_SECRET', secretRef: 'callback-signing-secret' }
+]
 
 // API version of Microsoft's sample for Functions on Container Apps (samples/ACAKindfunctionapp/main.bicep).
 resource app 'Microsoft.App/containerApps@2024-10-02-preview' = {
@@ -40,13 +53,14 @@ resource app 'Microsoft.App/containerApps@2024-10-02-preview' = {
         allowInsecure: false
       }
       registries: [{ server: registryLoginServer, identity: identityId }]
+      secrets: callbackSecrets
     }
     template: {
       containers: [
         {
           name: 'api'
           image: image
-          env: [for setting in items(appSettings): { name: setting.key, value: setting.value }]
+          env: concat(settingsEnv, callbackEnv)
           resources: {
             cpu: json(cpu)
             memory: memory

@@ -150,10 +150,13 @@ def test_the_container_app_is_a_function_app_with_the_flex_app_s_identity_settin
     assert bicep.resource_types(app) == ["Microsoft.App/containerApps@2024-10-02-preview"]
     assert "kind: 'functionapp'" in app
     assert "type: 'UserAssigned'" in app and "userAssignedIdentities: { '${identityId}': {} }" in app
-    # The image is pulled as the identity (AcrPull in rbac.bicep): no registry password, no secrets at all.
+    # The image is pulled as the identity (AcrPull in rbac.bicep): no registry password.
     assert "registries: [{ server: registryLoginServer, identity: identityId }]" in app
-    assert "secrets" not in app and "passwordSecretRef" not in app and "secretRef" not in app
-    assert "env: [for setting in items(appSettings): { name: setting.key, value: setting.value }]" in app
+    assert "passwordSecretRef" not in app
+    assert "var settingsEnv = [for setting in items(appSettings): { name: setting.key, value: setting.value }]" in app
+    assert "env: concat(settingsEnv, callbackEnv)" in app
+    # The one secret, the callback signing key, comes from the Key Vault as the identity, never as a value.
+    assert "secrets: callbackSecrets" in app and "value: callbackSigningSecret" not in app
     assert "targetPort: 80" in app and "allowInsecure: false" in app
     main = bicep.text("main.bicep")
     assert main.count("appSettings: appSettings.outputs.settings") == 2  # the Flex app and the container app

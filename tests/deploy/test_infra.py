@@ -470,19 +470,17 @@ def test_the_signing_secret_is_a_key_vault_reference_in_the_app_settings() -> No
         "Microsoft.KeyVault/vaults/secrets@2023-07-01",
     ]
     # The vault and the secret exist only when a key was given (the module's condition); the setting only then.
-    # ... and only for the Flex Consumption app: Container Apps cannot read the reference, and a purge-protected
-    # vault nobody reads would still block the environment's name for 7 days after azd down.
-    assert "module keyVault 'modules/key-vault.bicep' = if (deployFlex && !empty(callbackSigningSecret)) {" in main
+    assert "module keyVault 'modules/key-vault.bicep' = if (!empty(callbackSigningSecret)) {" in main
     secret = "resource callbackSigning 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {\n  parent: vault\n"
     assert secret + "  name: callbackSigningSecretName\n" in vault
     # The reference names the secret the module creates: the vault's URI and the one secret name main.bicep owns.
     name = re.search(r"^var callbackSigningSecretName = '([a-z0-9-]+)'$", main, re.M)
     assert name and "    callbackSigningSecretName: callbackSigningSecretName\n" in main
     assert "output uri string = vault.properties.vaultUri" in vault
-    uri = re.search(
-        r"^    callbackSigningSecretUri: deployFlex && !empty\(callbackSigningSecret\) \? '([^']+)' : ''$", main, re.M
-    )
-    assert uri, "main.bicep does not pass the secret's URI to the function app"
+    uri = re.search(r"^var callbackSigningSecretUri = !empty\(callbackSigningSecret\) \? '([^']+)' : ''$", main, re.M)
+    assert uri, "main.bicep builds no URI of the secret"
+    # to both hosting options: the Flex Consumption app and the container app
+    assert main.count("    callbackSigningSecretUri: callbackSigningSecretUri\n") == 2
     resolved = bicep.interpolate(
         uri.group(1), {"keyVault.outputs.uri": VAULT_URI, "callbackSigningSecretName": name.group(1)}
     )
@@ -499,6 +497,31 @@ def test_the_signing_secret_is_a_key_vault_reference_in_the_app_settings() -> No
     # treats as unset (signing with text that names the vault would let anyone forge signatures).
     assert settings_from(settings).callback_signing_secret == ""
     assert settings_from({**settings, "CALLBACK_SIGNING_SECRET": "k3y"}).callback_signing_secret == "k3y"
+
+
+def test_the_container_app_reads_the_signing_secret_from_the_vault_as_a_container_app_secret() -> None:
+    """Container Apps resolves no Key Vault reference text in an environment variable: the key is a container
+    app secret with the vault's URI, read as the identity that has Key Vault Secrets User, and the variable
+    CALLBACK_SIGNING_SECRET refers to that secret by name; with no key, neither exists."""
+    app = bicep.text("container-app.bicep")
+    assert re.search(r"^param callbackSigningSecretUri string = ''$", app, re.M)
+    secrets = re.search(r"^var callbackSecrets = empty\(callbackSigningSecretUri\) \? \[\] : \[\n  (\{.*\})\n\]$", app, re.M)
+    env = re.search(r"^var callbackEnv = empty\(callbackSigningSecretUri\) \? \[\] : \[\n  (\{.*\})\n\]$", app, re.M)
+    assert secrets and env
+    secret = dict(re.findall(r"(\w+): ([^,}\s]+)", secrets.group(1)))
+    variable = dict(re.findall(r"(\w+): ([^,}\s]+)", env.group(1)))
+    assert secret == {
+        "name": secret["name"],
+        "keyVaultUrl": "callbackSigningSecretUri",
+        "identity": "identityId",  # the user-assigned identity the role is given to (rbac.bicep)
+    }
+    assert variable == {"name": "'CALLBACK_SIGNING_SECRET'", "secretRef": secret["name"]}
+    assert "secrets: callbackSecrets" in app and "env: concat(settingsEnv, callbackEnv)" in app
+    # that identity is the app's own, the one given Key Vault Secrets User (test_the_identity_has_secrets_user...)
+    container_app = re.search(
+        r"^module apiContainerApp 'modules/container-app.bicep' = [^\n]*\{\n(.*?)^\}", bicep.text("main.bicep"), re.M | re.S
+    )
+    assert container_app and "    identityId: identity.outputs.id\n" in container_app.group(1)
 
 
 def test_the_key_vault_authorizes_with_rbac_and_keeps_deleted_secrets() -> None:
@@ -523,11 +546,12 @@ def test_the_identity_has_secrets_user_on_the_vault() -> None:
     assert re.search(
         r"^resource vault 'Microsoft.KeyVault/vaults@[^']+' existing = if \(!empty\(keyVaultName\)\) \{$", rbac, re.M
     )
-    assert "keyVaultName: deployFlex && !empty(callbackSigningSecret) ? keyVault.outputs.name : ''" in main
+    assert "keyVaultName: !empty(callbackSigningSecret) ? keyVault.outputs.name : ''" in main
     assert "identityPrincipalId: identity.outputs.principalId" in main
-    # The role is in place before the app resolves its references.
-    api = re.search(r"^module api 'modules/function-app.bicep' = [^\n]*\{\n(.*?)^\}", main, re.M | re.S)
-    assert api and "  dependsOn: [rbac]\n" in api.group(1)
+    # The role is in place before either hosting option resolves its reference or secret.
+    for module in ("api 'modules/function-app.bicep'", "apiContainerApp 'modules/container-app.bicep'"):
+        body = re.search(rf"^module {module} = [^\n]*\{{\n(.*?)^\}}", main, re.M | re.S)
+        assert body and "  dependsOn: [rbac]" in body.group(1), module
 
 
 def test_key_vault_references_are_resolved_as_the_user_assigned_identity() -> None:
