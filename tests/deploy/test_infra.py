@@ -505,8 +505,9 @@ def test_the_container_app_reads_the_signing_secret_from_the_vault_as_a_containe
     CALLBACK_SIGNING_SECRET refers to that secret by name; with no key, neither exists."""
     app = bicep.text("container-app.bicep")
     assert re.search(r"^param callbackSigningSecretUri string = ''$", app, re.M)
-    secrets = re.search(r"^var callbackSecrets = empty\(callbackSigningSecretUri\) \? \[\] : \[\n  (\{.*\})\n\]$", app, re.M)
-    env = re.search(r"^var callbackEnv = empty\(callbackSigningSecretUri\) \? \[\] : \[\n  (\{.*\})\n\]$", app, re.M)
+    element = r" = empty\(callbackSigningSecretUri\) \? \[\] : \[\n  (\{.*\})\n\]$"
+    secrets = re.search(r"^var callbackSecrets" + element, app, re.M)
+    env = re.search(r"^var callbackEnv" + element, app, re.M)
     assert secrets and env
     secret = dict(re.findall(r"(\w+): ([^,}\s]+)", secrets.group(1)))
     variable = dict(re.findall(r"(\w+): ([^,}\s]+)", env.group(1)))
@@ -518,9 +519,8 @@ def test_the_container_app_reads_the_signing_secret_from_the_vault_as_a_containe
     assert variable == {"name": "'CALLBACK_SIGNING_SECRET'", "secretRef": secret["name"]}
     assert "secrets: callbackSecrets" in app and "env: concat(settingsEnv, callbackEnv)" in app
     # that identity is the app's own, the one given Key Vault Secrets User (test_the_identity_has_secrets_user...)
-    container_app = re.search(
-        r"^module apiContainerApp 'modules/container-app.bicep' = [^\n]*\{\n(.*?)^\}", bicep.text("main.bicep"), re.M | re.S
-    )
+    module = r"^module apiContainerApp 'modules/container-app.bicep' = [^\n]*\{\n(.*?)^\}"
+    container_app = re.search(module, bicep.text("main.bicep"), re.M | re.S)
     assert container_app and "    identityId: identity.outputs.id\n" in container_app.group(1)
 
 
