@@ -221,7 +221,7 @@ module containerAppsEnvironment 'modules/container-apps-environment.bicep' = if 
 module apiContainerApp 'modules/container-app.bicep' = if (deployContainerApps) {
   name: 'api-aca'
   scope: rg
-  dependsOn: [rbac] // AcrPull before the first pull
+  dependsOn: [rbac] // AcrPull before the first pull, Key Vault Secrets User before the secret is read
   params: {
     name: 'ca-${resourceToken}'
     location: location

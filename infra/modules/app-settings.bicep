@@ -61,7 +61,8 @@ var appSettings = {
   // activity waiting for its turn in the dynamic batcher holds a thread, and with the worker's default
   // (cores + 4) preprocessing and persisting queued behind those waits.
   PYTHON_THREADPOOL_THREAD_COUNT: '16'
-  // Callbacks also need CALLBACK_SIGNING_SECRET: a Key Vault reference, set in function-app.bicep.
+  // Callbacks also need CALLBACK_SIGNING_SECRET from the Key Vault: a Key Vault reference set in function-app.bicep,
+  // a container app secret in container-app.bicep.
   CALLBACK_ALLOWED_HOSTS: callbackAllowedHosts
 }
 

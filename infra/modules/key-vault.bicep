@@ -1,8 +1,9 @@
 // The Key Vault that holds CALLBACK_SIGNING_SECRET, the HMAC-SHA256 key of callback bodies. main.bicep deploys
 // this module only when a key is given (azd env set CALLBACK_SIGNING_SECRET ...), so the vault and the secret exist
-// only then. The function app reads the secret through a Key Vault reference, resolved by the platform as the
-// user-assigned identity (keyVaultReferenceIdentity in function-app.bicep), which has Key Vault Secrets User on
-// this vault (rbac.bicep). Authorization is Azure RBAC only: no access policies. The key goes in as a secure
+// only then. The Flex Consumption app reads the secret through a Key Vault reference, resolved by the platform as
+// the user-assigned identity (keyVaultReferenceIdentity in function-app.bicep), the Container Apps option as a
+// container app secret read as the same identity (container-app.bicep); it has Key Vault Secrets User on this
+// vault (rbac.bicep). Authorization is Azure RBAC only: no access policies. The key goes in as a secure
 // parameter and is never an output.
 param name string
 param location string

@@ -19,7 +19,7 @@ var roles = {
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Entra-authenticated Application Insights
   durableTaskDataContributor: '0ad04412-c4d5-4796-b79c-f76d14c8d402' // the scheduler's task hubs
   acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d' // the Container Apps option pulls its image
-  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault references: CALLBACK_SIGNING_SECRET
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // CALLBACK_SIGNING_SECRET from the vault
 }
 var storageRoles = [roles.storageBlobDataOwner, roles.storageQueueDataContributor, roles.storageTableDataContributor]
 
@@ -93,7 +93,8 @@ resource imagePull 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!e
   }
 }
 
-// Reads secrets (values and properties, no writes): what the platform needs to resolve Key Vault references.
+// Reads secrets (values and properties, no writes): what the platform needs to resolve the Flex app's Key Vault
+// reference and the container app's Key Vault secret.
 resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(keyVaultName)) {
   name: guid(vault.id, identityPrincipalId, roles.keyVaultSecretsUser)
   scope: vault

@@ -480,7 +480,9 @@ def test_the_signing_secret_is_a_key_vault_reference_in_the_app_settings() -> No
     uri = re.search(r"^var callbackSigningSecretUri = !empty\(callbackSigningSecret\) \? '([^']+)' : ''$", main, re.M)
     assert uri, "main.bicep builds no URI of the secret"
     # to both hosting options: the Flex Consumption app and the container app
-    assert main.count("    callbackSigningSecretUri: callbackSigningSecretUri\n") == 2
+    for module in ("api 'modules/function-app.bicep'", "apiContainerApp 'modules/container-app.bicep'"):
+        body = re.search(rf"^module {module} = [^\n]*\{{\n(.*?)^\}}", main, re.M | re.S)
+        assert body and "    callbackSigningSecretUri: callbackSigningSecretUri\n" in body.group(1), module
     resolved = bicep.interpolate(
         uri.group(1), {"keyVault.outputs.uri": VAULT_URI, "callbackSigningSecretName": name.group(1)}
     )

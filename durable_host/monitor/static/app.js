@@ -355,14 +355,12 @@ async function showInstance(id) {
   await loadInstance(id);
 }
 
-
-// Every <details> of the instance view under a key that survives a re-render: sections carry their own
-// data-key; a payload is named by where it sits (the element with an id or the history row around it), its
-// label and its place among the payloads there, so one opened by the user stays open when the view refreshes.
+// Every collapsed payload of the instance view under a key that survives a re-render: where it sits (the
+// element with an id, the history row or the list item around it), its label and its place among the
+// payloads there, so one opened by the user stays open when the view refreshes.
 function detailsByKey(root) {
   const seen = new Map();
   return [...root.querySelectorAll('details')].map((d) => {
-    if (d.dataset.key) return [d.dataset.key, d];
     const place = d.parentElement.closest('[id], tr[data-index], li');
     const label = d.querySelector('.payload-size')?.textContent.split(' · ')[0] || '';
     const where = place?.id || (place?.dataset.index !== undefined ? `event ${place.dataset.index}` : place?.tagName);
@@ -392,7 +390,12 @@ async function loadInstance(id, { force = false } = {}) {
     const open = new Set([...detailsByKey(body)].filter(([, d]) => d.open).map(([key]) => key));
     body.replaceChildren(...renderInstance(status));
     body.dataset.signature = signature;
-    for (const [key, d] of detailsByKey(body)) if (open.has(key)) d.open = true;
+    for (const [key, d] of detailsByKey(body)) {
+      if (!open.has(key)) continue;
+      d.open = true;
+      // filled now, not on the (asynchronous) toggle event: the scroll position restored below needs its height
+      d.dispatchEvent(new Event('toggle'));
+    }
     if (search) {
       document.getElementById('history-search').value = search;
       filterHistory(search);
