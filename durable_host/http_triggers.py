@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -29,6 +30,16 @@ _PARAM = re.compile(
     r"(?P<optional>\?)?(?:=(?P<default>[^}]*))?\}"
 )
 _CONSTRAINT = re.compile(r":(\w+)(?:\(([^)]*)\))?")
+_ENCODED_SLASH = re.compile("(%2F)", re.IGNORECASE)
+
+
+def request_path(raw_path: str) -> str:
+    """The path routing sees, decoded as Kestrel decodes it: every escape but ``%2F``.
+
+    Decoding ``%2F`` would change which segments the path has, so on Azure ``/api/tasks/a%2Fb`` is one
+    segment and a route parameter gets ``a%2Fb``; aiohttp's ``request.path`` would give ``a/b``, two.
+    """
+    return "".join(piece if index % 2 else unquote(piece) for index, piece in enumerate(_ENCODED_SLASH.split(raw_path)))
 
 
 def _is_float(v: str) -> bool:

@@ -18,7 +18,7 @@ from .app_triggers import AppIndex
 from .azure_worker import IndexingError
 from .config import HostConfig
 from .engine import Engine
-from .http_triggers import HttpTriggers
+from .http_triggers import HttpTriggers, request_path
 from .indexing import FunctionInfo, index_functions, load_app
 from .invoke import Invoker, default_thread_count
 from .management import ManagementApi
@@ -129,7 +129,7 @@ class Host:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
+        path = request_path(request.rel_url.raw_path)
         folded = path.lower()  # ASP.NET matches route literals case-insensitively
         for base in (WEBHOOK_PATH, RPC_PATH):
             if folded == base or folded.startswith(base + "/"):

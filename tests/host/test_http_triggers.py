@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from durable_host.http_triggers import request_path
 from durable_host.testing import wait_for
 
 pytestmark = pytest.mark.host
@@ -18,6 +19,17 @@ def test_route_parameters_and_constraints(api):
     assert api.session.get(f"{api.base}/api/items/abc").status_code == 404  # :int
     assert api.session.get(f"{api.base}/api/items/1/x1").status_code == 404  # :alpha
     assert api.session.post(f"{api.base}/api/items/1").status_code == 404  # method
+
+
+def test_an_encoded_slash_stays_in_its_segment(api):
+    """Kestrel decodes every escape of the path but ``%2F``, which would change its segments."""
+    r = api.session.get(f"{api.base}/api/files/a%2Fb%20c/d/e%2F%252F")
+    assert r.status_code == 200
+    assert r.json() == {"folder": "a%2Fb c", "rest": "d/e%2F%2F"}
+
+
+def test_request_path_decodes_all_but_encoded_slashes():
+    assert request_path("/api/x%20y/a%2Fb%2fc/%25/%E2%82%AC") == "/api/x y/a%2Fb%2fc/%/€"
 
 
 def test_request_mapping_and_async_function_with_context(api):

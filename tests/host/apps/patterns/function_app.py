@@ -106,6 +106,12 @@ def item_route(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
+@app.route(route="files/{folder}/{*rest}")
+def file_route(req: func.HttpRequest) -> func.HttpResponse:
+    """Sync HTTP function: a segment and a catch-all, to show how an encoded slash is routed."""
+    return func.HttpResponse(json.dumps(dict(req.route_params)), mimetype="application/json")
+
+
 @app.route(route="echo", methods=["GET", "POST", "DELETE"])
 async def echo(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """Async HTTP function echoing what the host handed it, plus a custom header."""
