@@ -334,12 +334,30 @@ def _download_timeout(seconds: float) -> Iterator[None]:
             socket.setdefaulttimeout(previous)
 
 
+_hashed: dict[tuple[str, int, int, int, int], str] = {}
+_hashed_lock = threading.Lock()
+
+
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    """The file's digest, computed once per version of the file in this process.
+
+    A process resolves the same weights more than once (the local host's standalone process reports them,
+    then its prewarm thread loads them): hashing ResNet50's 100 MB again would only repeat the answer. A
+    file replaced or rewritten gets a new inode or modification time, and so a new digest.
+    """
     with path.open("rb") as fh:
+        stat = os.fstat(fh.fileno())
+        key = (str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with _hashed_lock:
+            known = _hashed.get(key)
+        if known is not None:
+            return known
+        digest = hashlib.sha256()
         for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+    with _hashed_lock:
+        _hashed[key] = digest.hexdigest()
+    return _hashed[key]
 
 
 def _read_state_dict(weights: ResolvedWeights) -> dict[str, torch.Tensor]:

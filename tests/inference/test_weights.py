@@ -111,6 +111,26 @@ def test_file_checkpoint_accepts_wrapped_and_ddp_prefixed_state_dicts(
     assert _params_equal(create_model(weights), reference)
 
 
+def test_a_checkpoint_is_hashed_once_per_version_of_the_file(
+    tmp_path: Path, torch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resolving the same file again reuses its digest; a file rewritten in place is hashed anew."""
+    source = torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    path = tmp_path / "mine.pth"
+    path.write_bytes(source.read_bytes())
+    hashed: list[int] = []
+    real = hashlib.sha256
+    monkeypatch.setattr("inference.weights.hashlib.sha256", lambda *data: hashed.append(1) or real(*data))
+    first = resolve_weights("resnet18", f"file:{path}")
+    again = resolve_weights("resnet18", f"file:{path}")
+    assert (len(hashed), again.sha256) == (1, first.sha256)
+    state = torch.load(path, weights_only=True)
+    state["fc.bias"] = state["fc.bias"] + 1.0
+    torch.save(state, path)
+    changed = resolve_weights("resnet18", f"file:{path}")
+    assert len(hashed) == 2 and changed.sha256 == real(path.read_bytes()).hexdigest() != first.sha256
+
+
 def test_file_checkpoint_base_selects_transforms(tmp_path: Path, torch_home: Path) -> None:
     path = tmp_path / "r50.pth"
     path.write_bytes((torch_home / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth").read_bytes())
