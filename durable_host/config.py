@@ -48,7 +48,9 @@ class HostConfig:
     @property
     def public_host(self) -> str:
         """Host name to put in URLs handed to clients (a wildcard bind is not reachable)."""
-        return "localhost" if self.host in ("0.0.0.0", "::", "") else self.host
+        if self.host in ("0.0.0.0", "::", ""):
+            return "localhost"
+        return f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal goes in brackets in a URL
 
     @property
     def base_url(self) -> str:

@@ -184,7 +184,7 @@ class ManagementApi:
     async def _status_response(self, request: web.Request, inst: Instance, failed_status: int) -> web.Response:
         """The status answer of ``GET instances/{id}``, honouring its ``show*`` flags."""
         show_input = flag(request, "showInput", True)
-        if flag(request, "showHistory", False):
+        if flag(request, "showHistory", False) and inst.status != RuntimeStatus.Pending:  # as the extension
             history = await self.ops.history(inst)
             body = json.dumps(
                 status_body(
@@ -245,8 +245,10 @@ class ManagementApi:
         found = self.ops.query(self._query(request))
         try:
             start = int(request.headers.get("x-ms-continuation-token") or 0)
-        except ValueError as exc:
-            raise BadRequest("x-ms-continuation-token must be a token this host sent") from exc
+        except ValueError:
+            start = -1
+        if start < 0:
+            raise BadRequest("x-ms-continuation-token must be a token this host sent")
         end = start + page_size(request)
         show_input = flag(request, "showInput", True)
         return web.json_response(
@@ -256,6 +258,8 @@ class ManagementApi:
 
     async def purge(self, request: web.Request, p: dict[str, str]) -> web.Response:
         inst = self.ops.get(p["id"])
+        if not inst.terminal:  # only finished instances are purged; the extension answers 0 deleted as 404
+            raise NotFound(f"Instance {inst.instance_id} is {inst.status.value}: only a finished one is purged.")
         deleted = await self.ops.purge([inst])
         return web.json_response({"instancesDeleted": deleted})
 
@@ -275,6 +279,8 @@ class ManagementApi:
         if request.content_type != "application/json":
             raise BadRequest("Only application/json request content is supported")
         input_json = await json_body(request)
+        if input_json is None:  # the extension's JToken.Load refuses empty content; start allows it
+            raise BadRequest("The request body is empty: an event's data must be JSON (send null for none).")
         await self.ops.raise_event(p["id"], p["event"], input_json)
         return web.Response(status=202)
 

@@ -223,6 +223,9 @@ class HubOperations:
         return count
 
     async def purge_by(self, query: Query) -> int:
-        if query.statuses is None:
-            query = Query(query.created_from, query.created_to, frozenset(TERMINAL), query.prefix)
-        return await self.purge(self.query(query))
+        """Purge the finished instances the query matches: a running one is never purged, whatever statuses
+        were asked for (the storage backends filter them out too)."""
+        finished = TERMINAL if query.statuses is None else query.statuses & TERMINAL
+        return await self.purge(
+            self.query(Query(query.created_from, query.created_to, frozenset(finished), query.prefix))
+        )

@@ -51,7 +51,7 @@ def check_status_payload(origin: str, config: HostConfig, instance_id: str) -> d
 def client_binding(config: HostConfig) -> dict[str, Any]:
     """The JSON the extension injects for ``@app.durable_client_input`` (legacy RPC branch)."""
     origin = config.base_url
-    rpc_host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "", "localhost") else config.host
+    rpc_host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "", "localhost") else config.public_host
     management = management_urls(origin, config, INSTANCE_PLACEHOLDER)
     management["id"] = INSTANCE_PLACEHOLDER
     create = f"{origin}{WEBHOOK_PATH}/orchestrators/{{functionName}}[/{{instanceId}}]"

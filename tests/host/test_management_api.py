@@ -109,6 +109,21 @@ def test_purge_by_filter(api):
     assert r.status_code == 404
 
 
+def test_an_unfinished_instance_is_never_purged(api):
+    """Only Completed, Failed and Terminated instances are purged, as Microsoft documents; asking for another
+    status or for a running instance by id deletes nothing (404, as the extension answers 0 deleted)."""
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    iid = api.start("wait_forever")["id"]
+    api.wait(iid, until=("Running",))
+    assert api.session.delete(f"{api.mgmt}/instances/{iid}").status_code == 404
+    r = api.session.delete(f"{api.mgmt}/instances/", params={"createdTimeFrom": since, "runtimeStatus": "Running"})
+    assert r.status_code == 404
+    assert api.status(iid).status_code == 202
+    api.session.post(f"{api.mgmt}/instances/{iid}/terminate")
+    api.wait(iid)
+    assert api.session.delete(f"{api.mgmt}/instances/{iid}").json() == {"instancesDeleted": 1}
+
+
 def test_start_and_wait_mode(api):
     r = api.session.post(
         f"{api.mgmt}/orchestrators/fan_out_fan_in", json=4, params={"timeout": "10", "pollingInterval": "1"}
@@ -174,6 +189,9 @@ def test_bad_requests_get_4xx_never_500(api):
     assert r.status_code == 400
     r = s.post(f"{m}/instances/{iid}/raiseEvent/go", data=b"1", headers={"Content-Type": "text/plain"})
     assert r.status_code == 400
+    r = s.post(f"{m}/instances/{iid}/raiseEvent/go", data=b" ", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "empty" in r.json()["ExceptionMessage"]
+    assert s.get(f"{m}/instances", headers={"x-ms-continuation-token": "-1"}).status_code == 400
     r = s.post(f"{m}/instances/{iid}/rewind")
     assert r.status_code == 412
     s.post(f"{m}/instances/{iid}/terminate")

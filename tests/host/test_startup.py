@@ -14,6 +14,7 @@ from durable_host.config import build_config, load_local_settings
 from durable_host.http_triggers import compile_route
 from durable_host.indexing import HttpFunction
 from durable_host.testing import HostProcess, HostStartError
+from durable_host.urls import client_binding
 
 from .conftest import APPS
 
@@ -53,6 +54,15 @@ def test_host_json_and_local_settings(tmp_path):
     assert (config.max_activities, config.max_orchestrations) == (3, 4)
     assert config.hub_path == tmp_path / ".durable" / "FromSettings.sqlite"
     assert config.base_url == "http://localhost:8080"
+
+
+def test_an_ipv6_address_goes_in_brackets_in_the_urls_handed_out(tmp_path):
+    (tmp_path / "host.json").write_text("{}")
+    config = build_config(tmp_path, host="::1", port=8080, hub_dir=None, workers=None, environ={})
+    assert config.base_url == "http://[::1]:8080"
+    binding = client_binding(config)
+    assert binding["rpcBaseUrl"] == "http://[::1]:8080/durabletask/"
+    assert binding["baseUrl"].startswith("http://[::1]:8080/runtime/webhooks/durabletask")
 
 
 def _route(template: str, methods=()):
