@@ -30,6 +30,8 @@ IMAGE_FIELDS = ("blob", "url", "data", "name")
 _SMALL_INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
 #: Names a client chooses (``task_id``, ``session``): valid in instance ids and URLs, never an entity id.
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: The ``ImageName`` column's length: a longer name or URL (the default name) could not be stored.
+MAX_IMAGE_TEXT_CHARS = 2048
 
 
 class RequestError(ValueError):
@@ -92,6 +94,7 @@ def parse_reply_to(value: Any, settings: Settings) -> str | None:
         return None
     if not isinstance(value, str) or not value:
         raise RequestError("'reply_to' must be a queue name or a callback URL", "reply_to")
+    check_text(value, "reply_to", MAX_IMAGE_TEXT_CHARS)
     try:
         check_reply_to(value, settings)
     except ReplyError as exc:
@@ -99,10 +102,22 @@ def parse_reply_to(value: Any, settings: Settings) -> str | None:
     return value
 
 
+def parse_task_id(value: Any) -> str | None:
+    """A client's ``task_id``; digits alone are refused, being how ``GET /api/tasks/{id}`` names a TaskID."""
+    task_id = parse_client_name(value, "task_id")
+    if task_id is not None and task_id.isdigit():
+        raise RequestError(
+            f"'task_id' must not be digits only ({describe(task_id)}): GET /api/tasks/<digits> reads the "
+            "database's TaskID; add a letter",
+            "task_id",
+        )
+    return task_id
+
+
 def parse_routing(fields: Mapping[str, Any], settings: Settings) -> Routing:
     """The message-driven fields, from a JSON body or a query string alike."""
     return Routing(
-        task_id=parse_client_name(fields.get("task_id"), "task_id"),
+        task_id=parse_task_id(fields.get("task_id")),
         session=parse_client_name(fields.get("session"), "session"),
         reply_to=parse_reply_to(fields.get("reply_to"), settings),
     )
@@ -171,6 +186,17 @@ def decode_base64_image(text: Any, settings: Settings, field: str) -> tuple[byte
     return data, content_type
 
 
+def check_text(value: str, field: str, max_chars: int) -> None:
+    """A client's string must fit where it is stored and be valid Unicode: JSON lets a lone surrogate
+    (``"\\ud800"``) through, which no database, blob name or UTF-8 encoder accepts."""
+    if len(value) > max_chars:
+        raise RequestError(f"'{field}' is {len(value)} characters long, over the limit of {max_chars}", field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(f"'{field}' is not valid Unicode (it holds a lone surrogate escape)", field) from None
+
+
 def parse_image(item: Any, position: int, settings: Settings) -> ImageInput:
     field = f"images[{position}]"
     if not isinstance(item, dict):
@@ -184,6 +210,8 @@ def parse_image(item: Any, position: int, settings: Settings) -> ImageInput:
     name = item.get("name")
     if name is not None and not isinstance(name, str):
         raise RequestError(f"'{field}.name' must be a string", f"{field}.name")
+    if name is not None:
+        check_text(name, f"{field}.name", MAX_IMAGE_TEXT_CHARS)
     key = given[0]
     value = item[key]
     if key == "data":
@@ -191,6 +219,7 @@ def parse_image(item: Any, position: int, settings: Settings) -> ImageInput:
         return ImageInput(data=data, name=name, content_type=content_type)
     if not isinstance(value, str) or not value:
         raise RequestError(f"'{field}.{key}' must be a non-empty string", f"{field}.{key}")
+    check_text(value, f"{field}.{key}", MAX_IMAGE_TEXT_CHARS)
     if key == "blob":
         try:
             split_blob_name(value)
@@ -248,9 +277,11 @@ def parse_image_upload(body: bytes, content_type: str, query: Mapping[str, str],
     if not model_value:
         raise RequestError("name the model(s) with ?model=resnet50 or ?models=resnet18,resnet50", "model")
     models = parse_models([m.strip() for m in model_value.split(",") if m.strip()], "model")
+    name = query.get("name") or "upload"
+    check_text(name, "name", MAX_IMAGE_TEXT_CHARS)
     return TaskSubmission(
         models=models,
-        images=[ImageInput(data=body, name=query.get("name") or "upload", content_type=content_type)],
+        images=[ImageInput(data=body, name=name, content_type=content_type)],
         top_k=parse_top_k(query.get("top_k"), settings),
         routing=parse_routing(query, settings),
     )

@@ -108,6 +108,24 @@ def test_raw_image_upload_takes_models_from_the_query() -> None:
         ({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "top_k": "five"}, "top_k", "integer"),
         ({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "top_k": True}, "top_k", "integer"),
         ({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "topk": 3}, "topk", "unknown field"),
+        ({"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "task_id": "17"}, "task_id", "digits only"),
+        ({"model": "resnet18", "images": [{"blob": "photos/a.jpg", "name": "\ud800x"}]}, "images[0].name", "surrogate"),
+        ({"model": "resnet18", "images": [{"blob": "photos/\udfff.jpg"}]}, "images[0].blob", "surrogate"),
+        (
+            {"model": "resnet18", "images": [{"blob": "photos/a.jpg", "name": "n" * 2049}]},
+            "images[0].name",
+            "limit of 2048",
+        ),
+        (
+            {"model": "resnet18", "images": [{"url": "https://images.example.org/" + "a" * 2048}]},
+            "images[0].url",
+            "limit of 2048",
+        ),
+        (
+            {"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "reply_to": "https://x/\ud800"},
+            "reply_to",
+            "surrogate",
+        ),
     ],
 )
 def test_bad_requests_name_the_problem(document: Any, field: str | None, words: str) -> None:
@@ -133,6 +151,13 @@ def test_top_k_accepts_ascii_integers(top_k: Any, expected: int) -> None:
 @pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"top_k": ' + b"9" * 5000 + b"}"])
 def test_json_the_parser_refuses_is_a_400(body: bytes) -> None:
     assert "not valid JSON" in rejected(body).message
+
+
+def test_a_task_id_with_a_letter_and_a_name_of_2048_characters_are_accepted() -> None:
+    document = {"model": "resnet18", "images": [{"blob": "photos/a.jpg", "name": "n" * 2048}], "task_id": "17a"}
+    submission = submit(document)
+    assert submission.routing.task_id == "17a" and submission.images[0].source is not None
+    assert submission.images[0].source.name == "n" * 2048
 
 
 def test_unsupported_content_type_and_upload_without_model() -> None:
