@@ -73,7 +73,10 @@ class InferenceTask(Base):
     __table_args__ = (UniqueConstraint("InstanceID"),)
 
     task_id: Mapped[int] = mapped_column("TaskID", Integer, primary_key=True, autoincrement=True)
-    instance_id: Mapped[str] = mapped_column("InstanceID", Unicode(100))
+    # Binary collation on SQL Server, whose default one ignores case: instance ids "A1" and "a1" are two tasks.
+    instance_id: Mapped[str] = mapped_column(
+        "InstanceID", Unicode(100).with_variant(Unicode(100, collation="Latin1_General_100_BIN2"), "mssql")
+    )
     # Requested models, legacy spelling, comma separated: "ResNet18,ResNet50".
     model_type: Mapped[str] = mapped_column("ModelType", Unicode(200))
     status: Mapped[str] = mapped_column("Status", Unicode(32))

@@ -81,9 +81,24 @@ def _save(session: Session, record: TaskRecord) -> int:
 
 
 def _by_column(entity: type[Base], values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` keyed by the table's column names instead of the entity's attribute names."""
+    """``values`` keyed by the table's column names instead of the entity's attribute names, each string
+    fitted to its column's length.
+
+    SQL Server refuses a string longer than its column ("String or binary data would be truncated"), which
+    would fail the whole save; SQLite stores it whole. The weights label of a checkpoint names its path and
+    can outgrow ``Weights NVARCHAR(200)``: the middle goes, the start (the kind) and the end (the digest and
+    the transforms) stay. The orchestration's output keeps the whole label.
+    """
     mapped = entity.__mapper__.columns
-    return {mapped[name].key: value for name, value in values.items()}
+    row = {}
+    for name, value in values.items():
+        column = mapped[name]
+        limit = getattr(column.type, "length", None)
+        if isinstance(value, str) and limit is not None and len(value) > limit:
+            head = (limit - 1) // 3
+            value = f"{value[:head]}…{value[len(value) - (limit - 1 - head) :]}"
+        row[column.key] = value
+    return row
 
 
 def load_task(engine: Engine, ref: str) -> StoredTask | None:

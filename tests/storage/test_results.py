@@ -276,3 +276,28 @@ def test_timestamps_are_stored_as_naive_utc(engine: Engine) -> None:
     assert stored.record.submitted_at == "2025-03-04T10:00:00+00:00"
     assert stored.record.processing_started_at == "2025-03-04T10:00:00+00:00"
     assert stored.record.processing_finished_at == "2025-03-04T10:00:03+00:00"
+
+
+def test_a_label_longer_than_its_column_keeps_its_start_and_end(engine: Engine) -> None:
+    """SQL Server refuses a string longer than its column (SQLite would keep it): a checkpoint's weights label
+    names its path and can pass ``Weights NVARCHAR(200)``, so its middle is left out."""
+    label = (
+        "checkpoint /home/site/wwwroot/.localdata/checkpoints/" + "deep/" * 40 + "finetune.pth (sha256 0123abcd), "
+        "transforms/categories of ResNet50_Weights.IMAGENET1K_V2"
+    )
+    record = make_record()
+    record = dataclasses.replace(record, results=[dataclasses.replace(r, weights=label) for r in record.results])
+    save_task(engine, record)
+    with engine.connect() as connection:
+        stored = connection.scalar(text('SELECT "Weights" FROM "InferenceResults" WHERE "Weights" IS NOT NULL'))
+    assert len(label) > 200 and len(stored) == 200 and "…" in stored
+    assert stored.startswith("checkpoint /home/site/wwwroot/") and stored.endswith(label[-120:])
+
+
+def test_instance_ids_differing_in_case_are_two_tasks(engine: Engine) -> None:
+    upper, lower = make_record("Task-A1", label="upper"), make_record("task-a1", label="lower")
+    first, second = save_task(engine, upper), save_task(engine, lower)
+    assert first != second
+    for record in (upper, lower):
+        stored = load_task(engine, record.instance_id)
+        assert stored is not None and stored.record == record
