@@ -10,6 +10,7 @@ A task that ends without being persisted has its tensors discarded by the orches
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 import azure.durable_functions as df
@@ -20,13 +21,26 @@ from settings import get_settings
 from storage.results import save_task
 
 bp = df.Blueprint()
+log = logging.getLogger(__name__)
 
 
 def persist(record: TaskRecord) -> PersistOutput:
+    """Save, then drop the temporary blobs as a best effort.
+
+    Once the rows are committed the task is persisted, whatever happens to the clean-up: a storage error
+    there must not turn into a persist failure (the output would say the result was lost while it is
+    stored). What is left is removed by the maintenance sweep after ``UPLOAD_RETENTION_HOURS``.
+    """
     task_id = save_task(database(), record)
     settings = get_settings()
     for container in (settings.tensor_container, settings.upload_container):
-        blob_store().delete_prefix(f"{container}/{record.instance_id}/")
+        prefix = f"{container}/{record.instance_id}/"
+        try:
+            blob_store().delete_prefix(prefix)
+        except Exception:  # any storage failure: the sweep retries later
+            log.warning(
+                "task %s is persisted; deleting %s failed, the sweep will", record.instance_id, prefix, exc_info=True
+            )
     return PersistOutput(task_id=task_id, persisted_at=datetime.now(UTC).isoformat())
 
 

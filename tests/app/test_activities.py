@@ -215,12 +215,8 @@ def test_the_local_hosts_dispatcher_reports_weights_once_and_its_workers_load_th
         assert said == []
 
 
-def test_persist_is_idempotent_and_drops_the_task_tensors_and_uploads(app_env: Path) -> None:
-    store = services.blob_store()
-    store.put(f"tensors/{TASK}/0-r256-c224-bilinear.u8", b"tensor bytes")
-    store.put(f"uploads/{TASK}/0.jpg", b"uploaded image")
-    store.put("uploads/other-task/0.jpg", b"another task's image")
-    record = TaskRecord(
+def _record() -> TaskRecord:
+    return TaskRecord(
         instance_id=TASK,
         models=["resnet18"],
         status="Completed",
@@ -246,6 +242,14 @@ def test_persist_is_idempotent_and_drops_the_task_tensors_and_uploads(app_env: P
             )
         ],
     )
+
+
+def test_persist_is_idempotent_and_drops_the_task_tensors_and_uploads(app_env: Path) -> None:
+    store = services.blob_store()
+    store.put(f"tensors/{TASK}/0-r256-c224-bilinear.u8", b"tensor bytes")
+    store.put(f"uploads/{TASK}/0.jpg", b"uploaded image")
+    store.put("uploads/other-task/0.jpg", b"another task's image")
+    record = _record()
     first = persist(record).task_id
     assert persist(record).task_id == first  # a replayed or retried persist rewrites the same rows
     stored = load_task(services.database(), TASK)
@@ -254,6 +258,26 @@ def test_persist_is_idempotent_and_drops_the_task_tensors_and_uploads(app_env: P
     assert not store.exists(f"tensors/{TASK}/0-r256-c224-bilinear.u8")
     assert not store.exists(f"uploads/{TASK}/0.jpg")
     assert store.exists("uploads/other-task/0.jpg")
+
+
+def test_a_clean_up_that_fails_after_the_save_is_no_persist_failure(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rows are committed before the temporary blobs go: a storage outage then (injected here) leaves
+    the blobs to the sweep and the task persisted, instead of an output saying its result was lost."""
+    store = services.blob_store()
+    store.put(f"uploads/{TASK}/0.jpg", b"uploaded image")
+
+    def outage(prefix: str) -> int:
+        raise OSError(f"storage unreachable while deleting {prefix}")
+
+    monkeypatch.setattr(store, "delete_prefix", outage)
+    with caplog.at_level(logging.WARNING):
+        task_id = persist(_record()).task_id
+    stored = load_task(services.database(), TASK)
+    assert stored is not None and stored.task_id == task_id
+    assert store.exists(f"uploads/{TASK}/0.jpg")
+    assert any("the sweep will" in r.getMessage() for r in caplog.records)
 
 
 def test_concurrent_single_image_activities_share_forward_passes(
