@@ -20,7 +20,8 @@ The extension fails an orchestration whose custom status is over 16 KB of UTF-16
 would lose every queued task. Starters refuse a task beyond ``SESSION_MAX_QUEUED`` waiting ones, but they
 read the status before they raise the event, so racing starters can pass that check together; the session
 therefore accepts a task only while its status, with that task queued and the widest ``last`` and
-``refused`` it may show later, stays under the limit. A task it has no room for is not taken: its id is
+``refused`` it may show later, stays under the limit, and while the next execution's input (which carries
+the queued requests) stays under :data:`STATE_MAX_CHARS`. A task it has no room for is not taken: its id is
 shown as ``refused``, and its starter answers that the session is full (a 503, or a queue message retried).
 """
 
@@ -52,6 +53,10 @@ STATUS_MAX_CHARS = 8000
 SHOWN_TEXT_CHARS = 300
 _WIDEST_TEXT = "x" * (SHOWN_TEXT_CHARS - 2)
 _WIDEST_LAST = {"task_id": "", "runtimeStatus": "Completed", "error": _WIDEST_TEXT}
+#: The longest the JSON of a session's input may get: half of the Durable Task Scheduler's message limit.
+STATE_MAX_CHARS = 512 * 1024
+#: What ``recent`` may take of it: ids of at most 64 characters, quoted and separated.
+_RECENT_MAX_CHARS = RECENT_TASKS * (64 + 4)
 
 
 def clipped(text: str, limit: int = SHOWN_TEXT_CHARS) -> str:
@@ -84,10 +89,19 @@ def session_status(
 
 
 def has_room(state: SessionState, queue: list[ClassificationRequest], request: ClassificationRequest) -> bool:
-    """Whether the status stays under the limit with ``request`` queued, whatever ``last`` and ``refused`` show
-    later: a finished task leaves the queue as it enters ``last``, so the queue only ever frees room."""
+    """Whether the status and the input of the next execution stay under their limits with ``request`` queued.
+
+    The status whatever ``last`` and ``refused`` show later: a finished task leaves the queue as it enters
+    ``last``, so the queue only ever frees room. The input carries every queued request whole (32 images
+    with URLs and names of 2,048 characters make one of 130 KB): the Durable Task Scheduler refuses a
+    message over about 1 MB, and the Python SDK has no large-payload offload, so the queue stays under
+    :data:`STATE_MAX_CHARS` with the ``recent`` ids grown to their bound.
+    """
     widest = session_status(state, [*queue, request], _WIDEST_LAST, _WIDEST_TEXT)
-    return len(json.dumps(widest)) <= STATUS_MAX_CHARS
+    if len(json.dumps(widest)) > STATUS_MAX_CHARS:
+        return False
+    carried = SessionState(session=state.session, queue=[*queue, request], finished=state.finished)
+    return len(json.dumps(carried.to_json())) <= STATE_MAX_CHARS - _RECENT_MAX_CHARS
 
 
 def parse_task_event(event: Any) -> ClassificationRequest | None:

@@ -34,7 +34,7 @@ from contracts import (
 from messaging.queues import MAX_JSON_BYTES
 from messaging.replies import ReplyError, ReplyKind, check_reply_to
 from messaging.signing import sign, verify
-from orchestrators.session import RECENT_TASKS, STATUS_MAX_CHARS
+from orchestrators.session import RECENT_TASKS, STATE_MAX_CHARS, STATUS_MAX_CHARS
 from orchestrators.session import bp as session_bp
 from settings import Settings, settings_from
 from tests.app.test_orchestrator import make_request, run
@@ -371,3 +371,28 @@ def test_a_session_refuses_a_task_its_status_has_no_room_for_and_stays_under_the
     assert status["last"]["error"].startswith("boom boom") and status["last"]["error"].endswith("...")
     assert len(json.dumps(status)) <= STATUS_MAX_CHARS
     assert [r.task_id for r in run_.continued_with().queue] == accepted[1:]
+
+
+def test_a_session_refuses_a_task_its_input_has_no_room_for() -> None:
+    """Each execution's input carries the queued requests whole; 32 images with URLs and names of about 2,048
+    characters make a request of about 130 KB, so a few of them would pass the Durable Task Scheduler's message
+    limit."""
+    big = [ImageSource(url="https://images.example.org/" + "a" * 2000, name="n" * 2048) for _ in range(32)]
+    run_ = Execution(SessionState(session="cam"))
+    events = [
+        run_.event(
+            15,
+            Name=SESSION_TASK_EVENT,
+            Input=json.dumps(json.dumps(replace(request(f"big-{n}"), images=big).to_json())),
+        )
+        for n in range(12)
+    ]
+    run_.episode(*events)
+    status = run_.state["customStatus"]
+    accepted = [status["running"], *status["queued"]]
+    assert accepted == [f"big-{n}" for n in range(len(accepted))] and 1 < len(accepted) < 12
+    assert status["refused"] == "big-11"
+    run_.episode(run_.event(8, TaskScheduledId=0, Result="null"))
+    following = run_.continued_with()
+    assert len(json.dumps(following.to_json())) <= STATE_MAX_CHARS
+    assert [r.task_id for r in following.queue] == accepted[1:]
