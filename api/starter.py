@@ -73,18 +73,26 @@ class Started:
     session_instance_id: str | None = None
 
 
-def upload_folder(settings: Settings, instance_id: str, session: str | None) -> str:
-    """``<UPLOAD_CONTAINER>/<task>/``, and for a task of a session ``.../session@<name>/``: a task waiting in
-    its session's queue has no instance yet, and the maintenance sweep learns from the name which session to
-    ask before it takes the uploads for those of a task that never started."""
+def upload_folder(settings: Settings, instance_id: str, session: str | None, submission_id: str) -> str:
+    """``<UPLOAD_CONTAINER>/<task>/<submission>/``, and for a task of a session
+    ``<UPLOAD_CONTAINER>/<task>/session@<name>/<submission>/``.
+
+    The session segment: a task waiting in its session's queue has no instance yet, and the maintenance sweep
+    learns from the name which session to ask before it takes the uploads for those of a task that never
+    started. The submission segment: two submissions of one ``task_id`` (a client's retry racing the first, or
+    a resubmission while the task waits in its session) never write over each other's bytes, so the task that
+    runs reads the images it was given. Persisting deletes the whole ``<task>/`` folder.
+    """
     folder = f"{settings.upload_container}/{instance_id}/"
-    return f"{folder}{session_instance_id(session)}/" if session else folder
+    if session:
+        folder = f"{folder}{session_instance_id(session)}/"
+    return f"{folder}{submission_id}/"
 
 
 async def store_uploads(submission: TaskSubmission, instance_id: str, settings: Settings) -> list[ImageSource]:
     """Put uploaded bytes in blob storage so that only their names travel through history."""
     store = blob_store()
-    folder = upload_folder(settings, instance_id, submission.routing.session)
+    folder = upload_folder(settings, instance_id, submission.routing.session, uuid.uuid4().hex)
     sources: list[ImageSource] = []
     for position, image in enumerate(submission.images):
         if image.source is not None:
@@ -98,8 +106,12 @@ async def store_uploads(submission: TaskSubmission, instance_id: str, settings: 
 
 
 async def runtime_status(client: df.DurableOrchestrationClient, instance_id: str) -> Any:
-    """The instance's status, or None when there is no such instance (yet)."""
-    status = await client.get_status(instance_id)
+    """The instance's status, or None when there is no such instance (yet); :class:`StartError` when the task
+    hub does not answer (the SDK raises a bare ``Exception``, or aiohttp's errors), as the client may retry."""
+    try:
+        status = await client.get_status(instance_id)
+    except Exception as exc:
+        raise StartError(f"the durable task hub is unavailable: {exc}") from exc
     return status if status is not None and status.runtime_status is not None else None
 
 
@@ -111,6 +123,9 @@ async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubm
     session_id = session_instance_id(routing.session) if routing.session else None
     if routing.task_id and await runtime_status(client, instance_id):
         log.info("task %s exists already: not started again", instance_id)
+        return Started(instance_id, duplicate=True, session_instance_id=session_id)
+    if routing.task_id and session_id is not None and holds(await runtime_status(client, session_id), instance_id):
+        log.info("task %s waits in %s already: not handed over again", instance_id, session_id)
         return Started(instance_id, duplicate=True, session_instance_id=session_id)
     try:
         images = await store_uploads(submission, instance_id, settings)
@@ -141,10 +156,10 @@ async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubm
         return Started(instance_id, session_instance_id=session_id)
     try:
         await client.start_new(CLASSIFY_ORCHESTRATOR, instance_id, request.to_json())
-    except Exception:  # the SDK raises bare Exception; a concurrent start of the same task_id won the race
+    except Exception as exc:  # the SDK raises bare Exception; a concurrent start of the same task_id won the race
         if routing.task_id and await runtime_status(client, instance_id):
             return Started(instance_id, duplicate=True)
-        raise
+        raise StartError(f"the durable task hub did not start the task: {exc}") from exc
     log.info("started task %s: %d image(s), models %s", instance_id, len(request.images), request.models)
     return Started(instance_id)
 

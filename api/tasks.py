@@ -89,7 +89,11 @@ async def finished_within(
     """Synchronous mode: 200 with the output if the task ends within ``wait`` seconds, else None."""
     if not wait:
         return None
-    status = await wait_for_result(client, instance_id, wait)
+    try:
+        status = await wait_for_result(client, instance_id, wait)
+    except Exception:  # the task hub stopped answering: the task was started, the 202 says where to poll
+        log.exception("could not wait for task %s", instance_id)
+        return None
     if status is None or status.runtime_status is None:  # not ended in time (an ended one has a status)
         return None
     if status.runtime_status is df.OrchestrationRuntimeStatus.Completed:
@@ -171,6 +175,10 @@ async def get_task_result(req: func.HttpRequest, client: df.DurableOrchestration
         return json_response({"error": f"the results database is unavailable: {type(exc).__name__}"}, 503)
     if stored is None:
         client_ref = instance_id_for_client(ref)
-        status = await client.get_status(client_ref) if client_ref else None
+        try:
+            status = await client.get_status(client_ref) if client_ref else None
+        except Exception as exc:  # the SDK raises bare Exception, or aiohttp's errors: the client may retry
+            log.exception("could not ask the task hub about task %s", ref)
+            return json_response({"error": f"no stored result, and the durable task hub is unavailable: {exc}"}, 503)
         return json_response({"error": not_stored_reason(ref, status)}, 404)
     return json_response({"task_id": stored.task_id, **stored.record.to_json()}, 200)

@@ -4,12 +4,15 @@ SDK's own handle against histories built event by event."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import azure.durable_functions as df
@@ -19,6 +22,7 @@ from azure.functions._durable_functions import OrchestrationContext
 
 from activities.delivery import deliver, queue_document
 from api.queue_starter import poison_envelope
+from api.starter import StartError, start_task
 from api.validation import RequestError, parse_json_submission
 from contracts import (
     CLASSIFY_ORCHESTRATOR,
@@ -31,13 +35,16 @@ from contracts import (
     ImageSource,
     SessionState,
 )
+from durable_host.config import build_config
+from durable_host.urls import client_binding
 from messaging.queues import MAX_JSON_BYTES
 from messaging.replies import ReplyError, ReplyKind, check_reply_to
 from messaging.signing import sign, verify
 from orchestrators.session import RECENT_TASKS, STATE_MAX_CHARS, STATUS_MAX_CHARS
 from orchestrators.session import bp as session_bp
-from settings import Settings, settings_from
+from settings import Settings, get_settings, settings_from
 from tests.app.test_orchestrator import make_request, run
+from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -396,3 +403,23 @@ def test_a_session_refuses_a_task_its_input_has_no_room_for() -> None:
     following = run_.continued_with()
     assert len(json.dumps(following.to_json())) <= STATE_MAX_CHARS
     assert [r.task_id for r in following.queue] == accepted[1:]
+
+
+@pytest.mark.parametrize("task_id", [None, "hub-down"])
+def test_a_task_hub_that_does_not_answer_is_a_start_error_not_a_crash(
+    task_id: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sdk_runner: asyncio.Runner
+) -> None:
+    """The SDK's client, bound to a port nothing listens on: its bare errors become the StartError the HTTP
+    starter answers with a 503 (and a queue message retries), whether the duplicate check or the start fails."""
+    monkeypatch.setenv("BLOB_LOCAL_ROOT", str(tmp_path / "blobs"))
+    get_settings.cache_clear()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = build_config(REPO_ROOT, host="127.0.0.1", port=port, hub_dir=tmp_path / "hub", workers=1)
+    client = df.DurableOrchestrationClient(json.dumps(client_binding(config)))
+    document = {"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "task_id": task_id}
+    submission = parse_json_submission(json.dumps(document).encode(), get_settings())
+    with pytest.raises(StartError, match="durable task hub"):
+        sdk_runner.run(start_task(client, submission))
+    get_settings.cache_clear()

@@ -233,6 +233,47 @@ def test_the_same_task_id_twice_starts_one_task(host: HostProcess, queues: Queue
     assert [item["instanceId"] for item in listed] == ["queued-twice"]
 
 
+def one_image(name: str, size: int, **routing: Any) -> dict[str, Any]:
+    return {"model": "resnet18", "top_k": 1, "images": [{"data": png(size, size=size), "name": name}], **routing}
+
+
+def test_a_task_id_resubmitted_while_it_waits_in_its_session_keeps_its_first_images(
+    host: HostProcess, callbacks: CallbackServer
+) -> None:
+    """The task waits behind a head that does not end, with no instance yet: the second submission of its id is
+    the same task (nothing handed over again), and the task runs on the image it was first given."""
+    callbacks.release.clear()  # an earlier test of the module may have released the slow image
+    session = f"resubmit-{uuid.uuid4().hex[:6]}"
+    head = {"model": "resnet18", "images": [{"url": callbacks.url(f"/slow/{session}.png")}], "session": session}
+    task_id = f"{session}-t"
+    try:
+        assert requests.post(f"{host.base_url}/api/tasks", json=head, timeout=60).status_code == 202
+        first = requests.post(f"{host.base_url}/api/tasks", json=one_image("first", 40, session=session,
+                              task_id=task_id), timeout=60)  # fmt: skip
+        again = requests.post(f"{host.base_url}/api/tasks", json=one_image("again", 50, session=session,
+                              task_id=task_id), timeout=60)  # fmt: skip
+        assert (first.status_code, again.status_code) == (202, 202) and again.json()["id"] == task_id
+        assert (status(host, f"session@{session}") or {})["customStatus"]["queued"] == [task_id]
+    finally:
+        callbacks.release.set()
+    final = wait_for(lambda: ended(host, task_id), "the waiting task", host)
+    image = final["output"]["images"][0]
+    assert (image["name"], image["width"]) == ("first", 40), final["output"]
+
+
+def test_racing_submissions_of_one_task_id_run_one_task_on_one_submission_s_image(host: HostProcess) -> None:
+    """Eight clients submit the same task_id at once, each with its own image: one task runs, and the image it
+    classifies is the one whose name it reports (each submission's uploads have their own folder)."""
+    task_id = f"race-{uuid.uuid4().hex[:6]}"
+    bodies = [one_image(f"size-{size}", size, task_id=task_id) for size in range(32, 40)]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(lambda b: requests.post(f"{host.base_url}/api/tasks", json=b, timeout=60), bodies))
+    assert {a.status_code for a in answers} == {202} and {a.json()["id"] for a in answers} == {task_id}
+    final = wait_for(lambda: ended(host, task_id), "the task", host)
+    image = final["output"]["images"][0]
+    assert image["name"] == f"size-{image['width']}", final["output"]
+
+
 def suspended_session(host: HostProcess, prefix: str) -> tuple[str, str]:
     """A new session that has run one task and is then suspended: (its name, its management URL)."""
     session = f"{prefix}-{uuid.uuid4().hex[:6]}"
@@ -434,6 +475,7 @@ def test_the_maintenance_sweep_keeps_the_uploads_of_a_task_queued_in_its_session
     """A session's second task waits, with no instance, while the first fetches an image that does not come: a
     sweep a day later (past UPLOAD_RETENTION_HOURS), through the SDK's client on this host, asks the session,
     keeps the waiting task's uploads and deletes a plain orphan's; the waiting task then runs on them."""
+    callbacks.release.clear()  # an earlier test of the module may have released the slow image
     session = f"swept-{uuid.uuid4().hex[:6]}"
     head = {"model": "resnet18", "images": [{"url": callbacks.url(f"/slow/{session}.png")}], "session": session}
     assert requests.post(f"{host.base_url}/api/tasks", json=head, timeout=60).status_code == 202
