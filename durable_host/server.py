@@ -30,6 +30,10 @@ from .store import Store
 from .timer_triggers import TimerTriggers
 from .urls import RPC_PATH, WEBHOOK_PATH, client_binding
 
+#: Azure Functions refuses a request over 100 MB (104,857,600 bytes) before any function runs, with a 413: a
+#: larger body accepted here would be a green local run that Azure refuses.
+MAX_REQUEST_BYTES = 100 * 1024 * 1024
+
 log = logging.getLogger("durable_host")
 
 
@@ -99,7 +103,7 @@ class Host:
         self.engine.activities.start()
         self.engine.recover()
         self.engine.start()
-        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         add_monitor_routes(app.router)  # before the catch-all, which sends the webhook prefix to management
         # [\s\S], not ".": a path with an encoded newline (/api/tasks/%0A) is a function's, not aiohttp's 404
         app.router.add_route("*", "/{tail:[\\s\\S]*}", self.dispatch)

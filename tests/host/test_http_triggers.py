@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from durable_host.http_triggers import request_path
+from durable_host.server import MAX_REQUEST_BYTES
 from durable_host.testing import wait_for
 
 pytestmark = pytest.mark.host
@@ -30,6 +31,11 @@ def test_an_encoded_slash_stays_in_its_segment(api):
 
 def test_request_path_decodes_all_but_encoded_slashes():
     assert request_path("/api/x%20y/a%2Fb%2fc/%25/%E2%82%AC") == "/api/x y/a%2Fb%2fc/%/€"
+
+
+def test_a_body_over_azure_s_100_mb_is_refused_with_413(api):
+    assert api.session.post(f"{api.base}/api/text", data=b"x" * MAX_REQUEST_BYTES).status_code == 200
+    assert api.session.post(f"{api.base}/api/text", data=b"x" * (MAX_REQUEST_BYTES + 1)).status_code == 413
 
 
 def test_request_mapping_and_async_function_with_context(api):
