@@ -24,7 +24,7 @@ from api.validation import RequestError, TaskSubmission, parse_submission, parse
 from contracts import instance_id_for_client, to_legacy_model_name
 from services import database
 from settings import get_settings
-from storage.results import load_task
+from storage.results import MAX_INSTANCE_ID_LENGTH, load_task
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -151,7 +151,11 @@ async def create_task(req: func.HttpRequest, client: df.DurableOrchestrationClie
 
 
 def not_stored_reason(ref: str, status: df.DurableOrchestrationStatus | None) -> str:
-    """Why ``ref`` has no stored result, from its orchestration: a terminated task is not "still running"."""
+    """Why ``ref`` has no stored result, from its orchestration: a terminated task is not "still running".
+
+    ``ref`` is named as given up to the longest instance id; a longer one (no task has it) is cut short, so a
+    client cannot make the answer as large as its request."""
+    ref = ref if len(ref) <= MAX_INSTANCE_ID_LENGTH else f"{ref[:MAX_INSTANCE_ID_LENGTH]}..."
     runtime = status.runtime_status if status else None
     if runtime is None:
         return f"no stored result for task {ref!r}: unknown task, or its history was purged before it was stored"

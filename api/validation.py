@@ -273,6 +273,8 @@ def parse_json_submission(body: bytes, settings: Settings) -> TaskSubmission:
 def parse_image_upload(body: bytes, content_type: str, query: Mapping[str, str], settings: Settings) -> TaskSubmission:
     """Parse a raw image body (``Content-Type: image/*``) with models and top_k in the query."""
     check_image_size(len(body), settings, "the uploaded image", "body")
+    if "models" in query and "model" in query:  # as in a JSON body: which one was meant is not for us to guess
+        raise RequestError("give the model(s) in exactly one of ?model= or ?models=", "model")
     model_value = query.get("models") or query.get("model")
     if not model_value:
         raise RequestError("name the model(s) with ?model=resnet50 or ?models=resnet18,resnet50", "model")

@@ -72,6 +72,8 @@ def test_raw_image_upload_takes_models_from_the_query() -> None:
     assert submission.models == ["resnet50", "resnet18"]
     assert submission.images[0].data == b"\xff\xd8\xff rest"
     assert submission.top_k == 2
+    both = rejected(b"\xff\xd8\xff rest", content_type="image/jpeg", query={"model": "bogus", "models": "resnet18"})
+    assert both.field == "model" and "exactly one of" in both.message
 
 
 @pytest.mark.parametrize(
@@ -211,3 +213,11 @@ def test_refs_no_instance_can_have_are_not_asked_about(ref: str) -> None:
 )
 def test_instance_ids_are_asked_about_percent_encoded_whole(ref: str, sent: str) -> None:
     assert instance_id_for_client(ref) == sent
+
+
+def test_the_not_stored_answer_names_a_long_ref_cut_short() -> None:
+    from api.tasks import not_stored_reason
+
+    assert "'abc'" in not_stored_reason("abc", None)
+    message = not_stored_reason("x" * 5000, None)
+    assert len(message) < 300 and "x" * 100 + "..." in message
