@@ -26,7 +26,10 @@ from .config import HostConfig
 from .events import parse_ts
 from .model import Instance, RuntimeStatus
 from .operations import (
+    BadJson,
     BadRequest,
+    BadRequestMessage,
+    BadRequestText,
     Gone,
     HubOperations,
     NotFound,
@@ -47,13 +50,12 @@ def error_response(exc: OperationError) -> web.Response:
     """The extension answers 404 and 410 without a body, other refusals in the ASP.NET error shape."""
     if isinstance(exc, (NotFound, Gone)):
         return web.Response(status=exc.status)
+    if isinstance(exc, BadRequestMessage):
+        return web.json_response({"Message": str(exc)}, status=exc.status)
+    if isinstance(exc, BadRequestText):
+        return web.json_response(str(exc), status=exc.status)
     return web.json_response(
-        {
-            "Message": exc.summary,
-            "ExceptionMessage": str(exc),
-            "ExceptionType": "System.InvalidOperationException",
-            "StackTrace": None,
-        },
+        {"Message": exc.summary, "ExceptionMessage": str(exc), "ExceptionType": exc.exception_type, "StackTrace": None},
         status=exc.status,
     )
 
@@ -137,9 +139,9 @@ async def json_body(request: web.Request) -> str | None:
     try:
         return json.dumps(json.loads(raw), separators=(",", ":"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"The request body is not valid JSON: {exc}") from exc
+        raise BadJson(f"The request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # the parser's depth guard: deeply nested input is the client's error
-        raise BadRequest("The request body is nested too deeply to be read as JSON.") from exc
+        raise BadJson("The request body is nested too deeply to be read as JSON.") from exc
 
 
 class ManagementApi:
@@ -266,7 +268,7 @@ class ManagementApi:
     async def purge_by(self, request: web.Request, p: dict[str, str]) -> web.Response:
         query = self._query(request)
         if query.created_from is None:
-            raise BadRequest("Please provide value for 'createdTimeFrom' parameter.")
+            raise BadRequestText("Please provide value for 'createdTimeFrom' parameter.")
         if query.created_to is None:
             query = Query(query.created_from, time.time(), query.statuses, query.prefix)
         deleted = await self.ops.purge_by(query)
@@ -277,10 +279,10 @@ class ManagementApi:
     async def raise_event(self, request: web.Request, p: dict[str, str]) -> web.Response:
         self.ops.active(p["id"])  # 404 and 410 come before the content checks, as in the extension
         if request.content_type != "application/json":
-            raise BadRequest("Only application/json request content is supported")
+            raise BadRequestMessage("Only application/json request content is supported")
         input_json = await json_body(request)
         if input_json is None:  # the extension's JToken.Load refuses empty content; start allows it
-            raise BadRequest("The request body is empty: an event's data must be JSON (send null for none).")
+            raise BadJson("The request body is empty: an event's data must be JSON (send null for none).")
         await self.ops.raise_event(p["id"], p["event"], input_json)
         return web.Response(status=202)
 

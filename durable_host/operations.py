@@ -28,13 +28,41 @@ class OperationError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, summary: str = "Something went wrong while processing your request"):
+    def __init__(
+        self,
+        message: str,
+        summary: str = "Something went wrong while processing your request",
+        exception_type: str = "System.InvalidOperationException",
+    ):
         super().__init__(message)
         self.summary = summary
+        self.exception_type = exception_type
 
 
 class BadRequest(OperationError):
     status = 400
+
+
+class BadArgument(BadRequest):
+    """What the extension's ``ArgumentException`` handler answers: an unknown orchestrator, a refused id."""
+
+    def __init__(self, message: str):
+        super().__init__(message, "One or more of the arguments submitted is incorrect", "System.ArgumentException")
+
+
+class BadJson(BadRequest):
+    """A body ``JToken.Load`` refuses."""
+
+    def __init__(self, message: str):
+        super().__init__(message, "Invalid JSON content", "Newtonsoft.Json.JsonReaderException")
+
+
+class BadRequestMessage(BadRequest):
+    """A refusal the extension answers with ``{"Message": ...}`` alone (``CreateErrorResponse(status, text)``)."""
+
+
+class BadRequestText(BadRequest):
+    """A refusal the extension answers with the message as a bare JSON string."""
 
 
 class NotFound(OperationError):
@@ -63,11 +91,11 @@ def check_instance_id(instance_id: str) -> None:
     length counts UTF-16 code units as .NET does.
     """
     if instance_id.startswith("@"):
-        raise BadRequest("Orchestration instance ids must not start with @.")
+        raise BadArgument("Orchestration instance ids must not start with @.")
     if any(c in "/\\?#" or unicodedata.category(c) == "Cc" for c in instance_id):
-        raise BadRequest("Orchestration instance ids must not contain /, \\, #, ?, or control characters.")
+        raise BadArgument("Orchestration instance ids must not contain /, \\, #, ?, or control characters.")
     if len(instance_id.encode("utf-16-le")) // 2 > MAX_INSTANCE_ID_LENGTH:
-        raise BadRequest(f"Instance ID lengths must not exceed {MAX_INSTANCE_ID_LENGTH} characters.")
+        raise BadArgument(f"Instance ID lengths must not exceed {MAX_INSTANCE_ID_LENGTH} characters.")
 
 
 @dataclass(frozen=True)
@@ -105,7 +133,7 @@ class HubOperations:
     ) -> Instance:
         function = self.engine.index.orchestrator(name)
         if function is None:
-            raise BadRequest(
+            raise BadArgument(
                 f"The function '{name}' doesn't exist, is disabled, or is not an "
                 "orchestrator function. Additional info: No orchestrator functions "
                 "are currently registered!"

@@ -184,11 +184,22 @@ def test_bad_requests_get_4xx_never_500(api):
         assert response.status_code == expected, (response.request.method, response.url, response.text)
     body = s.post(f"{m}/orchestrators/no_such_orchestrator").json()
     assert "doesn't exist" in body["ExceptionMessage"]
+    # the extension's bodies: ArgumentException, JsonReaderException, a Message alone, a bare string
+    assert (body["Message"], body["ExceptionType"]) == (
+        "One or more of the arguments submitted is incorrect",
+        "System.ArgumentException",
+    )
+    bad_json = s.post(f"{m}/orchestrators/hello_sequence", data=b"{x", headers={"Content-Type": "application/json"})
+    assert (bad_json.json()["Message"], bad_json.json()["ExceptionType"]) == (
+        "Invalid JSON content",
+        "Newtonsoft.Json.JsonReaderException",
+    )
+    assert s.delete(f"{m}/instances/").json() == "Please provide value for 'createdTimeFrom' parameter."
     iid = api.start("wait_forever")["id"]
     r = s.post(f"{m}/instances/{iid}/raiseEvent/go", data=b"{bad", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
     r = s.post(f"{m}/instances/{iid}/raiseEvent/go", data=b"1", headers={"Content-Type": "text/plain"})
-    assert r.status_code == 400
+    assert (r.status_code, r.json()) == (400, {"Message": "Only application/json request content is supported"})
     r = s.post(f"{m}/instances/{iid}/raiseEvent/go", data=b" ", headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and "empty" in r.json()["ExceptionMessage"]
     assert s.get(f"{m}/instances", headers={"x-ms-continuation-token": "-1"}).status_code == 400
