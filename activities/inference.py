@@ -193,7 +193,7 @@ def infer(request: InferenceInput) -> InferenceOutput:
         predictions = predict(model, stack_crops(model, crops), request.top_k)
     return InferenceOutput(
         model=request.model,
-        weights=model.weights.label,
+        weights=model.provenance,
         results=[
             ImagePredictions(image_index=item.image_index, top_k=top)
             for item, top in zip(request.items, predictions, strict=True)

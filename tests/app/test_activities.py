@@ -87,6 +87,7 @@ def test_pipeline_matches_torchvision_reference(app_env: Path, shared_images_dir
         result = infer(InferenceInput(TASK, model, 5, items))
         assert result.error is None
         assert weights_name in (result.weights or "") and "UNVERIFIED" in (result.weights or "")
+        assert (result.weights or "").endswith("; run in fp32 on cpu")  # INFERENCE_PRECISION=fp32 here
         expected = torch.softmax(reference_logits(model, weights_name, photos), dim=1).topk(5, dim=1)
         for got, want_p, want_i in zip(result.results, expected.values, expected.indices, strict=True):
             assert [p.class_index for p in got.top_k] == want_i.tolist()
