@@ -17,6 +17,7 @@ bounds the whole exchange.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -27,7 +28,7 @@ from activities.sources import Deadline, checked_connection, resolve_address
 from contracts import DELIVER_ACTIVITY, Delivery, DeliveryOutcome
 from messaging.queues import MessageTooLargeError, encode, send, shared_service
 from messaging.replies import ReplyError, ReplyKind, check_callback_url, check_queue_name, reply_kind
-from messaging.signing import SIGNATURE_HEADER, sign
+from messaging.signing import signed_headers
 from settings import Settings, get_settings
 
 bp = df.Blueprint()
@@ -69,7 +70,7 @@ def post_callback(url: str, document: dict[str, Any], settings: Settings) -> Del
     headers = {
         "Host": checked.host_header,
         "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign(body, settings.callback_signing_secret),
+        **signed_headers(body, settings.callback_signing_secret),
         "X-Classifier-Task": str(document.get("task_id", "")),
     }
     budget = settings.url_fetch_timeout_seconds
@@ -86,11 +87,14 @@ def post_callback(url: str, document: dict[str, Any], settings: Settings) -> Del
                 # not preloaded: the answer is read only up to _ANSWER_LIMIT
                 connection.request("POST", checked.target, body=body, headers=headers, preload_content=False)
                 response = connection.getresponse()
-                response.read(_ANSWER_LIMIT)
             except (OSError, HTTPError) as exc:
                 if deadline.expired.is_set():
                     raise TimeoutError(f"callback {url} took longer than {budget:g} s") from None
                 raise ConnectionError(f"callback {url} failed: {exc}") from None
+            # The status line decides: a receiver that answered 2xx has the callback, whatever happens to the
+            # rest of its answer (read only to free the connection); retrying would deliver it twice.
+            with contextlib.suppress(OSError, HTTPError):
+                response.read(_ANSWER_LIMIT)
     finally:
         connection.close()
     if 200 <= response.status < 300:

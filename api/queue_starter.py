@@ -35,8 +35,9 @@ from settings import get_settings, task_queue_name
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
 
-#: Characters of a rejected message kept in its poison envelope when the whole would not fit.
-POISON_EXCERPT_CHARS = 16 * 1024
+#: Characters of the error and of the field it names kept in a poison envelope: both may quote the message
+#: (an unknown field's 40,000-character name), and the message itself is what the envelope is for.
+POISON_REASON_CHARS = 1024
 #: The instance id of a message without ``task_id`` is this prefix and the message's id.
 MESSAGE_TASK_PREFIX = "queue@"
 
@@ -49,10 +50,18 @@ def with_message_task_id(submission: TaskSubmission, msg: func.QueueMessage) -> 
 
 
 def poison_envelope(msg: func.QueueMessage, body: bytes, error: RequestError) -> bytes:
-    """The error, where the message came from, and its text (an excerpt if the whole would not fit)."""
+    """The error, where the message came from, and its text: the longest start of it that fits.
+
+    What fits is counted in bytes of JSON, not in characters: JSON writes a non-ASCII or control character
+    (or the replacement of an invalid UTF-8 byte) as six bytes, so a 48 KB message can take twice that.
+    """
     text = body.decode("utf-8", errors="replace")
+    reason = {
+        key: value if len(value) <= POISON_REASON_CHARS else f"{value[:POISON_REASON_CHARS]}..."
+        for key, value in error.to_json().items()
+    }
     envelope: dict[str, Any] = {
-        **error.to_json(),
+        **reason,
         "message_id": msg.id,
         "dequeue_count": msg.dequeue_count,
         "inserted_at": msg.insertion_time.isoformat() if msg.insertion_time else None,
@@ -62,7 +71,16 @@ def poison_envelope(msg: func.QueueMessage, body: bytes, error: RequestError) ->
     try:
         return encode(envelope)
     except MessageTooLargeError:
-        return encode({**envelope, "message": text[:POISON_EXCERPT_CHARS], "message_truncated": True})
+        pass
+    fits, too_long = 0, len(text)  # the longest prefix that fits, by bisection (a few dozen encodings at most)
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        try:
+            encode({**envelope, "message": text[:middle], "message_truncated": True})
+            fits = middle
+        except MessageTooLargeError:
+            too_long = middle
+    return encode({**envelope, "message": text[:fits], "message_truncated": True})
 
 
 def reject(msg: func.QueueMessage, body: bytes, error: RequestError) -> None:

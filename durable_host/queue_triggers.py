@@ -48,6 +48,10 @@ STOP_GRACE_S = 10.0
 RENEWAL_RETRY_MAX_S = 30.0
 
 
+#: Whitespace inside base64 that .NET ignores (line breaks of ``base64.encodebytes``, for one).
+_BASE64_SPACE = str.maketrans("", "", " \t\r\n")
+
+
 class Backoff:
     """Azure's ``RandomizedExponentialBackoffStrategy``: 100 ms after work, then doubling (±20 %) to a cap."""
 
@@ -221,8 +225,8 @@ class QueueListener:
         """Message text to the trigger's data and its ``TypedData`` type; bad base64 is ``ValueError``."""
         if self.options.message_encoding is MessageEncoding.NONE:
             return text, "string"
-        try:
-            data = base64.b64decode(text, validate=True)
+        try:  # .NET's Convert.FromBase64String, which the extension decodes with, skips these four
+            data = base64.b64decode(text.translate(_BASE64_SPACE), validate=True)
         except binascii.Error as exc:
             raise ValueError(f"message is not base64 ({exc}); check extensions.queues.messageEncoding") from None
         try:

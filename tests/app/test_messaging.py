@@ -39,7 +39,7 @@ from durable_host.config import build_config
 from durable_host.urls import client_binding
 from messaging.queues import MAX_JSON_BYTES
 from messaging.replies import ReplyError, ReplyKind, check_reply_to
-from messaging.signing import sign, verify
+from messaging.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers, verify
 from orchestrators.session import RECENT_TASKS, STATE_MAX_CHARS, STATUS_MAX_CHARS
 from orchestrators.session import bp as session_bp
 from settings import Settings, get_settings, settings_from
@@ -138,14 +138,19 @@ def test_a_reply_never_lands_in_the_apps_or_the_hosts_own_queues(name: str) -> N
 # -- signatures, reply documents, poison envelopes -------------------------------------------------------
 
 
-def test_the_signature_is_hmac_sha256_of_the_exact_body() -> None:
-    body = b'{"task_id":"t"}'
-    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-    assert sign(body, "s3cret") == expected
-    assert verify(body, "s3cret", expected)
-    assert not verify(body + b" ", "s3cret", expected)
-    assert not verify(body, "other", expected)
-    assert not verify(body, "s3cret", None)
+def test_the_signature_is_hmac_sha256_of_the_timestamp_and_the_exact_body() -> None:
+    body, now = b'{"task_id":"t"}', 1_764_000_000
+    expected = "sha256=" + hmac.new(b"s3cret", b"1764000000." + body, hashlib.sha256).hexdigest()
+    headers = signed_headers(body, "s3cret", now=now + 0.9)
+    assert headers == {TIMESTAMP_HEADER: "1764000000", SIGNATURE_HEADER: expected}
+    assert verify(body, "s3cret", expected, "1764000000", now=now + 299)
+    assert not verify(body, "s3cret", expected, "1764000000", now=now + 301)  # a replay, minutes later
+    assert not verify(body, "s3cret", expected, "1764000001", now=now)  # the timestamp is signed too
+    assert not verify(body + b" ", "s3cret", expected, "1764000000", now=now)
+    assert not verify(body, "other", expected, "1764000000", now=now)
+    for signature, timestamp in ((None, "1764000000"), (expected, None), (expected, "soon"), (expected, "\u0661\u0667")):
+        assert not verify(body, "s3cret", signature, timestamp, now=now)
+    assert not verify(body, "s3cret", "sha256=ünïcode", "1764000000", now=now)  # False, not a TypeError
 
 
 def test_an_output_too_large_for_a_queue_goes_as_a_summary() -> None:
@@ -165,6 +170,26 @@ def test_a_poison_envelope_carries_the_error_and_the_message() -> None:
     huge = b"x" * 60_000
     truncated = json.loads(poison_envelope(message, huge, RequestError("the request body is not valid JSON")))
     assert truncated["message_truncated"] is True and len(truncated["message"]) < len(huge)
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("漢字".encode() * 8000, RequestError("unknown field(s)", "x")),  # 6 bytes of JSON per character
+        (json.dumps({"a" * 40_000: 1}).encode(), RequestError(f"unknown field(s) ['{'a' * 40_000}']", "a" * 40_000)),
+        (b"\xff" * 38_000, RequestError("the request body is not valid JSON")),  # each byte becomes \ufffd
+    ],
+)
+def test_a_poison_envelope_fits_in_a_queue_message_whatever_the_message_holds(body: bytes, error: RequestError) -> None:
+    """A message is at most 48 KiB, but its JSON in an envelope can take twice that: the envelope keeps the
+    longest start of it that fits, and the reason cut short, instead of failing to be written at all."""
+    message = func.QueueMessage(id="m-2", body=body)
+    encoded = poison_envelope(message, body, error)
+    envelope = json.loads(encoded)
+    text = body.decode("utf-8", "replace")
+    assert len(encoded) <= MAX_JSON_BYTES and len(envelope["message"]) > 1000
+    assert envelope["message"] == text or (envelope["message_truncated"] and text.startswith(envelope["message"]))
+    assert len(envelope["error"]) <= 1100 and len(envelope.get("field", "")) <= 1100
 
 
 # -- delivery as the last step of a task -------------------------------------------------------------------

@@ -34,7 +34,7 @@ from PIL import Image
 
 from durable_host.testing import HostProcess, wait_for
 from maintenance.retention import InstanceState
-from messaging.signing import SIGNATURE_HEADER, verify
+from messaging.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.app.test_retention_host import Maintenance
 from tests.conftest import REPO_ROOT
 from tests.fixtures.app_host import RANDOM_WEIGHTS, local_state
@@ -83,6 +83,12 @@ def callbacks() -> Iterator[CallbackServer]:
                 plan = server_state.plans.get(self.path, [])
                 status = plan.pop(0) if plan else 200
             self.send_response(status)
+            if self.path.startswith("/short-answer"):  # promises 100 bytes, sends 3 and hangs up
+                self.send_header("Content-Length", "100")
+                self.end_headers()
+                self.wfile.write(b"ok!")
+                self.close_connection = True
+                return
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -343,14 +349,26 @@ def test_a_callback_that_fails_twice_gets_the_signed_outcome_on_the_third_attemp
     attempts = callbacks.requests_to("/flaky")
     assert len(attempts) == 3
     for attempt in attempts:
-        assert verify(attempt.body, SECRET, attempt.headers.get(SIGNATURE_HEADER))
-        assert not verify(attempt.body + b" ", SECRET, attempt.headers.get(SIGNATURE_HEADER))
+        signature, timestamp = attempt.headers.get(SIGNATURE_HEADER), attempt.headers.get(TIMESTAMP_HEADER)
+        assert verify(attempt.body, SECRET, signature, timestamp)
+        assert not verify(attempt.body + b" ", SECRET, signature, timestamp)
     delivered = json.loads(attempts[-1].body)
     assert delivered["task_id"] == instance_id and delivered["status"] == "Completed"
     history = status(host, instance_id, history=True)
     assert history is not None
     tries = [e for e in history["historyEvents"] if e.get("FunctionName") == "deliver_result"]
     assert [e["EventType"] for e in tries] == ["TaskFailed", "TaskFailed", "TaskCompleted"]
+
+
+def test_a_callback_answered_2xx_is_delivered_once_even_if_its_answer_breaks_off(
+    host: HostProcess, callbacks: CallbackServer
+) -> None:
+    answer = requests.post(
+        f"{host.base_url}/api/tasks", json=task(1, reply_to=callbacks.url("/short-answer")), timeout=30
+    )
+    final = wait_for(lambda: ended(host, answer.json()["id"]), "the task to end", host)
+    assert final["output"]["delivery"] == {"delivered": True, "target": callbacks.url("/short-answer"), "error": None}
+    assert len(callbacks.requests_to("/short-answer")) == 1
 
 
 def test_a_callback_refused_for_good_leaves_the_task_completed(host: HostProcess, callbacks: CallbackServer) -> None:

@@ -114,6 +114,16 @@ def test_base64_message_that_is_not_utf8_arrives_as_bytes(harness: Harness) -> N
 
 
 @pytest.mark.host
+def test_base64_broken_into_lines_is_decoded_as_azure_decodes_it(harness: Harness) -> None:
+    """``base64.encodebytes`` ends a line every 76 characters; .NET's decoder, and so Azure, skips them."""
+    text = "a message long enough to span two lines of base64 " * 3
+    with harness.host() as host:
+        harness.queue.send_message(base64.encodebytes(text.encode()).decode())
+        entry = wait_for(lambda: harness.entries(event="start"), "the function to run", host)
+    assert entry[0]["body"] == text
+
+
+@pytest.mark.host
 @queues({"messageEncoding": "none"})
 def test_none_encoding_passes_the_text_as_is(harness: Harness) -> None:
     with harness.host() as host:
