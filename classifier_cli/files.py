@@ -62,12 +62,30 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def chunks[T](items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    """Consecutive slices of at most ``size`` items (the server caps images per task)."""
-    if size < 1:
-        raise ValueError(f"chunk size must be at least 1, got {size}")
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+#: Base64 of the images of one task at most: Azure Functions refuses a request body over 100 MB (and so does
+#: the local host), and the JSON around the images needs a little of it.
+MAX_TASK_BASE64_BYTES = 75 * 1000 * 1000
+
+
+def task_groups(images: Sequence[LocalImage], batch: int) -> Iterator[list[LocalImage]]:
+    """Consecutive groups of at most ``batch`` images whose base64 stays under :data:`MAX_TASK_BASE64_BYTES`.
+
+    Sixteen phone photos of 5 MB make about 107 MB of base64: counting images alone, the default batch would
+    be refused with a 413. An image too large on its own goes alone; the server says what is wrong with it.
+    """
+    if batch < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch}")
+    group: list[LocalImage] = []
+    used = 0
+    for image in images:
+        encoded = 4 * ((image.path.stat().st_size + 2) // 3)
+        if group and (len(group) == batch or used + encoded > MAX_TASK_BASE64_BYTES):
+            yield group
+            group, used = [], 0
+        group.append(image)
+        used += encoded
+    if group:
+        yield group
 
 
 def task_payload(

@@ -25,11 +25,12 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from classifier_cli.api import TERMINAL_STATUSES, ApiError, ClassifierClient
 from classifier_cli.enqueue import enqueue
-from classifier_cli.files import InputError, chunks, find_images, task_payload
+from classifier_cli.files import InputError, find_images, task_groups, task_payload
 from classifier_cli.history import history, monitor
 from classifier_cli.render import (
     TaskProgress,
@@ -253,7 +254,7 @@ def _submit_all(
     Names what was already submitted if one submission fails.
     """
     images = find_images(paths)
-    groups = list(chunks(images, batch))
+    groups = list(task_groups(images, batch))
     submitted: list[tuple[dict[str, Any], int]] = []
     for number, group in enumerate(groups, 1):
         app.err.print(f"submitting task {number}/{len(groups)}: {len(group)} image(s)…", highlight=False)
@@ -455,7 +456,7 @@ def terminate(app: App, instance_id: str, reason: str, as_json: bool) -> None:
     if as_json:
         app.emit_json({"id": instance_id, "terminateRequested": True, "reason": reason})
     else:
-        app.out.print(f"termination of task {instance_id} requested", highlight=False)
+        app.out.print(f"termination of task {escape(instance_id)} requested", highlight=False)
 
 
 @cli.command()
@@ -471,7 +472,9 @@ def purge(app: App, instance_id: str, as_json: bool) -> None:
     if as_json:
         app.emit_json({"id": instance_id, "instancesDeleted": deleted})
     else:
-        app.out.print(f"purged the history of task {instance_id} ({deleted} instance(s) deleted)", highlight=False)
+        app.out.print(
+            f"purged the history of task {escape(instance_id)} ({deleted} instance(s) deleted)", highlight=False
+        )
 
 
 @cli.command()

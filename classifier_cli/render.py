@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -130,14 +131,14 @@ def results_table(rows: Iterable[Row], title: str | None = None) -> Table:
     table.add_column("error", style="red", overflow="fold")
     for row in rows:
         top1 = row.top_k[0] if row.top_k else {}
-        table.add_row(
-            row.image,
-            row.model,
-            str(top1.get("label", "")),
+        table.add_row(  # Text, not str: a cell string is read as rich markup, and "[v2]" in a name is a tag
+            Text(row.image),
+            Text(row.model),
+            Text(str(top1.get("label", ""))),
             _probability(top1.get("probability")),
-            compact_top_k(row.top_k[1:]),
+            Text(compact_top_k(row.top_k[1:])),
             short_weights(row.weights),
-            row.error or "",
+            Text(row.error or ""),
         )
     return table
 
@@ -223,7 +224,7 @@ def print_summary(console: Console, statuses: Mapping[str, Mapping[str, Any]]) -
         outcome = task_outcome(status)
         if outcome is not None and isinstance(output, Mapping):
             outputs[instance_id] = output
-            console.print(f"task {instance_id} · {outcome}", highlight=False)
+            console.print(f"task {escape(instance_id)} · {outcome}", highlight=False)
         else:  # Terminated: the output is the reason; Failed: the error
             ended = f"task {instance_id} · {status.get('runtimeStatus')}" + (f" ({output})" if output else "")
             console.print(Text(ended, style="red"))
@@ -254,7 +255,10 @@ def status_text(status: Mapping[str, Any]) -> str:
 def print_status(console: Console, status: Mapping[str, Any]) -> None:
     """``status ID``: runtime status and progress, and the result table once completed."""
     runtime = status.get("runtimeStatus", "?")
-    console.print(f"task {status.get('instanceId')}: [bold]{status_text(status)}[/bold] ({status.get('name')})")
+    console.print(
+        f"task {escape(str(status.get('instanceId')))}: [bold]{escape(status_text(status))}[/bold] "
+        f"({escape(str(status.get('name')))})"
+    )
     console.print(f"created {status.get('createdTime')} · last updated {status.get('lastUpdatedTime')}")
     custom = _custom(status)
     if custom is not None:
@@ -269,7 +273,8 @@ def print_status(console: Console, status: Mapping[str, Any]) -> None:
 def print_stored(console: Console, result: Mapping[str, Any]) -> None:
     """``result ID``: the persisted task and its result rows."""
     console.print(
-        f"task {result.get('instance_id')} (TaskID {result.get('task_id')}): [bold]{result.get('status')}[/bold]"
+        f"task {escape(str(result.get('instance_id')))} (TaskID {result.get('task_id')}): "
+        f"[bold]{escape(str(result.get('status')))}[/bold]"
         f" · {result.get('image_count')} image(s) · models {', '.join(result.get('models') or [])}"
     )
     console.print(f"submitted {result.get('submitted_at')} · completed {result.get('completed_at')}")
@@ -389,7 +394,7 @@ class TaskProgress:
         """Take a task's latest status document and redraw the bar."""
         ended = status.get("runtimeStatus") in TERMINAL_STATUSES
         if ended and self.statuses.get(instance_id, {}).get("runtimeStatus") not in TERMINAL_STATUSES:
-            self.console.print(f"task {instance_id} ended: {status_text(status)}", highlight=False)
+            self.console.print(f"task {escape(instance_id)} ended: {escape(status_text(status))}", highlight=False)
         self.statuses[instance_id] = status
         counts = [images_done(self.statuses.get(i, {}), n) for i, n in self.expected.items()]
         totals = [total for _, total in counts]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from classifier_cli.files import InputError, LocalImage, chunks, find_images, task_payload
+from classifier_cli.files import MAX_TASK_BASE64_BYTES, InputError, LocalImage, find_images, task_groups, task_payload
 
 pytestmark = pytest.mark.unit
 
@@ -56,16 +56,27 @@ def test_shared_photos_are_found(shared_images_dir: Path) -> None:
     ("count", "size", "sizes"),
     [(5, 2, [2, 2, 1]), (4, 2, [2, 2]), (1, 16, [1]), (0, 3, []), (33, 16, [16, 16, 1])],
 )
-def test_chunks_respect_the_batch_size(count: int, size: int, sizes: list[int]) -> None:
-    items = list(range(count))
-    parts = list(chunks(items, size))
+def test_tasks_respect_the_batch_size(tmp_path: Path, count: int, size: int, sizes: list[int]) -> None:
+    images = [LocalImage(touch(tmp_path / f"{n}.jpg", b"x"), f"{n}.jpg") for n in range(count)]
+    parts = list(task_groups(images, size))
     assert [len(part) for part in parts] == sizes
-    assert [item for part in parts for item in part] == items
+    assert [item for part in parts for item in part] == images
 
 
-def test_a_zero_batch_is_a_programming_error() -> None:
+def test_tasks_stay_under_the_request_body_limit(tmp_path: Path) -> None:
+    """Sixteen 5 MB photos are 107 MB of base64, over the 100 MB Azure takes: they go as two tasks."""
+    photo = touch(tmp_path / "big.jpg", b"x" * 5_000_000)
+    images = [LocalImage(photo, f"{n}.jpg") for n in range(16)]
+    parts = list(task_groups(images, 16))
+    assert [len(part) for part in parts] == [11, 5]
+    assert all(4 * ((5_000_000 + 2) // 3) * len(part) <= MAX_TASK_BASE64_BYTES for part in parts)
+    huge = LocalImage(touch(tmp_path / "huge.jpg", b"x" * 60_000_000), "huge.jpg")
+    assert [len(part) for part in task_groups([images[0], huge, images[1]], 16)] == [1, 1, 1]
+
+
+def test_a_zero_batch_is_a_programming_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        list(chunks([1], 0))
+        list(task_groups([LocalImage(touch(tmp_path / "a.jpg", b"x"), "a.jpg")], 0))
 
 
 def test_a_task_payload_carries_the_bytes_as_base64_with_the_file_name(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from classifier_cli.render import (
     instances_table,
     output_rows,
     print_output,
+    print_status,
     print_stored,
     print_summary,
     short_weights,
@@ -96,6 +97,19 @@ def test_a_completed_output_becomes_a_table_with_every_image_model_and_error() -
     assert "RANDOM" not in " ".join(bad)  # a failed row used no weights
     assert any("lost.jpg" in line and "blob missing" in line for line in lines)
     assert "timings: queue 12 ms · preprocess 9 ms · inference 41 ms · total 70 ms" in text
+
+
+def test_names_with_brackets_are_shown_as_written_not_read_as_markup() -> None:
+    """A cell string is rich markup: "[v2]" vanished, and "x[/]y" raised MarkupError for a Completed task."""
+    output = copy.deepcopy(OUTPUT)
+    output["images"][0]["name"] = "sub [draft]/rocket [v2].jpg"
+    output["images"][1]["name"] = "x[/]y.jpg"
+    output["images"][1]["error"] = "cannot read [/bold] image"
+    output["images"][1]["predictions"] = {}
+    text = rendered(print_output, output)
+    assert "sub [draft]/rocket [v2].jpg" in text and "x[/]y.jpg" in text and "cannot read [/bold] image" in text
+    status = {"instanceId": "odd[/]id", "runtimeStatus": "Completed", "name": "classify_images", "output": output}
+    assert "task odd[/]id: Completed" in rendered(print_status, status)
 
 
 def test_whole_task_errors_are_shown_under_the_table() -> None:
