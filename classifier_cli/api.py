@@ -21,6 +21,10 @@ KEY_HEADER = "x-functions-key"
 
 #: Runtime statuses after which an orchestration never changes again.
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
+#: The app names each session's orchestration ``session@<name>``; its custom status lists the tasks it holds.
+SESSION_PREFIX = "session@"
+#: Every runtime status the management API reports, spelled as it filters on them (exact case).
+RUNTIME_STATUSES = ("Pending", "Running", "Suspended", "ContinuedAsNew", *sorted(TERMINAL_STATUSES))
 
 
 class ApiError(Exception):
@@ -108,6 +112,21 @@ class ClassifierClient:
             "GET", status_url, key_as="none", bare={404: f"{status_url} answered 404: the task is gone (purged?)"}
         ).json_object()
 
+    def waiting_in_session(self, instance_id: str) -> dict[str, Any] | None:
+        """A status for a task that waits in its session's queue (it has no instance until its turn), or None.
+
+        The running sessions' custom statuses list the tasks they hold (``running``, ``queued``)."""
+        for session in self.instances(("Running", "Pending", "Suspended"), prefix=SESSION_PREFIX):
+            custom = session.get("customStatus")
+            if not isinstance(custom, Mapping):
+                continue
+            queued = custom.get("queued") or []
+            if instance_id == custom.get("running") or instance_id in queued:
+                ahead = queued.index(instance_id) + 1 if instance_id in queued else 0
+                stage = f"queued in session {custom.get('session')}, {ahead} task(s) ahead"
+                return {"instanceId": instance_id, "runtimeStatus": "Pending", "customStatus": {"stage": stage}}
+        return None
+
     def status(self, instance_id: str) -> dict[str, Any]:
         """GET instances/{id}: runtime status, customStatus and, once completed, the output."""
         return self._call(
@@ -128,7 +147,7 @@ class ClassifierClient:
         return body
 
     def instances(
-        self, statuses: Sequence[str] = (), limit: int | None = None, page_size: int = 100
+        self, statuses: Sequence[str] = (), limit: int | None = None, page_size: int = 100, prefix: str | None = None
     ) -> Iterator[dict[str, Any]]:
         """GET instances/ page by page (``x-ms-continuation-token``), stopping after ``limit`` (None: all).
 
@@ -137,6 +156,8 @@ class ClassifierClient:
         params: dict[str, Any] = {"top": page_size if limit is None else min(limit, page_size), "showInput": "false"}
         if statuses:
             params["runtimeStatus"] = ",".join(statuses)
+        if prefix:
+            params["instanceIdPrefix"] = prefix
         token: str | None = None
         seen = 0
         while True:

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from classifier_cli.api import TERMINAL_STATUSES, ApiError, ClassifierClient
+from classifier_cli.api import RUNTIME_STATUSES, TERMINAL_STATUSES, ApiError, ClassifierClient
 from classifier_cli.enqueue import enqueue
 from classifier_cli.files import InputError, find_images, task_groups, task_payload
 from classifier_cli.history import history, monitor
@@ -69,6 +69,8 @@ class ClassifyGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt:  # click would say "Aborted!" and exit 1, which means "an image failed"
+            raise CliError("interrupted", INTERRUPTED) from None
         except Exception as exc:
             if isinstance(ctx.obj, App) and ctx.obj.debug:
                 raise
@@ -188,9 +190,11 @@ def follow(
     except KeyboardInterrupt:
         raise unfinished("interrupted", INTERRUPTED) from None
     except ApiError as exc:
-        if exc.status is not None and exc.status < 500:  # the API's answer about the task itself
+        answer_about_the_task = exc.status is not None and exc.status < 500 and exc.status != 429
+        if answer_about_the_task and not final:
             raise
-        # The app went away or broke while the tasks may be fine: say which ones to look at again.
+        # The app went away, broke or throttles while the tasks may be fine, or one task is gone: say which
+        # ones to look at again, after the results of those that had finished.
         raise unfinished(exc.message, 2) from None
     return {instance_id: final[instance_id] for instance_id in tasks}
 
@@ -345,6 +349,23 @@ def submit(
     follow_and_report(app, tasks, interval, None, as_json, details)
 
 
+def session_aware(
+    client: ClassifierClient, instance_id: str, poll: Callable[[], dict[str, Any]]
+) -> Callable[[], dict[str, Any]]:
+    """``poll``, but a task waiting in a session's queue (404: no instance yet) is Pending, not unknown."""
+
+    def poll_or_queued() -> dict[str, Any]:
+        try:
+            return poll()
+        except ApiError as exc:
+            waiting = client.waiting_in_session(instance_id) if exc.status == 404 else None
+            if waiting is None:
+                raise
+            return waiting
+
+    return poll_or_queued
+
+
 def queued_in_session(poll: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
     """A session's task has no instance until its turn comes: until then its status URL answers 404."""
 
@@ -369,7 +390,7 @@ def status(app: App, instance_id: str, as_json: bool) -> None:
     Reads the management API (GET instances/INSTANCE_ID), so it works while the task runs and until
     its history is purged.
     """
-    document = app.client.status(instance_id)
+    document = session_aware(app.client, instance_id, partial(app.client.status, instance_id))()
     if as_json:
         app.emit_json(document)
     else:
@@ -407,7 +428,13 @@ def list_tasks(app: App, statuses: Sequence[str], outcomes: Sequence[str], top: 
     The management API's instance query has no order, so every page is read (following its
     continuation token) and the newest --top are shown.
     """
-    wanted = _split_csv(statuses)
+    canonical = {status.lower(): status for status in RUNTIME_STATUSES}
+    unknown = [status for status in _split_csv(statuses) if status.lower() not in canonical]
+    if unknown:  # the API ignores a name it does not know, and with none left lists every task
+        raise click.BadParameter(
+            f"{', '.join(unknown)}; choose from {', '.join(RUNTIME_STATUSES)}", param_hint="--status"
+        )
+    wanted = [canonical[status.lower()] for status in _split_csv(statuses)]
     outcome_filter = {o.lower() for o in _split_csv(outcomes)}
     everything = [
         item
@@ -440,7 +467,8 @@ def wait(
 ) -> None:
     """Follow one or more tasks with one progress bar until they end, then print their results."""
     tasks = {
-        instance_id: Followed(partial(app.client.status, instance_id)) for instance_id in dict.fromkeys(instance_ids)
+        instance_id: Followed(session_aware(app.client, instance_id, partial(app.client.status, instance_id)))
+        for instance_id in dict.fromkeys(instance_ids)
     }
     follow_and_report(app, tasks, interval, wait_timeout, as_json, details)
 

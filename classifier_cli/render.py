@@ -165,7 +165,7 @@ def print_output(console: Console, output: Mapping[str, Any], title: str | None 
     console.print(timings_line(output.get("timings") or {}))
 
 
-def summary_table(outputs: Mapping[str, Mapping[str, Any]]) -> Table:
+def summary_table(outputs: Mapping[str, Mapping[str, Any]], without_results: int = 0) -> Table:
     """Several tasks' outputs as one table, one row per image: top-1 per model, failed images first.
 
     A folder of a hundred images is several tasks; their full tables (one row per image and model)
@@ -190,7 +190,9 @@ def summary_table(outputs: Mapping[str, Mapping[str, Any]]) -> Table:
         errors = dict.fromkeys(row.error for row in rows if row.error)
         table.add_row(rows[0].image, instance_id[:8], *(top1.get(model, "") for model in models), "; ".join(errors))
     failed = sum(1 for _, rows in entries if any(row.error for row in rows))
-    table.title = f"{len(entries)} image(s) in {len(outputs)} task(s): {failed} failed"
+    table.title = f"{len(entries)} image(s) in {len(outputs)} task(s): {failed} failed" + (
+        f"; {without_results} more task(s) ended without results (above)" if without_results else ""
+    )
     return table
 
 
@@ -229,7 +231,7 @@ def print_summary(console: Console, statuses: Mapping[str, Mapping[str, Any]]) -
             ended = f"task {instance_id} · {status.get('runtimeStatus')}" + (f" ({output})" if output else "")
             console.print(Text(ended, style="red"))
     if outputs:
-        console.print(summary_table(outputs))
+        console.print(summary_table(outputs, without_results=len(statuses) - len(outputs)))
 
 
 def task_outcome(status: Mapping[str, Any]) -> str | None:

@@ -228,3 +228,54 @@ def test_a_folder_of_several_tasks_shows_one_bar_and_one_summary_row_per_image(
     done = [int(n) for n in re.findall(r"^progress: .* · (\d)/6 images$", run.stderr, flags=re.MULTILINE)]
     assert done == sorted(done) and done[-1] == 6, run.stderr  # one bar in images, never back to 0
     assert "predictions" not in run.stderr
+
+
+def test_list_refuses_a_status_the_api_would_ignore_and_takes_any_case(classify: Classify) -> None:
+    """The API drops a runtime status it does not know and then filters on none: a typo listed every task."""
+    typo = classify("list", "--status", "Runnin")
+    assert typo.exit_code == 2 and "Runnin" in typo.stderr and "choose from Pending, Running" in typo.stderr
+    lower = classify("list", "--status", "completed", "--json")
+    assert lower.exit_code == 0 and all(item["runtimeStatus"] == "Completed" for item in json.loads(lower.stdout))
+
+
+def test_wait_prints_the_tasks_that_ended_before_one_that_is_unknown(
+    classify: Classify, shared_images_dir: Path
+) -> None:
+    submitted = classify("submit", str(shared_images_dir / "rocket.jpg"), "--no-follow", "--json")
+    task_id = json.loads(submitted.stdout)[0]["id"]
+    assert classify("wait", task_id).exit_code == 0
+    run = classify("wait", task_id, "no-such-task")
+    assert run.exit_code == 2
+    assert f"task {task_id} · Completed" in run.stdout and "no-such-task" in run.stderr
+
+
+def test_a_task_waiting_in_its_session_shows_as_pending_to_status_and_wait(
+    classify: Classify, shared_images_dir: Path, tmp_path: Path
+) -> None:
+    """Until its turn the task has no instance (404): status and wait find it in its session's queue."""
+    for copy in range(4):  # a head task that runs for a few seconds
+        for photo in shared_images_dir.glob("*.jpg"):
+            shutil.copy(photo, tmp_path / f"{copy}-{photo.name}")
+    session = f"cli-{free_port()}"
+    head = classify("submit", str(tmp_path), "--batch", "30", *BOTH_MODELS, "--session", session, "--no-follow")
+    second = classify("submit", str(shared_images_dir / "rocket.jpg"), "--session", session, "--no-follow", "--json")
+    assert head.exit_code == 0 and second.exit_code == 0, head.stderr + second.stderr
+    [task] = json.loads(second.stdout)
+    waiting = classify("status", task["id"], "--json")
+    assert waiting.exit_code == 0, waiting.stderr
+    document = json.loads(waiting.stdout)
+    assert document["runtimeStatus"] == "Pending", document  # the head's 40 images take seconds
+    assert document["customStatus"]["stage"] == f"queued in session {session}, 1 task(s) ahead"
+    followed = classify("wait", task["id"], "--timeout", "120")
+    assert followed.exit_code == 0 and f"task {task['id']}" in followed.stdout
+
+
+def test_ctrl_c_exits_130_outside_following_too(classify: Classify, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shell reports a process ended by SIGINT as 130; click's own "Aborted!" exit 1 means "an image failed"."""
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("classifier_cli.api.ClassifierClient.instances", interrupted)
+    run = classify("list")
+    assert run.exit_code == 130 and run.stderr == "error: interrupted\n"
