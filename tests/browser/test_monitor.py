@@ -87,7 +87,8 @@ def test_list_counts_filters_and_paging(driver: WebDriver, api: Api) -> None:
     done = [api.start("hello_sequence", instance_id=f"{prefix}-ok-{i}") for i in range(3)]
     failed = api.start("failing_orch", instance_id=f"{prefix}-bad")
     running = api.start("wait_forever", instance_id=f"{prefix}-wait")
-    for instance_id in [*done, failed]:
+    padding = [api.start("hello_sequence", instance_id=f"pad-{prefix}-{i}") for i in range(6)]  # two pages of 10
+    for instance_id in [*done, failed, *padding]:
         api.wait(instance_id)
     api.wait(running, until=("Running",))
 
@@ -161,7 +162,34 @@ def test_list_counts_filters_and_paging(driver: WebDriver, api: Api) -> None:
         wait_for(moved, message="next page")
     everything = {item["instanceId"] for item in api.instances(showInput="false")}
     assert len(seen) == len(set(seen)) and set(seen) == everything
-    driver.find_element(By.ID, "clear-filters").click()
+    assert not driver.find_element(By.ID, "page-label").text.startswith("Page 1 ")
+    driver.find_element(By.ID, "clear-filters").click()  # back to the first page of the new query
+    wait_for(lambda: driver.find_element(By.ID, "page-label").text.startswith("Page 1 "), message="page 1")
+
+
+def test_an_instance_page_keeps_refreshing_after_a_failed_load(driver: WebDriver, api: Api) -> None:
+    """Opened before its instance exists (a session task waiting its turn), the page shows the 404 and
+    then the instance once it is there."""
+    instance_id = f"later-{uuid.uuid4().hex[:6]}"
+    open_list(driver, api)
+    driver.execute_script("sessionStorage.setItem('monitor.interval', '2')")
+    driver.get(f"{api.monitor}#/instances/{instance_id}")
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#instance-body .error"), message="the 404")
+    api.start("hello_sequence", instance_id=instance_id)
+    wait_for(lambda: driver.find_elements(By.ID, "gantt"), message="the instance, once it exists", timeout=30)
+
+
+def test_a_stored_key_is_not_sent_to_another_origin(driver: WebDriver, api: Api) -> None:
+    open_list(driver, api)
+    driver.execute_script(
+        "sessionStorage.setItem('monitor.base', arguments[0]); sessionStorage.setItem('monitor.code', 'secret')",
+        api.base,
+    )
+    driver.get(f"{api.monitor}?base={api.base}#/")
+    assert driver.find_element(By.CSS_SELECTOR, "#connection-form [name=code]").get_attribute("value") == "secret"
+    driver.get(f"{api.monitor}?base=http://127.0.0.1:9#/")
+    assert driver.find_element(By.CSS_SELECTOR, "#connection-form [name=code]").get_attribute("value") == ""
+    driver.execute_script("sessionStorage.clear()")
 
 
 def test_auto_refresh_keeps_selection_and_scroll(driver: WebDriver, api: Api) -> None:

@@ -112,6 +112,14 @@ def test_names_with_brackets_are_shown_as_written_not_read_as_markup() -> None:
     assert "task odd[/]id: Completed" in rendered(print_status, status)
 
 
+def test_the_summary_counts_a_task_that_ended_without_results() -> None:
+    completed = {"runtimeStatus": "Completed", "output": copy.deepcopy(OUTPUT)}
+    terminated = {"runtimeStatus": "Terminated", "output": "stopped by hand"}
+    text = rendered(print_summary, {"aaaa": completed, "bbbb": terminated})
+    assert "3 image(s) in 1 task(s): 2 failed; 1 more task(s) ended without results (above)" in text
+    assert "task bbbb · Terminated (stopped by hand)" in text
+
+
 def test_whole_task_errors_are_shown_under_the_table() -> None:
     output = {**copy.deepcopy(OUTPUT), "persist_error": "database unavailable"}
     assert "persist error: database unavailable" in rendered(print_output, output)

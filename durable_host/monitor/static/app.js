@@ -25,7 +25,10 @@ const state = {
 function connect() {
   const query = new URLSearchParams(window.location.search);
   const base = query.get('base') ?? sessionStorage.getItem('monitor.base') ?? '';
-  const key = query.get('code') ?? sessionStorage.getItem('monitor.code') ?? '';
+  // the stored key goes only to the stored origin: a link with another ?base= must not collect it
+  const storedKey = query.has('base') && query.get('base') !== sessionStorage.getItem('monitor.base')
+    ? '' : sessionStorage.getItem('monitor.code');
+  const key = query.get('code') ?? storedKey ?? '';
   state.client = new ManagementClient(base, key);
   document.getElementById('origin').textContent = state.client.origin;
   const form = document.getElementById('connection-form');
@@ -128,6 +131,8 @@ function filterForm() {
   form.querySelector('#clear-filters').addEventListener('click', () => {
     state.filters = { runtimeStatus: [], showInput: false, top: state.filters.top };
     sessionStorage.setItem('monitor.filters', JSON.stringify(state.filters));
+    state.tokens = ['']; // the old page's continuation token means nothing to the new query
+    state.page = 0;
     showList();
   });
   return form;
@@ -380,6 +385,9 @@ async function loadInstance(id, { force = false } = {}) {
   } catch (err) {
     if (state.view !== view) return;
     body.replaceChildren(errorBox(err), h('p', {}, h('a', { href: '#/' }, 'Back to the instance list')));
+    delete body.dataset.signature; // the next answer is drawn whatever it is
+    // a host restarting, a 503, a session task whose instance does not exist yet: try again, as the list does
+    scheduleRefresh(() => loadInstance(id));
     return;
   }
   if (state.view !== view) return;
