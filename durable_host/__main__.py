@@ -12,6 +12,7 @@ from . import logs
 from .azure_worker import IndexingError
 from .config import DISPATCHER_ROLE, ROLE_SETTING, STANDALONE_ROLE, build_config, load_local_settings
 from .server import load_index, print_functions, serve
+from .store import HubInUseError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,7 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print_functions(config, index)
         return 0
-    asyncio.run(serve(config, index))
+    try:
+        asyncio.run(serve(config, index))
+    except HubInUseError as exc:
+        logs.flush()
+        print(f"durable_host: cannot start: {exc}", file=sys.stderr, flush=True)
+        return 2
     return 0
 
 

@@ -250,7 +250,10 @@ class WorkerProcesses:
             worker.running.add(request_id)
             batches.setdefault(index, []).append(self._requests[request_id])
         for index, requests in batches.items():
-            self._workers[index].connection.send(requests)
+            try:
+                self._workers[index].connection.send(requests)
+            except OSError:  # a worker that died, not replaced yet: _replace fails what it held, these too
+                log.warning("worker %d is gone: %d activity request(s) could not be sent to it", index, len(requests))
 
     def _read(self) -> None:
         """Reader thread: hand results (and broken pipes of dead processes) to the event loop."""

@@ -44,6 +44,14 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def execution_head(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first OrchestratorStarted and ExecutionStarted of an execution, which the SDK's context reads.
+
+    Not simply the first two events: a suspend and resume of a Pending instance come before them."""
+    wanted = (EventType.OrchestratorStarted, EventType.ExecutionStarted)
+    return [next(e for e in history if e["EventType"] == kind) for kind in wanted]
+
+
 def context_input(token_json: str | None) -> str | None:
     """The ``input`` field of the SDK context: a string token's value, else the JSON text."""
     if token_json is None:
@@ -270,7 +278,15 @@ class Engine:
         # Held messages stay in the store and in the inbox until the instance resumes.
         inst.inbox = received.held + inst.inbox
         if received.deliver:
-            self._episode(inst, [m.event for m in received.deliver if m.event is not None], now, ops)
+            try:
+                self._episode(inst, [m.event for m in received.deliver if m.event is not None], now, ops)
+            except Exception as exc:  # a bug of the host or an app it cannot serve: fail it, never leave it stuck
+                log.exception("%s: internal error while running an episode", inst.instance_id)
+                ops.clear()  # nothing the broken episode decided is carried out
+                if lifecycle.allows(Transition.FAIL, inst.status):
+                    error = f"the local host could not run this episode: {type(exc).__name__}: {exc}"
+                    lifecycle.fail(inst, dumps(orchestrator_failure(inst.name, error)), now)
+                    self._ended(inst, now, ops)
         inst.updated = now
         self._commit(inst, ops, [m for m in messages if m not in received.held])
 
@@ -307,7 +323,7 @@ class Engine:
             parent_instance_id=inst.parent["instance_id"] if inst.parent else None,
             context_input=context_input(inst.input),
             history=inst.sdk_events,
-            head=inst.history[:2],
+            head=execution_head(inst.history),
             first_new_id=inst.next_task_id,
             prev_action_count=inst.action_count,
             episode_time=datetime.fromtimestamp(now, UTC),
@@ -322,8 +338,13 @@ class Engine:
             inst.instance_id,
             (time.perf_counter() - started) * 1000,
         )
-        inst.custom_status = dumps(result.custom_status) if result.custom_status is not None else None
-        for signal in result.signals:
+        try:
+            inst.custom_status = (
+                sdk_adapter.custom_status_json(result.custom_status) if result.custom_status is not None else None
+            )
+        except (TypeError, ValueError) as exc:  # Azure: the SDK fails to write its state, the orchestration fails
+            result.error = f"the custom status cannot be serialized to JSON: {exc}"
+        for signal in result.signals if result.error is None else []:
             ops += self.signal_entity(signal.instance_id, signal.operation, signal.input_)
         if result.error is not None:
             log.error(

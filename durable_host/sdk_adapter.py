@@ -48,6 +48,7 @@ from azure.durable_functions.models.DurableOrchestrationContext import DurableOr
 from azure.durable_functions.models.history.HistoryEvent import HistoryEvent
 from azure.durable_functions.models.Task import TaskBase
 from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
+from azure.durable_functions.models.utils.df_serialization import df_dumps
 
 # The constructor of the context, untyped here: the host passes the JSON fields as the extension
 # sends them (``parentInstanceId`` may be null).
@@ -193,6 +194,15 @@ def _decided_state(executor: Any) -> str:
     if executor.exception is not None:
         raise Exception(str(executor.exception)) from executor.exception
     return ""
+
+
+def custom_status_json(value: Any) -> str:
+    """The custom status as the SDK writes it on Azure: inside its whole state, through ``df_dumps``.
+
+    So an object with ``to_json`` is written with its class and module (and, under strict typing, only at the
+    top of the state, so not here), and what JSON cannot hold raises ``TypeError``, failing the orchestration.
+    """
+    return json.dumps(json.loads(df_dumps({"customStatus": value}))["customStatus"], separators=(",", ":"))
 
 
 def replay(

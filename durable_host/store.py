@@ -13,8 +13,10 @@ host (the OS has the pages); only a power cut can lose the last transactions.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -165,12 +167,35 @@ class Snapshot:
     max_activity_id: int
 
 
+class HubInUseError(RuntimeError):
+    """Another process holds the task hub: two hosts on one hub would both run its work."""
+
+
+def _lock_hub(path: Path) -> int:
+    """Hold an exclusive lock on ``<hub>.lock`` for the life of this process (the OS drops it when it dies).
+
+    Two hosts recovering the same hub would each run every pending activity and number new messages from the
+    same maximum, overwriting each other's rows."""
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise HubInUseError(
+            f"task hub {path} is in use by another host (it holds {lock_path}); stop it, or give this one "
+            "another --hub-dir or hub name"
+        ) from None
+    return fd
+
+
 class Store:
     """Durable log of the task hub with a single group-committing writer thread."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._lock_fd = None if str(path) == ":memory:" else _lock_hub(path)  # tests run hubs in memory
         self._conn = _connect(path)
         self._conn.executescript(SCHEMA)
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
@@ -332,6 +357,8 @@ class Store:
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
 
     def _run(self) -> None:
         conn, loop = self._conn, self._loop

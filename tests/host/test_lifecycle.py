@@ -313,7 +313,44 @@ def parent(context: df.DurableOrchestrationContext) -> Iterator[Any]:
     return result
 
 
-ORCHESTRATORS = {"hello": hello, "waiter": waiter, "counter": counter, "parent": parent}
+class Point:
+    """A user type the SDK serializes with its ``to_json`` (as Azure writes output and custom status)."""
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def to_json(self) -> dict[str, int]:
+        return {"x": self.x}
+
+    @classmethod
+    def from_json(cls, data: dict[str, int]) -> Point:
+        return cls(data["x"])
+
+
+def status_with_a_datetime(context: df.DurableOrchestrationContext) -> Iterator[Any]:
+    context.set_custom_status({"at": context.current_utc_datetime})
+    yield context.call_activity("say", "a")
+
+
+def status_with_an_object(context: df.DurableOrchestrationContext) -> Iterator[Any]:
+    context.set_custom_status(Point(1))
+    yield context.call_activity("say", "a")
+    return Point(2)  # the SDK refuses an output that plain JSON cannot hold: Failed, on Azure too
+
+
+def calls_an_entity(context: df.DurableOrchestrationContext) -> Iterator[Any]:
+    yield context.call_entity(df.EntityId("counter", "k"), "add", 1)
+
+
+ORCHESTRATORS = {
+    "hello": hello,
+    "waiter": waiter,
+    "counter": counter,
+    "parent": parent,
+    "status_with_a_datetime": status_with_a_datetime,
+    "status_with_an_object": status_with_an_object,
+    "calls_an_entity": calls_an_entity,
+}
 
 
 def function(name: str, fn: Callable[..., Any]) -> DurableFunction:
@@ -512,3 +549,40 @@ def test_recovery_rebuilds_instances_from_the_store() -> None:
     assert [i.name for i in again.activities.items] == ["say"], "unfinished activities run again"
     again.finish_activities()
     assert (k1.status, k1.output) == (S.Completed, '"hello Oslo!"')
+
+
+def test_a_suspend_and_resume_before_the_first_episode_leave_the_instance_able_to_run() -> None:
+    """Right after continue-as-new, or right after a start, the instance is Pending: the control events come
+    before OrchestratorStarted in its history, and the SDK's context must still find that one."""
+    hub = Hub()
+    hub.store.submit_nowait(hub.engine.create_instance("waiter", "s1", None))
+    hub.send("s1", ControlKind.SUSPEND, reason="p")  # delivered in the same run as ExecutionStarted
+    inst = hub.engine.instances["s1"]
+    assert inst.status == S.Suspended
+    hub.send("s1", ControlKind.RESUME)
+    hub.send("s1", ControlKind.EVENT, event_=event(EventType.EventRaised, Name="go", Input='"x"'))
+    assert (inst.status, inst.output) == (S.Completed, '"x"')
+
+
+def test_a_custom_status_json_cannot_hold_fails_the_orchestration_instead_of_leaving_it_running() -> None:
+    hub = Hub()
+    inst = hub.start("status_with_a_datetime", "c1")
+    assert inst.status == S.Failed and hub.activities.items == []
+    assert "custom status cannot be serialized" in (inst.output or "")
+
+
+def test_custom_status_and_output_objects_are_treated_as_the_sdk_treats_them() -> None:
+    hub = Hub()
+    inst = hub.start("status_with_an_object", "c2")
+    assert json.loads(inst.custom_status or "null")["__data__"] == {"x": 1}
+    hub.finish_activities()
+    assert inst.status == S.Failed and "Object of type Point is not JSON serializable" in (inst.output or "")
+
+
+def test_an_episode_the_host_cannot_run_fails_the_instance_and_leaves_nothing_behind() -> None:
+    """An entity call in an app without entities (the host runs none): Azure fails the orchestration; the
+    host failed inside the episode and left the instance Running for good."""
+    hub = Hub()
+    inst = hub.start("calls_an_entity", "e1")
+    assert inst.status == S.Failed and "could not run this episode" in (inst.output or "")
+    assert hub.store.load().messages == [] and hub.row("e1")["status"] == S.Failed

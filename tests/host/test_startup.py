@@ -29,6 +29,19 @@ def test_entities_are_refused_with_the_function_name():
         pass
 
 
+def test_a_second_host_on_the_same_task_hub_is_refused(tmp_path):
+    """Both would recover the hub and run its pending work twice; the first keeps running."""
+    with HostProcess(APPS / "patterns", hub_dir=tmp_path / "hub", startup_timeout=60) as first:
+        with (
+            pytest.raises(HostStartError, match=r"task hub .* is in use by another host"),
+            HostProcess(APPS / "patterns", hub_dir=tmp_path / "hub", startup_timeout=60),
+        ):
+            pass
+        assert requests.get(f"{first.base_url}/admin/host/status", timeout=10).json()["state"] == "Running"
+    with HostProcess(APPS / "patterns", hub_dir=tmp_path / "hub", startup_timeout=60):
+        pass  # once the first has stopped, the hub is free
+
+
 def test_host_json_and_local_settings(tmp_path):
     (tmp_path / "host.json").write_text(
         json.dumps(
