@@ -76,10 +76,12 @@ def error_message(response: requests.Response) -> str:
 class ClassifierClient:
     """The calls the CLI makes, one method each; ``base_url`` is the app's origin.
 
-    ``key`` is a function key. It goes in the ``x-functions-key`` header to ``/api`` routes, and as
-    ``code=`` on management-API URLs this client builds itself. URLs the API handed out (such as
-    ``statusQueryGetUri``) are used exactly as returned, because on Azure they already carry the
-    system key that the management API wants.
+    ``key`` is a function key. It goes in the ``x-functions-key`` header to ``/api`` routes. On Azure the
+    management API takes only the Durable extension's system key (``durabletask_extension``) or the
+    master key, so management-API URLs this client builds carry ``system_key`` as ``code=`` (``key`` when
+    none is given, which works locally, where no key is checked, or when ``key`` is the master key). URLs
+    the API handed out (such as ``statusQueryGetUri``) are used exactly as returned, because on Azure
+    they already carry the system key.
     """
 
     def __init__(
@@ -88,9 +90,11 @@ class ClassifierClient:
         key: str | None = None,
         timeout: float = 30.0,
         session: requests.Session | None = None,
+        system_key: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.key = key or None
+        self.system_key = system_key or None
         self.timeout = timeout
         self.session = session or requests.Session()
 
@@ -218,8 +222,9 @@ class ClassifierClient:
     ) -> Response:
         """One request; every way it can fail becomes an :class:`ApiError` with a readable message.
 
-        ``key_as`` says how this URL wants the function key: a header on ``/api``, ``code=`` on
-        management URLs built here, and nothing on URLs the API handed out (they carry their own).
+        ``key_as`` says how this URL wants its key: the function key as a header on ``/api``, the system key
+        as ``code=`` on management URLs built here, and nothing on URLs the API handed out (they carry their
+        own).
         ``bare`` gives the message for an error status answered without a body, as the management API
         answers 404 (unknown instance) and 410 (instance already ended), like the Durable extension.
         """
@@ -227,8 +232,8 @@ class ClassifierClient:
         headers = dict(headers or {})
         if self.key and key_as == "header":
             headers[KEY_HEADER] = self.key
-        elif self.key and key_as == "code":
-            params["code"] = self.key
+        elif key_as == "code" and (self.system_key or self.key):
+            params["code"] = self.system_key or self.key
         try:
             response = self.session.request(
                 method, url, params=params, headers=headers, json=json, timeout=self.timeout

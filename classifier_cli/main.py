@@ -120,16 +120,26 @@ interval_option = click.option(
     "--key",
     envvar="CLASSIFIER_KEY",
     default=None,
-    help="Function key (env CLASSIFIER_KEY): x-functions-key on /api, code= on management calls.",
+    help="Function key (env CLASSIFIER_KEY): x-functions-key on /api routes.",
+)
+@click.option(
+    "--system-key",
+    envvar="CLASSIFIER_SYSTEM_KEY",
+    default=None,
+    help="The Durable extension's system key (env CLASSIFIER_SYSTEM_KEY), code= on management calls (status, "
+    "list, wait, history, terminate, purge) on Azure, which refuse a function key; --key when not given.",
 )
 @click.option(
     "--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds per HTTP request."
 )
 @click.option("--debug", is_flag=True, help="Show Python tracebacks.")
 @click.pass_context
-def cli(ctx: click.Context, base_url: str, key: str | None, timeout: float, debug: bool) -> None:
+def cli(
+    ctx: click.Context, base_url: str, key: str | None, system_key: str | None, timeout: float, debug: bool
+) -> None:
     """Classify images with the ResNet classifier app (local host or Azure) over its HTTP API."""
-    ctx.obj = App(ClassifierClient(base_url, key, timeout), _console(False), _console(True), debug)
+    client = ClassifierClient(base_url, key, timeout, system_key=system_key)
+    ctx.obj = App(client, _console(False), _console(True), debug)
 
 
 cli.add_command(history)

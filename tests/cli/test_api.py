@@ -77,6 +77,17 @@ def test_the_key_is_a_header_on_api_routes_and_code_on_built_management_urls(rec
     assert m5 == "DELETE" and "code=s3cret" in p5
 
 
+def test_the_system_key_goes_to_management_calls_and_the_function_key_to_api_routes(recorder: str) -> None:
+    """On Azure the management API refuses a function key: it takes the durabletask_extension system key."""
+    client = ClassifierClient(recorder, key="function-key", system_key="system-key")
+    Recorder.answers = [(202, {"id": "abc"}), (200, {})]
+    client.submit({"models": ["resnet18"], "images": []})
+    client.status("abc")
+    (_, p1, h1), (_, p2, h2) = Recorder.seen
+    assert h1.get("x-functions-key") == "function-key" and "code=" not in p1
+    assert "code=system-key" in p2 and "function-key" not in p2 and "x-functions-key" not in h2
+
+
 def test_listing_follows_the_continuation_token(recorder: str) -> None:
     Recorder.answers = [
         (200, [{"instanceId": "a"}, {"instanceId": "b"}], {"x-ms-continuation-token": "page-2"}),
