@@ -169,7 +169,9 @@ class ClassifierClient:
             answer = self._call(
                 "GET", self._management_url("instances/"), params=params, headers=headers, key_as="code"
             )
-            for item in answer.body or []:
+            if not isinstance(answer.body, list):  # an answer from something that is not the management API
+                raise ApiError(answer.status, f"expected a JSON list of instances, got {type(answer.body).__name__}")
+            for item in answer.body:
                 yield item
                 seen += 1
                 if seen == limit:

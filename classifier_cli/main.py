@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from classifier_cli.api import RUNTIME_STATUSES, TERMINAL_STATUSES, ApiError, ClassifierClient
+from classifier_cli.api import RUNTIME_STATUSES, SESSION_PREFIX, TERMINAL_STATUSES, ApiError, ClassifierClient
 from classifier_cli.enqueue import enqueue
 from classifier_cli.files import InputError, find_images, task_groups, task_payload
 from classifier_cli.history import history, monitor
@@ -408,6 +408,13 @@ def status(app: App, instance_id: str, as_json: bool) -> None:
     raise SystemExit(exit_code(document))
 
 
+def ended_as(item: Mapping[str, Any]) -> str:
+    """What ``--outcome`` matches: the task's own outcome, or how its orchestration ended without one
+    (``Failed``, ``Terminated``); empty while it runs."""
+    runtime = str(item.get("runtimeStatus", ""))
+    return task_outcome(item) or (runtime if runtime in TERMINAL_STATUSES - {"Completed"} else "")
+
+
 def _split_csv(values: Sequence[str]) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
@@ -425,7 +432,7 @@ def _split_csv(values: Sequence[str]) -> list[str]:
     "outcomes",
     multiple=True,
     metavar="OUTCOME[,OUTCOME]",
-    help="Only tasks that ended with this outcome: Completed, CompletedWithErrors, Failed (repeatable).",
+    help="Only tasks that ended with this outcome: Completed, CompletedWithErrors, Failed, Terminated (repeatable).",
 )
 @click.option(
     "--top", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many tasks, newest first."
@@ -449,7 +456,8 @@ def list_tasks(app: App, statuses: Sequence[str], outcomes: Sequence[str], top: 
     everything = [
         item
         for item in app.client.instances(wanted)
-        if not outcome_filter or (task_outcome(item) or "").lower() in outcome_filter
+        if not str(item.get("instanceId", "")).startswith(SESSION_PREFIX)  # a session's queue is not a task
+        and (not outcome_filter or ended_as(item).lower() in outcome_filter)
     ]
     instances = sorted(everything, key=lambda item: str(item.get("createdTime")), reverse=True)[:top]
     if as_json:

@@ -102,6 +102,12 @@ def test_listing_follows_the_continuation_token(recorder: str) -> None:
     assert second_headers.get("x-ms-continuation-token") == "page-2"
 
 
+def test_a_listing_that_is_not_a_list_is_an_api_error_not_a_crash(recorder: str) -> None:
+    Recorder.answers = [(200, {"value": []})]
+    with pytest.raises(ApiError, match="expected a JSON list of instances, got dict"):
+        list(ClassifierClient(recorder).instances())
+
+
 def response(status: int, body: Any) -> requests.Response:
     made = requests.Response()
     made.status_code = status

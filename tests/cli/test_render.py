@@ -327,3 +327,18 @@ def test_several_tasks_make_one_summary_row_per_image_failures_first() -> None:
     assert BAD_IMAGE in rows[0] and rows[0].count(BAD_IMAGE) == 1 and "bbbbbbbb" in rows[0]
     assert "tabby 0.610" in rows[3] and "tiger cat 0.500" in rows[3] and "aaaaaaaa" in rows[2]
     assert "weights: resnet18 RANDOM (seed 0) · resnet50 IMAGENET1K_V2 (verified)" in text
+
+
+@pytest.mark.parametrize(
+    ("item", "outcome"),
+    [
+        ({"runtimeStatus": "Completed", "output": {"status": "CompletedWithErrors"}}, "CompletedWithErrors"),
+        ({"runtimeStatus": "Failed", "output": "boom"}, "Failed"),
+        ({"runtimeStatus": "Terminated", "output": "stop"}, "Terminated"),
+        ({"runtimeStatus": "Running"}, ""),
+    ],
+)
+def test_list_outcome_covers_orchestrations_that_ended_without_an_output(item: dict[str, Any], outcome: str) -> None:
+    from classifier_cli.main import ended_as
+
+    assert ended_as(item) == outcome
