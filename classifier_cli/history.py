@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit
 
 import click
 from rich.console import JustifyMethod
@@ -217,8 +217,26 @@ def history(app: App, instance_id: str, as_json: bool) -> None:
     app.err.print(summary_line(status, steps, start, end), highlight=False)
 
 
-def monitor_url(base_url: str, instance_id: str | None = None) -> str:
-    url = base_url.rstrip("/") + MONITOR_PATH
+#: Where a local host serves the page (``make run``), for an app that does not serve it itself.
+LOCAL_HOST = "http://127.0.0.1:7071"
+
+
+#: Host names of apps on Azure, which do not serve the monitor page (a local host does, whatever its name).
+AZURE_DOMAINS = (".azurewebsites.net", ".azurecontainerapps.io")
+
+
+def on_azure(base_url: str) -> bool:
+    return (urlsplit(base_url).hostname or "").endswith(AZURE_DOMAINS)
+
+
+def monitor_url(base_url: str, instance_id: str | None = None, system_key: str | None = None) -> str:
+    """The page on the local host at ``base_url``; for an app on Azure, which serves no such page, the page of
+    a local host (``make run``) pointed at it with ``?base=`` (and ``&code=``, its system key)."""
+    if not on_azure(base_url):
+        url = base_url.rstrip("/") + MONITOR_PATH
+    else:
+        query = {"base": base_url.rstrip("/"), **({"code": system_key} if system_key else {})}
+        url = f"{LOCAL_HOST}{MONITOR_PATH}?{urlencode(query)}"
     return f"{url}#/instances/{quote(instance_id, safe='')}" if instance_id else url
 
 
@@ -237,8 +255,14 @@ def monitor(app: App, instance_id: str | None, open_browser: bool | None) -> Non
     durable_host serves the page; against Azure, open it from a local host and give it the app's URL
     and durabletask_extension key (README "Monitor page").
     """
-    url = monitor_url(app.client.base_url, instance_id)
+    url = monitor_url(app.client.base_url, instance_id, app.client.system_key)
     click.echo(url)
+    if on_azure(app.client.base_url):
+        app.err.print(
+            f"Azure serves no monitor page: this is a local host's (make run), pointed at {app.client.base_url}; "
+            "the app's CORS must allow http://127.0.0.1:7071 (durable_host/README.md, Monitor page)",
+            highlight=False,
+        )
     if open_browser is None:
         open_browser = sys.stdout.isatty()
     if open_browser and not webbrowser.open(url):

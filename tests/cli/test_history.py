@@ -91,6 +91,11 @@ def test_the_table_shows_start_duration_outcome_and_retries() -> None:
 def test_monitor_url_and_an_instance_link() -> None:
     assert monitor_url("http://h:1/") == "http://h:1/runtime/webhooks/durabletask/monitor/"
     assert monitor_url("http://h:1", "a b") == "http://h:1/runtime/webhooks/durabletask/monitor/#/instances/a%20b"
+    # an app on Azure serves no page: a local host's, pointed at the app with its system key
+    assert monitor_url("https://app.azurewebsites.net/", "x", "k/+") == (
+        "http://127.0.0.1:7071/runtime/webhooks/durabletask/monitor/"
+        "?base=https%3A%2F%2Fapp.azurewebsites.net&code=k%2F%2B#/instances/x"
+    )
 
 
 def test_history_and_monitor_on_a_real_task(classify: Classify, app_host: HostProcess, shared_images_dir: Path) -> None:
