@@ -100,9 +100,12 @@ class ClassifierClient:
 
     # -- public API (/api) -------------------------------------------------------------------------
 
-    def submit(self, payload: dict[str, Any]) -> Response:
-        """POST /api/tasks: 202 + the check-status payload (or 200 + the output with ``?wait=``)."""
-        return self._call("POST", self._api_url("tasks"), json=payload, key_as="header")
+    def submit(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST /api/tasks: the check-status payload of the 202 (``id``, ``statusQueryGetUri``, ...)."""
+        body = self._call("POST", self._api_url("tasks"), json=payload, key_as="header").json_object()
+        if not isinstance(body.get("id"), str) or not isinstance(body.get("statusQueryGetUri"), str):
+            raise ApiError(202, f"the answer to a submission has no task id and status URL: {str(body)[:200]}")
+        return body
 
     def result(self, task_ref: str) -> dict[str, Any]:
         """GET /api/tasks/{id}: the persisted result, by instance id or integer TaskID."""

@@ -283,7 +283,7 @@ def _submit_all(
                     f"interrupted while submitting: {', '.join(ids)} submitted {_run_on(ids)}", INTERRUPTED
                 ) from None
             raise CliError(f"{exc.message}: {', '.join(ids)} already submitted {_run_on(ids)}") from None
-        submitted.append((answer.body, len(group)))
+        submitted.append((answer, len(group)))
     return submitted
 
 

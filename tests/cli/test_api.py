@@ -61,7 +61,8 @@ def recorder() -> Iterator[str]:
 
 def test_the_key_is_a_header_on_api_routes_and_code_on_built_management_urls(recorder: str) -> None:
     client = ClassifierClient(recorder, key="s3cret")
-    Recorder.answers = [(202, {"id": "abc"}), (200, {}), (200, {}), (202, None), (200, {"instancesDeleted": 1})]
+    accepted = {"id": "abc", "statusQueryGetUri": "http://x/s"}
+    Recorder.answers = [(202, accepted), (200, {}), (200, {}), (202, None), (200, {"instancesDeleted": 1})]
     client.submit({"models": ["resnet18"], "images": []})
     client.status("abc")
     handed_out = f"{recorder}/runtime/webhooks/durabletask/instances/abc?taskHub=H&code=SYSTEMKEY"
@@ -80,7 +81,7 @@ def test_the_key_is_a_header_on_api_routes_and_code_on_built_management_urls(rec
 def test_the_system_key_goes_to_management_calls_and_the_function_key_to_api_routes(recorder: str) -> None:
     """On Azure the management API refuses a function key: it takes the durabletask_extension system key."""
     client = ClassifierClient(recorder, key="function-key", system_key="system-key")
-    Recorder.answers = [(202, {"id": "abc"}), (200, {})]
+    Recorder.answers = [(202, {"id": "abc", "statusQueryGetUri": "http://x/s"}), (200, {})]
     client.submit({"models": ["resnet18"], "images": []})
     client.status("abc")
     (_, p1, h1), (_, p2, h2) = Recorder.seen
@@ -100,6 +101,12 @@ def test_listing_follows_the_continuation_token(recorder: str) -> None:
     assert "runtimeStatus=Running%2CCompleted" in first and "top=2" in first
     assert "x-ms-continuation-token" not in first_headers
     assert second_headers.get("x-ms-continuation-token") == "page-2"
+
+
+def test_a_submission_answer_without_id_and_status_url_is_an_api_error(recorder: str) -> None:
+    Recorder.answers = [(202, {"accepted": True})]
+    with pytest.raises(ApiError, match="no task id and status URL"):
+        ClassifierClient(recorder).submit({})
 
 
 def test_a_listing_that_is_not_a_list_is_an_api_error_not_a_crash(recorder: str) -> None:
