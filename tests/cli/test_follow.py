@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from classifier_cli import main
-from classifier_cli.api import ClassifierClient, Response
+from classifier_cli.api import ClassifierClient
 from tests.cli.conftest import COLUMNS
 from tests.cli.test_render import OUTPUT
 
@@ -55,9 +55,9 @@ def test_ctrl_c_between_submissions_names_the_tasks_already_submitted(
 ) -> None:
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         (tmp_path / name).write_bytes(b"not decoded locally")
-    answers: list[Any] = [Response(202, {"id": "1" * 32, "statusQueryGetUri": "unused"}, {}), KeyboardInterrupt()]
+    answers: list[Any] = [{"id": "1" * 32, "statusQueryGetUri": "unused"}, KeyboardInterrupt()]
 
-    def submit(self: ClassifierClient, payload: dict[str, Any]) -> Response:
+    def submit(self: ClassifierClient, payload: dict[str, Any]) -> dict[str, Any]:
         answer = answers.pop(0)
         if isinstance(answer, BaseException):
             raise answer
