@@ -140,6 +140,8 @@ class ClassificationRequest(_Json):
     session: str | None = None  # tasks of one session run one at a time, in submission order
     delivery_attempts: int = 1  # attempts to deliver to reply_to (each one in the history)
     delivery_interval_ms: int = 1000
+    persist_attempts: int | None = None  # attempts to persist; None: retry_attempts (inputs written before)
+    persist_interval_ms: int | None = None
 
 
 @dataclass(frozen=True)

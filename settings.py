@@ -52,6 +52,8 @@ class Settings:
     sync_wait_max_seconds: float
     activity_retry_attempts: int
     activity_retry_interval_ms: int
+    persist_retry_attempts: int  # the results database may need longer: a paused serverless one resumes in ~1 min
+    persist_retry_interval_ms: int
     upload_retention_hours: float  # uploads of tasks that never persisted are deleted after this
     instance_retention_days: float  # finished instances' history is purged from the task hub after this
     task_queue_name: str  # the queue-triggered starter's queue; rejected messages go to "<name>-poison"
@@ -174,6 +176,12 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         sync_wait_max_seconds=_float(env, "SYNC_WAIT_MAX_SECONDS", 60.0),
         activity_retry_attempts=_int(env, "ACTIVITY_RETRY_ATTEMPTS", 3, minimum=1),
         activity_retry_interval_ms=_int(env, "ACTIVITY_RETRY_INTERVAL_MS", 1000, minimum=1),
+        persist_retry_attempts=_int(
+            env, "PERSIST_RETRY_ATTEMPTS", _int(env, "ACTIVITY_RETRY_ATTEMPTS", 3, minimum=1), minimum=1
+        ),
+        persist_retry_interval_ms=_int(
+            env, "PERSIST_RETRY_INTERVAL_MS", _int(env, "ACTIVITY_RETRY_INTERVAL_MS", 1000, minimum=1), minimum=1
+        ),
         upload_retention_hours=_float(env, "UPLOAD_RETENTION_HOURS", 24.0),
         instance_retention_days=_float(env, "INSTANCE_RETENTION_DAYS", 30.0),
         task_queue_name=task_queue_name(env),

@@ -144,6 +144,8 @@ async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubm
         session=routing.session,
         delivery_attempts=settings.delivery_retry_attempts,
         delivery_interval_ms=settings.delivery_retry_interval_ms,
+        persist_attempts=settings.persist_retry_attempts,
+        persist_interval_ms=settings.persist_retry_interval_ms,
     )
     if session_id is not None:
         try:

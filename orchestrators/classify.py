@@ -154,7 +154,10 @@ def classify(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
     persisted: PersistOutput | None = None
     persist_error: str | None = None
     try:
-        result = yield context.call_activity_with_retry(PERSIST_ACTIVITY, retry, record.to_json())
+        persist_retry = df.RetryOptions(
+            request.persist_interval_ms or request.retry_interval_ms, request.persist_attempts or request.retry_attempts
+        )
+        result = yield context.call_activity_with_retry(PERSIST_ACTIVITY, persist_retry, record.to_json())
         persisted = PersistOutput.from_json(result)
     except Exception as exc:  # noqa: BLE001  the SDK raises bare Exception for a failed activity; results stay in the output
         persist_error = activity_error_message(exc)

@@ -64,6 +64,10 @@ var appSettings = {
   // Callbacks also need CALLBACK_SIGNING_SECRET from the Key Vault: a Key Vault reference set in function-app.bicep,
   // a container app secret in container-app.bicep.
   CALLBACK_ALLOWED_HOSTS: callbackAllowedHosts
+  // The serverless database pauses after an idle hour (sql.bicep) and answers error 40613 until it has resumed,
+  // which can take a minute: persisting is retried for longer than other activities (7 attempts 10 s apart).
+  PERSIST_RETRY_ATTEMPTS: '7'
+  PERSIST_RETRY_INTERVAL_MS: '10000'
 }
 
 output settings object = union(hostStorageSettings, monitoringSettings, durableBackendSettings, appSettings)

@@ -36,6 +36,7 @@ class ReplayRun:
     episodes: list[Episode] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[str, Any]] = field(default_factory=list)  # every activity invocation, in order
+    retry_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per activity name, as scheduled
 
 
 class ReplayDriver:
@@ -121,6 +122,8 @@ class ReplayDriver:
         run.history.append(self._event(4, task_id, Name=name, Input=action["input"]))
         payload = json.loads(action["input"])
         run.calls.append((name, payload))
+        if "retryOptions" in action:
+            run.retry_options[name] = action["retryOptions"]
         try:
             result: Any = self.activities[name](payload)
         except Exception as exc:  # noqa: BLE001  the activity's failure becomes its TaskFailed event

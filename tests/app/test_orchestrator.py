@@ -210,6 +210,31 @@ def test_database_down_keeps_results_in_the_output() -> None:
     assert result.output["images"][0]["predictions"]["resnet18"]["top_k"]
 
 
+def test_persisting_has_its_own_retries_for_a_database_that_is_resuming() -> None:
+    """A paused serverless database refuses connections for up to a minute: persisting gets more attempts (and
+    longer waits) than other activities, and the task is persisted once it answers."""
+    calls = {"n": 0}
+
+    def persist_resuming(payload: dict[str, Any]) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] <= 4:
+            raise ConnectionError("(40613) Database is not currently available")
+        return {"task_id": 7, "persisted_at": "2026-01-01T00:01:00+00:00"}
+
+    request = {**make_request(images=1, models=["resnet18"], attempts=2), "persist_attempts": 5}
+    result = run({**request, "persist_interval_ms": 10_000}, **{PERSIST_ACTIVITY: persist_resuming})
+    assert len(calls_to(result, PERSIST_ACTIVITY)) == 5
+    assert result.output["database_task_id"] == 7 and result.output["persist_error"] is None
+    assert result.retry_options[PERSIST_ACTIVITY] == {
+        "firstRetryIntervalInMilliseconds": 10_000,
+        "maxNumberOfAttempts": 5,
+    }
+    assert result.retry_options[PREPROCESS_ACTIVITY] == {
+        "firstRetryIntervalInMilliseconds": 10,
+        "maxNumberOfAttempts": 2,
+    }
+
+
 def test_persisted_record_has_a_row_per_image_and_model() -> None:
     result = run(
         make_request(images=2, models=["resnet18", "resnet50"]), **{PREPROCESS_ACTIVITY: fake_preprocess(bad={1})}
