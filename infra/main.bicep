@@ -55,6 +55,15 @@ param taskHubName string = 'ClassifierHub'
 @description('CALLBACK_ALLOWED_HOSTS: comma-separated hosts reply_to callback URLs may point at. Empty: callbacks refused.')
 param callbackAllowedHosts string = ''
 
+@description('MODEL_WEIGHTS_RESNET18: torchvision weights name, blob:container/checkpoint.pth[#BASE] or random[:SEED].')
+param modelWeightsResnet18 string = 'IMAGENET1K_V1'
+
+@description('MODEL_WEIGHTS_RESNET50: as MODEL_WEIGHTS_RESNET18, for ResNet50.')
+param modelWeightsResnet50 string = 'IMAGENET1K_V2'
+
+@description('URL_ALLOWED_HOSTS: comma-separated hosts {"url": ...} images may come from. Empty: URL images refused.')
+param urlAllowedHosts string = ''
+
 @secure()
 @description('CALLBACK_SIGNING_SECRET, the HMAC-SHA256 key of callback bodies: stored in a Key Vault (created for it), the Flex Consumption app reads it through a Key Vault reference, the Container Apps option through a Key Vault secret. Empty: no vault, callbacks refused.')
 param callbackSigningSecret string = ''
@@ -171,6 +180,9 @@ module appSettings 'modules/app-settings.bicep' = {
     sqlServerFqdn: sql.outputs.fullyQualifiedDomainName
     sqlDatabaseName: sql.outputs.databaseName
     callbackAllowedHosts: callbackAllowedHosts
+    modelWeightsResnet18: modelWeightsResnet18
+    modelWeightsResnet50: modelWeightsResnet50
+    urlAllowedHosts: urlAllowedHosts
   }
 }
 

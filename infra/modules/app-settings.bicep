@@ -11,6 +11,10 @@ param sqlServerFqdn string
 param sqlDatabaseName string
 @description('Comma-separated hosts reply_to callback URLs may point at; empty: callback URLs refused.')
 param callbackAllowedHosts string = ''
+@description('The weights of each model (MODEL_WEIGHTS_*), and the hosts URL images may come from.')
+param modelWeightsResnet18 string = 'IMAGENET1K_V1'
+param modelWeightsResnet50 string = 'IMAGENET1K_V2'
+param urlAllowedHosts string = ''
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -64,6 +68,10 @@ var appSettings = {
   // Callbacks also need CALLBACK_SIGNING_SECRET from the Key Vault: a Key Vault reference set in function-app.bicep,
   // a container app secret in container-app.bicep.
   CALLBACK_ALLOWED_HOSTS: callbackAllowedHosts
+  // Parameters rather than settings set by hand: a provision replaces the whole collection of app settings.
+  MODEL_WEIGHTS_RESNET18: modelWeightsResnet18
+  MODEL_WEIGHTS_RESNET50: modelWeightsResnet50
+  URL_ALLOWED_HOSTS: urlAllowedHosts
   // The serverless database pauses after an idle hour (sql.bicep) and answers error 40613 until it has resumed,
   // which can take a minute: persisting is retried for longer than other activities (7 attempts 10 s apart).
   PERSIST_RETRY_ATTEMPTS: '7'

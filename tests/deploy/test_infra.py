@@ -36,6 +36,9 @@ DEPLOYED = {
     "sqlServerFqdn": "sql-example.database.windows.net",
     "sqlDatabaseName": "classifier",
     "callbackAllowedHosts": "hooks.example.com,partner.example.org",
+    "modelWeightsResnet18": "IMAGENET1K_V1",
+    "modelWeightsResnet50": "blob:models/resnet50-finetuned.pth#IMAGENET1K_V2",
+    "urlAllowedHosts": "images.example.org",
     "callbackSigningSecretUri": "https://kv-example.vault.azure.net/secrets/callback-signing-secret",
 }
 BACKEND_SETTINGS = {"dts": "durableTaskSchedulerSettings", "azureStorage": "azureStorageBackendSettings"}
@@ -402,6 +405,33 @@ def test_on_azure_the_app_keeps_nothing_on_the_instance_disk() -> None:
 def test_settings_set_on_azure_are_in_the_readme_table(name: str) -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     assert re.search(rf"^\| `{name}` \|", readme, re.M), f"{name} is missing from the README's configuration table"
+
+
+@pytest.mark.parametrize(
+    ("parameter", "variable", "default"),
+    [
+        ("modelWeightsResnet18", "MODEL_WEIGHTS_RESNET18", "IMAGENET1K_V1"),
+        ("modelWeightsResnet50", "MODEL_WEIGHTS_RESNET50", "IMAGENET1K_V2"),
+        ("urlAllowedHosts", "URL_ALLOWED_HOSTS", ""),
+    ],
+)
+def test_weights_and_url_hosts_are_azd_parameters_so_a_provision_keeps_them(
+    parameter: str, variable: str, default: str
+) -> None:
+    """A provision replaces a function app's whole collection of settings: a value set by hand in the portal
+    would be lost, so what a deployment chooses comes from the azd environment."""
+    main = bicep.text("main.bicep")
+    assert re.search(rf"^param {parameter} string = '{default}'$", main, re.M)
+    assert f"{parameter}: {parameter}" in main
+    supplied = json.loads((REPO_ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
+    expected = f"${{{variable}={default}}}" if default else f"${{{variable}}}"
+    assert supplied[parameter] == {"value": expected}
+    assert re.search(rf"^param {parameter} string = '{default}'$", bicep.text("app-settings.bicep"), re.M)
+    for settings in (shared_app_settings(), azure_app_settings()):
+        assert settings[variable] == DEPLOYED[parameter]
+    parsed = settings_from(azure_app_settings())
+    assert parsed.weights_spec("resnet50") == "blob:models/resnet50-finetuned.pth#IMAGENET1K_V2"
+    assert parsed.url_allowed_hosts == frozenset({"images.example.org"})
 
 
 # Callbacks (README, "Driving it with messages"): CALLBACK_ALLOWED_HOSTS is a plain azd parameter;
