@@ -24,6 +24,10 @@ param location string
 @description('Object id of the deploying user: gets the Durable Task dashboard role. Empty: none.')
 param principalId string = ''
 
+@description('What principalId is: User, or ServicePrincipal when azd runs in a pipeline (AZURE_PRINCIPAL_TYPE).')
+@allowed(['User', 'ServicePrincipal', 'Group'])
+param principalType string = 'User'
+
 @description('Durable Functions backend: the Durable Task Scheduler (default) or the storage account.')
 @allowed(['dts', 'azureStorage'])
 param durableBackend string = 'dts'
@@ -166,6 +170,7 @@ module rbac 'modules/rbac.bicep' = {
     keyVaultName: !empty(callbackSigningSecret) ? keyVault.outputs.name : ''
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
+    userPrincipalType: principalType
   }
 }
 

@@ -10,6 +10,8 @@ param keyVaultName string
 param identityPrincipalId string
 @description('Deploying user (azd sets AZURE_PRINCIPAL_ID); empty: no user role.')
 param userPrincipalId string
+@description('User, or ServicePrincipal for a pipeline: ARM refuses an assignment whose type does not match.')
+param userPrincipalType string = 'User'
 
 // Built-in role definition ids (the same in every tenant).
 var roles = {
@@ -79,7 +81,7 @@ resource durableTaskUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.durableTaskDataContributor)
     principalId: userPrincipalId
-    principalType: 'User'
+    principalType: userPrincipalType
   }
 }
 

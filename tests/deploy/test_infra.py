@@ -301,6 +301,17 @@ def test_the_identity_has_each_data_role_on_its_resource() -> None:
     assert "[for role in storageRoles: {" in rbac
 
 
+def test_the_deployer_s_principal_type_comes_from_azd_so_a_pipeline_can_deploy() -> None:
+    """ARM refuses a role assignment whose principalType does not match the principal (UnmatchedPrincipalType):
+    a service principal running azd in a pipeline sets AZURE_PRINCIPAL_TYPE=ServicePrincipal."""
+    supplied = json.loads((REPO_ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
+    assert supplied["principalType"] == {"value": "${AZURE_PRINCIPAL_TYPE=User}"}
+    main = bicep.text("main.bicep")
+    assert "param principalType string = 'User'" in main and "userPrincipalType: principalType" in main
+    rbac = bicep.text("rbac.bicep")
+    assert "principalType: userPrincipalType" in rbac and "principalType: 'User'" not in rbac
+
+
 def test_sql_accepts_entra_identities_only_with_the_app_identity_as_admin() -> None:
     sql = bicep.text("sql.bicep")
     assert "azureADOnlyAuthentication: true" in sql
