@@ -233,7 +233,7 @@ def test_the_timer_keeps_the_uploads_of_a_task_a_suspended_session_has_not_taken
         )
         eventually("the starter stores the upload", lambda: bool(blobs_under(host, "uploads", task_id)), host)
         (upload,) = blobs_under(host, "uploads", task_id)
-        assert upload.parent.name == f"session@{session}"
+        assert upload.parent.parent.name == f"session@{session}"  # <task>/session@<name>/<submission>/0.jpg
         time.sleep(UPLOAD_RETENTION_S + 3)  # swept every second, past the upload's retention
         assert upload.exists()
         assert requests.post(f"{management}/resume", params={"reason": "test"}, timeout=10).status_code == 202
