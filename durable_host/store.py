@@ -13,11 +13,13 @@ host (the OS has the pages); only a power cut can lose the last transactions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import queue
+import signal
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -378,7 +380,11 @@ class Store:
                     stop = True
                     break
                 batch.append(nxt)
-            results = self._execute(conn, batch)
+            try:
+                results = self._execute(conn, batch)
+            except sqlite3.Error as exc:  # BEGIN or COMMIT itself failed: a full disk, an I/O error
+                self._stop_on_failed_commit(conn, batch, exc)
+                return
             self.commits += 1
             callbacks = [callback for _, _, item_callbacks in batch for callback in item_callbacks]
             # most writes have nobody waiting: waking the event loop for them is a system call and
@@ -388,10 +394,25 @@ class Store:
             if stop:
                 return
 
+    def _stop_on_failed_commit(self, conn: sqlite3.Connection, batch: list[_Item], exc: sqlite3.Error) -> None:
+        """Nothing more can be made durable: answer whoever waits with the error and stop the host (SIGTERM, as
+        Ctrl-C does), rather than run on in memory while the hub on disk falls behind. A restart recovers from
+        the last commit."""
+        log.critical("task hub %s: a commit failed (%s); the host stops", self.path, exc)
+        with contextlib.suppress(sqlite3.Error):
+            conn.rollback()
+        assert self._loop is not None
+        failed = [(future, None, exc) for _, future, _ in batch]
+        self._loop.call_soon_threadsafe(_resolve, failed, [])
+        os.kill(os.getpid(), signal.SIGTERM)
+
     def _execute(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[_Result]:
+        """Commit the batch in one transaction; an item that fails is rolled back alone (a savepoint each), so
+        no operation is ever half written."""
         results: list[_Result] = []
         conn.execute("BEGIN")
         for work, future, _ in batch:
+            conn.execute("SAVEPOINT item")
             try:
                 if callable(work):
                     value = work(conn)
@@ -402,7 +423,9 @@ class Store:
                 results.append((future, value, None))
             except Exception as exc:
                 log.exception("task hub write failed")
+                conn.execute("ROLLBACK TO item")
                 results.append((future, None, exc))
+            conn.execute("RELEASE item")
         conn.execute("COMMIT")
         return results
 

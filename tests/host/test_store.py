@@ -48,3 +48,32 @@ def test_after_commit_runs_once_the_writes_of_the_same_loop_iteration_are_durabl
         return seen
 
     assert asyncio.run(scenario()) == [3]
+
+
+def test_an_operation_that_fails_halfway_leaves_nothing_and_the_others_commit(tmp_path: Path) -> None:
+    """Writes of one operation are all or nothing: an activity saved and then a statement that fails (a bug)
+    must not leave the activity committed, while the other operations of the same commit are kept."""
+    path = tmp_path / "hub.db"
+
+    async def scenario() -> BaseException | None:
+        store = Store(path)
+        store.start(asyncio.get_running_loop())
+        store.submit_nowait([store.save_activity(WorkItem(1, "a", "e", 0, "say", None))])
+        broken: Operation = [
+            store.save_activity(WorkItem(2, "b", "e", 0, "say", None)),
+            ("INSERT INTO nowhere VALUES (?)", [(1,)]),
+        ]
+        failed = store.submit(broken)
+        store.submit_nowait([store.save_activity(WorkItem(3, "c", "e", 0, "say", None))])
+        error = None
+        try:
+            await asyncio.wait_for(failed, 10)
+        except sqlite3.Error as exc:
+            error = exc
+        await store.close()
+        return error
+
+    assert isinstance(asyncio.run(scenario()), sqlite3.OperationalError)
+    with sqlite3.connect(path) as other:
+        ids = [row[0] for row in other.execute("SELECT id FROM activities ORDER BY id")]
+    assert ids == [1, 3]
