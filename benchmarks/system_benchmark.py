@@ -4,8 +4,10 @@ Prints figures and writes ``docs/system_benchmark_<model>.json`` and ``.png`` pe
 Everything is measured in one run on one machine, so the ratios are meaningful even on a shared, noisy box:
 
 1. raw reference: decode + torchvision's reference transform + forward in a tight loop in this process,
-   with the app's precision and channels-last, at batch 1, 8 and 16 and at 1 and all-cores torch threads;
-   the best of these is the reference, batch 1 is the compute a lone 1-image task needs;
+   with the app's precision and channels-last, at batch 1, 8 and 16, at 1 and all-cores torch threads and
+   as one stream or one stream per core (a thread each, one torch thread each); the best of these is the
+   reference, one stream's batch 1 is the compute a lone 1-image task needs. The reference configurations
+   are measured again after the system phases, and the better figure counts;
 2. the system: the app on the local Durable Functions host (HTTP, orchestration, blob folder, SQLite),
    ResNet18 and ResNet50 in turn: 1-image tasks alone, each after 0.3 s of idleness, then many concurrent
    client tasks of 1 and of 8 images, each polled through ``statusQueryGetUri`` (latency is what the
@@ -16,7 +18,7 @@ latency minus the activities' own compute), how long after the last activity fin
 endpoint reported Completed, resident memory of the host process and of each worker process, and
 issue 10's targets as ratios. Weights are ``random:0`` (the same FLOPs as pretrained ones).
 
-    python benchmarks/system_benchmark.py            # about 10 minutes on 2 cores
+    python benchmarks/system_benchmark.py            # about 6 minutes on 2 cores
     python benchmarks/system_benchmark.py --quick    # fewer tasks, for a smoke run
 """
 
@@ -29,6 +31,7 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -57,58 +60,124 @@ def percentile(values: list[float], q: float) -> float:
 
 def raw_reference(model_name: str, photos: list[bytes], precision: str, seconds: float) -> dict[str, Any]:
     """The best single-process pipeline this machine runs: decode + torchvision's reference transform +
-    forward (the app's precision and channels-last), at every batch size and torch thread count tried.
+    forward (the app's precision and channels-last), at every batch size, torch thread count and number of
+    streams tried.
 
-    The system is judged against the best of these, not against one guessed configuration; the batch-1
-    figure is the compute a lone 1-image task cannot avoid.
+    A stream is a Python thread doing the whole pipeline on its own batches; two streams of one torch thread
+    each keep both cores busy without OpenMP's synchronisation inside a pass (and one's decoding overlaps the
+    other's forward pass), which beat one stream of two threads at batch 8 in an earlier run's figures (two
+    one-thread streams 39.8 against 36.3 images/s, ResNet18). The system is judged against the best of all of
+    these, not one guessed configuration; the best one-stream batch-1 figure is the compute a lone 1-image
+    task needs (a lone image cannot use two streams).
     """
-    import torch
-
-    from inference.cache import ModelCache
     from inference.catalog import PRECISIONS, is_precision
-    from inference.predict import classify
-    from inference.preprocess import crop_uint8, decode_image
 
     if not is_precision(precision):
         raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    model = ModelCache(precision=precision).get(model_name, "random:0")
+    cores = os.cpu_count() or 1
+    configs = [(1, threads) for threads in sorted({1, cores})] + ([(cores, 1)] if cores > 1 else [])
     grid = []
-    for threads in sorted({1, os.cpu_count() or 1}):
-        torch.set_num_threads(threads)
+    for streams, threads in configs:
         for size in (1, 8, 16):
-            batch = [photos[i % len(photos)] for i in range(size)]
+            point = raw_point(model_name, photos, precision, streams, threads, size, seconds)
+            grid.append(point)
+            print(f"raw {model_name} ({point['precision']}) {describe_config(point)}: {point['images_per_s']:.1f} "
+                  f"images/s, CPU {point['cpu_ms_per_image']:.1f} ms/image")  # fmt: skip
+    return summarise_raw(grid)
 
-            def one_batch(batch: list[bytes] = batch) -> None:
-                crops = [
-                    crop_uint8(decode_image(data, max_bytes=1 << 26, max_pixels=1 << 28), model.weights)
-                    for data in batch
-                ]
-                classify(model, torch.stack(crops), 5)
 
+def describe_config(point: dict[str, Any]) -> str:
+    streams = f"{point['streams']} streams × " if point["streams"] > 1 else ""
+    return f"batch {point['batch']}, {streams}{point['threads']} thread(s)"
+
+
+def raw_point(
+    model_name: str, photos: list[bytes], precision: str, streams: int, threads: int, size: int, seconds: float
+) -> dict[str, Any]:
+    """Images/s and CPU ms/image of ``streams`` threads each running decode + crop + forward on batches of
+    ``size`` with ``threads`` torch threads, for ``seconds`` after one warm-up batch each."""
+    import torch
+
+    from inference.cache import ModelCache
+    from inference.catalog import is_precision
+    from inference.predict import classify
+    from inference.preprocess import crop_uint8, decode_image
+    from inference.torch_threads import use_one_thread_here
+
+    assert is_precision(precision)  # checked by raw_reference
+    model = ModelCache(precision=precision).get(model_name, "random:0")
+    batch = [photos[i % len(photos)] for i in range(size)]
+    torch.set_num_threads(threads)
+    done = [0] * streams
+    start = threading.Barrier(streams + 1)
+    stop = threading.Event()
+
+    def one_batch() -> None:
+        crops = [crop_uint8(decode_image(data, max_bytes=1 << 26, max_pixels=1 << 28), model.weights) for data in batch]
+        classify(model, torch.stack(crops), 5)
+
+    def stream(index: int) -> None:
+        if streams > 1:
+            use_one_thread_here()  # as the app's activity threads: a team of one, no OpenMP between streams
+        one_batch()
+        start.wait()
+        while not stop.is_set():
             one_batch()
-            done = 0
-            started, cpu_started = time.perf_counter(), time.process_time()
-            while time.perf_counter() - started < seconds:
-                one_batch()
-                done += size
-            rate = done / (time.perf_counter() - started)
-            cpu_ms = (time.process_time() - cpu_started) * 1000.0 / done
-            grid.append({"threads": threads, "batch": size, "images_per_s": rate, "cpu_ms_per_image": cpu_ms})
-            print(
-                f"raw {model_name} ({model.precision}) batch {size}, {threads} thread(s): {rate:.1f} images/s, "
-                f"CPU {cpu_ms:.1f} ms/image"
-            )
-    best = max(grid, key=lambda g: g["images_per_s"])
-    batch1 = max(g["images_per_s"] for g in grid if g["batch"] == 1)
-    batch8 = max(g["images_per_s"] for g in grid if g["batch"] == 8)
+            done[index] += size
+
+    workers = [threading.Thread(target=stream, args=(i,)) for i in range(streams)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    time.sleep(seconds)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    images = sum(done)
     return {
         "precision": model.precision,
+        "streams": streams,
+        "threads": threads,
+        "batch": size,
+        "images_per_s": images / elapsed,
+        "cpu_ms_per_image": cpu * 1000.0 / max(images, 1),
+    }
+
+
+def summarise_raw(grid: list[dict[str, Any]]) -> dict[str, Any]:
+    """The reference figures of a grid: the best overall, the best at batch 8, one stream's best batch 1."""
+    best = max(grid, key=lambda g: g["images_per_s"])
+    batch8 = max((g for g in grid if g["batch"] == 8), key=lambda g: g["images_per_s"])
+    batch1 = max((g for g in grid if g["batch"] == 1 and g["streams"] == 1), key=lambda g: g["images_per_s"])
+    return {
+        "precision": best["precision"],
         "grid": grid,
         "best_images_per_s": best["images_per_s"],
-        "best": {"threads": best["threads"], "batch": best["batch"]},
-        "batch8_images_per_s": batch8,
-        "batch1_ms_per_image": 1000.0 / batch1,
+        "best": {key: best[key] for key in ("streams", "threads", "batch")},
+        "batch8_images_per_s": batch8["images_per_s"],
+        "batch8": {key: batch8[key] for key in ("streams", "threads", "batch")},
+        "batch1_ms_per_image": 1000.0 / batch1["images_per_s"],
+        "batch1": {key: batch1[key] for key in ("streams", "threads", "batch")},
     }
+
+
+def remeasure_raw(model_name: str, photos: list[bytes], precision: str, raw: dict[str, Any], seconds: float) -> None:
+    """Measure the reference configurations again after the system phases, minutes after the first time:
+    a shared machine drifts within a run. The reference becomes the better of the two (the harder target
+    for the system); both are kept."""
+    again = []
+    for key in ("best", "batch8", "batch1"):
+        config = raw[key]
+        point = raw_point(model_name, photos, precision, config["streams"], config["threads"], config["batch"], seconds)
+        print(f"raw {model_name} again after the system phases, {describe_config(point)}: "
+              f"{point['images_per_s']:.1f} images/s")  # fmt: skip
+        again.append(point)
+    raw["after_system"] = again
+    raw["best_images_per_s"] = max(raw["best_images_per_s"], again[0]["images_per_s"])
+    raw["batch8_images_per_s"] = max(raw["batch8_images_per_s"], again[1]["images_per_s"])
+    raw["batch1_ms_per_image"] = min(raw["batch1_ms_per_image"], 1000.0 / again[2]["images_per_s"])
 
 
 def host_processes(pid: int) -> dict[str, int]:
@@ -492,12 +561,14 @@ def main() -> None:
             for m in models:
                 polite.run([blobs[:1]], m, 1)
                 unbatched[m] = load_phase(polite, blobs, m, 1, 16, 32 * scale)
+    for m in models:  # the hosts have stopped: the machine is the raw pipeline's again
+        remeasure_raw(m, [p.read_bytes() for p in photos], args.precision, raw[m], seconds=2.0 * scale)
 
     for model in models:
         batched = next(p for p in measured[model]["load"] if p["task_size"] == 1 and p["concurrency"] == 16)
         report = {
             "model": model,
-            "precision": args.precision,
+            "precision": raw[model]["precision"],  # what the app ran: "auto" resolved
             "worker_processes": int(env["FUNCTIONS_WORKER_PROCESS_COUNT"]),
             "weights": "seeded random (random:0), same FLOPs as pretrained",
             "machine": machine(),
@@ -521,8 +592,8 @@ def print_summary(report: dict[str, Any]) -> None:
     raw, model = report["raw"], report["model"]
     print(f"\n| {model} | value |\n|---|---|")
     print(
-        f"| raw reference, best of batch 1/8/16 × threads ({raw['precision']}) | {raw['best_images_per_s']:.1f} "
-        f"images/s (batch {raw['best']['batch']}, {raw['best']['threads']} threads) |"
+        f"| raw reference, best of batch 1/8/16 × threads × streams, before or after ({raw['precision']}) | "
+        f"{raw['best_images_per_s']:.1f} images/s ({describe_config(raw['best'])}) |"
     )
     s = report["single_task"]
     print(f"| 1-image task alone, client-observed p50 | {s['latency_p50_ms']:.1f} ms |")
