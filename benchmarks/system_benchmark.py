@@ -70,16 +70,13 @@ def raw_reference(model_name: str, photos: list[bytes], precision: str, seconds:
     these, not one guessed configuration; the best one-stream batch-1 figure is the compute a lone 1-image
     task needs (a lone image cannot use two streams).
     """
-    from inference.catalog import PRECISIONS, is_precision
-
-    if not is_precision(precision):
-        raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    model = load_raw_model(model_name, precision)
     cores = os.cpu_count() or 1
     configs = [(1, threads) for threads in sorted({1, cores})] + ([(cores, 1)] if cores > 1 else [])
     grid = []
     for streams, threads in configs:
         for size in (1, 8, 16):
-            point = raw_point(model_name, photos, precision, streams, threads, size, seconds)
+            point = raw_point(model, photos, streams, threads, size, seconds)
             grid.append(point)
             print(f"raw {model_name} ({point['precision']}) {describe_config(point)}: {point['images_per_s']:.1f} "
                   f"images/s, CPU {point['cpu_ms_per_image']:.1f} ms/image")  # fmt: skip
@@ -91,21 +88,25 @@ def describe_config(point: dict[str, Any]) -> str:
     return f"batch {point['batch']}, {streams}{point['threads']} thread(s)"
 
 
-def raw_point(
-    model_name: str, photos: list[bytes], precision: str, streams: int, threads: int, size: int, seconds: float
-) -> dict[str, Any]:
+def load_raw_model(model_name: str, precision: str) -> Any:
+    """The model as the app loads it (seeded random weights, the app's precision rules, channels-last)."""
+    from inference.cache import ModelCache
+    from inference.catalog import PRECISIONS, is_precision
+
+    if not is_precision(precision):
+        raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return ModelCache(precision=precision).get(model_name, "random:0")
+
+
+def raw_point(model: Any, photos: list[bytes], streams: int, threads: int, size: int, seconds: float) -> dict[str, Any]:
     """Images/s and CPU ms/image of ``streams`` threads each running decode + crop + forward on batches of
     ``size`` with ``threads`` torch threads, for ``seconds`` after one warm-up batch each."""
     import torch
 
-    from inference.cache import ModelCache
-    from inference.catalog import is_precision
     from inference.predict import classify
     from inference.preprocess import crop_uint8, decode_image
     from inference.torch_threads import use_one_thread_here
 
-    assert is_precision(precision)  # checked by raw_reference
-    model = ModelCache(precision=precision).get(model_name, "random:0")
     batch = [photos[i % len(photos)] for i in range(size)]
     torch.set_num_threads(threads)
     done = [0] * streams
@@ -168,9 +169,10 @@ def remeasure_raw(model_name: str, photos: list[bytes], precision: str, raw: dic
     a shared machine drifts within a run. The reference becomes the better of the two (the harder target
     for the system); both are kept."""
     again = []
+    model = load_raw_model(model_name, precision)
     for key in ("best", "batch8", "batch1"):
         config = raw[key]
-        point = raw_point(model_name, photos, precision, config["streams"], config["threads"], config["batch"], seconds)
+        point = raw_point(model, photos, config["streams"], config["threads"], config["batch"], seconds)
         print(f"raw {model_name} again after the system phases, {describe_config(point)}: "
               f"{point['images_per_s']:.1f} images/s")  # fmt: skip
         again.append(point)
