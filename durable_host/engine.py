@@ -297,13 +297,14 @@ class Engine:
             inst.persisted = len(inst.history)
         if consumed:
             head.append(self.store.delete_messages(m.id for m in consumed))
+        if inst.terminal:  # a wait-mode answer (the output, 200) only once the end is durable
+            self.store.after_commit(lambda: self._notify(inst))
         self.store.submit_nowait(head + ops)
         if inst.terminal:
-            # a client may see the end at once (status and waits answer from memory): make it durable as
-            # soon as possible rather than after the group-commit window
+            # a status read may see the end at once (it answers from memory): make it durable as soon as
+            # possible rather than after the group-commit window
             self.store.flush()
             lifecycle.release_history(inst)  # read back from the store when asked
-            self._notify(inst)
 
     def _episode(self, inst: Instance, new_events: list[dict[str, Any]], now: float, ops: Operation) -> None:
         function = self.index.orchestrator(inst.name)

@@ -80,13 +80,16 @@ def time_param(request: web.Request, name: str) -> float | None:
 
 
 def statuses_param(request: web.Request) -> frozenset[RuntimeStatus] | None:
-    """``runtimeStatus=A,B``, names as .NET ``Enum.TryParse`` reads them (exact case).
+    """``runtimeStatus=A,B``, names as .NET ``Enum.TryParse`` reads them (exact case), or the enum's numbers
+    (``1`` is Completed: ``OrchestrationRuntimeStatus`` counts Running, Completed, ContinuedAsNew, ... from 0).
 
     Unknown names are dropped, and with none left there is no status filter at all.
     """
     values = ",".join(request.query.getall("runtimeStatus", [])).split(",")
     names = {v.strip() for v in values}
-    return frozenset(s for s in RuntimeStatus if s.value in names) or None
+    by_number = dict(enumerate(RuntimeStatus))
+    numbered = {by_number[int(n)] for n in names if n.isascii() and n.isdigit() and int(n) in by_number}
+    return frozenset({s for s in RuntimeStatus if s.value in names} | numbered) or None
 
 
 def page_size(request: web.Request) -> int:

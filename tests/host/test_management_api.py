@@ -95,6 +95,13 @@ def test_list_filters_and_paging(api):
     assert pages == 3
     r = api.session.get(f"{api.mgmt}/instances/", params={"instanceIdPrefix": prefix, "runtimeStatus": "Running"})
     assert r.json() == []
+    # .NET's Enum.TryParse reads the enum's numbers too: 1 is Completed, 0 Running
+    r = api.session.get(f"{api.mgmt}/instances/", params={"instanceIdPrefix": prefix, "runtimeStatus": "1"})
+    assert len(r.json()) == 5
+    assert (
+        api.session.get(f"{api.mgmt}/instances/", params={"instanceIdPrefix": prefix, "runtimeStatus": "0"}).json()
+        == []
+    )
 
 
 def test_purge_by_filter(api):
