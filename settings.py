@@ -39,6 +39,7 @@ class Settings:
     inference_precision: Precision
     inference_batch_size: int
     dynamic_batch_max_wait_ms: float
+    compute_streams: int  # forward passes of one model at once (one thread each when they overlap); opt-in
     torch_num_threads: int  # intra-op threads per worker process
     model_prewarm: tuple[str, ...]
     max_images_per_task: int
@@ -163,6 +164,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         inference_precision=precision,
         inference_batch_size=_int(env, "INFERENCE_BATCH_SIZE", 8, minimum=1),
         dynamic_batch_max_wait_ms=_float(env, "DYNAMIC_BATCH_MAX_WAIT_MS", 5.0),
+        compute_streams=_int(env, "COMPUTE_STREAMS", 1, minimum=1),
         torch_num_threads=_int(env, "TORCH_NUM_THREADS", 0) or default_torch_threads(env),
         model_prewarm=prewarm,
         max_images_per_task=_int(env, "MAX_IMAGES_PER_TASK", 32, minimum=1),

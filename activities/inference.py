@@ -78,6 +78,7 @@ def batcher_for(model: LoadedModel) -> DynamicBatcher:
                 model,
                 max_batch_size=settings.inference_batch_size,
                 max_wait_ms=settings.dynamic_batch_max_wait_ms,
+                streams=settings.compute_streams,
             )
             _batchers[id(model)] = batcher
         return batcher

@@ -19,6 +19,14 @@ Forward passes run on the process's compute thread (:mod:`inference.torch_thread
 of all models: the batcher's own thread only gathers, so it never becomes a second torch thread that would
 slow every forward pass down.
 
+Compute streams (``streams`` > 1, opt-in: ``COMPUTE_STREAMS``): the batcher's passes run on threads of its
+own, up to ``streams`` at once. Stream 0 runs a pass with every core when no other pass of the batcher is
+in flight (a lone request keeps its latency); any pass that overlaps another runs with one thread, as the
+raw pipeline's two one-thread streams do (they beat one two-thread stream at batch 8 for ResNet18). Only
+stream 0 ever has an OpenMP team of more than one, so libgomp never manages more threads than cores while
+the batcher is idle. A second pass starts only once half a batch is waiting, so that requests arriving
+during a pass are not split into small passes. The streams of different models are not coordinated.
+
 Failure isolation: requests are validated on submit, so a malformed crop fails only its caller. If a batched
 forward still fails, each request of that batch is re-run on its own, so every caller gets its own result
 or its own exception rather than a neighbour's.
@@ -26,11 +34,12 @@ or its own exception rather than a neighbour's.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -40,7 +49,7 @@ from contracts import Prediction
 from inference.cache import LoadedModel
 from inference.predict import check_crop_batch, logits, top_k
 from inference.preprocess import normalise
-from inference.torch_threads import on_compute_thread, run_on_compute_thread
+from inference.torch_threads import mark_compute_thread, on_compute_thread, run_on_compute_thread, use_threads_here
 
 Result = list[list[Prediction]]
 
@@ -67,9 +76,21 @@ class DynamicBatcher:
     then runs at once, and requests queued behind it fail with ``RuntimeError``.
     """
 
-    def __init__(self, model: LoadedModel, *, max_batch_size: int = 8, max_wait_ms: float = 5.0) -> None:
-        if max_batch_size < 1 or max_wait_ms < 0:
-            raise ValueError(f"need max_batch_size >= 1 and max_wait_ms >= 0, got {max_batch_size}, {max_wait_ms}")
+    def __init__(
+        self, model: LoadedModel, *, max_batch_size: int = 8, max_wait_ms: float = 5.0, streams: int = 1
+    ) -> None:
+        if max_batch_size < 1 or max_wait_ms < 0 or streams < 1:
+            raise ValueError(
+                f"need max_batch_size >= 1, max_wait_ms >= 0, streams >= 1, got {max_batch_size}, {max_wait_ms}, "
+                f"{streams}"
+            )
+        self.streams = streams
+        # one single-thread executor per stream: stream i is always the same thread (its OpenMP team with it)
+        self._stream_threads = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"stream{i}-{model.name}", initializer=mark_compute_thread)
+            for i in range(streams if streams > 1 else 0)
+        ]
+        self._busy = [False] * streams
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1e3
@@ -156,8 +177,13 @@ class DynamicBatcher:
         batch: list[_Request] | None = None
         try:
             while (batch := self._gather()) is not None:
-                self._execute(batch)
+                if self._stream_threads:
+                    self._dispatch(batch)
+                else:
+                    self._execute(batch, run_on_compute_thread)
         finally:
+            for executor in self._stream_threads:
+                executor.shutdown(wait=True)  # passes in flight finish and set their callers' futures
             with self._changed:
                 self._closed = True
             self._fail_pending(batch or [])
@@ -166,7 +192,7 @@ class DynamicBatcher:
         """The next batch: the first queued request and all that fit behind it, plus owed ones that arrive
         within ``max_wait`` of taking it; ``None`` once closed."""
         with self._changed:
-            while not self._pending and not self._closed:
+            while not self._closed and not (self._pending and self._stream_ready()):
                 self._changed.wait()
             if self._closed:
                 return None
@@ -186,18 +212,50 @@ class DynamicBatcher:
                 self._changed.wait(remaining)
             return batch
 
+    def _stream_ready(self) -> bool:
+        """Whether a pass may start now (the lock held): always with one stream (it waits for its pass);
+        with several, a free stream and, if another pass is in flight, half a batch waiting."""
+        if not self._stream_threads:
+            return True
+        if all(self._busy):
+            return False
+        waiting = sum(len(r.crops) for r in self._pending)
+        return not any(self._busy) or waiting * 2 >= self.max_batch_size
+
+    def _dispatch(self, batch: list[_Request]) -> None:
+        """Start the batch on a free stream (stream 0 first); the batcher thread goes back to gathering."""
+        with self._changed:
+            stream = self._busy.index(False)
+            team = (os.cpu_count() or 1) if stream == 0 and not any(self._busy) else 1
+            self._busy[stream] = True
+
+        def run_pass() -> None:
+            try:
+                use_threads_here(team)
+                self._execute(batch, lambda fn, live: fn(live))
+            finally:
+                with self._changed:
+                    self._busy[stream] = False
+                    self._changed.notify_all()
+
+        self._stream_threads[stream].submit(run_pass)
+
     def _company_fits(self, room: int) -> bool:
         """Whether a caller announced lately that has not submitted yet would fit into ``room`` images."""
         fresh_since = time.monotonic() - 2 * self.max_wait_s
         return any(images <= room and since >= fresh_since for images, since in self._owing.values())
 
-    def _execute(self, batch: list[_Request]) -> None:
+    def _execute(
+        self,
+        batch: list[_Request],
+        run: Callable[[Callable[[list[_Request]], list[Result | Exception]], list[_Request]], list[Result | Exception]],
+    ) -> None:
         live = [r for r in batch if r.future.set_running_or_notify_cancel()]
         if not live:
             return
-        # This thread waits for the pass rather than gathering the next batch meanwhile: what arrives during
-        # a forward pass is batched for the next one instead of trickling into a second, smaller pass.
-        outcomes = run_on_compute_thread(self._outcomes, live)
+        # With one stream this thread waits for the pass rather than gathering the next batch meanwhile: what
+        # arrives during a forward pass is batched for the next one instead of trickling into a second pass.
+        outcomes = run(self._outcomes, live)
         for request, outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 request.future.set_exception(outcome)

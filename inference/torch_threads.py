@@ -104,11 +104,22 @@ def use_one_thread_here() -> None:
     (``get_num_threads`` triggers it); otherwise it would put the default back at the thread's first
     parallel op. Cheap enough to call at the start of every activity (a few microseconds).
     """
+    use_threads_here(1)
+
+
+def use_threads_here(count: int) -> None:
+    """This thread's OpenMP (and MKL) team size for its next kernels, as :func:`use_one_thread_here` sets 1."""
     setters = _per_thread_setters()
     if setters:
         torch.get_num_threads()
     for setter in setters:
-        setter(1)
+        setter(count)
+
+
+def mark_compute_thread() -> None:
+    """Make the calling thread one that runs forward passes (a batcher's stream thread): it may run them
+    inline and must never wait for a batcher."""
+    _mark_compute_thread()
 
 
 _configure_lock = threading.Lock()

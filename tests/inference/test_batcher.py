@@ -332,3 +332,46 @@ def test_the_compute_thread_cannot_wait_for_a_batcher(resnet18: LoadedModel, cro
         with pytest.raises(RuntimeError, match="compute thread cannot wait"):
             run_on_compute_thread(batcher.classify, crops[0], 1, timeout=30)
         assert len(batcher.classify(crops[0], 1, timeout=30)[0]) == 1
+
+
+class RecordsItsPasses(nn.Module):
+    """A real module that notes, for each forward pass, how many passes ran at once and its team size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 1000)
+        self.lock = threading.Lock()
+        self.running = 0
+        self.passes: list[tuple[int, int]] = []  # (passes running, this pass's torch threads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.lock:
+            self.running += 1
+            self.passes.append((self.running, torch.get_num_threads()))
+        time.sleep(0.2)
+        with self.lock:
+            self.running -= 1
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2+ cores")
+def test_with_two_streams_overlapping_passes_run_with_one_thread_each_and_a_lone_pass_with_all() -> None:
+    module = RecordsItsPasses()
+    crop = torch.zeros(3, 224, 224, dtype=torch.uint8)
+    with DynamicBatcher(loaded(module), max_batch_size=2, max_wait_ms=5, streams=2) as batcher:
+        assert len(batcher.classify(crop, 1, timeout=30)[0]) == 1  # alone: stream 0 with every core
+        futures = [batcher.submit(crop, 1) for _ in range(8)]  # four passes' worth at once
+        assert all(len(f.result(30)[0]) == 1 for f in futures)
+    lone, *loaded_passes = module.passes
+    assert lone == (1, os.cpu_count())
+    assert max(running for running, _ in loaded_passes) == 2  # two passes at once under load
+    assert all(threads == 1 for running, threads in loaded_passes if running == 2)
+
+
+def test_with_one_stream_passes_never_overlap() -> None:
+    module = RecordsItsPasses()
+    crop = torch.zeros(3, 224, 224, dtype=torch.uint8)
+    with DynamicBatcher(loaded(module), max_batch_size=2, max_wait_ms=5) as batcher:
+        futures = [batcher.submit(crop, 1) for _ in range(6)]
+        assert all(len(f.result(30)[0]) == 1 for f in futures)
+    assert max(running for running, _ in module.passes) == 1
