@@ -21,6 +21,8 @@ KEY_HEADER = "x-functions-key"
 
 #: Runtime statuses after which an orchestration never changes again.
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
+#: Where ``make run`` serves the app, and a local host the monitor page.
+LOCAL_HOST = "http://127.0.0.1:7071"
 #: The app names each session's orchestration ``session@<name>``; its custom status lists the tasks it holds.
 SESSION_PREFIX = "session@"
 #: Every runtime status the management API reports, spelled as it filters on them (exact case).

@@ -24,7 +24,7 @@ from rich.console import JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
-from classifier_cli.api import MANAGEMENT_PREFIX
+from classifier_cli.api import LOCAL_HOST, MANAGEMENT_PREFIX
 
 if TYPE_CHECKING:
     from classifier_cli.main import App
@@ -215,10 +215,6 @@ def history(app: App, instance_id: str, as_json: bool) -> None:
         return
     app.out.print(timeline_table(status, steps, start))
     app.err.print(summary_line(status, steps, start, end), highlight=False)
-
-
-#: Where a local host serves the page (``make run``), for an app that does not serve it itself.
-LOCAL_HOST = "http://127.0.0.1:7071"
 
 
 #: Host names of apps on Azure, which do not serve the monitor page (a local host does, whatever its name).

@@ -28,7 +28,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from classifier_cli.api import RUNTIME_STATUSES, SESSION_PREFIX, TERMINAL_STATUSES, ApiError, ClassifierClient
+from classifier_cli.api import (
+    LOCAL_HOST,
+    RUNTIME_STATUSES,
+    SESSION_PREFIX,
+    TERMINAL_STATUSES,
+    ApiError,
+    ClassifierClient,
+)
 from classifier_cli.enqueue import enqueue
 from classifier_cli.files import InputError, find_images, task_groups, task_payload
 from classifier_cli.history import history, monitor
@@ -43,7 +50,6 @@ from classifier_cli.render import (
     task_outcome,
 )
 
-DEFAULT_URL = "http://127.0.0.1:7071"
 #: Width used when output is not a terminal (pipes, CI logs): wide enough that tables do not wrap names.
 PIPE_WIDTH = 200
 #: Exit code after Ctrl-C while following, as shells report a process ended by SIGINT (128 + 2).
@@ -112,7 +118,7 @@ interval_option = click.option(
 @click.option(
     "--base-url",
     envvar="CLASSIFIER_URL",
-    default=DEFAULT_URL,
+    default=LOCAL_HOST,
     show_default=True,
     help="The app's origin (env CLASSIFIER_URL), e.g. https://myapp.azurewebsites.net.",
 )

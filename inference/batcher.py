@@ -84,13 +84,13 @@ class DynamicBatcher:
                 f"need max_batch_size >= 1, max_wait_ms >= 0, streams >= 1, got {max_batch_size}, {max_wait_ms}, "
                 f"{streams}"
             )
-        self.streams = streams
-        # one single-thread executor per stream: stream i is always the same thread (its OpenMP team with it)
+        # one single-thread executor per stream: stream i is always the same thread (its OpenMP team with it);
+        # none with one stream, whose passes run on the process's compute thread
         self._stream_threads = [
             ThreadPoolExecutor(1, thread_name_prefix=f"stream{i}-{model.name}", initializer=mark_compute_thread)
             for i in range(streams if streams > 1 else 0)
         ]
-        self._busy = [False] * streams
+        self._busy = [False] * len(self._stream_threads)
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1e3
