@@ -39,8 +39,8 @@ class Settings:
     inference_precision: Precision
     inference_batch_size: int
     dynamic_batch_max_wait_ms: float
-    compute_streams: int  # forward passes of one model at once (one thread each when they overlap); opt-in
-    torch_num_threads: int  # intra-op threads per worker process
+    compute_streams: int  # forward passes of one model at once (sharing the threads when they overlap)
+    torch_num_threads: int  # intra-op threads per worker process, shared by its running forward passes
     model_prewarm: tuple[str, ...]
     max_images_per_task: int
     max_image_bytes: int
@@ -149,6 +149,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         prewarm = tuple(normalise_model_name(name) for name in prewarm)
     except ValueError as exc:
         raise SettingsError(f"MODEL_PREWARM: {exc}") from None
+    torch_threads = _int(env, "TORCH_NUM_THREADS", 0) or default_torch_threads(env)
     return Settings(
         blob_connection_string=env.get("BLOB_CONNECTION_STRING", "").strip(),
         blob_account_url=env.get("BLOB_ACCOUNT_URL", "").strip(),
@@ -164,8 +165,9 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         inference_precision=precision,
         inference_batch_size=_int(env, "INFERENCE_BATCH_SIZE", 8, minimum=1),
         dynamic_batch_max_wait_ms=_float(env, "DYNAMIC_BATCH_MAX_WAIT_MS", 5.0),
-        compute_streams=_int(env, "COMPUTE_STREAMS", 1, minimum=1),
-        torch_num_threads=_int(env, "TORCH_NUM_THREADS", 0) or default_torch_threads(env),
+        # one stream per thread: under load each pass then runs on one core, as the best raw pipeline does
+        compute_streams=_int(env, "COMPUTE_STREAMS", 0) or torch_threads,
+        torch_num_threads=torch_threads,
         model_prewarm=prewarm,
         max_images_per_task=_int(env, "MAX_IMAGES_PER_TASK", 32, minimum=1),
         max_image_bytes=_int(env, "MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1),

@@ -26,7 +26,7 @@ from inference.cache import LoadedModel, ModelCache
 from inference.errors import WeightsUnavailableError
 from inference.predict import classify, stack_crops
 from inference.tensor_io import decode_tensor
-from inference.torch_threads import configure_torch_threads, run_on_compute_thread, use_one_thread_here
+from inference.torch_threads import compute_pass, configure_torch_threads, run_on_compute_thread, use_one_thread_here
 from inference.weights import resolve_weights
 from services import blob_store
 from settings import get_settings
@@ -101,7 +101,13 @@ def predict(model: LoadedModel, crops: torch.Tensor, top_k: int) -> list[list[Pr
     """Through the dynamic batcher, or straight to the model (on the compute thread) when it is switched off."""
     if batching_on():
         return batcher_for(model).classify(crops, top_k)
-    return run_on_compute_thread(classify, model, crops, top_k)
+    return run_on_compute_thread(classify_as_a_pass, model, crops, top_k)
+
+
+def classify_as_a_pass(model: LoadedModel, crops: torch.Tensor, top_k: int) -> list[list[Prediction]]:
+    """:func:`classify` counted among the process's running passes, which share the cores between them."""
+    with compute_pass():
+        return classify(model, crops, top_k)
 
 
 def _unavailable(name: str, exc: WeightsUnavailableError) -> None:

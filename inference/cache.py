@@ -20,6 +20,7 @@ from torch import nn
 
 from inference.catalog import normalise_model_name
 from inference.precision import Precision, ResolvedPrecision, default_device, resolve_precision
+from inference.torch_threads import follow_compute_teams
 from inference.weights import ResolvedWeights, canonical_spec, create_model, resolve_weights
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ def load_model(
     started = time.perf_counter()
     weights = resolve_weights(model, spec, allow_download=allow_download)
     module = create_model(weights).to(device).to(memory_format=torch.channels_last)
+    if device.type == "cpu":
+        follow_compute_teams(module)
     load_ms = (time.perf_counter() - started) * 1e3
     log.info("loaded %s (%s, %s on %s) in %.0f ms", model, weights.label, precision, device, load_ms)
     return LoadedModel(module=module, weights=weights, precision=precision, device=device, load_ms=load_ms)

@@ -9,10 +9,18 @@ had run parallel ops (``benchmarks/torch_threads_probe.py`` measures it). In a F
 threads are everywhere: activities run on a pool of up to 16 threads, a crop's ``.contiguous()`` or a
 ``torch.stack`` is enough to give each of them a team, and each model's batcher would be one more.
 
-So every forward pass of every model runs on :func:`run_on_compute_thread`, one thread per process (on a
-CPU two forward passes at once would only share the same cores), and activity threads call
-:func:`use_one_thread_here` before their tensor work: with a team size of one, torch runs each kernel
-inline and the thread never gets a team.
+So forward passes run on compute threads only: :func:`run_on_compute_thread` (one per process), or a
+dynamic batcher's streams (:mod:`inference.batcher`); activity threads call :func:`use_one_thread_here`
+before their tensor work: with a team size of one, torch runs each kernel inline and the thread never gets
+a team.
+
+Passes share the cores through :func:`compute_pass`: each pass counts itself among the process's running
+passes, and its team is the thread budget divided by that count, re-read before every convolution (the
+hooks :func:`follow_compute_teams` adds). A pass that runs alone uses every core (a lone request keeps its
+latency); once a second pass starts, both run with one thread each at their next layer, as the raw
+pipeline's two one-thread streams do, which beat one two-thread stream because a pass then never waits at
+an OpenMP barrier for a thread that another pass or an activity has taken the core from. The team never
+exceeds the cores for longer than one layer.
 
 On a GPU the compute thread is the one host thread of every model's passes too: one model's host-side work
 (stacking, copies to the device, kernel launches, the top-k copy back) no longer overlaps another model's
@@ -25,11 +33,14 @@ import ctypes
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cache
+from typing import Any
 
 import torch
+from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +131,66 @@ def mark_compute_thread() -> None:
     """Make the calling thread one that runs forward passes (a batcher's stream thread): it may run them
     inline and must never wait for a batcher."""
     _mark_compute_thread()
+
+
+_passes_lock = threading.Lock()
+_running_passes = 0
+_team = threading.local()  # in a pass: .size, the team size this thread set last
+
+
+def team_budget() -> int:
+    """Threads the running passes share: the configured intra-op count, else one per core."""
+    configured = _configured[0] if _configured is not None else None
+    return configured or os.cpu_count() or 1
+
+
+def _fit_team(*, force: bool) -> None:
+    # _running_passes is read without the lock: a stale count costs one layer with the old team at most
+    size = max(1, team_budget() // max(1, _running_passes))
+    if force or size != getattr(_team, "size", None):
+        use_threads_here(size)
+        _team.size = size
+
+
+@contextmanager
+def compute_pass() -> Iterator[None]:
+    """Run a forward pass on this (compute) thread as one of the process's running passes.
+
+    Its team is ``team_budget() // running passes`` at the start and again before every convolution of a
+    model prepared with :func:`follow_compute_teams`, so it shrinks when another pass starts and grows back
+    when that one ends.
+    """
+    global _running_passes
+    with _passes_lock:
+        _running_passes += 1
+    try:
+        _fit_team(force=True)
+        yield
+    finally:
+        _team.size = None
+        with _passes_lock:
+            _running_passes -= 1
+
+
+def running_passes() -> int:
+    """Forward passes running now in this process (for tests and diagnostics)."""
+    return _running_passes
+
+
+def _refit_team(_module: nn.Module, _inputs: Any) -> None:
+    if getattr(_team, "size", None) is not None:  # only inside compute_pass: other threads keep their team
+        _fit_team(force=False)
+
+
+def follow_compute_teams(module: nn.Module) -> None:
+    """Make ``module``'s passes re-size their team before each convolution (see :func:`compute_pass`).
+
+    A few microseconds per convolution; a no-op on threads outside :func:`compute_pass` (a benchmark's or a
+    test's own calls to the module keep their teams).
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            layer.register_forward_pre_hook(_refit_team)
 
 
 _configure_lock = threading.Lock()

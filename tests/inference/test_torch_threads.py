@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from inference import torch_threads
-from inference.torch_threads import COMPUTE_THREAD, configure_torch_threads, run_on_compute_thread, use_one_thread_here
+from inference.cache import ModelCache
+from inference.torch_threads import (
+    COMPUTE_THREAD,
+    compute_pass,
+    configure_torch_threads,
+    run_on_compute_thread,
+    use_one_thread_here,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -117,3 +124,44 @@ def test_configure_torch_threads_applies_once() -> None:
     first = configure_torch_threads(current, None)
     assert first[0] == current
     assert configure_torch_threads(current + 1, 3) == first  # ignored, no exception from torch
+
+
+@LINUX_WITH_2_CORES
+def test_running_passes_share_the_budget_layer_by_layer_and_a_pass_alone_gets_it_back() -> None:
+    """A model from the cache re-sizes its pass's team before every convolution: the whole budget while it
+    runs alone, one thread once another pass runs, the whole budget again once that pass has ended."""
+    model = ModelCache(precision="fp32", device=torch.device("cpu"), allow_download=False).get("resnet18", "random:0")
+    seen: list[int] = []
+    record = model.module.layer4[1].conv2.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    x = torch.zeros(1, 3, 64, 64)
+    other_running, other_may_end = threading.Event(), threading.Event()
+
+    def other_pass() -> None:
+        with compute_pass():
+            other_running.set()
+            other_may_end.wait(30)
+
+    def forward() -> None:
+        with torch.inference_mode():
+            model.module(x)
+
+    budget = torch_threads.team_budget()
+    assert budget >= 2, "the test needs a budget a second pass can share"
+    try:
+        with compute_pass():
+            forward()  # alone
+            with ThreadPoolExecutor(1) as pool:
+                ended = pool.submit(other_pass)
+                assert other_running.wait(30)
+                assert torch_threads.running_passes() == 2
+                forward()  # sharing
+                other_may_end.set()
+                ended.result(30)
+            forward()  # alone again, within the same pass
+        outside = _on_new_thread(lambda: (forward(), torch.get_num_threads())[1])
+    finally:
+        record.remove()
+        other_may_end.set()
+    assert seen[:3] == [budget, 1, budget]
+    assert seen[3] == outside  # a thread outside any pass keeps its own team: the hook leaves it alone
+    assert torch_threads.running_passes() == 0
