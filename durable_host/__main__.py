@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from pathlib import Path
@@ -55,6 +56,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+#: Objects allocated between young-generation collections; Python's default is 2,000.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_gc() -> None:
+    """Keep the cyclic garbage collector off the app's import-time objects, and run it less often.
+
+    Importing the app imports torch, the SDKs and the app itself: about 420,000 objects tracked by the
+    collector, living as long as the process, which every older-generation collection would scan again,
+    while each orchestrator episode and HTTP request allocates thousands of short-lived ones that trigger
+    collections. Frozen, they are never scanned. In A/B runs of the system benchmark (two rounds,
+    ResNet18) the host process spent about 13 % less CPU per 1-image task, and every phase ran 4-5 % more
+    images per second.
+    """
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older * 2, oldest * 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup(args.log_level)
@@ -74,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print_functions(config, index)
         return 0
+    settle_gc()
     try:
         asyncio.run(serve(config, index))
     except HubInUseError as exc:

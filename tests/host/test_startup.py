@@ -163,3 +163,18 @@ def test_check_loads_the_app_like_azure_and_exits(app, code, expected):
     )
     assert done.returncode == code
     assert expected in done.stdout + done.stderr
+
+
+def test_settle_gc_freezes_what_exists_and_collects_young_objects_less_often():
+    import gc
+
+    from durable_host.__main__ import GC_YOUNG_THRESHOLD, settle_gc
+
+    before = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_freeze_count() > 10_000  # at least the test run's own modules
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, before[1] * 2, before[2] * 2)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
