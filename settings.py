@@ -39,7 +39,7 @@ class Settings:
     inference_precision: Precision
     inference_batch_size: int
     dynamic_batch_max_wait_ms: float
-    compute_streams: int  # forward passes of one model at once (sharing the threads when they overlap)
+    compute_streams: int | None  # forward passes of one model at once; None: one per thread on a CPU, 1 on a GPU
     torch_num_threads: int  # intra-op threads per worker process, shared by its running forward passes
     model_prewarm: tuple[str, ...]
     max_images_per_task: int
@@ -165,8 +165,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         inference_precision=precision,
         inference_batch_size=_int(env, "INFERENCE_BATCH_SIZE", 8, minimum=1),
         dynamic_batch_max_wait_ms=_float(env, "DYNAMIC_BATCH_MAX_WAIT_MS", 5.0),
-        # one stream per thread: under load each pass then runs on one core, as the best raw pipeline does
-        compute_streams=_int(env, "COMPUTE_STREAMS", 0) or torch_threads,
+        compute_streams=_int(env, "COMPUTE_STREAMS", 0) or None,
         torch_num_threads=torch_threads,
         model_prewarm=prewarm,
         max_images_per_task=_int(env, "MAX_IMAGES_PER_TASK", 32, minimum=1),

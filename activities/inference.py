@@ -29,7 +29,7 @@ from inference.tensor_io import decode_tensor
 from inference.torch_threads import compute_pass, configure_torch_threads, run_on_compute_thread, use_one_thread_here
 from inference.weights import resolve_weights
 from services import blob_store
-from settings import get_settings
+from settings import Settings, get_settings
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -78,10 +78,18 @@ def batcher_for(model: LoadedModel) -> DynamicBatcher:
                 model,
                 max_batch_size=settings.inference_batch_size,
                 max_wait_ms=settings.dynamic_batch_max_wait_ms,
-                streams=settings.compute_streams,
+                streams=compute_streams(model, settings),
             )
             _batchers[id(model)] = batcher
         return batcher
+
+
+def compute_streams(model: LoadedModel, settings: Settings) -> int:
+    """``COMPUTE_STREAMS``, else one stream per torch thread on a CPU, where under load each pass then runs
+    on a core of its own as the best raw pipeline does, and one on a GPU, which runs one pass at a time."""
+    if settings.compute_streams is not None:
+        return settings.compute_streams
+    return settings.torch_num_threads if model.device.type == "cpu" else 1
 
 
 def batching_on() -> bool:

@@ -15,17 +15,16 @@ caller that would still fit has not submitted yet, never more than ``max_wait_ms
 request. A lone request is therefore dispatched at once, and requests that arrive during a forward pass are
 batched for the next one without extra waiting.
 
-Forward passes run on the process's compute thread (:mod:`inference.torch_threads`), shared by the batchers
-of all models: the batcher's own thread only gathers, so it never becomes a second torch thread that would
-slow every forward pass down.
+Forward passes run on compute threads (:func:`~inference.torch_threads.submit_pass`), shared by the
+batchers of all models: the process's compute thread when no other batch occupies it, else a narrow one;
+the batcher's own thread only gathers, so it never becomes a torch thread with a team of its own.
 
-Compute streams (``streams`` > 1, ``COMPUTE_STREAMS``): the batcher's passes run on threads of its own, up
-to ``streams`` at once; a second pass starts only once half a batch is waiting, so that requests arriving
-during a pass are not split into small passes. Every pass, on a stream or on the compute thread, is a
-:func:`~inference.torch_threads.compute_pass`: a pass alone keeps every core (a lone request keeps its
-latency), and passes that overlap, of this model or another, share the cores one thread each from their
-next layer on, as the raw pipeline's two one-thread streams do (they beat one two-thread stream by about
-10 % at batch 8).
+Compute streams (``streams``, ``COMPUTE_STREAMS``): a batcher runs up to ``streams`` passes at once; a
+second starts only once half a batch is waiting, so that requests arriving during a pass are not split into
+small passes. A pass alone on the compute thread keeps every core (a lone request keeps its latency); once
+passes overlap they share the cores, one thread each on 2 cores, from the next layer on
+(:func:`~inference.torch_threads.compute_pass`), as the raw pipeline's two one-thread streams do (they beat
+one two-thread stream by about 10 % at batch 8).
 
 Failure isolation: requests are validated on submit, so a malformed crop fails only its caller. If a batched
 forward still fails, each request of that batch is re-run on its own, so every caller gets its own result
@@ -37,8 +36,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -48,7 +47,7 @@ from contracts import Prediction
 from inference.cache import LoadedModel
 from inference.predict import check_crop_batch, logits, top_k
 from inference.preprocess import normalise
-from inference.torch_threads import compute_pass, mark_compute_thread, on_compute_thread, run_on_compute_thread
+from inference.torch_threads import compute_pass, on_compute_thread, submit_pass
 
 Result = list[list[Prediction]]
 
@@ -83,13 +82,8 @@ class DynamicBatcher:
                 f"need max_batch_size >= 1, max_wait_ms >= 0, streams >= 1, got {max_batch_size}, {max_wait_ms}, "
                 f"{streams}"
             )
-        # one single-thread executor per stream: stream i is always the same thread (its OpenMP team with it);
-        # none with one stream, whose passes run on the process's compute thread
-        self._stream_threads = [
-            ThreadPoolExecutor(1, thread_name_prefix=f"stream{i}-{model.name}", initializer=mark_compute_thread)
-            for i in range(streams if streams > 1 else 0)
-        ]
-        self._busy = [False] * len(self._stream_threads)
+        self.streams = streams
+        self._in_flight = 0  # passes started and not finished
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1e3
@@ -176,15 +170,13 @@ class DynamicBatcher:
         batch: list[_Request] | None = None
         try:
             while (batch := self._gather()) is not None:
-                if self._stream_threads:
-                    self._dispatch(batch)
-                else:
-                    self._execute(batch, run_on_compute_thread)
+                self._dispatch(batch)
+                batch = None
         finally:
-            for executor in self._stream_threads:
-                executor.shutdown(wait=True)  # passes in flight finish and set their callers' futures
             with self._changed:
                 self._closed = True
+                while self._in_flight:  # passes in flight finish and set their callers' futures
+                    self._changed.wait()
             self._fail_pending(batch or [])
 
     def _gather(self) -> list[_Request] | None:
@@ -212,47 +204,51 @@ class DynamicBatcher:
             return batch
 
     def _stream_ready(self) -> bool:
-        """Whether a pass may start now (the lock held): always with one stream (it waits for its pass);
-        with several, a free stream and, if another pass is in flight, half a batch waiting."""
-        if not self._stream_threads:
+        """Whether a pass may start now (the lock held): none in flight, or fewer than ``streams`` and half a
+        batch waiting (with one stream, what arrives during a pass is batched for the next one)."""
+        if self._in_flight == 0:
             return True
-        if all(self._busy):
-            return False
         waiting = sum(len(r.crops) for r in self._pending)
-        return not any(self._busy) or waiting * 2 >= self.max_batch_size
+        return self._in_flight < self.streams and waiting * 2 >= self.max_batch_size
 
     def _dispatch(self, batch: list[_Request]) -> None:
-        """Start the batch on a free stream (stream 0 first); the batcher thread goes back to gathering."""
+        """Start the batch on a compute thread (:func:`submit_pass`); the batcher thread goes back to gathering."""
         with self._changed:
-            stream = self._busy.index(False)
-            self._busy[stream] = True
+            self._in_flight += 1
 
         def run_pass() -> None:
             try:
-                self._execute(batch, lambda fn, live: fn(live))
+                self._execute(batch)
+            except BaseException:
+                # what no ``except Exception`` catches (a fatal error in a library): the batcher closes, as
+                # when its own thread dies, so that no caller waits for ever
+                self._fail_running(batch)
+                with self._changed:
+                    self._closed = True
+                    self._changed.notify_all()
+                raise
             finally:
                 with self._changed:
-                    self._busy[stream] = False
+                    self._in_flight -= 1
                     self._changed.notify_all()
 
-        self._stream_threads[stream].submit(run_pass)
+        try:
+            submit_pass(run_pass)
+        except BaseException:
+            with self._changed:
+                self._in_flight -= 1
+            raise
 
     def _company_fits(self, room: int) -> bool:
         """Whether a caller announced lately that has not submitted yet would fit into ``room`` images."""
         fresh_since = time.monotonic() - 2 * self.max_wait_s
         return any(images <= room and since >= fresh_since for images, since in self._owing.values())
 
-    def _execute(
-        self,
-        batch: list[_Request],
-        run: Callable[[Callable[[list[_Request]], list[Result | Exception]], list[_Request]], list[Result | Exception]],
-    ) -> None:
+    def _execute(self, batch: list[_Request]) -> None:
         live = [r for r in batch if r.future.set_running_or_notify_cancel()]
         if not live:
             return
-        # With one stream this thread waits for the pass rather than gathering the next batch meanwhile: what
-        # arrives during a forward pass is batched for the next one instead of trickling into a second pass.
-        outcomes = run(self._outcomes, live)
+        outcomes = self._outcomes(live)
         for request, outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 request.future.set_exception(outcome)
@@ -277,8 +273,9 @@ class DynamicBatcher:
         """One forward pass for all ``requests``; each gets the top-k of its own rows."""
         crops = torch.cat([r.crops for r in requests])
         scores = logits(self.model, normalise(crops, self.model.weights))
-        self._batches += 1
-        self._images += len(crops)
+        with self._changed:  # passes of several streams finish at once
+            self._batches += 1
+            self._images += len(crops)
         results, start = [], 0
         for request in requests:
             rows = scores[start : start + len(request.crops)]
@@ -291,9 +288,16 @@ class DynamicBatcher:
         with self._changed:
             pending = list(self._pending)
             self._pending.clear()
-        for request in in_flight:
-            if request.future.running():
-                request.future.set_exception(RuntimeError("DynamicBatcher closed while this request ran"))
+        self._fail_running(in_flight)
         for request in pending:
             if request.future.set_running_or_notify_cancel():
                 request.future.set_exception(RuntimeError("DynamicBatcher closed before this request ran"))
+
+    @staticmethod
+    def _fail_running(batch: list[_Request]) -> None:
+        """Fail the requests of a batch whose forward pass never returned (or, its start having failed,
+        never began: their futures are still pending)."""
+        for request in batch:
+            future = request.future
+            if future.running() or (not future.done() and future.set_running_or_notify_cancel()):
+                future.set_exception(RuntimeError("DynamicBatcher closed while this request ran"))

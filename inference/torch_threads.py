@@ -1,4 +1,5 @@
-"""Which threads of a process may run torch on more than one core: the compute thread, and no other.
+"""Which threads of a process may run torch on more than one core (the compute thread, and no other), and how
+the forward passes running at once share the cores.
 
 Torch's OpenMP runtime on Linux (libgomp) gives every thread that runs a parallel kernel a team of worker
 threads of its own. Once it manages more threads than there are cores, it stops spinning between parallel
@@ -9,22 +10,22 @@ had run parallel ops (``benchmarks/torch_threads_probe.py`` measures it). In a F
 threads are everywhere: activities run on a pool of up to 16 threads, a crop's ``.contiguous()`` or a
 ``torch.stack`` is enough to give each of them a team, and each model's batcher would be one more.
 
-So forward passes run on compute threads only: :func:`run_on_compute_thread` (one per process), or a
-dynamic batcher's streams (:mod:`inference.batcher`); activity threads call :func:`use_one_thread_here`
-before their tensor work: with a team size of one, torch runs each kernel inline and the thread never gets
-a team.
+So forward passes run on compute threads only, and activity threads call :func:`use_one_thread_here` before
+their tensor work: with a team size of one, torch runs each kernel inline and the thread never gets a team.
+The compute thread (:func:`run_on_compute_thread`, one per process) is the only thread with a team; when a
+pass is to start while another occupies it, :func:`submit_pass` runs it on a narrow compute thread, which
+always runs with one thread.
 
-Passes share the cores through :func:`compute_pass`: each pass counts itself among the process's running
-passes, and its team is the thread budget divided by that count, re-read before every convolution (the
-hooks :func:`follow_compute_teams` adds). A pass that runs alone uses every core (a lone request keeps its
-latency); once a second pass starts, both run with one thread each at their next layer, as the raw
-pipeline's two one-thread streams do, which beat one two-thread stream because a pass then never waits at
-an OpenMP barrier for a thread that another pass or an activity has taken the core from. The team never
-exceeds the cores for longer than one layer.
+Passes share the cores through :func:`compute_pass`: each counts itself among the process's running passes,
+and the compute thread's team is the thread budget divided by that count, re-read before every convolution
+(the hooks :func:`follow_compute_teams` adds). A pass alone uses every core (a lone request keeps its
+latency); once a narrow pass starts beside it, it runs with one thread from its next layer on, as the raw
+pipeline's two one-thread streams do. Those beat one two-thread stream under load (about 10 % for ResNet18
+at batch 8) because a pass then never waits at an OpenMP barrier for a thread that another pass or an
+activity has taken the core from.
 
-On a GPU the compute thread is the one host thread of every model's passes too: one model's host-side work
-(stacking, copies to the device, kernel launches, the top-k copy back) no longer overlaps another model's
-kernels. Kept that way because it is simple and the libgomp problem is the same on a GPU machine's CPU.
+On a GPU passes are placed the same way (the batchers default to one stream there), and the libgomp
+problem is the same for their host-side CPU work.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
@@ -135,7 +136,56 @@ def mark_compute_thread() -> None:
 
 _passes_lock = threading.Lock()
 _running_passes = 0
-_team = threading.local()  # in a pass: .size, the team size this thread set last
+_wide_busy = False  # a pass given to submit_pass runs on the compute thread now
+_team = threading.local()  # .narrow: a narrow compute thread; in a pass: .size, the team it set last
+_narrow_executor: ThreadPoolExecutor | None = None
+
+
+def _mark_narrow_compute_thread() -> None:
+    _mark_compute_thread()
+    _team.narrow = True
+    use_one_thread_here()
+
+
+def _narrow_threads() -> ThreadPoolExecutor:
+    """The narrow compute threads, started as needed (at most one per core); they never get a team."""
+    global _narrow_executor
+    with _executor_lock:
+        if _narrow_executor is None:
+            _narrow_executor = ThreadPoolExecutor(
+                max_workers=os.cpu_count() or 1,
+                thread_name_prefix=f"{COMPUTE_THREAD}-narrow",
+                initializer=_mark_narrow_compute_thread,
+            )
+        return _narrow_executor
+
+
+def submit_pass[T](fn: Callable[[], T]) -> Future[T]:
+    """Start ``fn`` (forward passes in a :func:`compute_pass`) on the compute thread if no other such pass
+    occupies it, else on a narrow compute thread, and return at once.
+
+    Only the compute thread ever has an OpenMP team: libgomp keeps a team's threads for as long as the
+    thread that started it lives, and with more of them than cores it throttles every pass (the module's
+    docstring). A narrow thread's pass runs with one thread; the compute thread's with the budget while it
+    runs alone, one thread while others run.
+    """
+    global _wide_busy
+    with _passes_lock:
+        wide = not _wide_busy
+        _wide_busy = True
+
+    if not wide:
+        return _narrow_threads().submit(fn)
+
+    def on_the_compute_thread() -> T:
+        global _wide_busy
+        try:
+            return fn()
+        finally:
+            with _passes_lock:
+                _wide_busy = False
+
+    return _compute_executor().submit(on_the_compute_thread)
 
 
 def team_budget() -> int:
@@ -146,7 +196,7 @@ def team_budget() -> int:
 
 def _fit_team(*, force: bool) -> None:
     # _running_passes is read without the lock: a stale count costs one layer with the old team at most
-    size = max(1, team_budget() // max(1, _running_passes))
+    size = 1 if getattr(_team, "narrow", False) else max(1, team_budget() // max(1, _running_passes))
     if force or size != getattr(_team, "size", None):
         use_threads_here(size)
         _team.size = size
@@ -154,13 +204,17 @@ def _fit_team(*, force: bool) -> None:
 
 @contextmanager
 def compute_pass() -> Iterator[None]:
-    """Run a forward pass on this (compute) thread as one of the process's running passes.
+    """Run forward passes on this (compute) thread as one of the process's running passes.
 
-    Its team is ``team_budget() // running passes`` at the start and again before every convolution of a
-    model prepared with :func:`follow_compute_teams`, so it shrinks when another pass starts and grows back
-    when that one ends.
+    On the compute thread its team is ``team_budget() // running passes`` at the start and again before
+    every convolution of a model prepared with :func:`follow_compute_teams`, so it shrinks to one thread
+    when a pass starts on a narrow thread and grows back when that one ends; a narrow thread's stays at one.
+    Re-entrant: a pass inside a pass is the same pass.
     """
     global _running_passes
+    if getattr(_team, "size", None) is not None:
+        yield
+        return
     with _passes_lock:
         _running_passes += 1
     try:
@@ -204,8 +258,9 @@ def configure_torch_threads(intra: int | None, inter: int | None) -> tuple[int, 
     call applies anything: later calls (e.g. from each Functions invocation) are no-ops, logged when they ask
     for something different. ``None`` leaves torch's default (one thread per core) for that pool.
 
-    The intra-op count is applied on the compute thread, the one thread it is for (it also becomes the
-    default that threads which have not run torch yet start from). Applied on the calling thread, an
+    The intra-op count is the budget the running passes share (:func:`team_budget`); it is applied on the
+    compute thread, the one thread with a team (it also becomes the default that threads which have not run
+    torch yet start from). Applied on the calling thread, an
     activity's, it would undo :func:`use_one_thread_here` there and give that thread a team.
     """
     global _configured
@@ -221,4 +276,4 @@ def configure_torch_threads(intra: int | None, inter: int | None) -> tuple[int, 
                     log.warning("could not set %d inter-op threads: %s", inter, exc)
         elif _configured != (intra, inter):
             log.warning("torch threads already configured as %s; ignoring %s", _configured, (intra, inter))
-        return run_on_compute_thread(torch.get_num_threads), torch.get_num_interop_threads()
+        return team_budget(), torch.get_num_interop_threads()

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ from PIL import Image
 import services
 from activities import inference as inference_activity
 from activities import preprocess as preprocess_activity
-from activities.inference import infer
+from activities.inference import compute_streams, infer
 from activities.persist import persist
 from activities.preprocess import preprocess
 from contracts import (
@@ -32,7 +33,8 @@ from contracts import (
     ResultRecord,
     TaskRecord,
 )
-from settings import get_settings
+from inference.torch_threads import COMPUTE_THREAD
+from settings import get_settings, settings_from
 from storage.results import load_task
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.checkpoints import reference_logits
@@ -311,10 +313,20 @@ def _os_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def _narrow_compute_threads() -> int:
+    return sum(t.name.startswith(f"{COMPUTE_THREAD}-narrow") for t in threading.enumerate())
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir() or (os.cpu_count() or 1) < 2, reason="needs Linux, 2+ cores")
-def test_activity_threads_never_get_an_openmp_team_of_their_own(app_env: Path, shared_images_dir: Path) -> None:
-    """Only the compute thread may run torch on several cores (inference.torch_threads): every activity
-    thread with a team makes libgomp throttle, and a paused forward pass takes 1.6-1.9x as long."""
+def test_only_the_compute_thread_gets_an_openmp_team(
+    app_env: Path, shared_images_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the compute thread may run torch on several cores (inference.torch_threads): an activity thread
+    or a narrow compute thread with a team makes libgomp throttle, and a paused forward pass takes 1.6-1.9x
+    as long."""
+    monkeypatch.setenv("INFERENCE_BATCH_SIZE", "1")  # every request a batch of its own: passes overlap
+    monkeypatch.setenv("COMPUTE_STREAMS", "2")
+    get_settings.cache_clear()
     photo = sorted(shared_images_dir.glob("*.jpg"))[0]
 
     def both_activities(index: int) -> int:
@@ -324,10 +336,20 @@ def test_activity_threads_never_get_an_openmp_team_of_their_own(app_env: Path, s
 
     with ThreadPoolExecutor(1) as warm_up:  # model, batcher and the compute thread's team exist after it
         assert warm_up.submit(both_activities, 0).result() == 1
-    before = _os_threads()
+    before, narrow_before = _os_threads(), _narrow_compute_threads()
     with ThreadPoolExecutor(4) as pool:  # threads that live on after their activities, as the worker's do
-        assert list(pool.map(both_activities, range(1, 9))) == [1] * 8
-        assert _os_threads() - before == 4  # the pool's own threads and nothing else
+        assert list(pool.map(both_activities, range(1, 16))) == [1] * 15
+        narrow = _narrow_compute_threads() - narrow_before
+        assert _os_threads() - before == 4 + narrow  # the pool's own threads, narrow ones, and no team
+    assert _narrow_compute_threads() >= 1  # overlapping passes did run on narrow threads
+
+
+def test_compute_streams_default_to_one_per_thread_on_a_cpu_and_one_on_a_gpu() -> None:
+    cpu, gpu = (SimpleNamespace(device=torch.device(kind)) for kind in ("cpu", "cuda"))
+    default = settings_from({"TORCH_NUM_THREADS": "3"})
+    assert compute_streams(cpu, default) == 3 and compute_streams(gpu, default) == 1  # type: ignore[arg-type]
+    chosen = settings_from({"TORCH_NUM_THREADS": "3", "COMPUTE_STREAMS": "2"})
+    assert compute_streams(cpu, chosen) == 2 and compute_streams(gpu, chosen) == 2  # type: ignore[arg-type]
 
 
 def test_activities_against_azure_blob_storage(

@@ -28,10 +28,10 @@ def test_worker_processes_share_the_cores() -> None:
     assert settings_from({"FUNCTIONS_WORKER_PROCESS_COUNT": "2", "TORCH_NUM_THREADS": "3"}).torch_num_threads == 3
 
 
-def test_one_compute_stream_per_thread_unless_set() -> None:
-    assert settings_from({"TORCH_NUM_THREADS": "3"}).compute_streams == 3
-    assert settings_from({"TORCH_NUM_THREADS": "3", "COMPUTE_STREAMS": "1"}).compute_streams == 1
-    assert settings_from({}).compute_streams == settings_from({}).torch_num_threads
+def test_compute_streams_unset_or_zero_leave_the_choice_to_the_device() -> None:
+    assert settings_from({}).compute_streams is None
+    assert settings_from({"COMPUTE_STREAMS": "0"}).compute_streams is None
+    assert settings_from({"COMPUTE_STREAMS": "2"}).compute_streams == 2
 
 
 def test_values_are_parsed() -> None:

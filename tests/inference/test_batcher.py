@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
+from inference import torch_threads
 from inference.batcher import BatcherStats, DynamicBatcher
 from inference.cache import LoadedModel, ModelCache
 from inference.predict import classify
 from inference.preprocess import crop_uint8, decode_image
-from inference.torch_threads import run_on_compute_thread, team_budget
+from inference.torch_threads import run_on_compute_thread
 from inference.weights import resolve_weights
 
 from .conftest import MAX_BYTES, MAX_PIXELS
@@ -356,7 +357,10 @@ class RecordsItsPasses(nn.Module):
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2+ cores")
-def test_with_two_streams_a_lone_pass_gets_the_budget_and_overlapping_passes_share_it() -> None:
+def test_with_two_streams_a_lone_pass_gets_the_budget_and_overlapping_passes_share_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch_threads, "_configured", (2, None))  # the budget, whatever the core count
     module = RecordsItsPasses()
     crop = torch.zeros(3, 224, 224, dtype=torch.uint8)
     with DynamicBatcher(loaded(module), max_batch_size=2, max_wait_ms=5, streams=2) as batcher:
@@ -364,7 +368,7 @@ def test_with_two_streams_a_lone_pass_gets_the_budget_and_overlapping_passes_sha
         futures = [batcher.submit(crop, 1) for _ in range(8)]  # four passes' worth at once
         assert all(len(f.result(30)[0]) == 1 for f in futures)
     lone, *loaded_passes = module.passes
-    assert lone == [team_budget()]
+    assert lone == [2]
     assert max(len(running) for running in loaded_passes) == 2  # two passes at once under load
     # a pass counts itself before it sizes its team, so of two overlapping passes at most one started with
     # several threads (this module has no convolution to re-size it later: test_torch_threads covers that)

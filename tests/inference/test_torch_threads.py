@@ -122,46 +122,84 @@ def test_configure_sets_the_compute_threads_count_and_leaves_a_limited_caller_al
 def test_configure_torch_threads_applies_once() -> None:
     current = run_on_compute_thread(torch.get_num_threads)
     first = configure_torch_threads(current, None)
-    assert first[0] == current
+    assert first[0] == torch_threads.team_budget()  # the budget the first call set, whoever made it
     assert configure_torch_threads(current + 1, 3) == first  # ignored, no exception from torch
 
 
 @LINUX_WITH_2_CORES
-def test_running_passes_share_the_budget_layer_by_layer_and_a_pass_alone_gets_it_back() -> None:
-    """A model from the cache re-sizes its pass's team before every convolution: the whole budget while it
-    runs alone, one thread once another pass runs, the whole budget again once that pass has ended."""
+def test_the_compute_thread_shares_its_budget_with_a_narrow_pass_layer_by_layer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model from the cache re-sizes the compute thread's team before every convolution: the whole budget
+    while its pass runs alone, one thread while a pass runs on a narrow thread (which has one thread), the
+    whole budget again once that pass has ended; a thread outside any pass keeps its own setting."""
+    monkeypatch.setattr(torch_threads, "_configured", (2, None))  # the budget, whatever the core count
     model = ModelCache(precision="fp32", device=torch.device("cpu"), allow_download=False).get("resnet18", "random:0")
-    seen: list[int] = []
-    record = model.module.layer4[1].conv2.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    seen: list[tuple[str, int]] = []
+    record = model.module.layer4[1].conv2.register_forward_pre_hook(
+        lambda *_: seen.append((threading.current_thread().name, torch.get_num_threads()))
+    )
     x = torch.zeros(1, 3, 64, 64)
-    other_running, other_may_end = threading.Event(), threading.Event()
-
-    def other_pass() -> None:
-        with compute_pass():
-            other_running.set()
-            other_may_end.wait(30)
+    first_done, other_running, other_may_end, other_ended = (threading.Event() for _ in range(4))
 
     def forward() -> None:
         with torch.inference_mode():
             model.module(x)
 
-    budget = torch_threads.team_budget()
-    assert budget >= 2, "the test needs a budget a second pass can share"
-    try:
+    def main_pass() -> None:
         with compute_pass():
             forward()  # alone
-            with ThreadPoolExecutor(1) as pool:
-                ended = pool.submit(other_pass)
-                assert other_running.wait(30)
-                assert torch_threads.running_passes() == 2
-                forward()  # sharing
-                other_may_end.set()
-                ended.result(30)
+            first_done.set()
+            assert other_running.wait(30)
+            forward()  # beside the narrow pass
+            other_may_end.set()
+            assert other_ended.wait(30)
             forward()  # alone again, within the same pass
-        outside = _on_new_thread(lambda: (forward(), torch.get_num_threads())[1])
+
+    def narrow_pass() -> None:
+        with compute_pass():
+            forward()
+            other_running.set()
+            assert other_may_end.wait(30)
+        other_ended.set()
+
+    def outside() -> int:
+        use_one_thread_here()
+        forward()
+        return torch.get_num_threads()
+
+    try:
+        main = torch_threads.submit_pass(main_pass)
+        assert first_done.wait(30)
+        narrow = torch_threads.submit_pass(narrow_pass)  # the compute thread is busy: a narrow thread
+        narrow.result(30)
+        main.result(30)
+        assert _on_new_thread(outside) == 1
     finally:
         record.remove()
-        other_may_end.set()
-    assert seen[:3] == [budget, 1, budget]
-    assert seen[3] == outside  # a thread outside any pass keeps its own team: the hook leaves it alone
+        for event in (first_done, other_running, other_may_end, other_ended):
+            event.set()
+    compute, narrow_thread = seen[0][0], seen[1][0]
+    assert compute.startswith(COMPUTE_THREAD) and narrow_thread.startswith(f"{COMPUTE_THREAD}-narrow")
+    assert seen[:4] == [(compute, 2), (narrow_thread, 1), (compute, 1), (compute, 2)]
+    assert seen[4][1] == 1  # outside any pass: the hook left the thread's own setting alone
     assert torch_threads.running_passes() == 0
+
+
+@LINUX_WITH_2_CORES
+def test_a_narrow_pass_runs_with_one_thread_even_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the compute thread may ever have a team (libgomp keeps a team's threads as long as its thread
+    lives, and more of them than cores throttles every pass)."""
+    monkeypatch.setattr(torch_threads, "_configured", (2, None))
+    release = threading.Event()
+
+    def narrow_pass() -> tuple[int, int]:
+        with compute_pass():
+            return torch_threads.running_passes(), torch.get_num_threads()
+
+    try:
+        occupied = torch_threads.submit_pass(lambda: release.wait(30))  # work on the compute thread, no pass
+        assert torch_threads.submit_pass(narrow_pass).result(30) == (1, 1)
+    finally:
+        release.set()
+    assert occupied.result(30) is True
