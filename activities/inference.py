@@ -72,7 +72,7 @@ def batcher_for(model: LoadedModel) -> DynamicBatcher:
     """
     with _batchers_lock:
         batcher = _batchers.get(id(model))
-        if batcher is None:
+        if batcher is None or batcher.closed:  # a failure closed it: the next request gets a new one
             settings = get_settings()
             batcher = DynamicBatcher(
                 model,

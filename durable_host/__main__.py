@@ -67,7 +67,7 @@ def settle_gc() -> None:
     collector, living as long as the process, which every older-generation collection would scan again,
     while each orchestrator episode and HTTP request allocates thousands of short-lived ones that trigger
     collections. Frozen, they are never scanned. In A/B runs of the system benchmark (two rounds,
-    ResNet18) the host process spent about 13 % less CPU per 1-image task, and every phase ran 4-5 % more
+    ResNet18) the host process spent about 13 % less CPU per 1-image task, and every phase ran 2-8 % more
     images per second.
     """
     gc.collect()  # what is garbage already is not frozen with the rest

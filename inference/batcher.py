@@ -23,8 +23,8 @@ Compute streams (``streams``, ``COMPUTE_STREAMS``): a batcher runs up to ``strea
 second starts only once half a batch is waiting, so that requests arriving during a pass are not split into
 small passes. A pass alone on the compute thread keeps every core (a lone request keeps its latency); once
 passes overlap they share the cores, one thread each on 2 cores, from the next layer on
-(:func:`~inference.torch_threads.compute_pass`), as the raw pipeline's two one-thread streams do (they beat
-one two-thread stream by about 10 % at batch 8).
+(:func:`~inference.torch_threads.compute_pass`), as the raw pipeline's two one-thread streams do (for
+ResNet18 they beat one two-thread stream by about 10 % at batch 8).
 
 Failure isolation: requests are validated on submit, so a malformed crop fails only its caller. If a batched
 forward still fails, each request of that batch is re-run on its own, so every caller gets its own result
@@ -33,6 +33,7 @@ or its own exception rather than a neighbour's.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -50,6 +51,7 @@ from inference.preprocess import normalise
 from inference.torch_threads import compute_pass, on_compute_thread, submit_pass
 
 Result = list[list[Prediction]]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -145,7 +147,14 @@ class DynamicBatcher:
         return self.submit(crops, k).result(timeout)
 
     def stats(self) -> BatcherStats:
-        return BatcherStats(self._batches, self._images)
+        with self._changed:
+            return BatcherStats(self._batches, self._images)
+
+    @property
+    def closed(self) -> bool:
+        """Closed by :meth:`close`, or by a failure that took a pass or the batcher's thread down."""
+        with self._changed:
+            return self._closed
 
     def expected(self) -> int:
         """Announced callers that have not submitted yet (what a gathering batch would wait for)."""
@@ -220,12 +229,13 @@ class DynamicBatcher:
             try:
                 self._execute(batch)
             except BaseException:
-                # what no ``except Exception`` catches (a fatal error in a library): the batcher closes, as
-                # when its own thread dies, so that no caller waits for ever
-                self._fail_running(batch)
+                # a failure outside the forward pass's own error handling (a fatal error in a library): the
+                # batcher closes, as when its own thread dies, so that no caller waits for ever
+                log.exception("a forward pass of %s failed; its batcher is closed", self.model.name)
                 with self._changed:
                     self._closed = True
                     self._changed.notify_all()
+                self._fail_running(batch)
                 raise
             finally:
                 with self._changed:

@@ -14,15 +14,15 @@ So forward passes run on compute threads only, and activity threads call :func:`
 their tensor work: with a team size of one, torch runs each kernel inline and the thread never gets a team.
 The compute thread (:func:`run_on_compute_thread`, one per process) is the only thread with a team; when a
 pass is to start while another occupies it, :func:`submit_pass` runs it on a narrow compute thread, which
-always runs with one thread.
+always runs with one thread, as long as the thread budget has one to spare.
 
-Passes share the cores through :func:`compute_pass`: each counts itself among the process's running passes,
-and the compute thread's team is the thread budget divided by that count, re-read before every convolution
-(the hooks :func:`follow_compute_teams` adds). A pass alone uses every core (a lone request keeps its
-latency); once a narrow pass starts beside it, it runs with one thread from its next layer on, as the raw
-pipeline's two one-thread streams do. Those beat one two-thread stream under load (about 10 % for ResNet18
-at batch 8) because a pass then never waits at an OpenMP barrier for a thread that another pass or an
-activity has taken the core from.
+Passes share the budget through :func:`compute_pass`: each counts itself among the process's running
+passes; a narrow pass takes one thread, and the compute thread's team is what is left, re-read before every
+convolution (the hooks :func:`follow_compute_teams` add). A pass alone uses the whole budget (a lone
+request keeps its latency); on 2 cores, once a narrow pass starts beside it, it runs with one thread from
+its next layer on, as the raw pipeline's two one-thread streams do. For ResNet18 at batch 8 those beat one
+two-thread stream under load (about 10 % in runs 7 and 8) because a pass then never waits at an OpenMP
+barrier for a thread that another pass or an activity has taken the core from.
 
 On a GPU passes are placed the same way (the batchers default to one stream there), and the libgomp
 problem is the same for their host-side CPU work.
@@ -76,10 +76,11 @@ def _compute_executor() -> ThreadPoolExecutor:
 def run_on_compute_thread[**P, T](fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """``fn(*args, **kwargs)`` on the process's compute thread; its result, or its exception, raised here.
 
-    Called from the compute thread itself it runs inline. ``fn`` must not wait for anything that needs the
-    compute thread in turn (a dynamic batcher refuses such callers), or it would wait for ever.
+    Called from the compute thread itself it runs inline; from a narrow one it is handed over like from any
+    other thread (nothing on the compute thread waits for a narrow one). ``fn`` must not wait for anything
+    that needs the compute thread in turn (a dynamic batcher refuses such callers), or it would wait for ever.
     """
-    if on_compute_thread():
+    if on_compute_thread() and not getattr(_team, "narrow", False):
         return fn(*args, **kwargs)
     return _compute_executor().submit(fn, *args, **kwargs).result()
 
@@ -128,15 +129,10 @@ def use_threads_here(count: int) -> None:
         setter(count)
 
 
-def mark_compute_thread() -> None:
-    """Make the calling thread one that runs forward passes (a batcher's stream thread): it may run them
-    inline and must never wait for a batcher."""
-    _mark_compute_thread()
-
-
 _passes_lock = threading.Lock()
 _running_passes = 0
-_wide_busy = False  # a pass given to submit_pass runs on the compute thread now
+_wide_load = 0  # passes submit_pass gave the compute thread that have not finished
+_narrow_load = 0  # and narrow threads
 _team = threading.local()  # .narrow: a narrow compute thread; in a pass: .size, the team it set last
 _narrow_executor: ThreadPoolExecutor | None = None
 
@@ -148,7 +144,8 @@ def _mark_narrow_compute_thread() -> None:
 
 
 def _narrow_threads() -> ThreadPoolExecutor:
-    """The narrow compute threads, started as needed (at most one per core); they never get a team."""
+    """The narrow compute threads, started as needed (:func:`submit_pass` keeps at most the budget less
+    one busy); they never get a team."""
     global _narrow_executor
     with _executor_lock:
         if _narrow_executor is None:
@@ -161,31 +158,38 @@ def _narrow_threads() -> ThreadPoolExecutor:
 
 
 def submit_pass[T](fn: Callable[[], T]) -> Future[T]:
-    """Start ``fn`` (forward passes in a :func:`compute_pass`) on the compute thread if no other such pass
-    occupies it, else on a narrow compute thread, and return at once.
+    """Start ``fn`` (forward passes in a :func:`compute_pass`) and return at once: on the compute thread if
+    no other submitted pass occupies it, else on a narrow compute thread while fewer than the budget less one
+    are busy, else queued on the compute thread.
 
     Only the compute thread ever has an OpenMP team: libgomp keeps a team's threads for as long as the
     thread that started it lives, and with more of them than cores it throttles every pass (the module's
-    docstring). A narrow thread's pass runs with one thread; the compute thread's with the budget while it
-    runs alone, one thread while others run.
+    docstring). A narrow pass runs with one thread and takes one thread of the budget; the compute thread's
+    pass gets the rest. With a budget of one, passes take turns on the compute thread.
     """
-    global _wide_busy
+    global _wide_load, _narrow_load
     with _passes_lock:
-        wide = not _wide_busy
-        _wide_busy = True
+        narrow = _wide_load > 0 and _narrow_load < team_budget() - 1
+        if narrow:
+            _narrow_load += 1
+        else:
+            _wide_load += 1
 
-    if not wide:
-        return _narrow_threads().submit(fn)
+    def finished(_: Future[T]) -> None:  # also when it is cancelled before it ran
+        global _wide_load, _narrow_load
+        with _passes_lock:
+            if narrow:
+                _narrow_load -= 1
+            else:
+                _wide_load -= 1
 
-    def on_the_compute_thread() -> T:
-        global _wide_busy
-        try:
-            return fn()
-        finally:
-            with _passes_lock:
-                _wide_busy = False
-
-    return _compute_executor().submit(on_the_compute_thread)
+    try:
+        future = (_narrow_threads() if narrow else _compute_executor()).submit(fn)
+    except BaseException:
+        finished(Future())
+        raise
+    future.add_done_callback(finished)
+    return future
 
 
 def team_budget() -> int:
@@ -196,7 +200,7 @@ def team_budget() -> int:
 
 def _fit_team(*, force: bool) -> None:
     # _running_passes is read without the lock: a stale count costs one layer with the old team at most
-    size = 1 if getattr(_team, "narrow", False) else max(1, team_budget() // max(1, _running_passes))
+    size = 1 if getattr(_team, "narrow", False) else max(1, team_budget() - max(0, _running_passes - 1))
     if force or size != getattr(_team, "size", None):
         use_threads_here(size)
         _team.size = size
@@ -206,8 +210,8 @@ def _fit_team(*, force: bool) -> None:
 def compute_pass() -> Iterator[None]:
     """Run forward passes on this (compute) thread as one of the process's running passes.
 
-    On the compute thread its team is ``team_budget() // running passes`` at the start and again before
-    every convolution of a model prepared with :func:`follow_compute_teams`, so it shrinks to one thread
+    On the compute thread its team is the budget less one thread per other running pass, at the start and
+    again before every convolution of a model prepared with :func:`follow_compute_teams`, so it shrinks
     when a pass starts on a narrow thread and grows back when that one ends; a narrow thread's stays at one.
     Re-entrant: a pass inside a pass is the same pass.
     """

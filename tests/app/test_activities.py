@@ -33,6 +33,7 @@ from contracts import (
     ResultRecord,
     TaskRecord,
 )
+from inference import torch_threads
 from inference.torch_threads import COMPUTE_THREAD
 from settings import get_settings, settings_from
 from storage.results import load_task
@@ -336,12 +337,28 @@ def test_only_the_compute_thread_gets_an_openmp_team(
 
     with ThreadPoolExecutor(1) as warm_up:  # model, batcher and the compute thread's team exist after it
         assert warm_up.submit(both_activities, 0).result() == 1
+    narrow_executor, narrow_passes = torch_threads._narrow_threads(), []
+    submit = narrow_executor.submit
+    monkeypatch.setattr(narrow_executor, "submit", lambda fn: (narrow_passes.append(fn), submit(fn))[1])
     before, narrow_before = _os_threads(), _narrow_compute_threads()
     with ThreadPoolExecutor(4) as pool:  # threads that live on after their activities, as the worker's do
         assert list(pool.map(both_activities, range(1, 16))) == [1] * 15
         narrow = _narrow_compute_threads() - narrow_before
         assert _os_threads() - before == 4 + narrow  # the pool's own threads, narrow ones, and no team
-    assert _narrow_compute_threads() >= 1  # overlapping passes did run on narrow threads
+    assert narrow_passes  # overlapping passes did run on narrow threads
+
+
+def test_a_closed_batcher_is_replaced_for_the_next_request(app_env: Path) -> None:
+    """A failure that closes a model's batcher must not fail that model's requests until the worker restarts."""
+    model = inference_activity.load("resnet18")
+    closed = inference_activity.batcher_for(model)
+    closed.close()
+    replacement = inference_activity.batcher_for(model)
+    try:
+        assert replacement is not closed and not replacement.closed
+        assert inference_activity.batcher_for(model) is replacement
+    finally:
+        replacement.close()
 
 
 def test_compute_streams_default_to_one_per_thread_on_a_cpu_and_one_on_a_gpu() -> None:

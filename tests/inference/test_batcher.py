@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -303,14 +304,18 @@ class ExitsTheThread(nn.Module):
         raise SystemExit("the forward pass took its thread down")
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the SystemExit, on purpose
-def test_callers_get_an_error_not_a_hang_when_the_batcher_thread_dies() -> None:
+def test_a_fatal_error_in_a_pass_closes_the_batcher_says_why_and_fails_its_callers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     model = loaded(ExitsTheThread())
     crop = torch.zeros(3, 224, 224, dtype=torch.uint8)
     batcher = DynamicBatcher(model, max_batch_size=1, max_wait_ms=LONG_WAIT_MS)
-    first = batcher.submit(crop, 1)
-    with pytest.raises(RuntimeError, match="closed while this request ran"):
-        first.result(30)
+    with caplog.at_level(logging.ERROR, logger="inference.batcher"):
+        first = batcher.submit(crop, 1)
+        with pytest.raises(RuntimeError, match="closed while this request ran"):
+            first.result(30)
+    assert batcher.closed
+    assert any("its batcher is closed" in r.getMessage() and r.exc_info for r in caplog.records)
     with pytest.raises(RuntimeError, match="closed"):
         batcher.classify(crop, 1, timeout=30)
     batcher.close()

@@ -115,6 +115,7 @@ def test_configure_sets_the_compute_threads_count_and_leaves_a_limited_caller_al
 
     try:
         assert _on_new_thread(configure_from_an_activity_thread) == (default + 1, 1)
+        assert run_on_compute_thread(torch.get_num_threads) == default + 1  # set where passes run
     finally:
         run_on_compute_thread(torch.set_num_threads, default)
 
@@ -203,3 +204,60 @@ def test_a_narrow_pass_runs_with_one_thread_even_alone(monkeypatch: pytest.Monke
     finally:
         release.set()
     assert occupied.result(30) is True
+
+
+def test_with_a_budget_of_one_passes_take_turns_on_the_compute_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two worker processes on 2 cores have a thread each: a narrow pass beside the compute thread's would
+    oversubscribe the cores."""
+    monkeypatch.setattr(torch_threads, "_configured", (1, None))
+    first_running, release = threading.Event(), threading.Event()
+
+    def first() -> str:
+        first_running.set()
+        assert release.wait(30)
+        return threading.current_thread().name
+
+    try:
+        one = torch_threads.submit_pass(first)
+        assert first_running.wait(30)
+        two = torch_threads.submit_pass(lambda: threading.current_thread().name)
+        assert not two.done()  # queued behind the first, not started on a narrow thread
+    finally:
+        release.set()
+    assert one.result(30) == two.result(30)
+    assert one.result().startswith(COMPUTE_THREAD) and "narrow" not in one.result()
+
+
+def test_a_pass_that_could_not_be_submitted_does_not_keep_the_compute_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    compute = torch_threads._compute_executor()
+
+    def refuse(*_: object) -> None:
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(compute, "submit", refuse)
+        with pytest.raises(RuntimeError, match="shutdown"):
+            torch_threads.submit_pass(lambda: None)
+    name = torch_threads.submit_pass(lambda: threading.current_thread().name).result(30)
+    assert "narrow" not in name  # the compute thread is free again for the next pass
+
+
+@LINUX_WITH_2_CORES
+def test_run_on_compute_thread_from_a_narrow_thread_hands_the_work_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A narrow thread must never get a team, so what is meant for the compute thread does not run inline."""
+    monkeypatch.setattr(torch_threads, "_configured", (2, None))
+    narrow_started, release = threading.Event(), threading.Event()
+
+    def narrow() -> tuple[str, str]:
+        narrow_started.set()
+        return threading.current_thread().name, run_on_compute_thread(lambda: threading.current_thread().name)
+
+    try:
+        occupied = torch_threads.submit_pass(lambda: release.wait(30))
+        handed = torch_threads.submit_pass(narrow)
+        assert narrow_started.wait(30)
+    finally:
+        release.set()
+    assert occupied.result(30) is True
+    here, there = handed.result(30)
+    assert here.startswith(f"{COMPUTE_THREAD}-narrow") and "narrow" not in there
