@@ -149,7 +149,6 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         prewarm = tuple(normalise_model_name(name) for name in prewarm)
     except ValueError as exc:
         raise SettingsError(f"MODEL_PREWARM: {exc}") from None
-    torch_threads = _int(env, "TORCH_NUM_THREADS", 0) or default_torch_threads(env)
     return Settings(
         blob_connection_string=env.get("BLOB_CONNECTION_STRING", "").strip(),
         blob_account_url=env.get("BLOB_ACCOUNT_URL", "").strip(),
@@ -166,7 +165,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         inference_batch_size=_int(env, "INFERENCE_BATCH_SIZE", 8, minimum=1),
         dynamic_batch_max_wait_ms=_float(env, "DYNAMIC_BATCH_MAX_WAIT_MS", 5.0),
         compute_streams=_int(env, "COMPUTE_STREAMS", 0) or None,
-        torch_num_threads=torch_threads,
+        torch_num_threads=_int(env, "TORCH_NUM_THREADS", 0) or default_torch_threads(env),
         model_prewarm=prewarm,
         max_images_per_task=_int(env, "MAX_IMAGES_PER_TASK", 32, minimum=1),
         max_image_bytes=_int(env, "MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1),
