@@ -44,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from durable_host.testing import HostProcess  # noqa: E402
+from inference.torch_threads import OS_NAME_PREFIX  # noqa: E402
 from storage.blobs import LocalFolderBlobStore  # noqa: E402
 
 SHARED_IMAGES = Path(os.environ.get("SHARED_DIR", REPO_ROOT.parent / "shared")) / "images"
@@ -208,12 +209,34 @@ def rss_mb(processes: dict[str, int]) -> dict[str, float]:
     return {role: one(p) for role, p in processes.items()}
 
 
+def _cpu_of(stat: Path) -> float:
+    # /proc/.../stat: the command may contain spaces, so count the fields after its closing parenthesis
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def forward_pass_seconds(pid: int) -> float:
+    """CPU time of the process's threads that run forward passes: the compute threads, which name themselves
+    in the kernel (``inference.torch_threads.name_os_thread``), and the threads they start (their OpenMP
+    helpers), which inherit the name."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().startswith(OS_NAME_PREFIX):
+                total += _cpu_of(task / "stat")
+        except OSError:  # a thread that ended while listing
+            continue
+    return total
+
+
 def cpu_seconds(processes: dict[str, int]) -> dict[str, float]:
-    """User + system CPU time each process has used so far (all its threads)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    # /proc/PID/stat: the command may contain spaces, so count the fields after its closing parenthesis
-    fields = {role: Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split() for role, p in processes.items()}
-    return {role: (int(f[11]) + int(f[12])) / tick for role, f in fields.items()}
+    """User + system CPU time each process has used so far (all its threads), and for each worker the part
+    its forward passes used (so a run says how much of a worker's CPU went around the passes)."""
+    seconds = {role: _cpu_of(Path(f"/proc/{p}/stat")) for role, p in processes.items()}
+    for role, p in processes.items():
+        if role != "host":
+            seconds[f"{role} in forward passes"] = forward_pass_seconds(p)
+    return seconds
 
 
 def stage_photos(photos: list[Path], blob_root: Path) -> list[str]:

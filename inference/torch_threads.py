@@ -33,12 +33,13 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -49,8 +50,35 @@ COMPUTE_THREAD = "torch-compute"
 _on_compute_thread = threading.local()
 
 
+NARROW_COMPUTE_THREAD = f"{COMPUTE_THREAD}-narrow"
+# What the kernel calls these threads (15 bytes at most; see name_os_thread). Tools group by the prefix.
+OS_NAME_PREFIX = "torch-"
+COMPUTE_OS_NAME, NARROW_OS_NAME = COMPUTE_THREAD, "torch-narrow"
+_PR_SET_NAME = 15
+
+
+@cache
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    return cast(Callable[..., int] | None, getattr(ctypes.CDLL(None, use_errno=True), "prctl", None))
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread ``name`` where the kernel shows it (``top -H``, py-spy, ``/proc/<pid>/task``).
+
+    Python's thread names stay inside Python; these let a profile or the system benchmark tell the forward
+    passes' CPU from the rest of a worker's. Threads the calling thread starts later inherit the name, so
+    the compute thread's OpenMP helpers, started at its first parallel kernel, carry it too. Linux only.
+    """
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+
+
 def _mark_compute_thread() -> None:
     _on_compute_thread.active = True
+    name_os_thread(COMPUTE_OS_NAME)
 
 
 def on_compute_thread() -> bool:
@@ -139,6 +167,7 @@ _narrow_executor: ThreadPoolExecutor | None = None
 
 def _mark_narrow_compute_thread() -> None:
     _mark_compute_thread()
+    name_os_thread(NARROW_OS_NAME)
     _team.narrow = True
     use_one_thread_here()
 
@@ -151,7 +180,7 @@ def _narrow_threads() -> ThreadPoolExecutor:
         if _narrow_executor is None:
             _narrow_executor = ThreadPoolExecutor(
                 max_workers=os.cpu_count() or 1,
-                thread_name_prefix=f"{COMPUTE_THREAD}-narrow",
+                thread_name_prefix=NARROW_COMPUTE_THREAD,
                 initializer=_mark_narrow_compute_thread,
             )
         return _narrow_executor

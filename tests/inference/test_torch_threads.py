@@ -103,6 +103,48 @@ def test_compute_thread_runs_every_call_on_one_named_thread_and_raises_its_error
     assert run_on_compute_thread(where) == first  # an error does not cost the thread
 
 
+def _os_names() -> list[str]:
+    names = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except OSError:  # a thread that ended while listing
+            continue
+    return names
+
+
+@LINUX_WITH_2_CORES
+def test_compute_threads_and_their_openmp_helpers_carry_their_names_in_the_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the system benchmark and a profiler count as forward passes: the compute thread, the OpenMP
+    helpers it starts (they inherit its name), and the narrow threads."""
+    monkeypatch.setattr(torch_threads, "_configured", (2, None))
+
+    def two_thread_op() -> str:
+        before = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            _elementwise()
+        finally:
+            torch.set_num_threads(before)
+        return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+    assert run_on_compute_thread(two_thread_op) == torch_threads.COMPUTE_OS_NAME
+    assert _os_names().count(torch_threads.COMPUTE_OS_NAME) >= 2  # the compute thread and its helper
+    release = threading.Event()
+    try:
+        occupied = torch_threads.submit_pass(lambda: release.wait(30))
+        narrow = torch_threads.submit_pass(
+            lambda: Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+        ).result(30)
+    finally:
+        release.set()
+    assert occupied.result(30) is True
+    assert narrow == torch_threads.NARROW_OS_NAME
+    assert all(name.startswith(torch_threads.OS_NAME_PREFIX) for name in (narrow, torch_threads.COMPUTE_OS_NAME))
+
+
 def test_configure_sets_the_compute_threads_count_and_leaves_a_limited_caller_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
