@@ -351,7 +351,9 @@ class Engine:
             log.error(
                 "%s: Function '%s (Orchestrator)' failed with an error: %s", inst.instance_id, inst.name, result.error
             )
-            lifecycle.fail(inst, dumps(orchestrator_failure(inst.name, result.error)), now)
+            # a divergent replay fails with DTFx's message as the whole output, as on Azure
+            failure = result.error if result.nondeterministic else orchestrator_failure(inst.name, result.error)
+            lifecycle.fail(inst, dumps(failure), now)
             self._ended(inst, now, ops)
         elif result.continued:
             lifecycle.continue_as_new(inst, result.continue_as_new)

@@ -39,6 +39,7 @@ class EpisodeResult:
     signals: list[Signal] = field(default_factory=list)
     next_task_id: int = 0
     action_count: int = 0
+    nondeterministic: bool = False  # ``error`` is DTFx's message for a replay that diverged from the history
 
 
 def run_episode(
@@ -81,4 +82,5 @@ def run_episode(
         signals=r.signals,
         next_task_id=r.next_task_id,
         action_count=r.action_count,
+        nondeterministic=r.nondeterministic,
     )

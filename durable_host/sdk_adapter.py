@@ -6,6 +6,7 @@ and one patch; they all live here, behind typed functions, so that an SDK upgrad
 one module and ``tests/host/test_sdk_adapter.py`` says which attribute moved:
 
 * the context's ``_histories`` (set: the host passes its cached ``HistoryEvent`` objects),
+  ``_add_to_open_tasks`` (wrapped per context, to see every task the replay numbers),
   ``_input_expected_type`` (set, as ``Orchestrator.handle`` does), ``_actions`` and
   ``_sequence_number`` (read), and the public ``open_tasks``;
 * the handle's ``orchestrator_function`` and ``_df_input_type``, set by the SDK's decorators;
@@ -141,7 +142,7 @@ class Signal:
 class Replay:
     """The SDK's state after one episode, in the host's terms."""
 
-    error: str | None  # the orchestrator raised (its message)
+    error: str | None  # the orchestrator raised (its message), or the replay diverged from the history
     succeeded: bool  # the orchestrator returned
     output: Any  # its return value
     custom_status: Any  # None when falsy, as the SDK leaves it out
@@ -151,6 +152,7 @@ class Replay:
     new_input: str | None = None  # the ContinueAsNew input, JSON text
     signals: list[Signal] = field(default_factory=list)
     scheduled: list[Scheduled] = field(default_factory=list)
+    nondeterministic: bool = False  # ``error`` is DTFx's message for a replay that diverged, the whole output
 
 
 # The orchestration context of the episode running on this thread, for the replay log filter,
@@ -237,6 +239,7 @@ def replay(
     )
     ctx._histories = history
     ctx._input_expected_type = getattr(handle, "_df_input_type", None)
+    replayed = _record_tasks(ctx)
     executor: Any = _executor()
     error: str | None = None
     _current.context = ctx
@@ -247,16 +250,18 @@ def replay(
         error = str(cause) or str(type(cause))
     finally:
         _current.context = None
+    divergence = None if error is not None else nondeterminism(history, replayed, episode_time)
     actions: list[Any] = ctx._actions[0]
     result = Replay(
-        error=error,
-        succeeded=error is None and bool(executor.orchestration_invocation_succeeded),
+        error=error or divergence,
+        succeeded=error is None and divergence is None and bool(executor.orchestration_invocation_succeeded),
         output=None,
         custom_status=ctx.custom_status or None,
         next_task_id=int(ctx._sequence_number),
         action_count=len(actions),
+        nondeterministic=divergence is not None,
     )
-    if error is not None:
+    if result.error is not None:
         return result
     result.signals = [
         Signal(a.instance_id, a.operation, a.input_)
@@ -272,6 +277,117 @@ def replay(
         return result
     result.scheduled = _new_tasks(ctx, first_new_id, episode_time)
     return result
+
+
+def _record_tasks(ctx: Any) -> dict[int, Any]:
+    """Every task the replay numbers, by sequence id, as the SDK hands it to the context.
+
+    ``open_tasks`` loses a task once its result is replayed; the extension compares every action the
+    replay produced with the history, so the host keeps them all (retry timers and re-attempts included:
+    the SDK numbers them through the same method).
+    """
+    numbered: dict[int, Any] = {}
+    add_to_open_tasks = ctx._add_to_open_tasks
+
+    def recording(task: Any) -> None:
+        add_to_open_tasks(task)
+        task_id = getattr(task, "id", None)
+        if isinstance(task_id, int) and task_id >= 0:  # external events have none (-1), composites None
+            numbered.setdefault(task_id, task)
+
+    ctx._add_to_open_tasks = recording
+    return numbered
+
+
+# What DTFx calls the action the replay produced, by the host's kind of task (its messages name them).
+_DTFX_ACTIONS = {
+    "activity": "ScheduleTaskOrchestratorAction",
+    "timer": "CreateTimerOrchestratorAction",
+    "suborchestration": "CreateSubOrchestrationAction",
+    "entity_call": "SendEventOrchestratorAction",
+}
+_CHANGED = "Was a change made to the orchestrator code after this instance had already started running?"
+NONDETERMINISM_PREFIX = "Non-Deterministic workflow detected: "
+
+
+def nondeterminism(history: list[SdkHistoryEvent], replayed: dict[int, Any], now: datetime) -> str | None:
+    """DTFx's failure for a replay that does not schedule what the history says it scheduled, else None.
+
+    On Azure the extension replays the SDK's actions into DTFx, which checks each TaskScheduled,
+    TimerCreated and SubOrchestrationInstanceCreated event of the history against the action with the
+    same sequence number (``TaskOrchestrationContext.Handle*Event``): there must be one, of the same kind,
+    with the same name (ignoring case). Otherwise the orchestration fails with
+    ``NonDeterministicOrchestrationException``, whose message, behind :data:`NONDETERMINISM_PREFIX`, is its
+    whole output; without the check a renamed step would silently receive the old step's result.
+    """
+    for ev in history:
+        kind = _SCHEDULING_EVENTS.get(int(ev.event_type))
+        if kind is None:
+            continue
+        found: Any = cast(Any, ev)
+        task = replayed.get(int(found.event_id))
+        now_scheduled = _describe(int(found.event_id), task, now) if task is not None else None
+        message = _divergence(kind, found, now_scheduled)
+        if message is not None:
+            return NONDETERMINISM_PREFIX + message
+    return None
+
+
+_SCHEDULING_EVENTS = {4: "activity", 10: "timer", 7: "suborchestration"}  # TaskScheduled, TimerCreated, ...Created
+
+
+def _divergence(kind: str, ev: Any, replayed: Scheduled | None) -> str | None:
+    """DTFx's message when ``replayed`` (None: nothing has that sequence number) does not match ``ev``."""
+    task_id, name = ev.event_id, ev.Name
+    if kind == "activity":
+        if replayed is None:
+            return (
+                f"A previous execution of this orchestration scheduled an activity task with sequence ID {task_id} "
+                f"and name '{name}' (version ''), but the current replay execution hasn't (yet?) scheduled this "
+                f"task. {_CHANGED}"
+            )
+        said = (
+            "A previous execution of this orchestration scheduled an activity task with sequence number "
+            f"{task_id} named '{name}'"
+        )
+        if replayed.kind != kind:
+            return (
+                f"{said}, but the current orchestration replay instead produced a {_DTFX_ACTIONS[replayed.kind]} "
+                f"action with this sequence number. {_CHANGED}"
+            )
+        if str(name).casefold() != replayed.name.casefold():
+            return (
+                f"{said}, but the current orchestration replay instead scheduled an activity task named "
+                f"'{replayed.name}' with this sequence number.  {_CHANGED}"
+            )
+        return None
+    if kind == "timer":
+        said = f"A previous execution of this orchestration scheduled a timer task with sequence number {task_id}"
+        if replayed is None:
+            return f"{said} but the current replay execution hasn't (yet?) scheduled this task. {_CHANGED}"
+        if replayed.kind != kind:
+            return (
+                f"{said} named but the current orchestration replay instead produced a "
+                f"{_DTFX_ACTIONS[replayed.kind]} action with this sequence number. {_CHANGED}"
+            )
+        return None
+    said = (
+        f"A previous execution of this orchestration scheduled a sub-orchestration task with sequence ID {task_id} "
+        f"and name '{name}' (version '{getattr(ev, 'Version', None) or ''}', instance ID '{ev.InstanceId}')"
+    )
+    if replayed is None:
+        return f"{said}, but the current replay execution hasn't (yet?) scheduled this task. {_CHANGED}"
+    if replayed.kind != kind:
+        return (
+            f"{said}, but the current orchestration replay instead produced a {_DTFX_ACTIONS[replayed.kind]} action "
+            f"at this sequence number. {_CHANGED}"
+        )
+    if str(name).casefold() != replayed.name.casefold():
+        return (
+            f"{said}, but the current orchestration replay instead scheduled a sub-orchestration task with name "
+            f"{replayed.name} at this sequence number. {_CHANGED}"
+        )
+    return None
 
 
 def _new_tasks(ctx: Any, first_new_id: int, now: datetime) -> list[Scheduled]:
@@ -333,6 +449,7 @@ _CONTEXT_PARAMETERS = (
 _EXECUTE_PARAMETERS = ("context", "history", "fn")
 # Attributes read from objects the SDK builds, by the class that builds them.
 _CONTEXT_ATTRIBUTES = (
+    "_add_to_open_tasks",
     "_histories",
     "_actions",
     "_sequence_number",

@@ -2,7 +2,8 @@
 
 The host reads the ids from the SDK's own state after each episode (``episode.run_episode``);
 this test drives the SDK with hand-built batched histories, in the order DTFx would deliver
-them, and checks that every id the host schedules is the one the SDK later resolves.
+them, and checks that every id the host schedules is the one the SDK later resolves (and that
+the replays, retry timers and re-attempts included, match the history's scheduled steps).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import azure.durable_functions as df
 import pytest
 
-from durable_host.episode import run_episode, sdk_event
+from durable_host.episode import Scheduled, run_episode, sdk_event
 from durable_host.events import EventType, event
 
 pytestmark = pytest.mark.unit
@@ -66,8 +67,16 @@ class Driver:
         )
         assert result.error is None, result.error
         self.next_id, self.actions = result.next_task_id, result.action_count
+        # what the engine records for them, so that every later replay is also checked against it
+        self.history += [scheduled_event(s, now) for s in result.scheduled]
         self.history.append(event(EventType.OrchestratorCompleted, now.timestamp()))
         return result, now
+
+
+def scheduled_event(item: Scheduled, now: datetime) -> dict:
+    if item.kind == "timer":
+        return event(EventType.TimerCreated, now.timestamp(), item.task_id, FireAt=item.fire_at.isoformat())
+    return event(EventType.TaskScheduled, now.timestamp(), item.task_id, Name=item.name, Input=item.input)
 
 
 def failed(task_id: int) -> dict:
