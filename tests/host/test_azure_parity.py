@@ -102,6 +102,8 @@ GOOD_APPS = [
     APPS / "entities",
     APPS / "converters",
     APPS / "triggers",
+    APPS / "versioned",
+    APPS / "redeployed",
 ]
 
 
