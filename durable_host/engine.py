@@ -344,7 +344,9 @@ class Engine:
                 sdk_adapter.custom_status_json(result.custom_status) if result.custom_status is not None else None
             )
         except (TypeError, ValueError) as exc:  # Azure: the SDK fails to write its state, the orchestration fails
+            # (in the worker, before the extension could compare the replay with the history)
             result.error = f"the custom status cannot be serialized to JSON: {exc}"
+            result.nondeterministic = False
         for signal in result.signals if result.error is None else []:
             ops += self.signal_entity(signal.instance_id, signal.operation, signal.input_)
         if result.error is not None:
@@ -511,7 +513,7 @@ class Engine:
         for task in _unanswered(kept):
             ops += self._issue_again(inst, task, histories, reason, now)
         # Replay at once, as a rewind that only has to re-run the orchestrator itself needs.
-        rewound = event(EventType.GenericEvent, now, Data=f"Rewound: {reason or ''}")
+        rewound = event(EventType.GenericEvent, now, Data=f"{sdk_adapter.REWOUND_MARKER}{reason or ''}")
         ops += self.send(self.new_message(inst.instance_id, execution_id, ControlKind.EVENT, event_=rewound))
         log.info("%s: Function '%s (Orchestrator)' was rewound. Reason: %s", inst.instance_id, inst.name, reason)
         return ops

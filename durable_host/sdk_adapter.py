@@ -250,6 +250,7 @@ def replay(
         error = str(cause) or str(type(cause))
     finally:
         _current.context = None
+        del ctx._add_to_open_tasks  # the wrapper refers to the context: no cycle left for the collector
     divergence = None if error is not None else nondeterminism(history, replayed, episode_time)
     actions: list[Any] = ctx._actions[0]
     result = Replay(
@@ -319,6 +320,10 @@ def nondeterminism(history: list[SdkHistoryEvent], replayed: dict[int, Any], now
     with the same name (ignoring case). Otherwise the orchestration fails with
     ``NonDeterministicOrchestrationException``, whose message, behind :data:`NONDETERMINISM_PREFIX`, is its
     whole output; without the check a renamed step would silently receive the old step's result.
+
+    Not after a rewind (a history with the host's ``Rewound:`` marker): without the failures it removed, the
+    SDK numbers retries and compensations differently (see "Rewind" in the README), which DTFx's own rewind
+    trips over as well (Azure/durabletask#811); the rewound instance keeps its chance to complete.
     """
     for ev in history:
         kind = _SCHEDULING_EVENTS.get(int(ev.event_type))
@@ -329,11 +334,20 @@ def nondeterminism(history: list[SdkHistoryEvent], replayed: dict[int, Any], now
         now_scheduled = _describe(int(found.event_id), task, now) if task is not None else None
         message = _divergence(kind, found, now_scheduled)
         if message is not None:
-            return NONDETERMINISM_PREFIX + message
+            return None if _rewound(history) else NONDETERMINISM_PREFIX + message
     return None
 
 
 _SCHEDULING_EVENTS = {4: "activity", 10: "timer", 7: "suborchestration"}  # TaskScheduled, TimerCreated, ...Created
+_GENERIC_EVENT = 17
+REWOUND_MARKER = "Rewound: "  # the Data of the GenericEvent a rewind adds to the history
+
+
+def _rewound(history: list[SdkHistoryEvent]) -> bool:
+    return any(
+        int(ev.event_type) == _GENERIC_EVENT and str(getattr(ev, "Data", "")).startswith(REWOUND_MARKER)
+        for ev in history
+    )
 
 
 def _divergence(kind: str, ev: Any, replayed: Scheduled | None) -> str | None:
