@@ -325,13 +325,13 @@ def nondeterminism(history: list[SdkHistoryEvent], replayed: dict[int, Any], now
     SDK numbers retries and compensations differently (see "Rewind" in the README), which DTFx's own rewind
     trips over as well (Azure/durabletask#811); the rewound instance keeps its chance to complete.
     """
-    for ev in history:
-        kind = _SCHEDULING_EVENTS.get(int(ev.event_type))
+    found: Any
+    for found in history:
+        kind = _SCHEDULING_EVENTS.get(found.event_type)  # an IntEnum: hashes as its value
         if kind is None:
             continue
-        found: Any = cast(Any, ev)
-        task = replayed.get(int(found.event_id))
-        now_scheduled = _describe(int(found.event_id), task, now) if task is not None else None
+        task = replayed.get(found.event_id)
+        now_scheduled = _describe(found.event_id, task, now) if task is not None else None
         message = _divergence(kind, found, now_scheduled)
         if message is not None:
             return None if _rewound(history) else NONDETERMINISM_PREFIX + message
@@ -353,6 +353,9 @@ def _rewound(history: list[SdkHistoryEvent]) -> bool:
 def _divergence(kind: str, ev: Any, replayed: Scheduled | None) -> str | None:
     """DTFx's message when ``replayed`` (None: nothing has that sequence number) does not match ``ev``."""
     task_id, name = ev.event_id, ev.Name
+    if replayed is not None and replayed.kind == kind and (kind == "timer" or _same_name(name, replayed.name)):
+        return None  # every step of a replay that matches ends here, before any message is built
+    instead = None if replayed is None else _DTFX_ACTIONS[replayed.kind]
     if kind == "activity":
         if replayed is None:
             return (
@@ -366,25 +369,21 @@ def _divergence(kind: str, ev: Any, replayed: Scheduled | None) -> str | None:
         )
         if replayed.kind != kind:
             return (
-                f"{said}, but the current orchestration replay instead produced a {_DTFX_ACTIONS[replayed.kind]} "
-                f"action with this sequence number. {_CHANGED}"
+                f"{said}, but the current orchestration replay instead produced a {instead} action with this "
+                f"sequence number. {_CHANGED}"
             )
-        if str(name).casefold() != replayed.name.casefold():
-            return (
-                f"{said}, but the current orchestration replay instead scheduled an activity task named "
-                f"'{replayed.name}' with this sequence number.  {_CHANGED}"
-            )
-        return None
+        return (
+            f"{said}, but the current orchestration replay instead scheduled an activity task named "
+            f"'{replayed.name}' with this sequence number.  {_CHANGED}"
+        )
     if kind == "timer":
         said = f"A previous execution of this orchestration scheduled a timer task with sequence number {task_id}"
         if replayed is None:
             return f"{said} but the current replay execution hasn't (yet?) scheduled this task. {_CHANGED}"
-        if replayed.kind != kind:
-            return (
-                f"{said} named but the current orchestration replay instead produced a "
-                f"{_DTFX_ACTIONS[replayed.kind]} action with this sequence number. {_CHANGED}"
-            )
-        return None
+        return (
+            f"{said} named but the current orchestration replay instead produced a {instead} action with this "
+            f"sequence number. {_CHANGED}"
+        )
     said = (
         f"A previous execution of this orchestration scheduled a sub-orchestration task with sequence ID {task_id} "
         f"and name '{name}' (version '{getattr(ev, 'Version', None) or ''}', instance ID '{ev.InstanceId}')"
@@ -393,15 +392,18 @@ def _divergence(kind: str, ev: Any, replayed: Scheduled | None) -> str | None:
         return f"{said}, but the current replay execution hasn't (yet?) scheduled this task. {_CHANGED}"
     if replayed.kind != kind:
         return (
-            f"{said}, but the current orchestration replay instead produced a {_DTFX_ACTIONS[replayed.kind]} action "
-            f"at this sequence number. {_CHANGED}"
+            f"{said}, but the current orchestration replay instead produced a {instead} action at this sequence "
+            f"number. {_CHANGED}"
         )
-    if str(name).casefold() != replayed.name.casefold():
-        return (
-            f"{said}, but the current orchestration replay instead scheduled a sub-orchestration task with name "
-            f"{replayed.name} at this sequence number. {_CHANGED}"
-        )
-    return None
+    return (
+        f"{said}, but the current orchestration replay instead scheduled a sub-orchestration task with name "
+        f"{replayed.name} at this sequence number. {_CHANGED}"
+    )
+
+
+def _same_name(recorded: Any, replayed: str) -> bool:
+    """Function names as DTFx compares them (``OrdinalIgnoreCase``; Functions' names are ASCII)."""
+    return str(recorded).casefold() == replayed.casefold()
 
 
 def _new_tasks(ctx: Any, first_new_id: int, now: datetime) -> list[Scheduled]:
