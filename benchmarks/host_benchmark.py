@@ -82,8 +82,10 @@ async def hello_sequence(base: str, count: int) -> dict[str, float]:
 async def fan_out(base: str, width: int) -> float:
     async with aiohttp.ClientSession() as session:
         t0 = time.perf_counter()
+        # wait mode needs both, as in the extension
+        wait = {"timeout": "120", "pollingInterval": "1"}
         async with session.post(
-            f"{base}/runtime/webhooks/durabletask/orchestrators/FanOutFanIn", json=width, params={"timeout": "120"}
+            f"{base}/runtime/webhooks/durabletask/orchestrators/FanOutFanIn", json=width, params=wait
         ) as r:
             assert r.status == 200 and await r.json() == width, await r.text()
         return time.perf_counter() - t0
