@@ -217,8 +217,12 @@ def _cpu_of(stat: Path) -> float:
 
 def forward_pass_seconds(pid: int) -> float:
     """CPU time of the process's threads that run forward passes: the compute threads, which name themselves
-    in the kernel (``inference.torch_threads.name_os_thread``), and the threads they start (their OpenMP
-    helpers), which inherit the name."""
+    in the kernel (``inference.torch_threads.name_os_thread``), and the threads they start (libgomp's
+    helpers), which inherit the name.
+
+    Only threads alive when it is read count: with a budget of 3 threads or more libgomp ends helpers when the
+    compute thread's team shrinks, and their CPU then moves to the rest of the worker. On 2 cores the team
+    is 2 or 1 and its helper lives as long as the compute thread."""
     total = 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:

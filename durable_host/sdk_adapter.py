@@ -51,6 +51,8 @@ from azure.durable_functions.models.Task import TaskBase
 from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
 from azure.durable_functions.models.utils.df_serialization import df_dumps
 
+from .events import EventType
+
 # The constructor of the context, untyped here: the host passes the JSON fields as the extension
 # sends them (``parentInstanceId`` may be null).
 _Context: Callable[..., Any] = DurableOrchestrationContext
@@ -250,7 +252,7 @@ def replay(
         error = str(cause) or str(type(cause))
     finally:
         _current.context = None
-        del ctx._add_to_open_tasks  # the wrapper refers to the context: no cycle left for the collector
+        del ctx._add_to_open_tasks  # the wrapper refers to the context: not one more cycle for the collector
     divergence = None if error is not None else nondeterminism(history, replayed, episode_time)
     actions: list[Any] = ctx._actions[0]
     result = Replay(
@@ -338,14 +340,17 @@ def nondeterminism(history: list[SdkHistoryEvent], replayed: dict[int, Any], now
     return None
 
 
-_SCHEDULING_EVENTS = {4: "activity", 10: "timer", 7: "suborchestration"}  # TaskScheduled, TimerCreated, ...Created
-_GENERIC_EVENT = 17
+_SCHEDULING_EVENTS = {
+    EventType.TaskScheduled: "activity",
+    EventType.TimerCreated: "timer",
+    EventType.SubOrchestrationInstanceCreated: "suborchestration",
+}
 REWOUND_MARKER = "Rewound: "  # the Data of the GenericEvent a rewind adds to the history
 
 
 def _rewound(history: list[SdkHistoryEvent]) -> bool:
     return any(
-        int(ev.event_type) == _GENERIC_EVENT and str(getattr(ev, "Data", "")).startswith(REWOUND_MARKER)
+        ev.event_type == EventType.GenericEvent and str(getattr(ev, "Data", "")).startswith(REWOUND_MARKER)
         for ev in history
     )
 

@@ -59,9 +59,14 @@ _PR_SET_NAME = 15
 
 @cache
 def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, or None where there is none to load: a name must never cost a compute thread."""
     if not sys.platform.startswith("linux"):
         return None
-    return cast(Callable[..., int] | None, getattr(ctypes.CDLL(None, use_errno=True), "prctl", None))
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:  # a statically linked Python cannot dlopen
+        return None
+    return cast(Callable[..., int] | None, getattr(libc, "prctl", None))
 
 
 def name_os_thread(name: str) -> None:
@@ -69,7 +74,8 @@ def name_os_thread(name: str) -> None:
 
     Python's thread names stay inside Python; these let a profile or the system benchmark tell the forward
     passes' CPU from the rest of a worker's. Threads the calling thread starts later inherit the name, so
-    the compute thread's OpenMP helpers, started at its first parallel kernel, carry it too. Linux only.
+    with libgomp (PyPI's Linux torch) the compute thread's OpenMP helpers, which it starts itself, carry it
+    too. Linux only.
     """
     prctl = _prctl()
     if prctl is not None:

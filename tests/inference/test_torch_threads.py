@@ -113,7 +113,12 @@ def _os_names() -> list[str]:
     return names
 
 
+def _my_os_name() -> str:
+    return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+
 @LINUX_WITH_2_CORES
+@pytest.mark.skipif("OpenMP" not in torch.__config__.parallel_info(), reason="needs torch with OpenMP")
 def test_compute_threads_and_their_openmp_helpers_carry_their_names_in_the_kernel(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -128,21 +133,19 @@ def test_compute_threads_and_their_openmp_helpers_carry_their_names_in_the_kerne
             _elementwise()
         finally:
             torch.set_num_threads(before)
-        return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+        return _my_os_name()
 
     assert run_on_compute_thread(two_thread_op) == torch_threads.COMPUTE_OS_NAME
-    assert _os_names().count(torch_threads.COMPUTE_OS_NAME) >= 2  # the compute thread and its helper
+    # the compute thread and at least one helper: only the compute thread starts threads with its name
+    assert _os_names().count(torch_threads.COMPUTE_OS_NAME) >= 2
     release = threading.Event()
     try:
         occupied = torch_threads.submit_pass(lambda: release.wait(30))
-        narrow = torch_threads.submit_pass(
-            lambda: Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
-        ).result(30)
+        narrow = torch_threads.submit_pass(_my_os_name).result(30)
     finally:
         release.set()
     assert occupied.result(30) is True
     assert narrow == torch_threads.NARROW_OS_NAME
-    assert all(name.startswith(torch_threads.OS_NAME_PREFIX) for name in (narrow, torch_threads.COMPUTE_OS_NAME))
 
 
 def test_configure_sets_the_compute_threads_count_and_leaves_a_limited_caller_alone(
