@@ -66,36 +66,33 @@ def test_an_unchanged_orchestrator_goes_on_after_a_deployment(tmp_path: Path) ->
 
 
 @pytest.mark.host
-def test_a_renamed_step_fails_the_instance_instead_of_taking_the_old_steps_result(tmp_path: Path) -> None:
-    body = _run_across_a_deployment(tmp_path, "first_step", "renamed_step")
+@pytest.mark.parametrize(
+    ("after", "message"),
+    [
+        (
+            "renamed_step",  # the old step's result would go to the renamed one
+            "A previous execution of this orchestration scheduled an activity task with sequence number 0 named "
+            "'first_step', but the current orchestration replay instead scheduled an activity task named "
+            f"'renamed_step' with this sequence number.  {CHANGED}",
+        ),
+        (
+            "nothing",  # the step is gone: the instance would complete at once
+            "A previous execution of this orchestration scheduled an activity task with sequence ID 0 and name "
+            f"'first_step' (version ''), but the current replay execution hasn't (yet?) scheduled this task. {CHANGED}",
+        ),
+        (
+            "timer",  # a timer where the activity was
+            "A previous execution of this orchestration scheduled an activity task with sequence number 0 named "
+            "'first_step', but the current orchestration replay instead produced a CreateTimerOrchestratorAction "
+            f"action with this sequence number. {CHANGED}",
+        ),
+    ],
+    ids=["renamed", "removed", "replaced-by-a-timer"],
+)
+def test_a_changed_first_step_fails_the_instance_with_dtfxs_message(tmp_path: Path, after: str, message: str) -> None:
+    body = _run_across_a_deployment(tmp_path, "first_step", after)
     assert body["runtimeStatus"] == "Failed", body
-    assert body["output"] == (
-        f"{NONDETERMINISM_PREFIX}A previous execution of this orchestration scheduled an activity task with "
-        "sequence number 0 named 'first_step', but the current orchestration replay instead scheduled an "
-        f"activity task named 'renamed_step' with this sequence number.  {CHANGED}"
-    )
-
-
-@pytest.mark.host
-def test_a_removed_step_fails_the_instance(tmp_path: Path) -> None:
-    body = _run_across_a_deployment(tmp_path, "first_step", "nothing")
-    assert body["runtimeStatus"] == "Failed", body
-    assert body["output"] == (
-        f"{NONDETERMINISM_PREFIX}A previous execution of this orchestration scheduled an activity task with "
-        "sequence ID 0 and name 'first_step' (version ''), but the current replay execution hasn't (yet?) "
-        f"scheduled this task. {CHANGED}"
-    )
-
-
-@pytest.mark.host
-def test_a_timer_where_an_activity_was_fails_the_instance(tmp_path: Path) -> None:
-    body = _run_across_a_deployment(tmp_path, "first_step", "timer")
-    assert body["runtimeStatus"] == "Failed", body
-    assert body["output"] == (
-        f"{NONDETERMINISM_PREFIX}A previous execution of this orchestration scheduled an activity task with "
-        "sequence number 0 named 'first_step', but the current orchestration replay instead produced a "
-        f"CreateTimerOrchestratorAction action with this sequence number. {CHANGED}"
-    )
+    assert body["output"] == NONDETERMINISM_PREFIX + message
 
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
