@@ -425,6 +425,7 @@ class Engine:
                 now,
                 item.task_id,
                 Name=item.name,
+                Version=item.version or "",  # as DTFx records it (its non-determinism message names it)
                 InstanceId=child_id,
                 Input=item.input,
             )

@@ -143,13 +143,19 @@ def test_a_renamed_sub_orchestration_is_a_divergence() -> None:
         return "done"
 
     created = event(
-        EventType.SubOrchestrationInstanceCreated, T0.timestamp(), 0, Name="old_child", InstanceId="child-1", Input=None
+        EventType.SubOrchestrationInstanceCreated,
+        T0.timestamp(),
+        0,
+        Name="old_child",
+        Version="1.5",
+        InstanceId="child-1",
+        Input=None,
     )
     result = _replay_after(created, orchestrator)
     assert result.nondeterministic and not result.done
     assert result.error == (
         f"{NONDETERMINISM_PREFIX}A previous execution of this orchestration scheduled a sub-orchestration task with "
-        "sequence ID 0 and name 'old_child' (version '', instance ID 'child-1'), but the current orchestration "
+        "sequence ID 0 and name 'old_child' (version '1.5', instance ID 'child-1'), but the current orchestration "
         f"replay instead scheduled a sub-orchestration task with name new_child at this sequence number. {CHANGED}"
     )
 
