@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from storage import blobs
 from storage.blobs import (
     AzureBlobStore,
     BlobNotFoundError,
@@ -100,6 +102,36 @@ def test_delete_prefix(store: BlobStore, container: str) -> None:
     assert all(not store.exists(name) for name in doomed)
     assert all(store.get(name) == name.encode() for name in keep)
     assert store.delete_prefix(f"{container}/tensors/task-1/") == 0
+
+
+@pytest.mark.azurite
+def test_azure_deletes_a_prefix_in_batches_and_counts_only_its_own_deletions(
+    azurite: Any, container: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several Blob Batch requests when there are more blobs than one may carry (3 a batch here), and a blob
+    that another deleter removed between the listing and the batch is not counted (nor an error)."""
+    monkeypatch.setattr(blobs, "BATCH_DELETE_LIMIT", 3)
+    store = AzureBlobStore(azurite.connection_string)
+    try:
+        names = [f"{container}/tensors/task-1/{i}.u8" for i in range(7)]
+        for name in names:
+            store.put(name, b"t")
+        store.put(f"{container}/tensors/task-2/0.u8", b"kept")
+        client = store._service.get_container_client(container)
+        listed = client.list_blob_names
+
+        def listing_then_a_concurrent_delete(**kwargs: Any) -> Iterator[str]:
+            found = list(listed(**kwargs))
+            store.delete(names[4])  # gone before the batch that carries it
+            return iter(found)
+
+        monkeypatch.setattr(client, "list_blob_names", listing_then_a_concurrent_delete)
+        monkeypatch.setattr(store._service, "get_container_client", lambda _name: client)
+        assert store.delete_prefix(f"{container}/tensors/task-1/") == 6
+        assert not any(store.exists(name) for name in names)
+        assert store.get(f"{container}/tensors/task-2/0.u8") == b"kept"
+    finally:
+        store.close()
 
 
 def test_delete_prefix_matches_partial_segments(store: BlobStore, container: str) -> None:
