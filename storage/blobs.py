@@ -328,7 +328,8 @@ class AzureBlobStore:
 
         The persist activity runs this on every task's way to Completed (an 8-image task with two models of
         different transforms leaves 16 tensors): a round trip per blob, as this did before, made that 17
-        sequential requests; against Azurite 16 blobs took 69-81 ms that way and 34-50 ms batched (docs/tuning_experiments_2026-11-24.txt).
+        sequential requests; against Azurite 16 blobs took 69-81 ms that way and 34-50 ms batched
+        (``docs/tuning_experiments_2026-11-24.txt``).
         """
         container_name, path_prefix = split_blob_prefix(prefix)
         container = self._service.get_container_client(container_name)
