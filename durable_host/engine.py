@@ -28,7 +28,7 @@ from typing import Any
 from . import lifecycle, sdk_adapter
 from .activities import ActivityDispatcher, Outcome, WorkItem
 from .episode import Scheduled, run_episode
-from .events import EventType, event, iso_ts, parse_ts
+from .events import SCHEDULING_EVENTS, EventType, event, iso_ts, parse_ts
 from .indexing import FunctionIndex
 from .lifecycle import Transition
 from .model import ControlKind, Instance, Message, ParentRef, RuntimeStatus
@@ -553,8 +553,7 @@ class Engine:
         raise NotImplementedError("entities are not supported by this host")
 
 
-# History events that schedule a task, and those that carry a task's result (by TaskScheduledId).
-_SCHEDULED = frozenset({EventType.TaskScheduled, EventType.TimerCreated, EventType.SubOrchestrationInstanceCreated})
+# History events that carry a task's result (by TaskScheduledId); events.SCHEDULING_EVENTS schedule them.
 _RESULTS = frozenset(
     {
         EventType.TaskCompleted,
@@ -582,7 +581,7 @@ def _unanswered(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     answered = {e["TaskScheduledId"] for e in history if e["EventType"] in _RESULTS} | {
         e["TimerId"] for e in history if e["EventType"] == EventType.TimerFired
     }
-    return [e for e in history if e["EventType"] in _SCHEDULED and e["EventId"] not in answered]
+    return [e for e in history if e["EventType"] in SCHEDULING_EVENTS and e["EventId"] not in answered]
 
 
 def _with_execution_ids(ev: dict[str, Any], inst: Instance, execution_id: str) -> dict[str, Any]:

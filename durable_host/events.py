@@ -39,6 +39,15 @@ class EventType(IntEnum):
     ExecutionResumed = 20
 
 
+# The events that schedule a task, by the kind of task the host gives it (``sdk_adapter.Scheduled.kind``);
+# their EventId is the task's sequence number.
+SCHEDULING_EVENTS: dict[EventType, str] = {
+    EventType.TaskScheduled: "activity",
+    EventType.TimerCreated: "timer",
+    EventType.SubOrchestrationInstanceCreated: "suborchestration",
+}
+
+
 def iso_ts(epoch: float) -> str:
     """History timestamp: ISO 8601 with microseconds and ``Z`` (the SDK needs an aware time)."""
     # isoformat is three times faster than strftime, and every history event has a timestamp

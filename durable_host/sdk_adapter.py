@@ -51,7 +51,7 @@ from azure.durable_functions.models.Task import TaskBase
 from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
 from azure.durable_functions.models.utils.df_serialization import df_dumps
 
-from .events import EventType
+from .events import SCHEDULING_EVENTS, EventType
 
 # The constructor of the context, untyped here: the host passes the JSON fields as the extension
 # sends them (``parentInstanceId`` may be null).
@@ -329,7 +329,7 @@ def nondeterminism(history: list[SdkHistoryEvent], replayed: dict[int, Any], now
     """
     found: Any
     for found in history:
-        kind = _SCHEDULING_EVENTS.get(found.event_type)  # an IntEnum: hashes as its value
+        kind = SCHEDULING_EVENTS.get(found.event_type)  # an IntEnum: hashes as its value
         if kind is None:
             continue
         task = replayed.get(found.event_id)
@@ -340,11 +340,6 @@ def nondeterminism(history: list[SdkHistoryEvent], replayed: dict[int, Any], now
     return None
 
 
-_SCHEDULING_EVENTS = {
-    EventType.TaskScheduled: "activity",
-    EventType.TimerCreated: "timer",
-    EventType.SubOrchestrationInstanceCreated: "suborchestration",
-}
 REWOUND_MARKER = "Rewound: "  # the Data of the GenericEvent a rewind adds to the history
 
 

@@ -47,10 +47,8 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 COMPUTE_THREAD = "torch-compute"
-_on_compute_thread = threading.local()
-
-
 NARROW_COMPUTE_THREAD = f"{COMPUTE_THREAD}-narrow"
+_on_compute_thread = threading.local()
 # What the kernel calls these threads (15 bytes at most; see name_os_thread). Tools group by the prefix.
 OS_NAME_PREFIX = "torch-"
 COMPUTE_OS_NAME, NARROW_OS_NAME = COMPUTE_THREAD, "torch-narrow"

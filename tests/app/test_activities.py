@@ -34,7 +34,7 @@ from contracts import (
     TaskRecord,
 )
 from inference import torch_threads
-from inference.torch_threads import COMPUTE_THREAD
+from inference.torch_threads import NARROW_COMPUTE_THREAD
 from settings import get_settings, settings_from
 from storage.results import load_task
 from tests.fixtures.azurite import Azurite
@@ -315,7 +315,7 @@ def _os_threads() -> int:
 
 
 def _narrow_compute_threads() -> int:
-    return sum(t.name.startswith(f"{COMPUTE_THREAD}-narrow") for t in threading.enumerate())
+    return sum(t.name.startswith(NARROW_COMPUTE_THREAD) for t in threading.enumerate())
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir() or (os.cpu_count() or 1) < 2, reason="needs Linux, 2+ cores")

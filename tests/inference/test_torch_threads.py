@@ -13,6 +13,7 @@ from inference import torch_threads
 from inference.cache import ModelCache
 from inference.torch_threads import (
     COMPUTE_THREAD,
+    NARROW_COMPUTE_THREAD,
     compute_pass,
     configure_torch_threads,
     run_on_compute_thread,
@@ -226,7 +227,7 @@ def test_the_compute_thread_shares_its_budget_with_a_narrow_pass_layer_by_layer(
         for event in (first_done, other_running, other_may_end, other_ended):
             event.set()
     compute, narrow_thread = seen[0][0], seen[1][0]
-    assert compute.startswith(COMPUTE_THREAD) and narrow_thread.startswith(f"{COMPUTE_THREAD}-narrow")
+    assert compute.startswith(COMPUTE_THREAD) and narrow_thread.startswith(NARROW_COMPUTE_THREAD)
     assert seen[:4] == [(compute, 2), (narrow_thread, 1), (compute, 1), (compute, 2)]
     assert seen[4][1] == 1  # outside any pass: the hook left the thread's own setting alone
     assert torch_threads.running_passes() == 0
@@ -305,4 +306,4 @@ def test_run_on_compute_thread_from_a_narrow_thread_hands_the_work_over(monkeypa
         release.set()
     assert occupied.result(30) is True
     here, there = handed.result(30)
-    assert here.startswith(f"{COMPUTE_THREAD}-narrow") and "narrow" not in there
+    assert here.startswith(NARROW_COMPUTE_THREAD) and "narrow" not in there
