@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
-PREPROCESS_ACTIVITY = "preprocess_image"
+PREPROCESS_ACTIVITY = "preprocess_images"  # input: PreprocessBatchInput; output: PreprocessBatchOutput
 INFERENCE_ACTIVITY = "classify_batch"
 PERSIST_ACTIVITY = "persist_results"
 DISCARD_TENSORS_ACTIVITY = "discard_tensors"  # input: the instance id; output: how many blobs it deleted
@@ -173,10 +173,30 @@ class SessionState(_Json):
 
 @dataclass(frozen=True)
 class PreprocessInput(_Json):
+    """One image of a :class:`PreprocessBatchInput`, as the worker preprocesses it."""
+
     task_id: str
     image_index: int
     source: ImageSource
     models: list[str]  # tensors are made for each distinct reference transform of these models
+
+
+@dataclass(frozen=True)
+class ImageToPreprocess(_Json):
+    image_index: int  # the image's position in the task
+    source: ImageSource
+
+
+@dataclass(frozen=True)
+class PreprocessBatchInput(_Json):
+    """Input of the preprocessing activity: up to a batch of one task's images."""
+
+    task_id: str
+    models: list[str]
+    images: list[ImageToPreprocess]
+
+    def each(self) -> list[PreprocessInput]:
+        return [PreprocessInput(self.task_id, image.image_index, image.source, self.models) for image in self.images]
 
 
 @dataclass(frozen=True)
@@ -191,6 +211,13 @@ class PreprocessOutput(_Json):
     finished_at: str | None = None
     duration_ms: float | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class PreprocessBatchOutput(_Json):
+    """One :class:`PreprocessOutput` per image of the batch, in the input's order."""
+
+    images: list[PreprocessOutput]
 
 
 @dataclass(frozen=True)
@@ -279,6 +306,9 @@ _NESTED: dict[tuple[str, str], type[_Json]] = {
     ("ClassificationRequest", "images"): ImageSource,
     ("SessionState", "queue"): ClassificationRequest,
     ("PreprocessInput", "source"): ImageSource,
+    ("ImageToPreprocess", "source"): ImageSource,
+    ("PreprocessBatchInput", "images"): ImageToPreprocess,
+    ("PreprocessBatchOutput", "images"): PreprocessOutput,
     ("InferenceInput", "items"): BatchItem,
     ("ImagePredictions", "top_k"): Prediction,
     ("InferenceOutput", "results"): ImagePredictions,

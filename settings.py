@@ -47,6 +47,7 @@ class Settings:
     max_image_pixels: int
     max_decode_bytes: int  # memory one image's decode, conversion and resize may hold (inference.memory_budget)
     max_concurrent_decodes: int  # images decoded at once per worker process: its decode memory is this × the above
+    preprocess_threads: int  # images a worker process fetches and preprocesses at once, across its activities
     max_top_k: int
     url_allowed_hosts: frozenset[str]
     url_fetch_timeout_seconds: float
@@ -172,6 +173,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 40_000_000, minimum=1),
         max_decode_bytes=_int(env, "MAX_DECODE_BYTES", DEFAULT_MAX_DECODE_BYTES, minimum=1),
         max_concurrent_decodes=_int(env, "MAX_CONCURRENT_DECODES", 2, minimum=1),
+        preprocess_threads=_int(env, "PREPROCESS_THREADS", 16, minimum=1),
         max_top_k=_int(env, "MAX_TOP_K", 100, minimum=1),
         url_allowed_hosts=frozenset(h.lower() for h in _list(env, "URL_ALLOWED_HOSTS")),
         url_fetch_timeout_seconds=_float(env, "URL_FETCH_TIMEOUT_SECONDS", 10.0),

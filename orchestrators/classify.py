@@ -1,4 +1,4 @@
-"""The classification orchestration: preprocess fan-out, per-model inference, persistence.
+"""The classification orchestration: preprocessing and per-model inference fanned out in batches, persistence.
 
 Replayed from history on every episode, so it only yields activity calls and makes pure decisions
 (``orchestrators.workflow``); time comes from ``context.current_utc_datetime``. A failed image or a
@@ -24,22 +24,21 @@ from contracts import (
     InferenceInput,
     InferenceOutput,
     PersistOutput,
-    PreprocessInput,
-    PreprocessOutput,
 )
 from orchestrators.reply import deliver_failure, deliver_reply
 from orchestrators.workflow import (
     BatchOutcome,
+    Outcome,
     activity_error_message,
     build_output,
     build_task_record,
     plan_batches,
+    plan_preprocessing,
+    preprocessed_images,
     progress,
 )
 
 bp = df.Blueprint()
-
-Outcome = tuple[int, Any, str | None]  # (position, result, error message)
 
 
 def wait_each(
@@ -96,23 +95,18 @@ def classify(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
     total = len(request.images)
 
     context.set_custom_status(progress("preprocessing", total, 0))
+    prep_batches = plan_preprocessing(request)
     prep_tasks = [
-        context.call_activity_with_retry(
-            PREPROCESS_ACTIVITY,
-            retry,
-            PreprocessInput(request.task_id, index, source, list(request.models)).to_json(),
-        )
-        for index, source in enumerate(request.images)
+        context.call_activity_with_retry(PREPROCESS_ACTIVITY, retry, batch.to_json()) for batch in prep_batches
     ]
     prep_outcomes = yield from wait_each(
         context,
         prep_tasks,
-        lambda outcomes: context.set_custom_status(progress("preprocessing", total, len(outcomes))),
+        lambda outcomes: context.set_custom_status(
+            progress("preprocessing", total, sum(len(prep_batches[position].images) for position, _, _ in outcomes))
+        ),
     )
-    preprocessed = {
-        index: PreprocessOutput.from_json(result) if error is None else PreprocessOutput(image_index=index, error=error)
-        for index, result, error in prep_outcomes
-    }
+    preprocessed = preprocessed_images(prep_batches, prep_outcomes)
 
     batches = [
         (model, items)

@@ -15,12 +15,17 @@ from typing import Any
 from contracts import (
     BatchItem,
     ClassificationRequest,
+    ImageToPreprocess,
     InferenceOutput,
     PersistOutput,
+    PreprocessBatchInput,
+    PreprocessBatchOutput,
     PreprocessOutput,
     ResultRecord,
     TaskRecord,
 )
+
+Outcome = tuple[int, Any, str | None]  # an activity's (position among those scheduled, result, error message)
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,31 @@ class BatchOutcome:
 def progress(stage: str, images_total: int, images_done: int, **extra: Any) -> dict[str, Any]:
     """The ``customStatus`` shown while running; one shape for every stage so clients can rely on it."""
     return {"stage": stage, "images_total": images_total, "images_done": images_done, **extra}
+
+
+def plan_preprocessing(request: ClassificationRequest) -> list[PreprocessBatchInput]:
+    """The task's images in batches of ``request.batch_size``, one preprocessing activity each, in image order."""
+    images = [ImageToPreprocess(index, source) for index, source in enumerate(request.images)]
+    size = request.batch_size
+    return [
+        PreprocessBatchInput(request.task_id, list(request.models), images[i : i + size])
+        for i in range(0, len(images), size)
+    ]
+
+
+def preprocessed_images(
+    batches: list[PreprocessBatchInput], outcomes: Iterable[Outcome]
+) -> dict[int, PreprocessOutput]:
+    """Each image's preprocessing by its index; the images of a batch whose activity failed carry its error."""
+    preprocessed: dict[int, PreprocessOutput] = {}
+    for position, result, error in outcomes:
+        if error is None:
+            for output in PreprocessBatchOutput.from_json(result).images:
+                preprocessed[output.image_index] = output
+        else:
+            for image in batches[position].images:
+                preprocessed[image.image_index] = PreprocessOutput(image_index=image.image_index, error=error)
+    return preprocessed
 
 
 def plan_batches(preprocessed: Iterable[PreprocessOutput], model: str, batch_size: int) -> list[list[BatchItem]]:

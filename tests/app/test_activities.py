@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,11 +25,14 @@ from activities import inference as inference_activity
 from activities import preprocess as preprocess_activity
 from activities.inference import compute_streams, infer
 from activities.persist import persist
-from activities.preprocess import preprocess
+from activities.preprocess import preprocess, preprocess_images
 from contracts import (
     BatchItem,
     ImageSource,
+    ImageToPreprocess,
     InferenceInput,
+    PreprocessBatchInput,
+    PreprocessBatchOutput,
     PreprocessInput,
     ResultRecord,
     TaskRecord,
@@ -120,6 +124,61 @@ def test_bad_images_fail_only_themselves_with_a_reason(app_env: Path) -> None:
     assert "not a supported image" in (not_image.error or "")
     missing = preprocess(PreprocessInput(TASK, 1, ImageSource(blob="uploads/bad/gone.jpg"), ["resnet18"]))
     assert "uploads/bad/gone.jpg" in (missing.error or "") and missing.tensors == {}
+
+
+def test_a_batch_preprocesses_its_images_in_parallel_and_fails_a_bad_one_alone(
+    app_env: Path, shared_images_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The activity as the worker invokes it (JSON in and out). Each image waits at a barrier for the others
+    before it is fetched: one image at a time would break the barrier instead of passing it."""
+    photos = sorted(shared_images_dir.glob("*.jpg"))[:2]
+    services.blob_store().put("uploads/bad/notes.jpg", b"this is a text file, not a photo")
+    sources = [upload(photos[0]), ImageSource(blob="uploads/bad/notes.jpg", name="notes.jpg"), upload(photos[1])]
+    everyone = threading.Barrier(len(sources), timeout=10)
+    real_read = preprocess_activity.read_image_bytes
+
+    def read_together(*args: object) -> bytes:
+        everyone.wait()
+        return real_read(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(preprocess_activity, "read_image_bytes", read_together)
+    request = PreprocessBatchInput(TASK, ["resnet18"], [ImageToPreprocess(i + 3, s) for i, s in enumerate(sources)])
+    output = PreprocessBatchOutput.from_json(preprocess_images(request.to_json()))
+    assert [image.image_index for image in output.images] == [3, 4, 5]
+    good = [output.images[0], output.images[2]]
+    assert all(image.error is None for image in good)
+    assert [(image.width, image.height) for image in good] == [Image.open(p).size for p in photos]
+    for image in good:
+        assert services.blob_store().exists(image.tensors["resnet18"])
+    assert output.images[1].tensors == {} and "notes.jpg" in (output.images[1].error or "")
+
+
+def test_a_storage_failure_fails_the_batch_once_its_other_images_are_done(
+    app_env: Path, shared_images_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raised for the orchestrator to retry the batch, but only after every image finished: a retry must not
+    race this attempt's writes, nor the persist that may follow them."""
+    photos = sorted(shared_images_dir.glob("*.jpg"))[:2]
+    sources = [upload(p) for p in photos]
+    store = services.blob_store()
+    real_put, real_read = store.put, preprocess_activity.read_image_bytes
+
+    def failing_put(name: str, data: bytes, content_type: str | None = None) -> None:
+        if "/0-" in name:
+            raise OSError("blob service timed out")
+        real_put(name, data, content_type)
+
+    def slow_second(source: ImageSource, *args: object) -> bytes:
+        if source == sources[1]:
+            time.sleep(0.3)  # still running when the first image has failed
+        return real_read(source, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "put", failing_put)
+    monkeypatch.setattr(preprocess_activity, "read_image_bytes", slow_second)
+    request = PreprocessBatchInput(TASK, ["resnet18"], [ImageToPreprocess(i, s) for i, s in enumerate(sources)])
+    with pytest.raises(OSError, match="blob service timed out"):
+        preprocess_images(request.to_json())
+    assert [blob.name for blob in store.list_blobs(f"tensors/{TASK}/")] == [f"tensors/{TASK}/1-r256-c224-bilinear.u8"]
 
 
 @pytest.mark.parametrize("size", [(4000, 1), (1, 40000), (2000, 3)])

@@ -44,15 +44,14 @@ def make_request(images: int, models: list[str], batch_size: int = 8, attempts: 
 
 
 def fake_preprocess(bad: set[int] = frozenset(), raising: set[int] = frozenset()) -> Callable[[dict], dict]:
-    def activity(payload: dict[str, Any]) -> dict[str, Any]:
-        index = payload["image_index"]
-        if index in raising:
-            raise OSError("blob service timed out")
+    """A preprocessing activity over a batch: ``bad`` images fail alone, one in ``raising`` fails the batch."""
+
+    def one(index: int, models: list[str]) -> dict[str, Any]:
         if index in bad:
             return {"image_index": index, "error": f"photo{index}.jpg: not an image"}
         return {
             "image_index": index,
-            "tensors": {m: f"tensors/task-1/{index}-r256.u8" for m in payload["models"]},
+            "tensors": {m: f"tensors/task-1/{index}-r256.u8" for m in models},
             "width": 640,
             "height": 480,
             "started_at": f"2026-01-01T00:00:0{index % 10}+00:00",
@@ -60,7 +59,17 @@ def fake_preprocess(bad: set[int] = frozenset(), raising: set[int] = frozenset()
             "duration_ms": 500.0,
         }
 
+    def activity(payload: dict[str, Any]) -> dict[str, Any]:
+        indexes = [image["image_index"] for image in payload["images"]]
+        if raising & set(indexes):
+            raise OSError("blob service timed out")
+        return {"images": [one(index, payload["models"]) for index in indexes]}
+
     return activity
+
+
+def preprocessed_indexes(result: ReplayRun) -> list[list[int]]:
+    return [[image["image_index"] for image in p["images"]] for p in calls_to(result, PREPROCESS_ACTIVITY)]
 
 
 def fake_inference(failing_model: str | None = None) -> Callable[[dict], dict]:
@@ -106,12 +115,19 @@ def calls_to(result: ReplayRun, name: str) -> list[dict[str, Any]]:
     return [payload for called, payload in result.calls if called == name]
 
 
-def test_first_episode_fans_out_one_retried_preprocess_per_image() -> None:
-    result = run(make_request(images=3, models=["resnet18"]))
+def test_first_episode_fans_out_one_retried_preprocess_per_batch_of_images() -> None:
+    result = run(make_request(images=5, models=["resnet18"], batch_size=2))
     first = result.episodes[0]
     assert [a["functionName"] for a in first.actions] == [PREPROCESS_ACTIVITY] * 3
     assert all(a["actionType"] == CALL_ACTIVITY_WITH_RETRY for a in first.actions)
-    assert first.custom_status == {"stage": "preprocessing", "images_total": 3, "images_done": 0}
+    assert first.custom_status == {"stage": "preprocessing", "images_total": 5, "images_done": 0}
+    assert preprocessed_indexes(result) == [[0, 1], [2, 3], [4]]
+    (payload, *_) = calls_to(result, PREPROCESS_ACTIVITY)
+    assert payload["models"] == ["resnet18"] and payload["images"][1]["source"]["name"] == "photo1.jpg"
+    preprocessing = [
+        e.custom_status["images_done"] for e in result.episodes if e.custom_status["stage"] == "preprocessing"
+    ]
+    assert preprocessing == [0, 2, 4]  # images, not activities; the last batch moves straight on to inference
     assert result.error is None
 
 
@@ -166,16 +182,18 @@ def test_bad_image_fails_only_that_image() -> None:
     assert inferred == [0, 2]
 
 
-def test_transient_failure_is_retried_then_reported_for_that_image() -> None:
+def test_transient_failure_is_retried_then_reported_for_the_images_of_that_batch() -> None:
     result = run(
-        make_request(images=2, models=["resnet18"], attempts=3),
+        make_request(images=3, models=["resnet18"], batch_size=2, attempts=3),
         **{PREPROCESS_ACTIVITY: fake_preprocess(raising={0})},
     )
-    attempts = [p["image_index"] for p in calls_to(result, PREPROCESS_ACTIVITY)]
-    assert attempts.count(0) == 3 and attempts.count(1) == 1
-    error = result.output["images"][0]["error"]
-    assert error.startswith("Activity function 'preprocess_image' failed: OSError: blob service timed out")
-    assert result.output["images"][1]["error"] is None
+    assert preprocessed_indexes(result) == [[0, 1], [2], [0, 1], [0, 1]]
+    for image in result.output["images"][:2]:
+        assert image["error"].startswith(
+            "Activity function 'preprocess_images' failed: OSError: blob service timed out"
+        )
+    assert result.output["images"][2]["error"] is None
+    assert result.output["images"][2]["predictions"]["resnet18"]["top_k"]
     assert result.output["status"] == "CompletedWithErrors"
 
 

@@ -463,7 +463,7 @@ def test_this_apps_classification_task(driver: WebDriver, classifier_api: Api, s
     expected = [(k, o) for k, o, _, _ in history_bars(history)]
     drawn = bars(driver)[1:]
     assert sorted((b["kind"], b["outcome"]) for b in drawn) == sorted(expected)
-    assert [b["name"] for b in drawn].count("preprocess_image") == 3
+    assert [b["name"] for b in drawn].count("preprocess_images") == 1  # the 3 images are one batch
     assert {"classify_batch", "persist_results"} <= {b["name"] for b in drawn}
     # And the list shows it with its progress.
     open_list(driver, api)

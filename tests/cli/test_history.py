@@ -109,7 +109,7 @@ def test_history_and_monitor_on_a_real_task(classify: Classify, app_host: HostPr
     run = classify("history", task)
     assert run.exit_code == 0, run.stderr
     names = re.findall(r"│\s+\d+ │ (\w+)\s+│ activity", run.stdout)
-    assert names.count("preprocess_image") == 2 and "classify_batch" in names and names[-1] == "persist_results"
+    assert names.count("preprocess_images") == 1 and "classify_batch" in names and names[-1] == "persist_results"
     assert re.search(rf"classify_images {task}: Completed · [\d.]+ (ms|s) · \d+ call\(s\), 0 failed", run.stderr)
 
     as_json = classify("history", task, "--json")

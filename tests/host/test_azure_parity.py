@@ -122,7 +122,7 @@ def test_the_classifier_app_loads_all_its_functions_in_the_worker() -> None:
         "create_task",
         "get_task_result",
         "classify_images",
-        "preprocess_image",
+        "preprocess_images",
         "classify_batch",
         "persist_results",
         "discard_tensors",
