@@ -133,7 +133,7 @@ class ClassificationRequest(_Json):
     images: list[ImageSource]
     top_k: int
     submitted_at: str  # ISO-8601 UTC, stamped by the starter
-    batch_size: int  # images per inference activity
+    batch_size: int  # images per preprocessing activity and per inference activity
     retry_attempts: int  # attempts per activity for transient failures (blob read, database write)
     retry_interval_ms: int
     reply_to: str | None = None  # a queue name or an https callback URL that gets the outcome

@@ -7,9 +7,10 @@ It is stored without zlib: compression saved a third of 147 KiB but cost ~2.7 ms
 Models whose weights share a transform share one tensor blob.
 
 One activity takes up to an inference batch of images rather than one image: each activity is a
-round trip through the task hub and an entry in the history every later episode replays, and per image
-they cost the host a third of its CPU for 8-image tasks (see README, "Performance"). The images of a
-batch are still fetched and decoded in parallel, on the worker's preprocessing threads.
+round trip through the task hub and an entry in the history every later episode replays, and one per
+image cost the host a third more CPU for 8-image tasks (README, "Performance"). The images of a batch
+are still fetched and decoded in parallel, on the worker's preprocessing threads; one that raises fails
+the batch, which the orchestrator then retries image by image.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def tensor_blob_name(container: str, task_id: str, image_index: int, transform_k
 
 @cache
 def decode_slots(count: int) -> threading.BoundedSemaphore:
-    """The worker process's decode slots: ``MAX_DECODE_BYTES`` bounds one image, and a worker runs many
-    activities at once (16 by default), so without them its decode memory would be 16 budgets."""
+    """The worker process's decode slots: ``MAX_DECODE_BYTES`` bounds one image, and a worker preprocesses many
+    images at once (``PREPROCESS_THREADS``, 16 by default), so without them its decode memory would be 16 budgets."""
     return threading.BoundedSemaphore(count)
 
 
@@ -112,11 +113,19 @@ def preprocess(request: PreprocessInput) -> PreprocessOutput:
     )
 
 
-@cache
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
 def preprocessing_threads(count: int) -> ThreadPoolExecutor:
     """The worker process's preprocessing threads, shared by its activities: a batch's images are fetched
-    (network I/O on Azure) and decoded in parallel, and the decode slots still bound the decode memory."""
-    return ThreadPoolExecutor(max_workers=count, thread_name_prefix="preprocess")
+    (network I/O on Azure) and decoded in parallel, and the decode slots still bound the decode memory.
+    Made under a lock: two activities starting at once must not each start a pool of ``count`` threads."""
+    with _pools_lock:
+        pool = _pools.get(count)
+        if pool is None:
+            pool = _pools[count] = ThreadPoolExecutor(max_workers=count, thread_name_prefix="preprocess")
+        return pool
 
 
 def preprocess_batch(request: PreprocessBatchInput) -> PreprocessBatchOutput:

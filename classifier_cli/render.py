@@ -323,8 +323,8 @@ def describe_progress(custom: Mapping[str, Any] | None) -> Stage:
     """Read the orchestration's ``customStatus``: images count during preprocessing, predictions after.
 
     This is the exact stage for ``status`` and ``list``, where one task is described on its own.
-    Preprocessing is one activity per image and inference one prediction per image and model, so the
-    count changes unit between stages; the progress bar uses :func:`images_done` instead.
+    Preprocessing counts images and inference one prediction per image and model, so the count changes
+    unit between stages; the progress bar uses :func:`images_done` instead.
     """
     custom = custom or {}
     stage = str(custom.get("stage") or "pending")

@@ -24,6 +24,7 @@ from contracts import (
     InferenceInput,
     InferenceOutput,
     PersistOutput,
+    PreprocessBatchInput,
 )
 from orchestrators.reply import deliver_failure, deliver_reply
 from orchestrators.workflow import (
@@ -32,6 +33,8 @@ from orchestrators.workflow import (
     activity_error_message,
     build_output,
     build_task_record,
+    images_settled,
+    images_to_retry_alone,
     plan_batches,
     plan_preprocessing,
     preprocessed_images,
@@ -72,6 +75,26 @@ def discard_tensors(context: df.DurableOrchestrationContext) -> Generator[Any, A
         yield context.call_activity(DISCARD_TENSORS_ACTIVITY, context.instance_id)
 
 
+def preprocess_batches(
+    context: df.DurableOrchestrationContext,
+    batches: list[PreprocessBatchInput],
+    retry: df.RetryOptions,
+    total: int,
+    settled: int,
+) -> Generator[Any, Any, list[Outcome]]:
+    """One retried preprocessing activity per batch; the custom status counts the images settled so far."""
+    tasks = [context.call_activity_with_retry(PREPROCESS_ACTIVITY, retry, batch.to_json()) for batch in batches]
+    return (
+        yield from wait_each(
+            context,
+            tasks,
+            lambda outcomes: context.set_custom_status(
+                progress("preprocessing", total, settled + images_settled(batches, outcomes))
+            ),
+        )
+    )
+
+
 @bp.orchestration_trigger(context_name="context", orchestration=CLASSIFY_ORCHESTRATOR)
 def classify_images(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     """The task, and on an orchestration failure the cleanup of its tensors and the failure's delivery to
@@ -96,17 +119,14 @@ def classify(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dic
 
     context.set_custom_status(progress("preprocessing", total, 0))
     prep_batches = plan_preprocessing(request)
-    prep_tasks = [
-        context.call_activity_with_retry(PREPROCESS_ACTIVITY, retry, batch.to_json()) for batch in prep_batches
-    ]
-    prep_outcomes = yield from wait_each(
-        context,
-        prep_tasks,
-        lambda outcomes: context.set_custom_status(
-            progress("preprocessing", total, sum(len(prep_batches[position].images) for position, _, _ in outcomes))
-        ),
-    )
+    prep_outcomes = yield from preprocess_batches(context, prep_batches, retry, total, 0)
     preprocessed = preprocessed_images(prep_batches, prep_outcomes)
+    alone = images_to_retry_alone(prep_batches, prep_outcomes)
+    if alone:
+        settled = images_settled(prep_batches, prep_outcomes)
+        preprocessed.update(
+            preprocessed_images(alone, (yield from preprocess_batches(context, alone, retry, total, settled)))
+        )
 
     batches = [
         (model, items)

@@ -7,6 +7,7 @@ Nothing here reads a clock, the environment or storage: every time comes from an
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,6 +65,31 @@ def preprocessed_images(
             for image in batches[position].images:
                 preprocessed[image.image_index] = PreprocessOutput(image_index=image.image_index, error=error)
     return preprocessed
+
+
+def images_to_retry_alone(
+    batches: list[PreprocessBatchInput], outcomes: Iterable[Outcome]
+) -> list[PreprocessBatchInput]:
+    """Each image of a batch that failed after its retries, as a batch of its own, in image order.
+
+    A batch fails as a whole when one of its images raises (a URL whose server answers 503 raises, so that
+    the activity is retried): tried alone, that image fails alone and the others of its batch go on.
+    """
+    return [
+        dataclasses.replace(batches[position], images=[image])
+        for position, _, error in outcomes
+        if error is not None and len(batches[position].images) > 1
+        for image in batches[position].images
+    ]
+
+
+def images_settled(batches: list[PreprocessBatchInput], outcomes: Iterable[Outcome]) -> int:
+    """Images whose preprocessing is over (their batch succeeded, or failed with no other image to spare)."""
+    return sum(
+        len(batches[position].images)
+        for position, _, error in outcomes
+        if error is None or len(batches[position].images) == 1
+    )
 
 
 def plan_batches(preprocessed: Iterable[PreprocessOutput], model: str, batch_size: int) -> list[list[BatchItem]]:

@@ -126,14 +126,23 @@ def test_bad_images_fail_only_themselves_with_a_reason(app_env: Path) -> None:
     assert "uploads/bad/gone.jpg" in (missing.error or "") and missing.tensors == {}
 
 
+def generated_photo(name: str, size: tuple[int, int]) -> ImageSource:
+    """A JPEG uploaded as a client would; made here so that the test needs no shared photos."""
+    encoded = io.BytesIO()
+    Image.effect_noise(size, 40).convert("RGB").save(encoded, "JPEG")
+    services.blob_store().put(f"uploads/{TASK}/{name}", encoded.getvalue(), "image/jpeg")
+    return ImageSource(blob=f"uploads/{TASK}/{name}", name=name)
+
+
 def test_a_batch_preprocesses_its_images_in_parallel_and_fails_a_bad_one_alone(
-    app_env: Path, shared_images_dir: Path, monkeypatch: pytest.MonkeyPatch
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The activity as the worker invokes it (JSON in and out). Each image waits at a barrier for the others
     before it is fetched: one image at a time would break the barrier instead of passing it."""
-    photos = sorted(shared_images_dir.glob("*.jpg"))[:2]
+    sizes = [(320, 240), (300, 400)]
     services.blob_store().put("uploads/bad/notes.jpg", b"this is a text file, not a photo")
-    sources = [upload(photos[0]), ImageSource(blob="uploads/bad/notes.jpg", name="notes.jpg"), upload(photos[1])]
+    first, second = (generated_photo(f"{i}.jpg", size) for i, size in enumerate(sizes))
+    sources = [first, ImageSource(blob="uploads/bad/notes.jpg", name="notes.jpg"), second]
     everyone = threading.Barrier(len(sources), timeout=10)
     real_read = preprocess_activity.read_image_bytes
 
@@ -147,19 +156,18 @@ def test_a_batch_preprocesses_its_images_in_parallel_and_fails_a_bad_one_alone(
     assert [image.image_index for image in output.images] == [3, 4, 5]
     good = [output.images[0], output.images[2]]
     assert all(image.error is None for image in good)
-    assert [(image.width, image.height) for image in good] == [Image.open(p).size for p in photos]
+    assert [(image.width, image.height) for image in good] == sizes
     for image in good:
         assert services.blob_store().exists(image.tensors["resnet18"])
     assert output.images[1].tensors == {} and "notes.jpg" in (output.images[1].error or "")
 
 
 def test_a_storage_failure_fails_the_batch_once_its_other_images_are_done(
-    app_env: Path, shared_images_dir: Path, monkeypatch: pytest.MonkeyPatch
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Raised for the orchestrator to retry the batch, but only after every image finished: a retry must not
     race this attempt's writes, nor the persist that may follow them."""
-    photos = sorted(shared_images_dir.glob("*.jpg"))[:2]
-    sources = [upload(p) for p in photos]
+    sources = [generated_photo(f"{i}.jpg", (320, 240)) for i in range(2)]
     store = services.blob_store()
     real_put, real_read = store.put, preprocess_activity.read_image_bytes
 

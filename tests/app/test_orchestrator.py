@@ -182,19 +182,31 @@ def test_bad_image_fails_only_that_image() -> None:
     assert inferred == [0, 2]
 
 
-def test_transient_failure_is_retried_then_reported_for_the_images_of_that_batch() -> None:
+def test_an_image_that_keeps_failing_its_batch_is_retried_alone_and_fails_alone() -> None:
+    """The batch [0, 1] fails on every attempt because of image 0 (a URL answering 503, say); tried alone,
+    image 0 fails with the activity's error and image 1 is preprocessed."""
     result = run(
         make_request(images=3, models=["resnet18"], batch_size=2, attempts=3),
         **{PREPROCESS_ACTIVITY: fake_preprocess(raising={0})},
     )
-    assert preprocessed_indexes(result) == [[0, 1], [2], [0, 1], [0, 1]]
-    for image in result.output["images"][:2]:
-        assert image["error"].startswith(
-            "Activity function 'preprocess_images' failed: OSError: blob service timed out"
-        )
-    assert result.output["images"][2]["error"] is None
-    assert result.output["images"][2]["predictions"]["resnet18"]["top_k"]
+    assert preprocessed_indexes(result) == [[0, 1], [2], [0, 1], [0, 1], [0], [1], [0], [0]]
+    error = result.output["images"][0]["error"]
+    assert error.startswith("Activity function 'preprocess_images' failed: OSError: blob service timed out")
+    for image in result.output["images"][1:]:
+        assert image["error"] is None and image["predictions"]["resnet18"]["top_k"]
     assert result.output["status"] == "CompletedWithErrors"
+    done = [e.custom_status["images_done"] for e in result.episodes]
+    assert done == sorted(done) and max(done) == 3  # never counts an image twice, nor goes back
+
+
+def test_a_failing_single_image_batch_is_not_tried_again() -> None:
+    result = run(
+        make_request(images=2, models=["resnet18"], batch_size=1, attempts=2),
+        **{PREPROCESS_ACTIVITY: fake_preprocess(raising={1})},
+    )
+    assert preprocessed_indexes(result) == [[0], [1], [1]]
+    assert result.output["images"][1]["error"].startswith("Activity function 'preprocess_images' failed")
+    assert result.output["images"][0]["error"] is None
 
 
 def test_one_model_failing_does_not_fail_the_other() -> None:
