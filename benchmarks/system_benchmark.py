@@ -59,6 +59,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+#: Iterations of the speed probe's fixed work: about 30 ms of one core on this build machine.
+PROBE_ITERATIONS = 300_000
+
+
+def speed_probe_ms() -> float:
+    """A fixed piece of pure-Python work on one core, best of three, taken while nothing else of the benchmark
+    runs: the machine's speed at that moment (lower is faster).
+
+    This shared VM's cores slow down by a quarter to a third for minutes at a time (runs 11 and 12 in the
+    README): the same work then takes longer. A probe next to each measurement says which figures were taken
+    on the slower machine, which the ratios alone cannot.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(i * i for i in range(PROBE_ITERATIONS))
+        best = min(best, time.perf_counter() - started)
+    return best * 1000.0
+
+
 def raw_reference(model_name: str, photos: list[bytes], precision: str, seconds: float) -> dict[str, Any]:
     """The best single-process pipeline this machine runs: decode + torchvision's reference transform +
     forward (the app's precision and channels-last), at every batch size, torch thread count and number of
@@ -72,6 +92,7 @@ def raw_reference(model_name: str, photos: list[bytes], precision: str, seconds:
     task needs (a lone image cannot use two streams).
     """
     model = load_raw_model(model_name, precision)
+    probe_ms = speed_probe_ms()
     cores = os.cpu_count() or 1
     configs = [(1, threads) for threads in sorted({1, cores})] + ([(cores, 1)] if cores > 1 else [])
     grid = []
@@ -81,7 +102,7 @@ def raw_reference(model_name: str, photos: list[bytes], precision: str, seconds:
             grid.append(point)
             print(f"raw {model_name} ({point['precision']}) {describe_config(point)}: {point['images_per_s']:.1f} "
                   f"images/s, CPU {point['cpu_ms_per_image']:.1f} ms/image")  # fmt: skip
-    return summarise_raw(grid)
+    return {**summarise_raw(grid), "machine_probe_ms": probe_ms}
 
 
 def describe_config(point: dict[str, Any]) -> str:
@@ -170,6 +191,7 @@ def remeasure_raw(model_name: str, photos: list[bytes], precision: str, raw: dic
     a shared machine drifts within a run. The reference becomes the better of the two (the harder target
     for the system); both are kept."""
     model = load_raw_model(model_name, precision)
+    raw["machine_probe_after_ms"] = speed_probe_ms()
     again: dict[tuple[int, int, int], dict[str, Any]] = {}
     for key in ("best", "batch8", "batch1"):  # the best is often the batch-8 one too: measured once
         config = (raw[key]["streams"], raw[key]["threads"], raw[key]["batch"])
@@ -367,6 +389,7 @@ def load_phase(
     it says where the cores went, whoever else was using them), the client's own CPU per image and how busy
     the whole machine was (near 100 %: the cores were the limit; well below: something waited)."""
     work = [[blobs[(t * task_size + i) % len(blobs)] for i in range(task_size)] for t in range(tasks)]
+    probe_ms = speed_probe_ms()  # the previous phase's tasks are done: the system is idle
     cpu_before = cpu_seconds(processes) if processes else {}
     machine_before, client_before = machine_busy(), time.process_time()
     started = time.perf_counter()
@@ -384,6 +407,7 @@ def load_phase(
         "concurrency": concurrency,
         "tasks": tasks,
         "images_per_s": images / wall,
+        "machine_probe_ms": probe_ms,
         "latency_p50_ms": percentile(latencies, 0.50),
         "latency_p95_ms": percentile(latencies, 0.95),
         "latency_p99_ms": percentile(latencies, 0.99),
@@ -502,7 +526,7 @@ def measure_system(
             print(
                 f"{model} {task_size}-image tasks x{concurrency}: {point['images_per_s']:.1f} images/s, latency "
                 f"p50/p95/p99 {point['latency_p50_ms']:.0f}/{point['latency_p95_ms']:.0f}/"
-                f"{point['latency_p99_ms']:.0f} ms",
+                f"{point['latency_p99_ms']:.0f} ms; speed probe {point['machine_probe_ms']:.1f} ms",
                 flush=True,
             )
     return {
@@ -648,6 +672,12 @@ def print_summary(report: dict[str, Any]) -> None:
             f"CPU ms/image: {cpu} |"
         )
     print("| resident memory | " + ", ".join(f"{k} {v:.0f} MB" for k, v in report["rss_mb"].items()) + " |")
+    probes = [p["machine_probe_ms"] for p in report["load"]]
+    print(
+        "| speed probe, ms of fixed work on one core (lower is faster; the ratios hold only where these agree) | "
+        f"raw reference before {raw['machine_probe_ms']:.1f}, system phases {min(probes):.1f}–{max(probes):.1f}, "
+        f"raw reference after {raw['machine_probe_after_ms']:.1f} |"
+    )
     for target, measured, met in targets(report):
         print(f"| target: {target} | {measured} {'met' if met else 'NOT met'} |")
 
