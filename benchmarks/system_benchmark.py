@@ -59,7 +59,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-#: Iterations of the speed probe's fixed work: about 30 ms of one core on this build machine.
+#: Iterations of the speed probe's fixed work: about 20 ms of one core on this build machine.
 PROBE_ITERATIONS = 300_000
 
 
