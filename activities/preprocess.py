@@ -7,8 +7,8 @@ It is stored without zlib: compression saved a third of 147 KiB but cost ~2.7 ms
 Models whose weights share a transform share one tensor blob.
 
 One activity takes up to an inference batch of images rather than one image: each activity is a
-round trip through the task hub and an entry in the history every later episode replays, and one per
-image cost the host a third more CPU for 8-image tasks (README, "Performance"). The images of a batch
+round trip through the task hub and an entry in the history every later episode replays, and with one per
+image the host spent half as much CPU again on 8-image tasks (README, "Performance"). The images of a batch
 are still fetched and decoded in parallel, on the worker's preprocessing threads; one that raises fails
 the batch, which the orchestrator then retries image by image.
 """
