@@ -9,9 +9,10 @@ Everything is measured in one run on one machine, so the ratios are meaningful e
    reference, one stream's batch 1 is the compute a lone 1-image task needs. The reference configurations
    are measured again after the system phases, and the better figure counts;
 2. the system: the app on the local Durable Functions host (HTTP, orchestration, blob folder, SQLite),
-   ResNet18 and ResNet50 in turn: 1-image tasks alone, each after 0.3 s of idleness, then many concurrent
-   client tasks of 1 and of 8 images, each polled through ``statusQueryGetUri`` (latency is what the
-   client sees: submit → Completed seen).
+   ResNet18 and ResNet50 in turn: 1-image tasks alone, each after 0.3 s of idleness and polled every 5 ms
+   (by a lean client, and in turn with it by the asyncio client all earlier runs used), then many
+   concurrent client tasks of 1 and of 8 images, each polled through ``statusQueryGetUri`` every 50 ms
+   (latency is what the client sees: submit → Completed seen).
 
 From (2): images/s per concurrency, task latency p50/p95/p99, orchestration overhead per task (end-to-end
 latency minus the activities' own compute), how long after the last activity finished the status
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import platform
@@ -36,6 +38,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import requests
@@ -273,6 +276,42 @@ def stage_photos(photos: list[Path], blob_root: Path) -> list[str]:
     return [f"bench/{photo.name}" for photo in photos]
 
 
+#: runtimeStatus values after which a task's status no longer changes
+TERMINAL = ("Completed", "Failed", "Terminated")
+
+
+def task_body(blobs: list[str], model: str) -> dict[str, Any]:
+    return {"model": model, "images": [{"blob": b} for b in blobs], "top_k": 5}
+
+
+def task_outcome(
+    blobs: list[str], status_url: str, submitted: float, seen_done: float, status: dict[str, Any]
+) -> dict[str, Any]:
+    """One finished task as the phases count it: the client's latency, the activities' own compute (the
+    output's timings) and what is left over; raises unless the task completed."""
+    output = status["output"]
+    if status["runtimeStatus"] != "Completed" or output["status"] != "Completed":
+        raise RuntimeError(f"task did not complete: {json.dumps(status)[:500]}")
+    preprocess_ms = sum(image["preprocess_ms"] for image in output["images"])
+    batches = {(p["inference_ms"], p["weights"]) for image in output["images"] for p in image["predictions"].values()}
+    inference_ms = sum(ms for ms, _ in batches)
+    compute_ms = preprocess_ms + inference_ms
+    persisted = datetime.fromisoformat(output["timings"]["persisted_at"]).timestamp()
+    latency_ms = (seen_done - submitted) * 1000.0
+    return {
+        "images": len(blobs),
+        "status_url": status_url,
+        "submitted": submitted,
+        "seen_done": seen_done,
+        "latency_ms": latency_ms,
+        "compute_ms": compute_ms,
+        "preprocess_ms": preprocess_ms,
+        "inference_ms": inference_ms,
+        "overhead_ms": latency_ms - compute_ms,  # meaningful for 1-image tasks: no parallel compute
+        "visible_after_ms": (seen_done - persisted) * 1000.0,
+    }
+
+
 class Client:
     """Submits tasks and polls their statusQueryGetUri, the way a client of the public API does.
 
@@ -288,41 +327,17 @@ class Client:
 
     async def run_task(self, http: aiohttp.ClientSession, blobs: list[str], model: str) -> dict[str, Any]:
         submitted = time.time()
-        body = {"model": model, "images": [{"blob": b} for b in blobs], "top_k": 5}
-        async with http.post(f"{self.base_url}/api/tasks", json=body) as response:
+        async with http.post(f"{self.base_url}/api/tasks", json=task_body(blobs, model)) as response:
             response.raise_for_status()
             status_url = (await response.json())["statusQueryGetUri"]
         while True:
             async with http.get(status_url) as response:
                 status = await response.json()
             self.polls += 1
-            if status["runtimeStatus"] in ("Completed", "Failed", "Terminated"):
+            if status["runtimeStatus"] in TERMINAL:
                 break
             await asyncio.sleep(self.poll_interval)
-        seen_done = time.time()
-        output = status["output"]
-        if status["runtimeStatus"] != "Completed" or output["status"] != "Completed":
-            raise RuntimeError(f"task did not complete: {json.dumps(status)[:500]}")
-        preprocess_ms = sum(image["preprocess_ms"] for image in output["images"])
-        batches = {
-            (p["inference_ms"], p["weights"]) for image in output["images"] for p in image["predictions"].values()
-        }
-        inference_ms = sum(ms for ms, _ in batches)
-        compute_ms = preprocess_ms + inference_ms
-        persisted = datetime.fromisoformat(output["timings"]["persisted_at"]).timestamp()
-        latency_ms = (seen_done - submitted) * 1000.0
-        return {
-            "images": len(blobs),
-            "status_url": status_url,
-            "submitted": submitted,
-            "seen_done": seen_done,
-            "latency_ms": latency_ms,
-            "compute_ms": compute_ms,
-            "preprocess_ms": preprocess_ms,
-            "inference_ms": inference_ms,
-            "overhead_ms": latency_ms - compute_ms,  # meaningful for 1-image tasks: no parallel compute
-            "visible_after_ms": (seen_done - persisted) * 1000.0,
-        }
+        return task_outcome(blobs, status_url, submitted, time.time(), status)
 
     def run(self, work: list[list[str]], model: str, concurrency: int) -> list[dict[str, Any]]:
         """Every task of ``work``, ``concurrency`` at a time, in order of submission."""
@@ -340,6 +355,50 @@ class Client:
                 return list(await asyncio.gather(*(one(images) for images in work)))
 
         return asyncio.run(all_tasks())
+
+
+class LoneClient:
+    """One task at a time on one keep-alive connection with ``http.client``, no event loop: the lone tasks' client.
+
+    A lone task's forward pass runs on both cores, and every poll takes a slice of one of them, which stalls
+    the other pass thread at its next barrier. Polling every 5 ms, the asyncio client (which also starts an
+    event loop and a connection per task) spent 0.88-0.97 ms of CPU per poll, this one 0.46-0.59, and the
+    host about 0.35 ms more per poll; a tight loop of polls costs each side far less (0.13-0.15 ms), as the
+    caches are cold between polls (``docs/tuning_experiments_2026-11-24.txt``, section 14). A client on
+    another machine would take none of it.
+    """
+
+    def __init__(self, base_url: str, poll_interval: float) -> None:
+        self.poll_interval = poll_interval
+        address = urlsplit(base_url)
+        self.connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=120)
+        self.polls = 0  # status requests made so far
+        self.cpu_s = 0.0  # this client's own CPU time in run_task so far
+
+    def request(self, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+        address = urlsplit(url)
+        target = address.path + (f"?{address.query}" if address.query else "")
+        payload, headers = (json.dumps(body), {"Content-Type": "application/json"}) if body else (None, {})
+        self.connection.request(method, target, payload, headers)
+        response = self.connection.getresponse()
+        content = response.read()
+        if response.status >= 400:
+            raise RuntimeError(f"{method} {target} answered {response.status}: {content[:300]!r}")
+        return json.loads(content)
+
+    def run_task(self, blobs: list[str], model: str) -> dict[str, Any]:
+        started_cpu = time.thread_time()
+        submitted = time.time()
+        status_url = self.request("POST", "/api/tasks", task_body(blobs, model))["statusQueryGetUri"]
+        while True:
+            status = self.request("GET", status_url)
+            self.polls += 1
+            if status["runtimeStatus"] in TERMINAL:
+                break
+            time.sleep(self.poll_interval)
+        seen_done = time.time()
+        self.cpu_s += time.thread_time() - started_cpu
+        return task_outcome(blobs, status_url, submitted, seen_done, status)
 
 
 def machine_busy() -> tuple[int, int]:
@@ -434,7 +493,8 @@ def caption(report: dict[str, Any]) -> str:
     return (
         f"{report['model']}, precision {report['precision']}, seeded RANDOM weights (same FLOPs as pretrained); "
         f"{box.get('cores', '?')} cores, {box.get('cpu', 'CPU not recorded')}, torch {box.get('torch', '?')}; "
-        f"{report.get('worker_processes', 2)} worker process(es), clients polling statusQueryGetUri every 50 ms"
+        f"{report.get('worker_processes', 2)} worker process(es), clients polling statusQueryGetUri every 50 ms "
+        "(lone tasks every 5 ms)"
     )
 
 
@@ -483,6 +543,10 @@ def plot(report: dict[str, Any], path: Path) -> Any:
     return fig
 
 
+#: How often the lone tasks' clients poll: every 2 ms, the asyncio client took a quarter of a core from the
+#: forward pass (LoneClient costs about half as much per poll).
+LONE_POLL_S = 0.005
+
 #: A lone task comes to an idle system, as a sporadic request does: back to back, the previous task's
 #: threads were still awake, which hid a 1.6-1.9x slower forward pass after a pause (inference.torch_threads).
 LONE_TASK_IDLE_S = 0.3
@@ -492,18 +556,29 @@ def measure_system(
     base_url: str, model: str, blobs: list[str], scale: int, processes: dict[str, int]
 ) -> dict[str, Any]:
     """One model through the served app: 1-image tasks alone, then the load phases."""
-    eager = Client(base_url, poll_interval=0.005)  # every 2 ms stole a quarter of a core from the forward pass
-    eager.run([blobs[:1]] * 3, model, 1)  # warm-up: model load, first orchestrations, SQLite file
-    single = []
+    lean = LoneClient(base_url, poll_interval=LONE_POLL_S)
+    for _ in range(3):  # warm-up: model load, first orchestrations, SQLite file
+        lean.run_task(blobs[:1], model)
+    lean.polls, lean.cpu_s = 0, 0.0
+    # the asyncio client every lone task used up to run 14, task by task in turn with the lean one
+    eager = Client(base_url, poll_interval=LONE_POLL_S)
+    single, single_eager = [], []
     for i in range(10 * scale):
+        image = [blobs[i % len(blobs)]]
         time.sleep(LONE_TASK_IDLE_S)
-        single += eager.run([blobs[i % len(blobs) : i % len(blobs) + 1]], model, 1)
+        single.append(lean.run_task(image, model))
+        time.sleep(LONE_TASK_IDLE_S)
+        single_eager += eager.run([image], model, 1)
+    lean_cpu_per_poll_ms = 1000.0 * lean.cpu_s / max(1, lean.polls)
     print(
         f"{model} 1-image tasks one at a time: client-observed latency p50 "
         f"{percentile([r['latency_ms'] for r in single], 0.5):.1f} ms, "
         f"overhead p50 {percentile([r['overhead_ms'] for r in single], 0.5):.1f} ms, "
         f"Completed visible p50 {percentile([r['visible_after_ms'] for r in single], 0.5):.1f} ms "
-        "after the last activity",
+        f"after the last activity (client CPU {lean_cpu_per_poll_ms:.2f} ms per poll); with the asyncio client "
+        f"of runs 1-14, in turn with it: p50 {percentile([r['latency_ms'] for r in single_eager], 0.5):.1f} ms, "
+        f"inference activity p50 {percentile([r['inference_ms'] for r in single_eager], 0.5):.1f} ms "
+        f"against {percentile([r['inference_ms'] for r in single], 0.5):.1f}",
         flush=True,
     )
     timelines = [lone_task_timeline(run) for run in single]
@@ -538,6 +613,8 @@ def measure_system(
             "visible_after_p50_ms": percentile([r["visible_after_ms"] for r in single], 0.5),
             "visible_after_p95_ms": percentile([r["visible_after_ms"] for r in single], 0.95),
             "timeline_p50_ms": timeline,
+            "client_cpu_per_poll_ms": lean_cpu_per_poll_ms,
+            "asyncio_client_latency_p50_ms": percentile([r["latency_ms"] for r in single_eager], 0.5),
         },
         "load": load,
     }
@@ -653,7 +730,11 @@ def print_summary(report: dict[str, Any]) -> None:
         f"{raw['best_images_per_s']:.1f} images/s ({describe_config(raw['best'])}) |"
     )
     s = report["single_task"]
-    print(f"| 1-image task alone, client-observed p50 | {s['latency_p50_ms']:.1f} ms |")
+    print(
+        f"| 1-image task alone, client-observed p50 | {s['latency_p50_ms']:.1f} ms (client CPU "
+        f"{s['client_cpu_per_poll_ms']:.2f} ms per poll); {s['asyncio_client_latency_p50_ms']:.1f} ms with the "
+        "asyncio client of runs 1-14 |"
+    )
     print(f"| orchestration overhead p50 / p95 | {s['overhead_p50_ms']:.1f} / {s['overhead_p95_ms']:.1f} ms |")
     print(
         f"| Completed visible after last activity p50 / p95 | {s['visible_after_p50_ms']:.1f} / "
