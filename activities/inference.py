@@ -1,164 +1,49 @@
-"""Inference activity: one batch of stored tensors through one cached model, top-k per image.
+"""Inference activity trigger and model prewarm: the model serving itself is ``activities.serving``.
 
-The model cache lives for the worker process, so only the first batch after a start pays for loading
-the weights. Weights that cannot be loaded are a permanent error for this model (returned, not raised,
-so the orchestrator does not retry a download that cannot succeed); storage errors are raised and
-retried.
+Loading the app imports this module, not ``activities.serving``: torch and torchvision take about 3.4 s
+and 650 MB to import on the 2-core test machine, four fifths of what importing the whole app cost. So
+Azure's worker indexes the app (and answers HTTP) without waiting for them, the prewarm thread imports
+them in the background, and the local host's dispatcher, which runs no activity, never holds them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
-import time
-from contextlib import AbstractContextManager, nullcontext
-from datetime import UTC, datetime
-from functools import lru_cache
+from pathlib import Path
 
 import azure.durable_functions as df
-import torch
 
-from activities.checkpoints import fetch_checkpoint
-from contracts import INFERENCE_ACTIVITY, ImagePredictions, InferenceInput, InferenceOutput, Prediction
-from inference.batcher import DynamicBatcher
-from inference.cache import LoadedModel, ModelCache
-from inference.errors import WeightsUnavailableError
-from inference.predict import classify, stack_crops
-from inference.tensor_io import decode_tensor
-from inference.torch_threads import compute_pass, configure_torch_threads, run_on_compute_thread, use_one_thread_here
-from inference.weights import resolve_weights
-from services import blob_store
-from settings import Settings, get_settings
+from activities.lazy_imports import import_once
+from contracts import INFERENCE_ACTIVITY, InferenceInput
+from settings import get_settings
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
 
-
-@lru_cache(maxsize=1)
-def process_model_cache() -> ModelCache:
-    """Built once per process (``cache_clear`` it to start over); reach it through :func:`model_cache`."""
-    settings = get_settings()
-    configure_torch_threads(settings.torch_num_threads, None)
-    return ModelCache(precision=settings.inference_precision)
-
-
-_model_cache_lock = threading.Lock()
+PREWARM_THREAD = "model-prewarm"
+#: The loggers that say what each model's weights are: the serving module's and the weights resolver's.
+WEIGHTS_LOGGERS = ("activities.serving", "inference.weights")
+#: How long the dispatcher waits for the weights report (a checkpoint named by blob is downloaded for it).
+REPORT_TIMEOUT_S = 600.0
+_APP_ROOT = Path(__file__).resolve().parent.parent
+_SERVING = "activities.serving"
 
 
-def model_cache() -> ModelCache:
-    """The process's one model cache. ``lru_cache`` alone lets concurrent first calls each build a cache,
-    and each cache would then load its own copy of every model: the lock makes them share one."""
-    with _model_cache_lock:
-        return process_model_cache()
+@bp.activity_trigger(input_name="payload", activity=INFERENCE_ACTIVITY)
+def classify_batch(payload: dict) -> dict:  # type: ignore[type-arg]  # Azure's worker refuses dict[str, Any]
+    import_once(_SERVING)
+    from activities.serving import infer
 
-
-def load(model: str) -> LoadedModel:
-    """The cached model with its configured weights (a blob-named checkpoint is fetched first)."""
-    spec = fetch_checkpoint(get_settings().weights_spec(model), blob_store())
-    return model_cache().get(model, spec)
-
-
-_batchers: dict[int, DynamicBatcher] = {}
-_batchers_lock = threading.Lock()
-
-
-def batcher_for(model: LoadedModel) -> DynamicBatcher:
-    """One batcher per loaded model and process: concurrent activities share its forward passes.
-
-    Activities run on a thread pool; without a batcher, four single-image activities would run four
-    forward passes at once and fight over the cores. Keyed by identity: cached models live as long as
-    the process.
-    """
-    with _batchers_lock:
-        batcher = _batchers.get(id(model))
-        if batcher is None or batcher.closed:  # a failure closed it: the next request gets a new one
-            settings = get_settings()
-            batcher = DynamicBatcher(
-                model,
-                max_batch_size=settings.inference_batch_size,
-                max_wait_ms=settings.dynamic_batch_max_wait_ms,
-                streams=compute_streams(model, settings),
-            )
-            _batchers[id(model)] = batcher
-        return batcher
-
-
-def compute_streams(model: LoadedModel, settings: Settings) -> int:
-    """``COMPUTE_STREAMS``, else one stream per torch thread on a CPU, where under load each pass then runs
-    on a core of its own as the best raw pipeline does, and one on a GPU, which runs one pass at a time."""
-    if settings.compute_streams is not None:
-        return settings.compute_streams
-    return settings.torch_num_threads if model.device.type == "cpu" else 1
-
-
-def batching_on() -> bool:
-    return get_settings().dynamic_batch_max_wait_ms > 0
-
-
-def announce(model: LoadedModel, images: int) -> AbstractContextManager[None]:
-    """Tell the model's batcher that ``images`` crops are on their way (its "expected callers" policy).
-
-    Entered before the tensors are read from storage, so a batch that starts meanwhile waits for them,
-    while a lone task, which nobody announced company for, runs at once. Nothing when batching is off.
-    """
-    return batcher_for(model).expecting(images) if batching_on() else nullcontext()
-
-
-def predict(model: LoadedModel, crops: torch.Tensor, top_k: int) -> list[list[Prediction]]:
-    """Through the dynamic batcher, or straight to the model (on the compute thread) when it is switched off."""
-    if batching_on():
-        return batcher_for(model).classify(crops, top_k)
-    return run_on_compute_thread(classify_as_a_pass, model, crops, top_k)
-
-
-def classify_as_a_pass(model: LoadedModel, crops: torch.Tensor, top_k: int) -> list[list[Prediction]]:
-    """:func:`classify` counted among the process's running passes, which share the cores between them."""
-    with compute_pass():
-        return classify(model, crops, top_k)
-
-
-def _unavailable(name: str, exc: WeightsUnavailableError) -> None:
-    log.warning("%s is not loaded: %s", name, " ".join(str(exc).split()))
-
-
-def prewarm(models: tuple[str, ...]) -> None:
-    """Load ``models`` now; a model without weights is one warning line saying what to do.
-
-    A failure is logged, not raised: a task for that model will then report the same error itself.
-    Missing weights are the common case on a machine without internet, so they get the advice alone,
-    not a traceback that buries the function listing.
-    """
-    use_one_thread_here()  # its loads' parallel copies would give this thread a team while the first tasks run
-    for name in models:
-        try:
-            model = load(name)
-            log.info("prewarmed %s with %s in %.0f ms", name, model.weights.label, model.load_ms)
-        except WeightsUnavailableError as exc:
-            _unavailable(name, exc)
-        except Exception:
-            log.exception("could not prewarm %s", name)
-
-
-def report_weights(models: tuple[str, ...]) -> None:
-    """Find (or download) and check each model's weights without loading a model; say what is missing.
-
-    The local host's dispatcher runs this once at import, before it prints the function listing: each
-    problem is then one line, said once, with the listing below it; the worker processes, which load
-    the same weights, stay quiet about them (see :class:`_QuietPrewarm`).
-    """
-    for name in models:
-        try:
-            weights = resolve_weights(name, fetch_checkpoint(get_settings().weights_spec(name), blob_store()))
-            log.info("%s will use %s", name, weights.label)
-        except WeightsUnavailableError as exc:
-            _unavailable(name, exc)
-        except Exception:
-            log.exception("could not check the weights of %s", name)
+    return infer(InferenceInput.from_json(payload)).to_json()
 
 
 class _QuietPrewarm(logging.Filter):
-    """Drops the prewarm thread's records below ERROR: :func:`report_weights` already said them.
+    """Drops the prewarm thread's records below ERROR: the dispatcher's report already said them.
 
     Attached in the local host's worker and standalone processes only; on Azure each worker process
     reports for itself.
@@ -168,7 +53,11 @@ class _QuietPrewarm(logging.Filter):
         return record.levelno >= logging.ERROR or record.threadName != PREWARM_THREAD
 
 
-PREWARM_THREAD = "model-prewarm"
+def _prewarm(models: tuple[str, ...]) -> None:
+    import_once(_SERVING)
+    from activities.serving import prewarm
+
+    prewarm(models)
 
 
 def start_prewarm() -> None:
@@ -184,41 +73,45 @@ def start_prewarm() -> None:
     role = os.environ.get("DURABLE_HOST_ROLE")
     if not models:
         return
-    if role in ("dispatcher", "standalone"):
-        report_weights(models)
     if role == "dispatcher":
+        report_weights_apart(models)
         return
+    if role == "standalone":
+        import_once(_SERVING)
+        from activities.serving import report_weights
+
+        report_weights(models)
     if role in ("worker", "standalone"):
-        for logger in (log, logging.getLogger(resolve_weights.__module__)):
-            logger.addFilter(_QuietPrewarm())
-    threading.Thread(target=prewarm, args=(models,), name=PREWARM_THREAD, daemon=True).start()
+        for name in WEIGHTS_LOGGERS:
+            logging.getLogger(name).addFilter(_QuietPrewarm())
+    threading.Thread(target=_prewarm, args=(models,), name=PREWARM_THREAD, daemon=True).start()
 
 
-def infer(request: InferenceInput) -> InferenceOutput:
-    use_one_thread_here()  # first: a model loaded on this pool thread would otherwise give it a team
-    started = datetime.now(UTC)
-    clock = time.perf_counter()
+def report_weights_apart(models: tuple[str, ...]) -> None:
+    """``activities.serving.report_weights`` run by a child process, its lines logged here as it logged them.
+
+    Checking the weights needs torchvision (their file names, digests and labels); a child imports it and
+    exits, so the dispatcher says the same lines at the same point of its start and never holds torch.
+    """
+    code = "import sys; from activities.serving import report_weights_as_json_lines as r; r(sys.argv[1:])"
     try:
-        model = load(request.model)
-    except WeightsUnavailableError as exc:
-        return InferenceOutput(model=request.model, error=str(exc), started_at=started.isoformat())
-    store = blob_store()
-    with announce(model, len(request.items)):
-        crops = [decode_tensor(store.get(item.tensor_blob)) for item in request.items]
-        predictions = predict(model, stack_crops(model, crops), request.top_k)
-    return InferenceOutput(
-        model=request.model,
-        weights=model.provenance,
-        results=[
-            ImagePredictions(image_index=item.image_index, top_k=top)
-            for item, top in zip(request.items, predictions, strict=True)
-        ],
-        started_at=started.isoformat(),
-        finished_at=datetime.now(UTC).isoformat(),
-        duration_ms=round((time.perf_counter() - clock) * 1000.0, 3),
-    )
-
-
-@bp.activity_trigger(input_name="payload", activity=INFERENCE_ACTIVITY)
-def classify_batch(payload: dict) -> dict:  # type: ignore[type-arg]  # Azure's worker refuses dict[str, Any]
-    return infer(InferenceInput.from_json(payload)).to_json()
+        child = subprocess.run(
+            [sys.executable, "-c", code, *models],
+            cwd=_APP_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=REPORT_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        log.error("could not check the weights of %s within %.0f s", ", ".join(models), REPORT_TIMEOUT_S)
+        return
+    for line in child.stdout.splitlines():
+        try:
+            name, level, text = json.loads(line)
+        except (ValueError, TypeError):
+            log.info("%s", line)  # not a record: something else the child printed
+            continue
+        logging.getLogger(name).log(level, "%s", text)
+    if child.returncode != 0:
+        log.error("checking the weights of %s failed: %s", ", ".join(models), child.stderr.strip()[-2000:])

@@ -22,10 +22,11 @@ from PIL import Image
 
 import services
 from activities import inference as inference_activity
-from activities import preprocess as preprocess_activity
-from activities.inference import compute_streams, infer
+from activities import preprocessing, serving
 from activities.persist import persist
-from activities.preprocess import preprocess, preprocess_images
+from activities.preprocess import preprocess_images
+from activities.preprocessing import preprocess
+from activities.serving import compute_streams, infer
 from contracts import (
     BatchItem,
     ImageSource,
@@ -60,8 +61,8 @@ def app_env(tmp_path: Path, torch_home: Path, monkeypatch: pytest.MonkeyPatch) -
         get_settings,
         services.blob_store,
         services.database,
-        inference_activity.process_model_cache,
-        preprocess_activity.preprocessing_weights,
+        serving.process_model_cache,
+        preprocessing.preprocessing_weights,
     )
     for cache in caches:
         cache.cache_clear()
@@ -144,13 +145,13 @@ def test_a_batch_preprocesses_its_images_in_parallel_and_fails_a_bad_one_alone(
     first, second = (generated_photo(f"{i}.jpg", size) for i, size in enumerate(sizes))
     sources = [first, ImageSource(blob="uploads/bad/notes.jpg", name="notes.jpg"), second]
     everyone = threading.Barrier(len(sources), timeout=10)
-    real_read = preprocess_activity.read_image_bytes
+    real_read = preprocessing.read_image_bytes
 
     def read_together(*args: object) -> bytes:
         everyone.wait()
         return real_read(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(preprocess_activity, "read_image_bytes", read_together)
+    monkeypatch.setattr(preprocessing, "read_image_bytes", read_together)
     request = PreprocessBatchInput(TASK, ["resnet18"], [ImageToPreprocess(i + 3, s) for i, s in enumerate(sources)])
     output = PreprocessBatchOutput.from_json(preprocess_images(request.to_json()))
     assert [image.image_index for image in output.images] == [3, 4, 5]
@@ -169,7 +170,7 @@ def test_a_storage_failure_fails_the_batch_once_its_other_images_are_done(
     race this attempt's writes, nor the persist that may follow them."""
     sources = [generated_photo(f"{i}.jpg", (320, 240)) for i in range(2)]
     store = services.blob_store()
-    real_put, real_read = store.put, preprocess_activity.read_image_bytes
+    real_put, real_read = store.put, preprocessing.read_image_bytes
 
     def failing_put(name: str, data: bytes, content_type: str | None = None) -> None:
         if "/0-" in name:
@@ -182,7 +183,7 @@ def test_a_storage_failure_fails_the_batch_once_its_other_images_are_done(
         return real_read(source, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store, "put", failing_put)
-    monkeypatch.setattr(preprocess_activity, "read_image_bytes", slow_second)
+    monkeypatch.setattr(preprocessing, "read_image_bytes", slow_second)
     request = PreprocessBatchInput(TASK, ["resnet18"], [ImageToPreprocess(i, s) for i, s in enumerate(sources)])
     with pytest.raises(OSError, match="blob service timed out"):
         preprocess_images(request.to_json())
@@ -207,7 +208,7 @@ def test_a_worker_decodes_at_most_max_concurrent_decodes_images_at_once(
     monkeypatch.setenv("MAX_CONCURRENT_DECODES", "1")
     get_settings.cache_clear()
     source = upload(sorted(shared_images_dir.glob("*.jpg"))[0])
-    slot = preprocess_activity.decode_slots(1)
+    slot = preprocessing.decode_slots(1)
     with ThreadPoolExecutor(1) as pool:
         with slot:  # another activity is decoding: this one must wait for the slot, not decode beside it
             waiting = pool.submit(preprocess, PreprocessInput(TASK, 0, source, ["resnet18"]))
@@ -237,9 +238,9 @@ def test_prewarm_without_weights_is_one_line_of_advice_per_model(
     monkeypatch.setenv("MODEL_WEIGHTS_RESNET18", f"file:{app_env / 'nowhere.pth'}")
     monkeypatch.setenv("MODEL_WEIGHTS_RESNET50", "random:3")
     get_settings.cache_clear()
-    with caplog.at_level("INFO", logger=inference_activity.log.name):
-        inference_activity.prewarm(("resnet18", "resnet50"))
-    records = [r for r in caplog.records if r.name == inference_activity.log.name]
+    with caplog.at_level("INFO", logger=serving.log.name):
+        serving.prewarm(("resnet18", "resnet50"))
+    records = [r for r in caplog.records if r.name == serving.log.name]
     missing, loaded = records
     assert missing.levelname == "WARNING" and missing.exc_info is None
     assert "\n" not in missing.getMessage()
@@ -274,9 +275,9 @@ def test_the_local_hosts_dispatcher_reports_weights_once_and_its_workers_load_th
                 if thread.name == inference_activity.PREWARM_THREAD:
                     thread.join(timeout=60)
     finally:
-        for logger in (inference_activity.log, logging.getLogger("inference.weights")):
-            logger.filters.clear()
-    assert bool(inference_activity.model_cache().loaded()) is prewarms
+        for name in inference_activity.WEIGHTS_LOGGERS:
+            logging.getLogger(name).filters.clear()
+    assert bool(serving.model_cache().loaded()) is prewarms
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     if reports:
         assert any(m.startswith("resnet18 uses RANDOM WEIGHTS (seed 5)") for m in said), said
@@ -363,8 +364,8 @@ def test_concurrent_single_image_activities_share_forward_passes(
     ]
     with ThreadPoolExecutor(len(requests)) as pool:
         together = list(pool.map(infer, requests))
-    model = inference_activity.model_cache().get("resnet18", get_settings().weights_spec("resnet18"))
-    stats = inference_activity.batcher_for(model).stats()
+    model = serving.model_cache().get("resnet18", get_settings().weights_spec("resnet18"))
+    stats = serving.batcher_for(model).stats()
     assert stats.images == len(requests) and stats.batches < len(requests)
     monkeypatch.setenv("DYNAMIC_BATCH_MAX_WAIT_MS", "0")
     get_settings.cache_clear()
@@ -417,13 +418,13 @@ def test_only_the_compute_thread_gets_an_openmp_team(
 
 def test_a_closed_batcher_is_replaced_for_the_next_request(app_env: Path) -> None:
     """A failure that closes a model's batcher must not fail that model's requests until the worker restarts."""
-    model = inference_activity.load("resnet18")
-    closed = inference_activity.batcher_for(model)
+    model = serving.load("resnet18")
+    closed = serving.batcher_for(model)
     closed.close()
-    replacement = inference_activity.batcher_for(model)
+    replacement = serving.batcher_for(model)
     try:
         assert replacement is not closed and not replacement.closed
-        assert inference_activity.batcher_for(model) is replacement
+        assert serving.batcher_for(model) is replacement
     finally:
         replacement.close()
 

@@ -125,6 +125,53 @@ def test_api_and_orchestrator_do_not_import_torch() -> None:
     assert result.stdout.strip() == "False"
 
 
+@pytest.mark.parametrize("role", ["dispatcher", None])
+def test_loading_the_app_imports_no_torch(role: str | None) -> None:
+    """Azure's worker indexes the app, and the local host's dispatcher serves it, without torch and torchvision
+    (``activities.inference``): the dispatcher's weights report comes from a child process, relayed line by line."""
+    env = {key: value for key, value in os.environ.items() if key != "DURABLE_HOST_ROLE"}
+    env |= {"MODEL_PREWARM": "resnet18", "MODEL_WEIGHTS_RESNET18": "random:1"}
+    if role is None:
+        env["MODEL_PREWARM"] = ""  # on Azure the prewarm thread imports torch in the background
+    else:
+        env["DURABLE_HOST_ROLE"] = role
+    probe = "import sys, function_app; print(sorted({'torch', 'torchvision', 'PIL'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    reported = "resnet18 uses RANDOM WEIGHTS (seed 1)" in result.stderr
+    assert reported is (role == "dispatcher"), result.stderr
+
+
+def test_the_first_activities_import_torch_at_once_without_breaking_it() -> None:
+    """torchvision imports itself in a cycle: two threads importing it at once got "partially initialized module"
+    ImportErrors (the prewarm thread and a first activity did). Both triggers, first calls at once in a fresh
+    process, must get as far as reading their (here empty, so invalid) input."""
+    probe = """
+import threading
+from activities.inference import classify_batch
+from activities.preprocess import preprocess_images
+barrier, failures = threading.Barrier(2), []
+def first_call(trigger):
+    barrier.wait()
+    try:
+        trigger({})
+    except Exception as exc:
+        failures.append(type(exc).__name__)
+threads = [threading.Thread(target=first_call, args=(t,)) for t in (classify_batch, preprocess_images)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(sorted(failures))
+"""
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['TypeError', 'TypeError']", result.stdout  # both read their input
+
+
 def test_the_app_loads_azure_identity_only_for_an_identity_based_connection() -> None:
     """With every connection a connection string or local, loading the app (as the worker does) imports no
     azure.identity (nor msal): the shared credential is made, and its library imported, on first use."""
