@@ -1,9 +1,11 @@
 """Inference activity trigger and model prewarm: the model serving itself is ``activities.serving``.
 
-Loading the app imports this module, not ``activities.serving``: torch and torchvision take about 3.4 s
-and 650 MB to import on the 2-core test machine, four fifths of what importing the whole app cost. So
-Azure's worker indexes the app (and answers HTTP) without waiting for them, the prewarm thread imports
-them in the background, and the local host's dispatcher, which runs no activity, never holds them.
+Loading the app imports this module, not ``activities.serving``: with torch and torchvision, Microsoft's
+worker library took 4.8 s and 874 MB to index the app on the 2-core test machine, without them 0.9 s and
+85 MB (``docs/tuning_experiments_2026-11-24.txt``, section 15). So Azure's worker indexes the app (and
+answers HTTP) without waiting for them, the prewarm thread imports them in the background, and the local
+host's dispatcher, which runs no activity, never holds them. The price: a broken torch install no longer
+fails the app's load; the prewarm thread logs it, and each activity fails with it.
 """
 
 from __future__ import annotations
@@ -28,8 +30,6 @@ log = logging.getLogger(__name__)
 PREWARM_THREAD = "model-prewarm"
 #: The loggers that say what each model's weights are: the serving module's and the weights resolver's.
 WEIGHTS_LOGGERS = ("activities.serving", "inference.weights")
-#: How long the dispatcher waits for the weights report (a checkpoint named by blob is downloaded for it).
-REPORT_TIMEOUT_S = 600.0
 _APP_ROOT = Path(__file__).resolve().parent.parent
 _SERVING = "activities.serving"
 
@@ -54,7 +54,11 @@ class _QuietPrewarm(logging.Filter):
 
 
 def _prewarm(models: tuple[str, ...]) -> None:
-    import_once(_SERVING)
+    try:
+        import_once(_SERVING)
+    except Exception:  # a broken install: said here once, and by every activity that needs it
+        log.exception("could not import the model serving (torch, torchvision)")
+        return
     from activities.serving import prewarm
 
     prewarm(models)
@@ -91,27 +95,35 @@ def report_weights_apart(models: tuple[str, ...]) -> None:
     """``activities.serving.report_weights`` run by a child process, its lines logged here as it logged them.
 
     Checking the weights needs torchvision (their file names, digests and labels); a child imports it and
-    exits, so the dispatcher says the same lines at the same point of its start and never holds torch.
+    exits, so the dispatcher says the same lines at the same point of its start and never holds torch. As
+    before, no time limit: a checkpoint named by blob is downloaded for the report, with its own timeouts.
+    What the child writes to stderr (Python's warnings) is passed on as it was.
     """
     code = "import sys; from activities.serving import report_weights_as_json_lines as r; r(sys.argv[1:])"
-    try:
-        child = subprocess.run(
-            [sys.executable, "-c", code, *models],
-            cwd=_APP_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=REPORT_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        log.error("could not check the weights of %s within %.0f s", ", ".join(models), REPORT_TIMEOUT_S)
-        return
+    path = os.pathsep.join(filter(None, (str(_APP_ROOT), os.environ.get("PYTHONPATH"))))
+    child = subprocess.run(
+        [sys.executable, "-c", code, *models],
+        cwd=_APP_ROOT,
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     for line in child.stdout.splitlines():
-        try:
-            name, level, text = json.loads(line)
-        except (ValueError, TypeError):
-            log.info("%s", line)  # not a record: something else the child printed
-            continue
-        logging.getLogger(name).log(level, "%s", text)
+        _relay(line)
+    sys.stderr.write(child.stderr)
     if child.returncode != 0:
-        log.error("checking the weights of %s failed: %s", ", ".join(models), child.stderr.strip()[-2000:])
+        log.error("checking the weights of %s failed (exit code %d)", ", ".join(models), child.returncode)
+
+
+def _relay(line: str) -> None:
+    """Log a record the child printed under its logger and level; any other line as it is."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    match record:
+        case [str(name), int(level), str(text)]:
+            logging.getLogger(name).log(level, "%s", text)
+        case _:
+            log.info("%s", line)

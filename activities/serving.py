@@ -162,7 +162,10 @@ class _JsonLines(logging.Handler):
     """Each record as one JSON line on stdout, ``[logger name, level, text]`` (with its traceback, if any)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(json.dumps([record.name, record.levelno, self.format(record)]), flush=True)
+        try:
+            print(json.dumps([record.name, record.levelno, self.format(record)]), flush=True)
+        except Exception:  # noqa: BLE001  logging's contract: a handler never raises into the code that logged
+            self.handleError(record)
 
 
 def report_weights_as_json_lines(models: list[str]) -> None:

@@ -363,24 +363,35 @@ class LoneClient:
     A lone task's forward pass runs on both cores, and every poll takes a slice of one of them, which stalls
     the other pass thread at its next barrier. Polling every 5 ms, the asyncio client (which also starts an
     event loop and a connection per task) spent 0.88-0.97 ms of CPU per poll, this one 0.46-0.59, and the
-    host about 0.35 ms more per poll; a tight loop of polls costs each side far less (0.13-0.15 ms), as the
-    caches are cold between polls (``docs/tuning_experiments_2026-11-24.txt``, section 14). A client on
-    another machine would take none of it.
+    host about 0.35 ms more per poll; a tight loop of polls costs each side far less (0.13-0.15 ms; colder
+    caches between polls are a likely cause, not measured) (``docs/tuning_experiments_2026-11-24.txt``,
+    section 14). A client on another machine would take none of it. The lone tasks' client only: it talks to
+    the one host it was made for, and a poll is retried once on a fresh connection if the host dropped the
+    idle one.
     """
 
     def __init__(self, base_url: str, poll_interval: float) -> None:
         self.poll_interval = poll_interval
-        address = urlsplit(base_url)
-        self.connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=120)
+        self.base = urlsplit(base_url)
+        self.connection = http.client.HTTPConnection(self.base.hostname or "127.0.0.1", self.base.port, timeout=120)
         self.polls = 0  # status requests made so far
         self.cpu_s = 0.0  # this client's own CPU time in run_task so far
 
     def request(self, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
         address = urlsplit(url)
+        if (address.scheme, address.netloc) != (self.base.scheme, self.base.netloc):
+            raise RuntimeError(f"{url} is not on {self.base.geturl()}, the host this client talks to")
         target = address.path + (f"?{address.query}" if address.query else "")
         payload, headers = (json.dumps(body), {"Content-Type": "application/json"}) if body else (None, {})
-        self.connection.request(method, target, payload, headers)
-        response = self.connection.getresponse()
+        try:
+            self.connection.request(method, target, payload, headers)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            if method != "GET":  # a POST may have been received: not sent twice
+                raise
+            self.connection.close()  # the next request opens a new connection
+            self.connection.request(method, target, payload, headers)
+            response = self.connection.getresponse()
         content = response.read()
         if response.status >= 400:
             raise RuntimeError(f"{method} {target} answered {response.status}: {content[:300]!r}")
@@ -389,7 +400,8 @@ class LoneClient:
     def run_task(self, blobs: list[str], model: str) -> dict[str, Any]:
         started_cpu = time.thread_time()
         submitted = time.time()
-        status_url = self.request("POST", "/api/tasks", task_body(blobs, model))["statusQueryGetUri"]
+        tasks_url = f"{self.base.geturl().rstrip('/')}/api/tasks"
+        status_url = self.request("POST", tasks_url, task_body(blobs, model))["statusQueryGetUri"]
         while True:
             status = self.request("GET", status_url)
             self.polls += 1
@@ -399,6 +411,9 @@ class LoneClient:
         seen_done = time.time()
         self.cpu_s += time.thread_time() - started_cpu
         return task_outcome(blobs, status_url, submitted, seen_done, status)
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 def machine_busy() -> tuple[int, int]:
@@ -569,6 +584,7 @@ def measure_system(
         single.append(lean.run_task(image, model))
         time.sleep(LONE_TASK_IDLE_S)
         single_eager += eager.run([image], model, 1)
+    lean.close()
     lean_cpu_per_poll_ms = 1000.0 * lean.cpu_s / max(1, lean.polls)
     print(
         f"{model} 1-image tasks one at a time: client-observed latency p50 "

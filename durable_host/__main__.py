@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from . import logs
+from .activities import WorkerProcesses
 from .azure_worker import IndexingError
 from .config import DISPATCHER_ROLE, ROLE_SETTING, STANDALONE_ROLE, build_config, load_local_settings
 from .server import load_index, print_functions, serve
@@ -63,8 +64,9 @@ GC_YOUNG_THRESHOLD = 20_000
 def settle_gc() -> None:
     """Keep the cyclic garbage collector off the app's import-time objects, and run it less often.
 
-    Importing the app imports torch, the SDKs and the app itself: about 420,000 objects tracked by the
-    collector, living as long as the process, which every older-generation collection would scan again,
+    Importing the app imports the SDKs, aiohttp, SQLAlchemy and the app itself: about 100,000 objects tracked
+    by the collector (420,000 while the app imported torch at load; the figures below are of then), living as
+    long as the process, which every older-generation collection would scan again,
     while each orchestrator episode and HTTP request allocates thousands of short-lived ones that trigger
     collections. Frozen, they are never scanned. In A/B runs of the system benchmark (two rounds,
     ResNet18) the host process spent about 13 % less CPU per 1-image task, and every phase ran 2-8 % more
@@ -87,22 +89,31 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["FUNCTIONS_WORKER_PROCESS_COUNT"] = str(max(1, config.workers))
         # with no activity to run here, the app may skip what only activities need
         os.environ[ROLE_SETTING] = DISPATCHER_ROLE if args.check or config.workers else STANDALONE_ROLE
-        index = load_index(config)
     except (FileNotFoundError, IndexingError, ValueError) as exc:
-        logs.flush()  # what was logged before the failure comes before it
-        print(f"durable_host: cannot start: {exc}", file=sys.stderr, flush=True)
-        return 2
-    if args.check:
-        print_functions(config, index)
-        return 0
-    settle_gc()
+        return _cannot_start(exc)
+    # The worker processes import the app themselves: started first, they do it while this process does (and
+    # while the app's own start work runs here, such as a dispatcher's weights report).
+    spawn = config.workers and not args.check
+    processes = WorkerProcesses(config.workers, config.app_dir, config.script_file) if spawn else None
     try:
-        asyncio.run(serve(config, index))
-    except HubInUseError as exc:
-        logs.flush()
-        print(f"durable_host: cannot start: {exc}", file=sys.stderr, flush=True)
-        return 2
+        index = load_index(config)
+        if args.check:
+            print_functions(config, index)
+            return 0
+        settle_gc()
+        asyncio.run(serve(config, index, processes))
+    except (FileNotFoundError, IndexingError, ValueError, HubInUseError) as exc:
+        return _cannot_start(exc)
+    finally:
+        if processes is not None:
+            processes.shutdown()  # at once when serve() stopped them already
     return 0
+
+
+def _cannot_start(exc: Exception) -> int:
+    logs.flush()  # what was logged before the failure comes before it
+    print(f"durable_host: cannot start: {exc}", file=sys.stderr, flush=True)
+    return 2
 
 
 if __name__ == "__main__":

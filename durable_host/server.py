@@ -75,9 +75,10 @@ def print_functions(config: HostConfig, index: AppIndex) -> None:
 class Host:
     """One running host: store, engine, activity workers and the HTTP server."""
 
-    def __init__(self, config: HostConfig, index: AppIndex):
+    def __init__(self, config: HostConfig, index: AppIndex, processes: WorkerProcesses | None = None):
         self.config = config
         self.index = index
+        self.processes = processes  # started before the app was indexed here (see __main__), else by start()
         self.pool = ThreadPoolExecutor(max_workers=default_thread_count(), thread_name_prefix="worker")
         self.invoker = Invoker(self.pool, str(config.app_dir))
         self.store = Store(config.hub_path)
@@ -94,8 +95,8 @@ class Host:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.store.start(loop)
-        processes = None
-        if self.config.workers:
+        processes = self.processes
+        if processes is None and self.config.workers:
             processes = WorkerProcesses(self.config.workers, self.config.app_dir, self.config.script_file)
         self.engine.activities = ActivityDispatcher(
             self.index, self.invoker, self.config.max_activities, self.engine.on_activity_done, processes
@@ -147,9 +148,9 @@ class Host:
         return await self.triggers.handle(request, *found)
 
 
-async def serve(config: HostConfig, index: AppIndex) -> None:
+async def serve(config: HostConfig, index: AppIndex, processes: WorkerProcesses | None = None) -> None:
     """Run until SIGINT/SIGTERM, then stop cleanly (queued writes are committed)."""
-    host = Host(config, index)
+    host = Host(config, index, processes)
     await host.start()
     print_functions(config, index)
     log.info("Host started: listening on %s", config.base_url)

@@ -287,6 +287,27 @@ def test_the_local_hosts_dispatcher_reports_weights_once_and_its_workers_load_th
         assert said == []
 
 
+@pytest.mark.parametrize(
+    ("line", "logger", "level", "message"),
+    [
+        ('["inference.weights", 30, "resnet18: random"]', "inference.weights", logging.WARNING, "resnet18: random"),
+        ("plain text a library printed", "activities.inference", logging.INFO, "plain text a library printed"),
+        ('"a JSON string"', "activities.inference", logging.INFO, '"a JSON string"'),
+        ('[1, 20, "not a logger name"]', "activities.inference", logging.INFO, '[1, 20, "not a logger name"]'),
+        ('["a.b", "INFO", "x"]', "activities.inference", logging.INFO, '["a.b", "INFO", "x"]'),
+    ],
+)
+def test_the_dispatcher_relays_the_weights_reports_records_and_any_other_line_as_text(
+    caplog: pytest.LogCaptureFixture, line: str, logger: str, level: int, message: str
+) -> None:
+    """The child's stdout: records go out under their own logger and level; any other line, whatever it parses
+    as, is logged as it is instead of failing the host's start."""
+    with caplog.at_level("INFO"):
+        inference_activity._relay(line)
+    (record,) = caplog.records
+    assert (record.name, record.levelno, record.getMessage()) == (logger, level, message)
+
+
 def _record() -> TaskRecord:
     return TaskRecord(
         instance_id=TASK,
