@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from filelock import FileLock
+
 from inference.errors import WeightsUnavailableError
 from settings import get_settings
 from storage.blobs import BlobNotFoundError, BlobStore, InvalidBlobNameError, split_blob_name
@@ -44,15 +46,21 @@ def fetch_checkpoint(spec: str, store: BlobStore) -> str:
     name, _ = _split(spec)
     target = local_copy(name)
     if not target.is_file():
-        try:
-            data = store.get(name)
-        except (BlobNotFoundError, InvalidBlobNameError) as exc:
-            raise WeightsUnavailableError(
-                f"checkpoint blob {name!r} cannot be read ({exc}): upload it, or change the MODEL_WEIGHTS_* "
-                "setting that names it"
-            ) from None
         target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as partial:
-            partial.write(data)
-        os.replace(partial.name, target)  # a concurrent reader sees the whole file or none
+        with FileLock(f"{target}.lock"):  # one download per blob on this machine (see inference.weights)
+            if not target.is_file():
+                _download(store, name, target)
     return as_file_spec(spec)
+
+
+def _download(store: BlobStore, name: str, target: Path) -> None:
+    try:
+        data = store.get(name)
+    except (BlobNotFoundError, InvalidBlobNameError) as exc:
+        raise WeightsUnavailableError(
+            f"checkpoint blob {name!r} cannot be read ({exc}): upload it, or change the MODEL_WEIGHTS_* "
+            "setting that names it"
+        ) from None
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as partial:
+        partial.write(data)
+    os.replace(partial.name, target)  # a concurrent reader sees the whole file or none

@@ -5,7 +5,8 @@ worker library took 4.8 s and 874 MB to index the app on the 2-core test machine
 85 MB (``docs/tuning_experiments_2026-11-24.txt``, section 15). So Azure's worker indexes the app (and
 answers HTTP) without waiting for them, the prewarm thread imports them in the background, and the local
 host's dispatcher, which runs no activity, never holds them. The price: a broken torch install no longer
-fails the app's load; the prewarm thread logs it, and each activity fails with it.
+fails the app's load (except in the local host's standalone role, which reports the weights at load); the
+prewarm thread logs it, and each activity fails with it.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def report_weights_apart(models: tuple[str, ...]) -> None:
         env={**os.environ, "PYTHONPATH": path},
         capture_output=True,
         text=True,
+        errors="replace",
         check=False,
     )
     for line in child.stdout.splitlines():
@@ -123,7 +125,7 @@ def _relay(line: str) -> None:
     except ValueError:
         record = None
     match record:
-        case [str(name), int(level), str(text)]:
+        case [str(name), int(level), str(text)] if not isinstance(level, bool):
             logging.getLogger(name).log(level, "%s", text)
         case _:
             log.info("%s", line)

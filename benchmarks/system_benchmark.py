@@ -572,19 +572,21 @@ def measure_system(
 ) -> dict[str, Any]:
     """One model through the served app: 1-image tasks alone, then the load phases."""
     lean = LoneClient(base_url, poll_interval=LONE_POLL_S)
-    for _ in range(3):  # warm-up: model load, first orchestrations, SQLite file
-        lean.run_task(blobs[:1], model)
-    lean.polls, lean.cpu_s = 0, 0.0
-    # the asyncio client every lone task used up to run 14, task by task in turn with the lean one
-    eager = Client(base_url, poll_interval=LONE_POLL_S)
-    single, single_eager = [], []
-    for i in range(10 * scale):
-        image = [blobs[i % len(blobs)]]
-        time.sleep(LONE_TASK_IDLE_S)
-        single.append(lean.run_task(image, model))
-        time.sleep(LONE_TASK_IDLE_S)
-        single_eager += eager.run([image], model, 1)
-    lean.close()
+    try:
+        for _ in range(3):  # warm-up: model load, first orchestrations, SQLite file
+            lean.run_task(blobs[:1], model)
+        lean.polls, lean.cpu_s = 0, 0.0
+        # the asyncio client every lone task used up to run 14, task by task in turn with the lean one
+        eager = Client(base_url, poll_interval=LONE_POLL_S)
+        single, single_eager = [], []
+        for i in range(10 * scale):
+            image = [blobs[i % len(blobs)]]
+            time.sleep(LONE_TASK_IDLE_S)
+            single.append(lean.run_task(image, model))
+            time.sleep(LONE_TASK_IDLE_S)
+            single_eager += eager.run([image], model, 1)
+    finally:
+        lean.close()
     lean_cpu_per_poll_ms = 1000.0 * lean.cpu_s / max(1, lean.polls)
     print(
         f"{model} 1-image tasks one at a time: client-observed latency p50 "

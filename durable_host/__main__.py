@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -92,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, IndexingError, ValueError) as exc:
         return _cannot_start(exc)
     # The worker processes import the app themselves: started first, they do it while this process does (and
-    # while the app's own start work runs here, such as a dispatcher's weights report).
+    # while the app's own start work runs here, such as a dispatcher's weights report). Until serve() handles
+    # SIGTERM, it ends the start through the finally below, so that they do not outlive it.
+    signal.signal(signal.SIGTERM, _stop_starting)
     spawn = config.workers and not args.check
     processes = WorkerProcesses(config.workers, config.app_dir, config.script_file) if spawn else None
     try:
@@ -105,9 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, IndexingError, ValueError, HubInUseError) as exc:
         return _cannot_start(exc)
     finally:
-        if processes is not None:
-            processes.shutdown()  # at once when serve() stopped them already
+        if processes is not None:  # after a clean stop they have exited already; after a failed start, at once
+            processes.shutdown(grace=0.0)
     return 0
+
+
+def _stop_starting(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _cannot_start(exc: Exception) -> int:

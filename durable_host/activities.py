@@ -37,6 +37,8 @@ log = logging.getLogger("durable_host")
 HTTP_ACTIVITY = "BuiltIn::HttpActivity"
 #: Seconds a clean stop gives all worker processes together to exit before they are terminated.
 SHUTDOWN_GRACE_S = 2.0
+#: How long a worker that could not import the app waits for the host's word before it reports that itself.
+IMPORT_FAILURE_WAIT_S = 5.0
 
 
 @dataclass
@@ -139,7 +141,11 @@ def _worker_main(
     (no ``KeyboardInterrupt`` traceback) and stop when the host tells them to or dies.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ignored from the start already where _spawn could do that
-    _init_worker(app_dir, script_file, log_level)
+    try:
+        _init_worker(app_dir, script_file, log_level)
+    except Exception:
+        _exit_quietly_if_the_host_failed_too(connection)
+        raise
     pool = ThreadPoolExecutor(threads, thread_name_prefix="activity")
     sending = threading.Lock()
 
@@ -158,6 +164,19 @@ def _worker_main(
             os._exit(0)
         for request in requests:
             pool.submit(run, *request)
+
+
+def _exit_quietly_if_the_host_failed_too(connection: multiprocessing.connection.Connection) -> None:
+    """The host imports the app while its workers do (they start first): when the app cannot be imported,
+    the host says why in one line and stops the workers, whose tracebacks would repeat it once each. So a
+    worker that failed waits a little for the host's word: stopped (``None``) or gone (EOF), it exits
+    without a word; otherwise the failure is its own, and its traceback follows."""
+    try:
+        if not connection.poll(IMPORT_FAILURE_WAIT_S) or connection.recv() is not None:
+            return
+    except (EOFError, OSError):
+        pass
+    os._exit(1)
 
 
 @contextlib.contextmanager
@@ -300,8 +319,8 @@ class WorkerProcesses:
                 worker, request_id, Outcome(False, reason=f"worker process {pid} exited while running the activity")
             )
 
-    def shutdown(self) -> None:
-        """Tell every process to exit; SIGTERM (silent) what has not within ``SHUTDOWN_GRACE_S`` in all.
+    def shutdown(self, grace: float = SHUTDOWN_GRACE_S) -> None:
+        """Tell every process to exit; SIGTERM (silent) what has not within ``grace`` seconds in all.
 
         A process still importing the app reads its pipe only when done, seconds later: waiting for it
         would only delay Ctrl-C, since no result is read any more.
@@ -310,7 +329,7 @@ class WorkerProcesses:
         for worker in self._workers:
             with contextlib.suppress(OSError):  # the worker is gone already
                 worker.connection.send(None)
-        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        deadline = time.monotonic() + grace
         for worker in self._workers:
             worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
         for worker in self._workers:

@@ -78,7 +78,7 @@ class Host:
     def __init__(self, config: HostConfig, index: AppIndex, processes: WorkerProcesses | None = None):
         self.config = config
         self.index = index
-        self.processes = processes  # started before the app was indexed here (see __main__), else by start()
+        self.processes = processes  # started before this process indexed the app (see __main__); None: start() does
         self.pool = ThreadPoolExecutor(max_workers=default_thread_count(), thread_name_prefix="worker")
         self.invoker = Invoker(self.pool, str(config.app_dir))
         self.store = Store(config.hub_path)

@@ -33,6 +33,7 @@ from urllib.parse import urlparse
 
 import torch
 import torchvision
+from filelock import FileLock
 from torch import nn
 from torchvision.models import WeightsEnum
 from torchvision.transforms import InterpolationMode
@@ -291,10 +292,15 @@ def _ensure_published_file(model: str, member: WeightsEnum, allow_download: bool
     log.debug("downloading %s to %s", member.url, path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with _download_timeout(DOWNLOAD_SOCKET_TIMEOUT_S):
-            torch.hub.download_url_to_file(
-                member.url, str(path), hash_prefix=_published_hash_prefix(member), progress=False
-            )
+        # one download per file on this machine: the local host's weights report and its workers' prewarm
+        # (and several worker processes) start at once, and each would fetch the same 45-100 MB
+        with FileLock(f"{path}.lock"):
+            if path.is_file():
+                return path
+            with _download_timeout(DOWNLOAD_SOCKET_TIMEOUT_S):
+                torch.hub.download_url_to_file(
+                    member.url, str(path), hash_prefix=_published_hash_prefix(member), progress=False
+                )
     except Exception as exc:  # URLError, timeouts, disk errors, hash mismatch: all mean "not available"
         raise WeightsUnavailableError(
             _missing_file_message(model, member, path, f"download failed ({type(exc).__name__}: {exc})")

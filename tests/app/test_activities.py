@@ -23,6 +23,7 @@ from PIL import Image
 import services
 from activities import inference as inference_activity
 from activities import preprocessing, serving
+from activities.checkpoints import fetch_checkpoint
 from activities.persist import persist
 from activities.preprocess import preprocess_images
 from activities.preprocessing import preprocess
@@ -295,6 +296,7 @@ def test_the_local_hosts_dispatcher_reports_weights_once_and_its_workers_load_th
         ('"a JSON string"', "activities.inference", logging.INFO, '"a JSON string"'),
         ('[1, 20, "not a logger name"]', "activities.inference", logging.INFO, '[1, 20, "not a logger name"]'),
         ('["a.b", "INFO", "x"]', "activities.inference", logging.INFO, '["a.b", "INFO", "x"]'),
+        ('["a.b", true, "x"]', "activities.inference", logging.INFO, '["a.b", true, "x"]'),
     ],
 )
 def test_the_dispatcher_relays_the_weights_reports_records_and_any_other_line_as_text(
@@ -509,3 +511,31 @@ def test_checkpoint_named_as_a_blob_is_fetched_once_and_labelled(
     get_settings.cache_clear()
     missing = infer(InferenceInput(TASK, "resnet18", 3, [BatchItem(0, prepared.tensors["resnet18"])]))
     assert "models/missing.pth" in (missing.error or "") and "MODEL_WEIGHTS_" in (missing.error or "")
+
+
+def test_concurrent_first_uses_fetch_a_checkpoint_blob_once(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weights report and the workers' prewarm start at once: one of them reads the blob, the others wait
+    for its local copy (a blob store that takes a while, counting its reads)."""
+    store = services.blob_store()
+    store.put("models/big.pth", b"checkpoint bytes" * 1000)
+    monkeypatch.setenv("CHECKPOINT_CACHE_DIR", str(app_env / "checkpoints"))
+    get_settings.cache_clear()
+    reads: list[str] = []
+    real_get = store.get
+
+    def slow_get(name: str) -> bytes:
+        reads.append(name)
+        time.sleep(0.3)
+        return real_get(name)
+
+    monkeypatch.setattr(store, "get", slow_get)
+    start = threading.Barrier(4)
+
+    def first_use() -> str:
+        start.wait()
+        return fetch_checkpoint("blob:models/big.pth", store)
+
+    with ThreadPoolExecutor(4) as pool:
+        specs = set(pool.map(lambda _: first_use(), range(4)))
+    assert reads == ["models/big.pth"]
+    assert specs == {f"file:{app_env / 'checkpoints' / 'models' / 'big.pth'}"}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -15,6 +18,7 @@ from durable_host.http_triggers import compile_route
 from durable_host.indexing import HttpFunction
 from durable_host.testing import HostProcess, HostStartError
 from durable_host.urls import client_binding
+from tests.conftest import REPO_ROOT
 
 from .conftest import APPS
 
@@ -163,6 +167,50 @@ def test_check_loads_the_app_like_azure_and_exits(app, code, expected):
     )
     assert done.returncode == code
     assert expected in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("app", ["bad_annotation", "no_app"])
+def test_an_app_that_cannot_load_is_refused_in_one_line_also_with_worker_processes(app, tmp_path):
+    """The workers start before the host imports the app and fail with it: the host's one line says why, and
+    none of them adds a traceback of its own; none is left running."""
+    _assert_refused_in_one_line(APPS / app, tmp_path)
+
+
+def test_workers_that_fail_before_the_host_leave_the_word_to_it(tmp_path):
+    """Here each worker fails at once and the host a second later: the workers wait for its word and then
+    exit without a traceback (a failure of a worker alone is still reported by the worker)."""
+    app = tmp_path / "app"
+    shutil.copytree(APPS / "bad_annotation", app, ignore=shutil.ignore_patterns("__pycache__"))
+    refused = (app / "function_app.py").read_text()
+    slow_here = "import os, time\nif os.environ.get('DURABLE_HOST_ROLE') == 'dispatcher':\n    time.sleep(1.0)\n"
+    (app / "function_app.py").write_text(slow_here + refused.split('"""', 2)[2])
+    _assert_refused_in_one_line(app, tmp_path)
+
+
+def _assert_refused_in_one_line(app: Path, cwd: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "durable_host", "--app-dir", str(app), "--workers", "2", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=cwd,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert output.count("durable_host: cannot start:") == 1, output
+    assert "Traceback" not in output, output
+    assert not _processes_in(cwd), "worker processes outlived the host"
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """Processes whose working directory is ``folder``: the host's workers inherit its own."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+            if entry.name.isdigit() and (entry / "cwd").resolve() == folder.resolve():
+                found.append(int(entry.name))
+    return found
 
 
 def test_settle_gc_freezes_what_exists_and_collects_young_objects_less_often():

@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -90,6 +94,37 @@ def test_missing_file_with_download_fails_fast_or_gets_the_real_file(
         assert "download failed" in str(exc) and "MODEL_WEIGHTS_RESNET18=random" in str(exc)
     else:
         assert weights.verified is True and weights.label.endswith("(sha256 verified)")
+
+
+def test_concurrent_first_uses_download_a_published_checkpoint_once(
+    tmp_path: Path, torch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local host's weights report and its workers' prewarm start at once on a cold cache: one of them
+    downloads, the others wait and use its file. The network cannot be reached here, so the download itself is
+    a copy of a seeded checkpoint that takes a while; the lock and the file handling around it are the real ones.
+    """
+    file_name, _ = CANONICAL_FILES[("resnet18", "IMAGENET1K_V1")]
+    seeded = torch_home / "hub" / "checkpoints" / file_name
+    downloads: list[str] = []
+
+    def slow_download(url: str, dst: str, hash_prefix: str | None = None, progress: bool = True) -> None:
+        downloads.append(url)
+        time.sleep(0.3)
+        shutil.copyfile(seeded, f"{dst}.partial")
+        os.replace(f"{dst}.partial", dst)
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", slow_download)
+    start = threading.Barrier(4)
+
+    def first_use() -> str:
+        start.wait()
+        return resolve_weights("resnet18", "IMAGENET1K_V1").label
+
+    with ThreadPoolExecutor(4) as pool:
+        labels = list(pool.map(lambda _: first_use(), range(4)))
+    assert len(downloads) == 1, downloads
+    assert len(set(labels)) == 1 and file_name in labels[0]
 
 
 @pytest.mark.parametrize("wrapper", ["state_dict", "model", None])
