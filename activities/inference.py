@@ -29,8 +29,9 @@ bp = df.Blueprint()
 log = logging.getLogger(__name__)
 
 PREWARM_THREAD = "model-prewarm"
-#: The loggers that say what each model's weights are: the serving module's and the weights resolver's.
-WEIGHTS_LOGGERS = ("activities.serving", "inference.weights")
+#: The loggers that say what each model's weights are: the serving module's, the weights resolver's and the
+#: model cache's ("loaded ..."). Early workers load while the dispatcher reports, so their lines would come first.
+WEIGHTS_LOGGERS = ("activities.serving", "inference.weights", "inference.cache")
 _APP_ROOT = Path(__file__).resolve().parent.parent
 _SERVING = "activities.serving"
 

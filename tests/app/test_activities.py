@@ -286,6 +286,7 @@ def test_the_local_hosts_dispatcher_reports_weights_once_and_its_workers_load_th
         assert said[-1].startswith("resnet50 is not loaded: checkpoint ") and "MODEL_WEIGHTS_RESNET50" in said[-1]
     else:
         assert said == []
+        assert not [r for r in caplog.records if r.getMessage().startswith("loaded ")]  # nor the cache's INFO
 
 
 @pytest.mark.parametrize(
