@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import traceback
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,8 @@ from typing import Any
 import azure.functions as func
 
 log = logging.getLogger("durable_host")
+#: The logger of Microsoft's worker library (``azure_functions_runtime.logging.SDK_LOG_PREFIX``).
+WORKER_LOGGER = "azure.functions"
 
 # The worker library ships no type information (no py.typed, no stubs). It is imported here and
 # nowhere else, as modules typed ``Any``; every value that leaves this module is annotated with
@@ -67,14 +70,56 @@ def index_app(app_dir: Path, script_file: str) -> list[func.Function]:
         raise IndexingError(f"{script_file} not found in {app_dir}")
     if str(app_dir) not in sys.path:
         sys.path.insert(0, str(app_dir))
+    held = _HeldErrors()
+    worker_log = logging.getLogger(WORKER_LOGGER)
+    worker_log.addFilter(held)
     try:
         if WORKER_LIBRARY:
             _ensure_registry()
             functions: list[func.Function] = _worker_loader.index_function_app(str(script))
-            return functions
-        return _index_without_worker(script)
-    except ValueError as exc:  # the worker's "no app" / "more than one app" errors
-        raise IndexingError(str(exc)) from exc
+        else:
+            functions = _index_without_worker(script)
+    except Exception as exc:  # the app's own import failed, or the worker's "no app" / "more than one app"
+        raise IndexingError(_failure_message(exc, script)) from exc
+    finally:
+        worker_log.removeFilter(held)
+    for record in held.records:  # errors the worker logged but survived: said as it said them
+        worker_log.handle(record)
+    return functions
+
+
+class _HeldErrors(logging.Filter):
+    """Holds back the errors the worker logs while it indexes the app.
+
+    When the app's import fails, the worker logs the error with its traceback through the host's and its own
+    frames, then raises it: the refusal (:func:`_failure_message`) says the same with the app's frames only.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        self.records.append(record)
+        return False
+
+
+def _failure_message(exc: Exception, script: Path) -> str:
+    """What the worker said, and, when the script itself raised while it was imported, where it did.
+
+    A developer needs the app's line, not the host's and the worker's frames above it: the frames from the
+    script's own down to where the error was raised (a library the script called included) are kept.
+    The worker's own refusals (no app object, two) come from no frame of the script: their message alone.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    starts = [i for i, frame in enumerate(frames) if Path(frame.filename) == script]
+    if not starts:
+        return str(exc)
+    where = "".join(traceback.format_list(frames[starts[0] :])).rstrip()
+    said = f"{script.name} raised {type(exc).__name__} while it was imported (Azure's worker refuses the app too)"
+    return f"{said}:\n{where}\n{exc}"
 
 
 def _index_without_worker(script: Path) -> list[func.Function]:

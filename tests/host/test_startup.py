@@ -176,6 +176,38 @@ def test_an_app_that_cannot_load_is_refused_in_one_line_also_with_worker_process
     _assert_refused_in_one_line(APPS / app, tmp_path)
 
 
+@pytest.mark.parametrize(
+    "app,where,error",
+    [
+        (
+            "missing_module",
+            ['function_app.py", line 4, in <module>', "import package_nobody_installed"],
+            "No module named 'package_nobody_installed'. Cannot find module. Please check the requirements.txt",
+        ),
+        (
+            "raises_at_import",
+            [
+                'function_app.py", line 6, in <module>',
+                "settings = load_settings()",
+                'app_settings.py", line 5, in load_settings',
+            ],
+            "RESULTS_TABLE is not set",
+        ),
+    ],
+)
+def test_an_app_that_raises_while_imported_is_refused_with_its_own_frames_only(app, where, error, tmp_path):
+    """As the worker on Azure refuses it, with what a developer needs: the app's lines and the worker's message
+    (its advice on requirements.txt included), without the host's and the worker's frames or the worker's own
+    logged traceback of the same error."""
+    output = _assert_refused_in_one_line(APPS / app, tmp_path)
+    refusal = output[output.index("durable_host: cannot start:") :]
+    assert "while it was imported" in refusal.splitlines()[0], output
+    for line in where:
+        assert line in refusal, output
+    assert error in refusal, output
+    assert "durable_host/" not in output and "azure_functions_runtime" not in output, output
+
+
 def test_workers_that_fail_before_the_host_leave_the_word_to_it(tmp_path):
     """Here each worker fails at once and the host a second later: the workers wait for its word and then
     exit without a traceback (a failure of a worker alone is still reported by the worker)."""
@@ -187,7 +219,8 @@ def test_workers_that_fail_before_the_host_leave_the_word_to_it(tmp_path):
     _assert_refused_in_one_line(app, tmp_path)
 
 
-def _assert_refused_in_one_line(app: Path, cwd: Path) -> None:
+def _assert_refused_in_one_line(app: Path, cwd: Path) -> str:
+    """Refused with one ``cannot start`` message, no traceback, no worker left running; the output."""
     done = subprocess.run(
         [sys.executable, "-m", "durable_host", "--app-dir", str(app), "--workers", "2", "--port", "0"],
         capture_output=True,
@@ -201,6 +234,7 @@ def _assert_refused_in_one_line(app: Path, cwd: Path) -> None:
     assert output.count("durable_host: cannot start:") == 1, output
     assert "Traceback" not in output, output
     assert not _processes_in(cwd), "worker processes outlived the host"
+    return output
 
 
 def _processes_in(folder: Path) -> list[int]:
