@@ -82,6 +82,15 @@ def speed_probe_ms() -> float:
     return best * 1000.0
 
 
+#: How often the lone tasks' clients poll: every 2 ms, the asyncio client took a quarter of a core from the
+#: forward pass (LoneClient costs about half as much per poll).
+LONE_POLL_S = 0.005
+
+#: A lone task comes to an idle system, as a sporadic request does: back to back, the previous task's
+#: threads were still awake, which hid a 1.6-1.9x slower forward pass after a pause (inference.torch_threads).
+LONE_TASK_IDLE_S = 0.3
+
+
 def raw_reference(model_name: str, photos: list[bytes], precision: str, seconds: float) -> dict[str, Any]:
     """The best single-process pipeline this machine runs: decode + torchvision's reference transform +
     forward (the app's precision and channels-last), at every batch size, torch thread count and number of
@@ -105,7 +114,46 @@ def raw_reference(model_name: str, photos: list[bytes], precision: str, seconds:
             grid.append(point)
             print(f"raw {model_name} ({point['precision']}) {describe_config(point)}: {point['images_per_s']:.1f} "
                   f"images/s, CPU {point['cpu_ms_per_image']:.1f} ms/image")  # fmt: skip
-    return {**summarise_raw(grid), "machine_probe_ms": probe_ms}
+    summary = summarise_raw(grid)
+    after_idle = raw_lone_passes(model, photos, summary["batch1"]["threads"])
+    print(f"raw {model_name} batch 1, {summary['batch1']['threads']} thread(s), one image after each "
+          f"{LONE_TASK_IDLE_S} s of idleness: p50 {after_idle:.1f} ms")  # fmt: skip
+    return {**summary, "batch1_after_idle_ms": after_idle, "machine_probe_ms": probe_ms}
+
+
+#: Images the raw pipeline runs one at a time after idleness, as the lone tasks come.
+RAW_LONE_PASSES = 12
+
+
+def raw_lone_passes(model: Any, photos: list[bytes], threads: int) -> float:
+    """p50 ms of decode + crop + a batch-1 forward pass with ``threads`` torch threads, each after
+    ``LONE_TASK_IDLE_S`` of idleness: the compute of a lone task as it comes to the system.
+
+    The target's compute is the batch-1 figure of a busy loop, where each pass finds the caches and OpenMP's
+    helper threads warm; this one says what the idleness itself costs, so that a lone task's inference
+    activity can be set against the same work under the same conditions. It runs on the calling thread,
+    which loaded the model and holds the process's one OpenMP team (the streams' threads have ended with
+    theirs), as the app's compute thread holds the worker's: from a second thread with a team of its own,
+    libgomp would throttle every pass after a pause (``inference.torch_threads``; 69 against 41 ms here).
+    """
+    from inference.predict import classify
+    from inference.preprocess import crop_uint8, decode_image
+
+    def one(data: bytes) -> float:
+        started = time.perf_counter()
+        crop = crop_uint8(decode_image(data, max_bytes=1 << 26, max_pixels=1 << 28), model.weights)
+        classify(model, crop[None], 5)
+        return (time.perf_counter() - started) * 1000.0
+
+    import torch
+
+    torch.set_num_threads(threads)
+    one(photos[0])
+    timings = []
+    for i in range(RAW_LONE_PASSES):
+        time.sleep(LONE_TASK_IDLE_S)
+        timings.append(one(photos[i % len(photos)]))
+    return percentile(timings, 0.5)
 
 
 def describe_config(point: dict[str, Any]) -> str:
@@ -558,15 +606,6 @@ def plot(report: dict[str, Any], path: Path) -> Any:
     return fig
 
 
-#: How often the lone tasks' clients poll: every 2 ms, the asyncio client took a quarter of a core from the
-#: forward pass (LoneClient costs about half as much per poll).
-LONE_POLL_S = 0.005
-
-#: A lone task comes to an idle system, as a sporadic request does: back to back, the previous task's
-#: threads were still awake, which hid a 1.6-1.9x slower forward pass after a pause (inference.torch_threads).
-LONE_TASK_IDLE_S = 0.3
-
-
 def measure_system(
     base_url: str, model: str, blobs: list[str], scale: int, processes: dict[str, int]
 ) -> dict[str, Any]:
@@ -575,6 +614,7 @@ def measure_system(
     try:
         for _ in range(3):  # warm-up: model load, first orchestrations, SQLite file
             lean.run_task(blobs[:1], model)
+        lone_probe_ms = speed_probe_ms()
         lean.polls, lean.cpu_s = 0, 0.0
         # the asyncio client every lone task used up to run 14, task by task in turn with the lean one
         eager = Client(base_url, poll_interval=LONE_POLL_S)
@@ -596,7 +636,7 @@ def measure_system(
         f"after the last activity (client CPU {lean_cpu_per_poll_ms:.2f} ms per poll); with the asyncio client "
         f"of runs 1-14, in turn with it: p50 {percentile([r['latency_ms'] for r in single_eager], 0.5):.1f} ms, "
         f"inference activity p50 {percentile([r['inference_ms'] for r in single_eager], 0.5):.1f} ms "
-        f"against {percentile([r['inference_ms'] for r in single], 0.5):.1f}",
+        f"against {percentile([r['inference_ms'] for r in single], 0.5):.1f}; speed probe {lone_probe_ms:.1f} ms",
         flush=True,
     )
     timelines = [lone_task_timeline(run) for run in single]
@@ -633,6 +673,8 @@ def measure_system(
             "timeline_p50_ms": timeline,
             "client_cpu_per_poll_ms": lean_cpu_per_poll_ms,
             "asyncio_client_latency_p50_ms": percentile([r["latency_ms"] for r in single_eager], 0.5),
+            "inference_activity_p50_ms": percentile([r["inference_ms"] for r in single], 0.5),
+            "machine_probe_ms": lone_probe_ms,
         },
         "load": load,
     }
@@ -753,6 +795,12 @@ def print_summary(report: dict[str, Any]) -> None:
         f"{s['client_cpu_per_poll_ms']:.2f} ms per poll); {s['asyncio_client_latency_p50_ms']:.1f} ms with the "
         "asyncio client of runs 1-14 |"
     )
+    print(
+        f"| a lone task's compute: its inference activity p50 / the raw pipeline's batch-1 image after the same "
+        f"{LONE_TASK_IDLE_S} s of idleness (decode + crop + forward) / in a busy loop | "
+        f"{s['inference_activity_p50_ms']:.1f} / {raw['batch1_after_idle_ms']:.1f} / "
+        f"{raw['batch1_ms_per_image']:.1f} ms |"
+    )
     print(f"| orchestration overhead p50 / p95 | {s['overhead_p50_ms']:.1f} / {s['overhead_p95_ms']:.1f} ms |")
     print(
         f"| Completed visible after last activity p50 / p95 | {s['visible_after_p50_ms']:.1f} / "
@@ -774,7 +822,8 @@ def print_summary(report: dict[str, Any]) -> None:
     probes = [p["machine_probe_ms"] for p in report["load"]]
     print(
         "| speed probe, ms of fixed work on one core (lower is faster; the ratios hold only where these agree) | "
-        f"raw reference before {raw['machine_probe_ms']:.1f}, system phases {min(probes):.1f}–{max(probes):.1f}, "
+        f"raw reference before {raw['machine_probe_ms']:.1f}, lone tasks {s['machine_probe_ms']:.1f}, "
+        f"system phases {min(probes):.1f}–{max(probes):.1f}, "
         f"raw reference after {raw['machine_probe_after_ms']:.1f} |"
     )
     for target, measured, met in targets(report):
