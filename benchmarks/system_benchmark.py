@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -131,10 +132,8 @@ def raw_lone_passes(model: Any, photos: list[bytes], threads: int) -> float:
 
     The target's compute is the batch-1 figure of a busy loop, where each pass finds the caches and OpenMP's
     helper threads warm; this one says what the idleness itself costs, so that a lone task's inference
-    activity can be set against the same work under the same conditions. It runs on the calling thread,
-    which loaded the model and holds the process's one OpenMP team (the streams' threads have ended with
-    theirs), as the app's compute thread holds the worker's: from a second thread with a team of its own,
-    libgomp would throttle every pass after a pause (``inference.torch_threads``; 69 against 41 ms here).
+    activity can be set against the same work under the same conditions. It runs on a thread of its own, the
+    only one with an OpenMP team while it runs, as the app's compute thread is in a worker.
     """
     from inference.predict import classify
     from inference.preprocess import crop_uint8, decode_image
@@ -145,15 +144,19 @@ def raw_lone_passes(model: Any, photos: list[bytes], threads: int) -> float:
         classify(model, crop[None], 5)
         return (time.perf_counter() - started) * 1000.0
 
-    import torch
+    def run() -> float:
+        import torch
 
-    torch.set_num_threads(threads)
-    one(photos[0])
-    timings = []
-    for i in range(RAW_LONE_PASSES):
-        time.sleep(LONE_TASK_IDLE_S)
-        timings.append(one(photos[i % len(photos)]))
-    return percentile(timings, 0.5)
+        torch.set_num_threads(threads)
+        one(photos[0])  # this thread's first pass starts its team
+        timings = []
+        for i in range(RAW_LONE_PASSES):
+            time.sleep(LONE_TASK_IDLE_S)
+            timings.append(one(photos[i % len(photos)]))
+        return percentile(timings, 0.5)
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(run).result()
 
 
 def describe_config(point: dict[str, Any]) -> str:
@@ -162,19 +165,25 @@ def describe_config(point: dict[str, Any]) -> str:
 
 
 def load_raw_model(model_name: str, precision: str) -> Any:
-    """The model as the app loads it (seeded random weights, the app's precision rules, channels-last)."""
+    """The model as the app loads it (seeded random weights, the app's precision rules, channels-last).
+
+    Built on a thread that then ends, taking the OpenMP team its parallel initialisation started with it: each
+    measurement's thread then holds the process's only team. Built on the main thread, the model left a team
+    there, and libgomp throttles every team once their threads outnumber the cores, which made the
+    one-stream references weaker than the pipeline is (``docs/tuning_experiments_2026-11-24.txt``, 17i-j).
+    """
     from inference.cache import ModelCache
     from inference.catalog import PRECISIONS, is_precision
 
     if not is_precision(precision):
         raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return ModelCache(precision=precision).get(model_name, "random:0")
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        return loader.submit(ModelCache(precision=precision).get, model_name, "random:0").result()
 
 
 def raw_point(model: Any, photos: list[bytes], streams: int, threads: int, size: int, seconds: float) -> dict[str, Any]:
     """Images/s and CPU ms/image of ``streams`` threads each running decode + crop + forward on batches of
-    ``size`` with ``threads`` torch threads, for ``seconds`` after one warm-up batch each (one stream: on the
-    calling thread)."""
+    ``size`` with ``threads`` torch threads, for ``seconds`` after one warm-up batch each."""
     import torch
 
     from inference.predict import classify
@@ -192,32 +201,23 @@ def raw_point(model: Any, photos: list[bytes], streams: int, threads: int, size:
         classify(model, torch.stack(crops), 5)
 
     def stream(index: int) -> None:
-        use_one_thread_here()  # as the app's activity threads: a team of one, no OpenMP between streams
+        if streams > 1:
+            use_one_thread_here()  # as the app's activity threads: a team of one, no OpenMP between streams
         one_batch()
         start.wait()
         while not stop.is_set():
             one_batch()
             done[index] += size
 
-    if streams == 1:
-        # On this thread, which loaded the model and holds the process's one OpenMP team: a stream thread
-        # would start a second team, and libgomp throttles both once they outnumber the cores (see
-        # raw_lone_passes), which made this reference weaker than the pipeline can be.
-        one_batch()
-        started, cpu_started = time.perf_counter(), time.process_time()
-        while time.perf_counter() - started < seconds:
-            one_batch()
-            done[0] += size
-    else:
-        workers = [threading.Thread(target=stream, args=(i,)) for i in range(streams)]
-        for worker in workers:
-            worker.start()
-        start.wait()
-        started, cpu_started = time.perf_counter(), time.process_time()
-        time.sleep(seconds)
-        stop.set()
-        for worker in workers:
-            worker.join()
+    workers = [threading.Thread(target=stream, args=(i,)) for i in range(streams)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    time.sleep(seconds)
+    stop.set()
+    for worker in workers:
+        worker.join()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     images = sum(done)
     return {
