@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import traceback
 import types
@@ -70,12 +71,12 @@ def index_app(app_dir: Path, script_file: str) -> list[func.Function]:
         raise IndexingError(f"{script_file} not found in {app_dir}")
     if str(app_dir) not in sys.path:
         sys.path.insert(0, str(app_dir))
+    _ensure_registry()
     held = _HeldErrors()
     worker_log = logging.getLogger(WORKER_LOGGER)
     worker_log.addFilter(held)
     try:
         if WORKER_LIBRARY:
-            _ensure_registry()
             functions: list[func.Function] = _worker_loader.index_function_app(str(script))
         else:
             functions = _index_without_worker(script)
@@ -107,19 +108,37 @@ class _HeldErrors(logging.Filter):
 
 
 def _failure_message(exc: Exception, script: Path) -> str:
-    """What the worker said, and, when the script itself raised while it was imported, where it did.
+    """What the worker said, and, when the app itself failed while it was imported, where it did.
 
-    A developer needs the app's line, not the host's and the worker's frames above it: the frames from the
-    script's own down to where the error was raised (a library the script called included) are kept.
+    A developer needs the app's lines, not the host's and the worker's frames above them: the frames from the
+    script's own down to where the error was raised (a module or library the script called included), the
+    error as Python shows it (a syntax error with its line and caret), and the errors it was raised from.
     The worker's own refusals (no app object, two) come from no frame of the script: their message alone.
     """
     frames = traceback.extract_tb(exc.__traceback__)
-    starts = [i for i, frame in enumerate(frames) if Path(frame.filename) == script]
-    if not starts:
-        return str(exc)
-    where = "".join(traceback.format_list(frames[starts[0] :])).rstrip()
+    starts = [i for i, frame in enumerate(frames) if _same_file(frame.filename, script)]
+    if not starts and not isinstance(exc, SyntaxError):
+        return str(exc) or type(exc).__name__
+    lines = traceback.format_list(frames[starts[0] :]) if starts else []
+    lines += traceback.format_exception_only(exc)
+    seen, cause = {id(exc)}, _cause_of(exc)
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if str(cause) not in str(exc):  # not the error the worker re-raised with its advice appended
+            lines += ["raised from ", *traceback.format_exception_only(cause)]
+        cause = _cause_of(cause)
     said = f"{script.name} raised {type(exc).__name__} while it was imported (Azure's worker refuses the app too)"
-    return f"{said}:\n{where}\n{exc}"
+    return f"{said}:\n" + "".join(lines).rstrip()
+
+
+def _cause_of(exc: BaseException) -> BaseException | None:
+    """The error ``exc`` was raised from, or during the handling of (unless suppressed), as tracebacks show."""
+    return exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+
+
+def _same_file(filename: str, script: Path) -> bool:
+    """Whether a traceback's ``filename`` is ``script`` (relative paths and symlinks resolved)."""
+    return os.path.realpath(filename) == os.path.realpath(script)
 
 
 def _index_without_worker(script: Path) -> list[func.Function]:

@@ -170,10 +170,10 @@ def test_check_loads_the_app_like_azure_and_exits(app, code, expected):
 
 
 @pytest.mark.parametrize("app", ["bad_annotation", "no_app"])
-def test_an_app_that_cannot_load_is_refused_in_one_line_also_with_worker_processes(app, tmp_path):
-    """The workers start before the host imports the app and fail with it: the host's one line says why, and
+def test_an_app_that_cannot_load_is_refused_once_also_with_worker_processes(app, tmp_path):
+    """The workers start before the host imports the app and fail with it: the host's message says why, and
     none of them adds a traceback of its own; none is left running."""
-    _assert_refused_in_one_line(APPS / app, tmp_path)
+    _assert_refused_once(APPS / app, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -189,23 +189,36 @@ def test_an_app_that_cannot_load_is_refused_in_one_line_also_with_worker_process
             [
                 'function_app.py", line 6, in <module>',
                 "settings = load_settings()",
-                'app_settings.py", line 5, in load_settings',
+                'app_settings.py", line 10, in load_settings',
+                "RuntimeError: RESULTS_TABLE is not set",
             ],
-            "RESULTS_TABLE is not set",
+            "raised from KeyError: 'RESULTS_TABLE_FOR_THIS_TEST'",
         ),
     ],
 )
 def test_an_app_that_raises_while_imported_is_refused_with_its_own_frames_only(app, where, error, tmp_path):
-    """As the worker on Azure refuses it, with what a developer needs: the app's lines and the worker's message
-    (its advice on requirements.txt included), without the host's and the worker's frames or the worker's own
-    logged traceback of the same error."""
-    output = _assert_refused_in_one_line(APPS / app, tmp_path)
+    """As the worker on Azure refuses it, with what a developer needs: the app's lines, the error as Python
+    shows it (the worker's advice on requirements.txt included) and what it was raised from, without the
+    host's and the worker's frames or the worker's own logged traceback of the same error."""
+    output = _assert_refused_once(APPS / app, tmp_path)
     refusal = output[output.index("durable_host: cannot start:") :]
     assert "while it was imported" in refusal.splitlines()[0], output
     for line in where:
         assert line in refusal, output
     assert error in refusal, output
     assert "durable_host/" not in output and "azure_functions_runtime" not in output, output
+
+
+def test_an_app_with_a_syntax_error_is_refused_with_its_line_and_caret(tmp_path):
+    """No frame of the app's shows a syntax error (it is raised while compiling): Python's own lines do."""
+    app = tmp_path / "app"
+    shutil.copytree(APPS / "no_app", app, ignore=shutil.ignore_patterns("__pycache__"))
+    (app / "function_app.py").write_text("import azure.functions as func\n\napp = func.FunctionApp(\n")
+    output = _assert_refused_once(app, tmp_path)
+    refusal = output[output.index("durable_host: cannot start:") :]
+    assert "function_app.py raised SyntaxError while it was imported" in refusal, output
+    assert 'function_app.py", line 3' in refusal and "app = func.FunctionApp(" in refusal, output
+    assert "SyntaxError: '(' was never closed" in refusal, output
 
 
 def test_workers_that_fail_before_the_host_leave_the_word_to_it(tmp_path):
@@ -216,10 +229,10 @@ def test_workers_that_fail_before_the_host_leave_the_word_to_it(tmp_path):
     refused = (app / "function_app.py").read_text()
     slow_here = "import os, time\nif os.environ.get('DURABLE_HOST_ROLE') == 'dispatcher':\n    time.sleep(1.0)\n"
     (app / "function_app.py").write_text(slow_here + refused.split('"""', 2)[2])
-    _assert_refused_in_one_line(app, tmp_path)
+    _assert_refused_once(app, tmp_path)
 
 
-def _assert_refused_in_one_line(app: Path, cwd: Path) -> str:
+def _assert_refused_once(app: Path, cwd: Path) -> str:
     """Refused with one ``cannot start`` message, no traceback, no worker left running; the output."""
     done = subprocess.run(
         [sys.executable, "-m", "durable_host", "--app-dir", str(app), "--workers", "2", "--port", "0"],
