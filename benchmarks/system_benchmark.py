@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -92,8 +93,22 @@ LONE_POLL_S = 0.005
 LONE_TASK_IDLE_S = 0.3
 
 
-#: Convolutions the kernel probe times: ResNet's first-stage 3x3 convolution at batch 1, about 20 ms of one core.
+#: Convolutions the kernel probe times: ResNet's first-stage 3x3 convolution at batch 1 (8-11 ms of one core here).
 KERNEL_PROBE_CONVOLUTIONS = 3
+
+
+def on_a_thread_of_its_own[T](fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a new thread that ends with it, taking any OpenMP team ``fn`` started along: libgomp
+    throttles every team once their threads outnumber the cores, so no team may outlive its measurement."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(fn, *args).result()
+
+
+def decode_and_crop(model: Any, data: bytes) -> Any:
+    """The raw pipeline's preprocessing of one photo: the app's decode and torchvision's resize and crop."""
+    from inference.preprocess import crop_uint8, decode_image
+
+    return crop_uint8(decode_image(data, max_bytes=1 << 26, max_pixels=1 << 28), model.weights)
 
 
 def kernel_probe_ms() -> float:
@@ -123,8 +138,7 @@ def kernel_probe_ms() -> float:
                 best = min(best, time.perf_counter() - started)
         return best * 1000.0
 
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        return thread.submit(run).result()
+    return on_a_thread_of_its_own(run)
 
 
 def machine_probes() -> dict[str, float]:
@@ -182,12 +196,10 @@ def raw_lone_passes(model: Any, photos: list[bytes], threads: int) -> float:
     only one with an OpenMP team while it runs, as the app's compute thread is in a worker.
     """
     from inference.predict import classify
-    from inference.preprocess import crop_uint8, decode_image
 
     def one(data: bytes) -> float:
         started = time.perf_counter()
-        crop = crop_uint8(decode_image(data, max_bytes=1 << 26, max_pixels=1 << 28), model.weights)
-        classify(model, crop[None], 5)
+        classify(model, decode_and_crop(model, data)[None], 5)
         return (time.perf_counter() - started) * 1000.0
 
     def run() -> float:
@@ -201,8 +213,7 @@ def raw_lone_passes(model: Any, photos: list[bytes], threads: int) -> float:
             timings.append(one(photos[i % len(photos)]))
         return percentile(timings, 0.5)
 
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        return thread.submit(run).result()
+    return on_a_thread_of_its_own(run)
 
 
 def describe_config(point: dict[str, Any]) -> str:
@@ -223,8 +234,7 @@ def load_raw_model(model_name: str, precision: str) -> Any:
 
     if not is_precision(precision):
         raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    with ThreadPoolExecutor(max_workers=1) as loader:
-        return loader.submit(ModelCache(precision=precision).get, model_name, "random:0").result()
+    return on_a_thread_of_its_own(ModelCache(precision=precision).get, model_name, "random:0")
 
 
 def raw_point(model: Any, photos: list[bytes], streams: int, threads: int, size: int, seconds: float) -> dict[str, Any]:
@@ -233,7 +243,6 @@ def raw_point(model: Any, photos: list[bytes], streams: int, threads: int, size:
     import torch
 
     from inference.predict import classify
-    from inference.preprocess import crop_uint8, decode_image
     from inference.torch_threads import use_one_thread_here
 
     batch = [photos[i % len(photos)] for i in range(size)]
@@ -243,7 +252,7 @@ def raw_point(model: Any, photos: list[bytes], streams: int, threads: int, size:
     stop = threading.Event()
 
     def one_batch() -> None:
-        crops = [crop_uint8(decode_image(data, max_bytes=1 << 26, max_pixels=1 << 28), model.weights) for data in batch]
+        crops = [decode_and_crop(model, data) for data in batch]
         classify(model, torch.stack(crops), 5)
 
     def stream(index: int) -> None:
