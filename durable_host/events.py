@@ -60,8 +60,15 @@ def status_ts(epoch: float) -> str:
 
 
 def parse_ts(text: str) -> float:
-    """Parse an ISO 8601 time (``Z``, offsets, or naive meaning UTC) to epoch seconds."""
+    """Parse an ISO 8601 time (``Z``, offsets, or naive meaning UTC) to epoch seconds.
+
+    A year of fewer than four digits is padded, as the extension does: the SDK formats ``datetime.min`` (what
+    Microsoft's purge sample passes) with ``strftime``, which on Linux writes year 1 as ``1``.
+    """
     value = text.strip()
+    year, dash, rest = value.partition("-")
+    if dash and year.isascii() and year.isdigit() and len(year) < 4:
+        value = f"{year:0>4}-{rest}"
     if value.endswith("Z"):
         value = value[:-1] + "+00:00"
     parsed = datetime.fromisoformat(value)

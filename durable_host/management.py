@@ -6,7 +6,8 @@ an unknown route *or method* answers 404 like the extension (route segments matc
 as ASP.NET routing does), and so that no request can end in a 500 for a client mistake.
 
 Query values are read the way the extension's ``TryParse`` calls read them: a value that does
-not parse is ignored, never an error.
+not parse is ignored, never an error. Their names match in any case, as the extension reads them
+(``GetQueryNameValuePairs`` builds its collection with ``StringComparer.OrdinalIgnoreCase``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from .config import HostConfig
 from .events import parse_ts
@@ -65,16 +67,21 @@ def _json_bytes(body: bytes, status: int, headers: dict[str, str] | None = None)
     return web.Response(body=body, status=status, headers=headers, content_type="application/json", charset="utf-8")
 
 
+def query(request: web.Request) -> CIMultiDictProxy[str]:
+    """The query parameters by name in any case: ``?showhistory=true`` asks for the history, as on Azure."""
+    return CIMultiDictProxy(CIMultiDict(request.query))
+
+
 def flag(request: web.Request, name: str, default: bool) -> bool:
     """.NET ``bool.TryParse``: case-insensitive, so the SDK's ``True`` works; else ``default``."""
-    value = request.query.get(name, "").strip().lower()
+    value = query(request).get(name, "").strip().lower()
     return value == "true" if value in ("true", "false") else default
 
 
 def time_param(request: web.Request, name: str) -> float | None:
     """A date filter; like ``DateTime.TryParse`` in the extension, a bad one is no filter."""
     try:
-        return parse_ts(request.query[name])
+        return parse_ts(query(request)[name])
     except (KeyError, ValueError):
         return None
 
@@ -83,19 +90,21 @@ def statuses_param(request: web.Request) -> frozenset[RuntimeStatus] | None:
     """``runtimeStatus=A,B``, names as .NET ``Enum.TryParse`` reads them (exact case), or the enum's numbers
     (``1`` is Completed: ``OrchestrationRuntimeStatus`` counts Running, Completed, ContinuedAsNew, ... from 0).
 
-    Unknown names are dropped, and with none left there is no status filter at all.
+    Unknown names are dropped, and with none left there is no status filter at all. A number always parses,
+    even one no status has (``Enum.TryParse`` takes ``99``): such a filter matches nothing, as there.
     """
-    values = ",".join(request.query.getall("runtimeStatus", [])).split(",")
+    values = ",".join(query(request).getall("runtimeStatus", [])).split(",")
     names = {v.strip() for v in values}
+    numbers = {int(n) for n in names if re.fullmatch(r"[+-]?[0-9]+", n)}
     by_number = dict(enumerate(RuntimeStatus))
-    numbered = {by_number[int(n)] for n in names if n.isascii() and n.isdigit() and int(n) in by_number}
-    return frozenset({s for s in RuntimeStatus if s.value in names} | numbered) or None
+    named = {s for s in RuntimeStatus if s.value in names} | {by_number[n] for n in numbers if n in by_number}
+    return frozenset(named) if named or numbers else None
 
 
 def page_size(request: web.Request) -> int:
     """``top``: the extension ignores a value ``int.TryParse`` refuses, and so a bad one is 100."""
     try:
-        top = int(request.query.get("top", ""))
+        top = int(query(request).get("top", ""))
     except ValueError:
         return DEFAULT_PAGE
     return top if top > 0 else DEFAULT_PAGE
@@ -107,7 +116,7 @@ def seconds_param(request: web.Request, name: str) -> float | None:
     The extension ignores a value that is not a number and starts the instance anyway; a 400
     that leaves nothing started is the safer answer (see the README's differences).
     """
-    value = request.query.get(name)
+    value = query(request).get(name)
     if not value:
         return None
     try:
@@ -229,7 +238,7 @@ class ManagementApi:
     async def start(self, request: web.Request, p: dict[str, str]) -> web.Response:
         timeout = wait_timeout(request)
         input_json = await json_body(request)
-        inst = await self.ops.start(p["name"], p.get("id"), input_json, request.query.get("version"))
+        inst = await self.ops.start(p["name"], p.get("id"), input_json, query(request).get("version"))
         return await self._started(request, inst.instance_id, timeout)
 
     async def get_status(self, request: web.Request, p: dict[str, str]) -> web.Response:
@@ -242,7 +251,7 @@ class ManagementApi:
             time_param(request, "createdTimeFrom"),
             time_param(request, "createdTimeTo"),
             statuses_param(request),
-            request.query.get("instanceIdPrefix") or None,
+            query(request).get("instanceIdPrefix") or None,
         )
 
     async def list_instances(self, request: web.Request, p: dict[str, str]) -> web.Response:
@@ -290,7 +299,7 @@ class ManagementApi:
         return web.Response(status=202)
 
     async def control(self, request: web.Request, p: dict[str, str]) -> web.Response:
-        reason = request.query.get("reason")
+        reason = query(request).get("reason")
         operation: Any = getattr(self.ops, p["op"].lower())
         try:
             await operation(p["id"], reason)

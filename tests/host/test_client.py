@@ -102,6 +102,17 @@ def test_purge_one_and_by_filter(api):
     assert all(api.status(i).status_code == 404 for i in ids)
 
 
+def test_purge_from_datetime_min_as_microsofts_sample_does(api):
+    """The SDK writes ``datetime.min`` with ``strftime``, which on Linux gives the year as ``1``."""
+    iid = api.run("hello_sequence")["instanceId"]
+    to = (datetime.now(UTC) + timedelta(seconds=1)).replace(tzinfo=None)
+    deleted = api.client_result(
+        "purge_by", statuses=["Completed"], **{"from": datetime.min.isoformat(), "to": to.isoformat()}
+    )
+    assert deleted >= 1
+    assert api.status(iid).status_code == 404
+
+
 def test_wait_for_completion_or_check_status(api):
     iid = api.client_result("start", name="fan_out_fan_in", input=5)
     r = api.client("wait", instance_id=iid, timeout_ms=10000)

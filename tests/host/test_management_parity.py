@@ -202,3 +202,39 @@ def test_query_values_the_extension_cannot_parse_are_ignored(api):
     )
     assert [s["instanceId"] for s in r.json()] == [done]
     api.session.post(f"{api.mgmt}/instances/{running}/terminate")
+
+
+def test_query_parameter_names_match_in_any_case(api):
+    """The extension reads its query with ``StringComparer.OrdinalIgnoreCase``."""
+    prefix = new_id("case")
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+    done = api.start("hello_sequence", instance_id=f"{prefix}-done")["id"]
+    failed = f"{prefix}-failed"
+    api.session.post(f"{api.mgmt}/orchestrators/failing_orch/{failed}")
+    api.wait(done)
+    api.wait(failed)
+    assert "historyEvents" in api.status(done, showhistory="TRUE").json()
+    assert api.status(failed, RETURNINTERNALSERVERERRORONFAILURE="true").status_code == 500
+    r = api.session.get(f"{api.mgmt}/instances/", params={"instanceidprefix": prefix, "RuntimeStatus": "Failed"})
+    assert [s["instanceId"] for s in r.json()] == [failed]
+    r = api.session.get(f"{api.mgmt}/instances/", params={"InstanceIdPrefix": prefix, "TOP": "1"})
+    assert len(r.json()) == 1 and r.headers["x-ms-continuation-token"]
+    r = api.session.delete(f"{api.mgmt}/instances/", params={"createdtimefrom": since, "runtimestatus": "Failed"})
+    assert r.status_code == 200, r.text
+    assert api.status(failed).status_code == 404
+
+
+def test_a_status_number_no_status_has_matches_nothing(api):
+    """``Enum.TryParse`` takes ``99``: the filter is there, and no instance has that status."""
+    prefix = new_id("undefined")
+    done = api.start("hello_sequence", instance_id=f"{prefix}-done")["id"]
+    api.wait(done)
+    r = api.session.get(f"{api.mgmt}/instances/", params={"instanceIdPrefix": prefix, "runtimeStatus": "99"})
+    assert (r.status_code, r.json()) == (200, [])
+    r = api.session.get(f"{api.mgmt}/instances/", params={"instanceIdPrefix": prefix, "runtimeStatus": "99,1"})
+    assert [s["instanceId"] for s in r.json()] == [done]
+    r = api.session.delete(
+        f"{api.mgmt}/instances/", params={"createdTimeFrom": "2020-01-01T00:00:00Z", "runtimeStatus": "99"}
+    )
+    assert r.status_code == 404
+    assert api.status(done).status_code == 200
