@@ -201,7 +201,8 @@ class PreprocessBatchInput(_Json):
 
 @dataclass(frozen=True)
 class PreprocessOutput(_Json):
-    """Either ``tensors`` (model name -> blob name of the stored tensor) or ``error``."""
+    """Either ``tensors`` (model name -> blob name of the stored tensor) or ``error``; ``model_errors`` says why
+    a model has no tensor while the others have one (its weights setting names no transform)."""
 
     image_index: int
     tensors: dict[str, str] = field(default_factory=dict)
@@ -211,6 +212,7 @@ class PreprocessOutput(_Json):
     finished_at: str | None = None
     duration_ms: float | None = None
     error: str | None = None
+    model_errors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

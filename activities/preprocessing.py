@@ -25,7 +25,7 @@ from functools import cache
 from activities.checkpoints import as_file_spec
 from activities.sources import ImageSourceError, read_image_bytes
 from contracts import PreprocessBatchInput, PreprocessBatchOutput, PreprocessInput, PreprocessOutput
-from inference.errors import InvalidImageError
+from inference.errors import InvalidImageError, InvalidWeightsSpecError
 from inference.preprocess import crop_uint8, decode_image
 from inference.tensor_io import encode_tensor
 from inference.torch_threads import use_one_thread_here
@@ -70,13 +70,33 @@ def decode_and_crop(
     return width, height, crops
 
 
+def transforms_by_model(models: list[str], settings: Settings) -> tuple[dict[str, ResolvedWeights], dict[str, str]]:
+    """Each model's weights, for its transform, and why a model has none: a malformed weights setting of one
+    model fails that model only (inference reports the same), never the image for the other models."""
+    weights: dict[str, ResolvedWeights] = {}
+    errors: dict[str, str] = {}
+    for model in models:
+        try:
+            weights[model] = preprocessing_weights(model, settings.weights_spec(model))
+        except InvalidWeightsSpecError as exc:
+            errors[model] = f"{model}: {exc}"
+    return weights, errors
+
+
 def preprocess(request: PreprocessInput) -> PreprocessOutput:
     use_one_thread_here()  # the crop's tensor copy would otherwise give this pool thread an OpenMP team
     settings = get_settings()
     store = blob_store()
     started = datetime.now(UTC)
     clock = time.perf_counter()
-    weights_by_model = {model: preprocessing_weights(model, settings.weights_spec(model)) for model in request.models}
+    weights_by_model, model_errors = transforms_by_model(request.models, settings)
+    if not weights_by_model:  # no model can take the image: reading it would be wasted
+        return PreprocessOutput(
+            image_index=request.image_index,
+            started_at=started.isoformat(),
+            finished_at=datetime.now(UTC).isoformat(),
+            model_errors=model_errors,
+        )
     try:
         data = read_image_bytes(request.source, store, settings)
         width, height, crops = decode_and_crop(data, list(weights_by_model.values()), settings)
@@ -101,6 +121,7 @@ def preprocess(request: PreprocessInput) -> PreprocessOutput:
         started_at=started.isoformat(),
         finished_at=datetime.now(UTC).isoformat(),
         duration_ms=round((time.perf_counter() - clock) * 1000.0, 3),
+        model_errors=model_errors,
     )
 
 

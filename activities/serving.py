@@ -24,7 +24,7 @@ from activities.checkpoints import fetch_checkpoint
 from contracts import ImagePredictions, InferenceInput, InferenceOutput, Prediction
 from inference.batcher import DynamicBatcher
 from inference.cache import LoadedModel, ModelCache
-from inference.errors import WeightsUnavailableError
+from inference.errors import InvalidWeightsSpecError, WeightsUnavailableError
 from inference.predict import classify, stack_crops
 from inference.tensor_io import decode_tensor
 from inference.torch_threads import compute_pass, configure_torch_threads, run_on_compute_thread, use_one_thread_here
@@ -118,7 +118,11 @@ def classify_as_a_pass(model: LoadedModel, crops: torch.Tensor, top_k: int) -> l
         return classify(model, crops, top_k)
 
 
-def _unavailable(name: str, exc: WeightsUnavailableError) -> None:
+#: Why a model cannot be loaded that a retry would not mend: weights missing here, or a setting naming none.
+NOT_LOADABLE = (WeightsUnavailableError, InvalidWeightsSpecError)
+
+
+def _unavailable(name: str, exc: WeightsUnavailableError | InvalidWeightsSpecError) -> None:
     log.warning("%s is not loaded: %s", name, " ".join(str(exc).split()))
 
 
@@ -134,7 +138,7 @@ def prewarm(models: tuple[str, ...]) -> None:
         try:
             model = load(name)
             log.info("prewarmed %s with %s in %.0f ms", name, model.weights.label, model.load_ms)
-        except WeightsUnavailableError as exc:
+        except NOT_LOADABLE as exc:
             _unavailable(name, exc)
         except Exception:
             log.exception("could not prewarm %s", name)
@@ -152,7 +156,7 @@ def report_weights(models: tuple[str, ...]) -> None:
         try:
             weights = resolve_weights(name, fetch_checkpoint(get_settings().weights_spec(name), blob_store()))
             log.info("%s will use %s", name, weights.label)
-        except WeightsUnavailableError as exc:
+        except NOT_LOADABLE as exc:
             _unavailable(name, exc)
         except Exception:
             log.exception("could not check the weights of %s", name)
@@ -182,7 +186,7 @@ def infer(request: InferenceInput) -> InferenceOutput:
     clock = time.perf_counter()
     try:
         model = load(request.model)
-    except WeightsUnavailableError as exc:
+    except NOT_LOADABLE as exc:
         return InferenceOutput(model=request.model, error=str(exc), started_at=started.isoformat())
     store = blob_store()
     with announce(model, len(request.items)):

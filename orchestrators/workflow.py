@@ -131,6 +131,10 @@ def _bounds(values: Iterable[str | None]) -> tuple[datetime | None, datetime | N
     return (min(moments), max(moments)) if moments else (None, None)
 
 
+#: The error of an image and model that neither failed nor got a prediction (a bug, should it ever show).
+NO_RESULT = "no result was produced"
+
+
 def build_results(
     request: ClassificationRequest,
     preprocessed: Mapping[int, PreprocessOutput],
@@ -171,7 +175,7 @@ def build_results(
                     )
                 )
                 continue
-            error = prep.error or batch_errors.get((model, index)) or "no result was produced"
+            error = prep.error or prep.model_errors.get(model) or batch_errors.get((model, index)) or NO_RESULT
             records.append(
                 ResultRecord(
                     image_index=index,

@@ -30,6 +30,7 @@ from activities.preprocessing import preprocess
 from activities.serving import compute_streams, infer
 from contracts import (
     BatchItem,
+    ClassificationRequest,
     ImageSource,
     ImageToPreprocess,
     InferenceInput,
@@ -41,6 +42,7 @@ from contracts import (
 )
 from inference import torch_threads
 from inference.torch_threads import NARROW_COMPUTE_THREAD
+from orchestrators.workflow import BatchOutcome, build_results, plan_batches
 from settings import get_settings, settings_from
 from storage.results import load_task
 from tests.fixtures.azurite import Azurite
@@ -231,6 +233,50 @@ def test_missing_weights_fail_the_model_with_instructions(
     result = infer(InferenceInput(TASK, "resnet18", 5, [BatchItem(0, prepared.tensors["resnet18"])]))
     assert result.results == []
     assert "nowhere.pth" in (result.error or "") and "MODEL_WEIGHTS_RESNET18" in (result.error or "")
+
+
+def test_a_malformed_weights_setting_fails_only_its_model(
+    app_env: Path, shared_images_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A typo in one model's weights setting: the image is still preprocessed and classified for the other
+    model, and the mistyped model's records say why, without a retry (it would not mend a setting)."""
+    monkeypatch.setenv("MODEL_WEIGHTS_RESNET50", "IMAGENET1K_V9")
+    get_settings.cache_clear()
+    photo = sorted(shared_images_dir.glob("*.jpg"))[0]
+    prepared = preprocess(PreprocessInput(TASK, 0, upload(photo), ["resnet18", "resnet50"]))
+    assert prepared.error is None and list(prepared.tensors) == ["resnet18"]
+    assert (
+        prepared.model_errors["resnet50"].startswith("resnet50: ")
+        and "IMAGENET1K_V9" in prepared.model_errors["resnet50"]
+    )
+    assert preprocess(PreprocessInput(TASK, 1, upload(photo), ["resnet50"])).model_errors.keys() == {"resnet50"}
+
+    request = ClassificationRequest(
+        task_id=TASK,
+        models=["resnet18", "resnet50"],
+        images=[ImageSource(blob=f"uploads/{TASK}/{photo.name}")],
+        top_k=3,
+        submitted_at="2026-01-01T00:00:00+00:00",
+        batch_size=8,
+        retry_attempts=1,
+        retry_interval_ms=10,
+    )
+    inference = {
+        model: [BatchOutcome(items, infer(InferenceInput(TASK, model, 3, items)))]
+        for model in request.models
+        for items in plan_batches([prepared], model, 8)
+    }
+    assert list(inference) == ["resnet18"]  # no inference activity for a model without tensors
+    by_model = {record.model: record for record in build_results(request, {0: prepared}, inference)}
+    assert by_model["resnet18"].label is not None
+    assert by_model["resnet50"].label is None and by_model["resnet50"].error == prepared.model_errors["resnet50"]
+
+    unusable = infer(InferenceInput(TASK, "resnet50", 3, [BatchItem(0, prepared.tensors["resnet18"])]))
+    assert unusable.results == [] and "IMAGENET1K_V9" in (unusable.error or "")
+    with caplog.at_level("INFO", logger=serving.log.name):
+        serving.prewarm(("resnet50",))
+    (said,) = [r for r in caplog.records if r.name == serving.log.name]
+    assert said.levelname == "WARNING" and said.exc_info is None and "IMAGENET1K_V9" in said.getMessage()
 
 
 def test_prewarm_without_weights_is_one_line_of_advice_per_model(
