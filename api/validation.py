@@ -21,6 +21,7 @@ from inference.errors import UnknownModelError
 from messaging.replies import ReplyError, check_reply_to
 from settings import Settings
 from storage.blobs import InvalidBlobNameError, split_blob_name
+from storage.models import nvarchar_units
 from url_policy import UrlNotAllowedError, check_url_allowed
 
 DEFAULT_TOP_K = 5
@@ -189,8 +190,12 @@ def decode_base64_image(text: Any, settings: Settings, field: str) -> tuple[byte
 def check_text(value: str, field: str, max_chars: int) -> None:
     """A client's string must fit where it is stored and be valid Unicode: JSON lets a lone surrogate
     (``"\\ud800"``) through, which no database, blob name or UTF-8 encoder accepts."""
-    if len(value) > max_chars:
-        raise RequestError(f"'{field}' is {len(value)} characters long, over the limit of {max_chars}", field)
+    length = nvarchar_units(value)  # as the database column counts it
+    if length > max_chars:
+        raise RequestError(
+            f"'{field}' is {length} characters long (UTF-16 units: an emoji counts 2), over the limit of {max_chars}",
+            field,
+        )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -29,6 +29,38 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeEngine
 
 
+def nvarchar_units(text: str) -> int:
+    """The length SQL Server's ``NVARCHAR(n)`` checks: UTF-16 code units, two for a character beyond the Basic
+    Multilingual Plane (most emoji). ``len()`` counts one, so a string of ``n`` such characters passes a
+    ``len()`` check and fails the save ("String or binary data would be truncated"); SQLite stores it whole."""
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def fit_nvarchar(text: str, limit: int) -> str:
+    """``text`` shortened to ``limit`` UTF-16 units by cutting its middle: the start and the end stay, an
+    ellipsis marks the cut."""
+    if nvarchar_units(text) <= limit:
+        return text
+    head_budget = (limit - 1) // 3
+    head: list[str] = []
+    used = 0
+    for char in text:
+        units = nvarchar_units(char)
+        if used + units > head_budget:
+            break
+        head.append(char)
+        used += units
+    tail: list[str] = []
+    used += 1  # the ellipsis
+    for char in reversed(text):
+        units = nvarchar_units(char)
+        if used + units > limit:
+            break
+        tail.append(char)
+        used += units
+    return "".join(head) + "…" + "".join(reversed(tail))
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """Aware datetimes in, naive UTC in the database, aware UTC out.
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from contracts import Prediction, ResultRecord, TaskRecord, from_legacy_model_name, to_legacy_model_name
 from storage.database import write_session
-from storage.models import Base, InferenceResult, InferenceTask
+from storage.models import Base, InferenceResult, InferenceTask, fit_nvarchar
 
 # One retry settles an insert race; the third attempt covers a delete racing the retry.
 _SAVE_ATTEMPTS = 3
@@ -84,19 +84,18 @@ def _by_column(entity: type[Base], values: dict[str, Any]) -> dict[str, Any]:
     """``values`` keyed by the table's column names instead of the entity's attribute names, each string
     fitted to its column's length.
 
-    SQL Server refuses a string longer than its column ("String or binary data would be truncated"), which
-    would fail the whole save; SQLite stores it whole. The weights label of a checkpoint names its path and
-    can outgrow ``Weights NVARCHAR(200)``: the middle goes, the start (the kind) and the end (the digest and
-    the transforms) stay. The orchestration's output keeps the whole label.
+    SQL Server refuses a string longer than its column ("String or binary data would be truncated"), counted
+    in UTF-16 units, which would fail the whole save; SQLite stores it whole. The weights label of a checkpoint
+    names its path and can outgrow ``Weights NVARCHAR(200)``: the middle goes, the start (the kind) and the end
+    (the digest and the transforms) stay. The orchestration's output keeps the whole label.
     """
     mapped = entity.__mapper__.columns
     row = {}
     for name, value in values.items():
         column = mapped[name]
         limit = getattr(column.type, "length", None)
-        if isinstance(value, str) and limit is not None and len(value) > limit:
-            head = (limit - 1) // 3
-            value = f"{value[:head]}…{value[len(value) - (limit - 1 - head) :]}"
+        if isinstance(value, str) and limit is not None:
+            value = fit_nvarchar(value, limit)
         row[column.key] = value
     return row
 

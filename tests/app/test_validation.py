@@ -123,6 +123,11 @@ def test_raw_image_upload_takes_models_from_the_query() -> None:
             "images[0].url",
             "limit of 2048",
         ),
+        (  # 1,025 emoji: 1,025 characters to Python, 2,050 UTF-16 units to NVARCHAR(2048)
+            {"model": "resnet18", "images": [{"blob": "photos/a.jpg", "name": "\U0001f600" * 1025}]},
+            "images[0].name",
+            "2050 characters long (UTF-16 units",
+        ),
         (
             {"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], "reply_to": "https://x/\ud800"},
             "reply_to",
@@ -160,6 +165,7 @@ def test_a_task_id_with_a_letter_and_a_name_of_2048_characters_are_accepted() ->
     submission = submit(document)
     assert submission.routing.task_id == "17a" and submission.images[0].source is not None
     assert submission.images[0].source.name == "n" * 2048
+    assert submit({"model": "resnet18", "images": [{"blob": "photos/a.jpg", "name": "\U0001f600" * 1024}]})
 
 
 def test_unsupported_content_type_and_upload_without_model() -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from contracts import Prediction, ResultRecord, TaskRecord, from_legacy_model_name, to_legacy_model_name
 from storage.database import ensure_schema, get_engine
-from storage.models import InferenceResult, InferenceTask
+from storage.models import InferenceResult, InferenceTask, fit_nvarchar, nvarchar_units
 from storage.results import StoredTask, load_task, save_task
 
 pytestmark = pytest.mark.unit
@@ -292,6 +292,24 @@ def test_a_label_longer_than_its_column_keeps_its_start_and_end(engine: Engine) 
         stored = connection.scalar(text('SELECT "Weights" FROM "InferenceResults" WHERE "Weights" IS NOT NULL'))
     assert len(label) > 200 and len(stored) == 200 and "…" in stored
     assert stored.startswith("checkpoint /home/site/wwwroot/") and stored.endswith(label[-120:])
+
+
+def test_strings_are_fitted_in_utf16_units_as_sql_server_counts_them(engine: Engine) -> None:
+    """An emoji is one character to Python and two UTF-16 units to ``NVARCHAR(n)``: a name of 1,500 emoji
+    passes ``len()`` against ``ImageName NVARCHAR(2048)`` and would fail the save on Azure SQL."""
+    name, label = "\U0001f600" * 1500, "checkpoint /models/" + "\U0001f4f7" * 150 + "/finetune.pth (sha256 0123abcd)"
+    record = make_record()
+    record = dataclasses.replace(
+        record, results=[dataclasses.replace(r, image_name=name, weights=label) for r in record.results]
+    )
+    save_task(engine, record)
+    with engine.connect() as connection:
+        stored_name, stored_label = connection.execute(
+            text('SELECT "ImageName", "Weights" FROM "InferenceResults" WHERE "Weights" IS NOT NULL')
+        ).first()
+    assert 2046 < nvarchar_units(stored_name) <= 2048 and stored_name.startswith("\U0001f600") and "…" in stored_name
+    assert nvarchar_units(stored_label) <= 200 and stored_label.endswith("/finetune.pth (sha256 0123abcd)")
+    assert nvarchar_units(fit_nvarchar("a\U0001f600" * 3, 5)) <= 5 and fit_nvarchar("ab", 2) == "ab"
 
 
 def test_instance_ids_differing_in_case_are_two_tasks(engine: Engine) -> None:
