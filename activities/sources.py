@@ -24,7 +24,7 @@ from urllib3.exceptions import HTTPError
 
 from contracts import ImageSource
 from settings import Settings
-from storage.blobs import BlobNotFoundError, BlobStore, InvalidBlobNameError
+from storage.blobs import BlobNotFoundError, BlobStore, BlobTooLargeError, InvalidBlobNameError
 from url_policy import CheckedUrl, UrlNotAllowedError, check_url_allowed
 
 _CHUNK_BYTES = 64 * 1024
@@ -151,14 +151,9 @@ def fetch_url(url: str, settings: Settings) -> bytes:
 def read_image_bytes(source: ImageSource, store: BlobStore, settings: Settings) -> bytes:
     if source.blob:
         try:
-            data = store.get(source.blob)
-        except (BlobNotFoundError, InvalidBlobNameError) as exc:
+            return store.get(source.blob, max_bytes=settings.max_image_bytes)
+        except (BlobNotFoundError, InvalidBlobNameError, BlobTooLargeError) as exc:
             raise ImageSourceError(str(exc)) from None
-        if len(data) > settings.max_image_bytes:
-            raise ImageSourceError(
-                f"blob {source.blob} is {len(data)} bytes, over the {settings.max_image_bytes}-byte limit"
-            )
-        return data
     if source.url:
         return fetch_url(source.url, settings)
     raise ImageSourceError("image source names neither a blob nor a URL")

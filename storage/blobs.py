@@ -47,6 +47,14 @@ class BlobNotFoundError(KeyError):
         return f"blob not found: {self.name}"
 
 
+class BlobTooLargeError(ValueError):
+    """The blob is bigger than the reader will take; found out before its bytes were read."""
+
+    def __init__(self, name: str, size: int, limit: int) -> None:
+        super().__init__(f"blob {name} is {size} bytes, over the {limit}-byte limit")
+        self.name, self.size, self.limit = name, size, limit
+
+
 @dataclass(frozen=True)
 class BlobInfo:
     """One listed blob: what retention needs to decide (its name, size and last write)."""
@@ -63,8 +71,10 @@ class BlobStore(Protocol):
     def put(self, name: str, data: bytes, content_type: str | None = None) -> None:
         """Create or overwrite ``name``; readers see the old or the new bytes, never a mix."""
 
-    def get(self, name: str) -> bytes:
-        """The blob's bytes; :class:`BlobNotFoundError` if it does not exist."""
+    def get(self, name: str, max_bytes: int | None = None) -> bytes:
+        """The blob's bytes; :class:`BlobNotFoundError` if it does not exist, :class:`BlobTooLargeError` if it
+        holds more than ``max_bytes``, before they are read (a client may name any blob: a deployment package
+        of hundreds of MB must not be read into a worker's memory to be refused)."""
 
     def exists(self, name: str) -> bool: ...
 
@@ -184,9 +194,13 @@ class LocalFolderBlobStore:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
 
-    def get(self, name: str) -> bytes:
+    def get(self, name: str, max_bytes: int | None = None) -> bytes:
         try:
-            return self._path(name).read_bytes()
+            with self._path(name).open("rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                if max_bytes is not None and size > max_bytes:
+                    raise BlobTooLargeError(name, size, max_bytes)
+                return file.read()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BlobNotFoundError(name) from None
 
@@ -310,11 +324,17 @@ class AzureBlobStore:
                 self._service.create_container(blob.container_name)
             blob.upload_blob(data, overwrite=True, content_settings=settings)
 
-    def get(self, name: str) -> bytes:
+    def get(self, name: str, max_bytes: int | None = None) -> bytes:
+        """The first response carries the blob's size with at most its first ``max_single_get_size`` bytes
+        (32 MiB by default): a blob over ``max_bytes`` is refused there, before the rest is requested."""
         try:
-            return self._blob(name).download_blob().readall()
+            downloader = self._blob(name).download_blob()
         except ResourceNotFoundError:
             raise BlobNotFoundError(name) from None
+        size = downloader.properties.size
+        if max_bytes is not None and size > max_bytes:
+            raise BlobTooLargeError(name, size, max_bytes)
+        return downloader.readall()
 
     def exists(self, name: str) -> bool:
         return self._blob(name).exists()

@@ -18,6 +18,7 @@ from storage.blobs import (
     AzureBlobStore,
     BlobNotFoundError,
     BlobStore,
+    BlobTooLargeError,
     InvalidBlobNameError,
     LocalFolderBlobStore,
     open_blob_store,
@@ -52,6 +53,21 @@ def test_empty_blob(store: BlobStore, container: str) -> None:
     store.put(f"{container}/empty", b"")
     assert store.exists(f"{container}/empty")
     assert store.get(f"{container}/empty") == b""
+
+
+def test_a_blob_over_max_bytes_is_refused_with_its_size(store: BlobStore, container: str) -> None:
+    big, exact = os.urandom(5 * 1024 * 1024), os.urandom(1024 * 1024)
+    store.put(f"{container}/big.bin", big)
+    store.put(f"{container}/exact.bin", exact)
+    store.put(f"{container}/empty.bin", b"")
+    with pytest.raises(BlobTooLargeError) as raised:
+        store.get(f"{container}/big.bin", max_bytes=len(exact))
+    assert (raised.value.size, raised.value.limit) == (len(big), len(exact))
+    assert str(raised.value) == f"blob {container}/big.bin is {len(big)} bytes, over the {len(exact)}-byte limit"
+    assert store.get(f"{container}/exact.bin", max_bytes=len(exact)) == exact
+    assert store.get(f"{container}/empty.bin", max_bytes=0) == b""
+    with pytest.raises(BlobNotFoundError):
+        store.get(f"{container}/missing.bin", max_bytes=1)
 
 
 def test_overwrite(store: BlobStore, container: str) -> None:
