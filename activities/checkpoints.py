@@ -7,6 +7,7 @@ under a new name (every result's weights label carries the file's sha256, so a s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -61,6 +62,12 @@ def _download(store: BlobStore, name: str, target: Path) -> None:
             f"checkpoint blob {name!r} cannot be read ({exc}): upload it, or change the MODEL_WEIGHTS_* "
             "setting that names it"
         ) from None
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as partial:
-        partial.write(data)
-    os.replace(partial.name, target)  # a concurrent reader sees the whole file or none
+    descriptor, partial = tempfile.mkstemp(dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        os.replace(partial, target)  # a concurrent reader sees the whole file or none
+    except BaseException:  # a full disk: no partial file left behind by each retry
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise

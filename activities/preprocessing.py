@@ -45,11 +45,19 @@ def tensor_blob_name(container: str, task_id: str, image_index: int, transform_k
     return f"{container}/{task_id}/{image_index}-{transform_key}.u8"
 
 
-@cache
+_slots: dict[int, threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
 def decode_slots(count: int) -> threading.BoundedSemaphore:
     """The worker process's decode slots: ``MAX_DECODE_BYTES`` bounds one image, and a worker preprocesses many
-    images at once (``PREPROCESS_THREADS``, 16 by default), so without them its decode memory would be 16 budgets."""
-    return threading.BoundedSemaphore(count)
+    images at once (``PREPROCESS_THREADS``, 16 by default), so without them its decode memory would be 16 budgets.
+    Made under a lock: the first images of a cold worker, decoded at once, must share one set of slots."""
+    with _slots_lock:
+        slots = _slots.get(count)
+        if slots is None:
+            slots = _slots[count] = threading.BoundedSemaphore(count)
+        return slots
 
 
 def decode_and_crop(

@@ -23,7 +23,7 @@ from PIL import Image
 import services
 from activities import inference as inference_activity
 from activities import preprocessing, serving
-from activities.checkpoints import fetch_checkpoint
+from activities.checkpoints import fetch_checkpoint, local_copy
 from activities.persist import persist
 from activities.preprocess import preprocess_images
 from activities.preprocessing import preprocess
@@ -558,6 +558,23 @@ def test_checkpoint_named_as_a_blob_is_fetched_once_and_labelled(
     get_settings.cache_clear()
     missing = infer(InferenceInput(TASK, "resnet18", 3, [BatchItem(0, prepared.tensors["resnet18"])]))
     assert "models/missing.pth" in (missing.error or "") and "MODEL_WEIGHTS_" in (missing.error or "")
+
+
+def test_a_checkpoint_copy_that_cannot_be_written_leaves_no_partial_file(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each retry of a copy that fails (a full disk; here a folder where the file must go) would otherwise
+    leave a temporary file of the checkpoint's size behind."""
+    store = services.blob_store()
+    store.put("models/r.pth", b"checkpoint bytes" * 1000)
+    monkeypatch.setenv("CHECKPOINT_CACHE_DIR", str(app_env / "checkpoints"))
+    get_settings.cache_clear()
+    target = local_copy("models/r.pth")
+    target.mkdir(parents=True)
+    for _ in range(2):
+        with pytest.raises(OSError):
+            fetch_checkpoint("blob:models/r.pth", store)
+    assert [p.name for p in target.parent.iterdir() if p.name.startswith("tmp")] == []
 
 
 def test_concurrent_first_uses_fetch_a_checkpoint_blob_once(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
