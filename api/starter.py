@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
+from azure.core.exceptions import AzureError
 
 from api.validation import TaskSubmission
 from contracts import (
@@ -129,7 +130,7 @@ async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubm
         return Started(instance_id, duplicate=True, session_instance_id=session_id)
     try:
         images = await store_uploads(submission, instance_id, settings)
-    except OSError as exc:
+    except (OSError, AzureError) as exc:  # the folder's errors, and Azure's (an AzureError is no OSError)
         raise StartError(f"image storage is unavailable: {exc}") from exc
     request = ClassificationRequest(
         task_id=instance_id,

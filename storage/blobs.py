@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings, StorageErrorCode
+from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings, ExponentialRetry, StorageErrorCode
 
 from storage.credential import shared_credential
 
@@ -273,6 +273,16 @@ BATCH_DELETE_LIMIT = 256
 _ACCEPTED, _NOT_FOUND = 202, 404
 
 
+#: Retries of one blob request: two, about 1 and 3 s after the failure. The SDK's default (three, 15 s apart and
+#: growing, ±3 s) made an HTTP upload wait 86 s for a storage account that was down before it failed; the
+#: activities that read and write blobs have the orchestration's retries around them, and starters answer 503
+#: so that clients retry.
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1),
+    "connection_timeout": 10,
+}
+
+
 class AzureBlobStore:
     """Azure Blob Storage (or Azurite) through one reused, thread-safe ``BlobServiceClient``.
 
@@ -290,9 +300,9 @@ class AzureBlobStore:
         """A connection string (account key, Azurite), or an account URL
         (``https://<account>.blob.core.windows.net/``) and an Entra credential with a blob data role."""
         if connection_string:
-            self._service = BlobServiceClient.from_connection_string(connection_string)
+            self._service = BlobServiceClient.from_connection_string(connection_string, **_CLIENT_OPTIONS)
         elif account_url and credential is not None:
-            self._service = BlobServiceClient(account_url=account_url, credential=credential)
+            self._service = BlobServiceClient(account_url=account_url, credential=credential, **_CLIENT_OPTIONS)
         else:
             raise ValueError("AzureBlobStore needs a connection string, or an account URL and a credential")
 

@@ -5,10 +5,12 @@ SDK's own handle against histories built event by event."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ import azure.functions as func
 import pytest
 from azure.functions._durable_functions import OrchestrationContext
 
+import services
 from activities.delivery import deliver, queue_document
 from api.queue_starter import poison_envelope
 from api.starter import StartError, start_task
@@ -45,6 +48,7 @@ from orchestrators.session import bp as session_bp
 from settings import Settings, get_settings, settings_from
 from tests.app.test_orchestrator import make_request, run
 from tests.conftest import REPO_ROOT
+from tests.fixtures.azurite import ACCOUNT_KEY, ACCOUNT_NAME
 
 pytestmark = pytest.mark.unit
 
@@ -429,6 +433,36 @@ def test_a_session_refuses_a_task_its_input_has_no_room_for() -> None:
     following = run_.continued_with()
     assert len(json.dumps(following.to_json())) <= STATE_MAX_CHARS
     assert [r.task_id for r in following.queue] == accepted[1:]
+
+
+def test_blob_storage_that_does_not_answer_is_a_start_error_within_seconds(
+    monkeypatch: pytest.MonkeyPatch, sdk_runner: asyncio.Runner
+) -> None:
+    """An upload to a storage account that is down: Azure's SDK raises an AzureError, which is no OSError, and
+    once retried it a minute and a half before the starter's 500. Now a StartError (the 503) after two short
+    retries."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv(
+        "BLOB_CONNECTION_STRING",
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT_NAME};",
+    )
+    get_settings.cache_clear()
+    services.blob_store.cache_clear()
+    try:
+        document = {"model": "resnet18", "images": [{"data": base64.b64encode(b"\xff\xd8 photo").decode()}]}
+        submission = parse_json_submission(json.dumps(document).encode(), get_settings())
+        config = build_config(REPO_ROOT, host="127.0.0.1", port=port, hub_dir=None, workers=1)
+        client = df.DurableOrchestrationClient(json.dumps(client_binding(config)))
+        started = time.monotonic()
+        with pytest.raises(StartError, match="image storage is unavailable"):
+            sdk_runner.run(start_task(client, submission))
+        assert time.monotonic() - started < 15
+    finally:
+        get_settings.cache_clear()
+        services.blob_store.cache_clear()
 
 
 @pytest.mark.parametrize("task_id", [None, "hub-down"])
