@@ -27,7 +27,7 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from api.starter import start_task
+from api.starter import TaskIdTakenError, start_task
 from api.validation import RequestError, TaskSubmission, parse_json_submission
 from messaging.queues import MessageTooLargeError, encode, send, shared_service
 from settings import get_settings, task_queue_name
@@ -98,7 +98,11 @@ async def start_from_queue(msg: func.QueueMessage, client: df.DurableOrchestrati
     except RequestError as error:
         await asyncio.to_thread(reject, msg, body, error)
         return
-    started = await start_task(client, with_message_task_id(submission, msg))
+    try:
+        started = await start_task(client, with_message_task_id(submission, msg))
+    except TaskIdTakenError as taken:  # the message's task ran long ago: a redelivery, nothing to start
+        log.warning("queue message %s: not started: %s", msg.id, taken)
+        return
     log.info(
         "queue message %s: task %s %s",
         msg.id,

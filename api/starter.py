@@ -3,7 +3,8 @@
 Uploaded bytes go to blob storage first, so only their names travel through orchestration history.
 A client's ``task_id`` is the instance id, which makes a start idempotent: a second submission with the
 same id (a redelivered queue message, a client retrying a POST) finds the instance and starts nothing,
-whatever state that instance is in; a Failed task stays Failed and a new attempt needs a new id.
+whatever state that instance is in; a Failed task stays Failed and a new attempt needs a new id. Once the
+instance's history is purged, its result in the database still holds the id (:class:`TaskIdTakenError`).
 
 A task with a ``session`` is handed to that session's orchestration (``session@<name>``) as an external
 event; the session runs its tasks one at a time, in the order it accepted them, each as a sub-orchestration
@@ -30,6 +31,7 @@ from typing import Any
 
 import azure.durable_functions as df
 from azure.core.exceptions import AzureError
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.validation import TaskSubmission
 from contracts import (
@@ -44,8 +46,9 @@ from contracts import (
     session_refused,
     session_task_ids,
 )
-from services import blob_store
+from services import blob_store, database
 from settings import Settings, get_settings
+from storage.results import load_task
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,18 @@ class StartError(Exception):
 
 class SessionFullError(StartError):
     """The session has as many tasks waiting as it may hold: the client retries once some have run."""
+
+
+class TaskIdTakenError(Exception):
+    """The ``task_id`` names a task whose result is stored but whose orchestration history was purged
+    (``INSTANCE_RETENTION_DAYS``): starting it again would overwrite that result with another task's."""
+
+    def __init__(self, task_id: str, stored_task_id: int, submitted_at: str) -> None:
+        super().__init__(
+            f"task_id {task_id!r} was used by a task submitted at {submitted_at}, whose result is stored as "
+            f"TaskID {stored_task_id} (GET /api/tasks/{task_id}); submit a new task with another task_id"
+        )
+        self.task_id, self.stored_task_id = task_id, stored_task_id
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,8 @@ async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubm
     if routing.task_id and session_id is not None and holds(await runtime_status(client, session_id), instance_id):
         log.info("task %s waits in %s already: not handed over again", instance_id, session_id)
         return Started(instance_id, duplicate=True, session_instance_id=session_id)
+    if routing.task_id:
+        await refuse_if_stored(instance_id)
     try:
         images = await store_uploads(submission, instance_id, settings)
     except (OSError, AzureError) as exc:  # the folder's errors, and Azure's (an AzureError is no OSError)
@@ -165,6 +182,19 @@ async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubm
         raise StartError(f"the durable task hub did not start the task: {exc}") from exc
     log.info("started task %s: %d image(s), models %s", instance_id, len(request.images), request.models)
     return Started(instance_id)
+
+
+async def refuse_if_stored(task_id: str) -> None:
+    """:class:`TaskIdTakenError` when ``task_id``'s result is in the database although the task hub no longer
+    knows it. A database that does not answer is logged and the start goes on: the database is needed only
+    when the task persists, and a start must not wait for it."""
+    try:
+        stored = await asyncio.to_thread(load_task, database(), task_id)
+    except SQLAlchemyError as exc:
+        log.warning("task %s: the results database did not answer (%s); started without checking it", task_id, exc)
+        return
+    if stored is not None:
+        raise TaskIdTakenError(task_id, stored.task_id, stored.record.submitted_at)
 
 
 async def ensure_session(client: df.DurableOrchestrationClient, session_id: str, session: str) -> Any:

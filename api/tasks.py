@@ -12,16 +12,16 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.starter import StartError, start_task
+from api.starter import Started, StartError, TaskIdTakenError, start_task
 from api.validation import RequestError, TaskSubmission, parse_submission, parse_wait
-from contracts import instance_id_for_client, to_legacy_model_name
+from contracts import ClassificationRequest, instance_id_for_client, to_legacy_model_name
 from services import database
 from settings import get_settings
 from storage.results import MAX_INSTANCE_ID_LENGTH, load_task
@@ -67,8 +67,8 @@ class Rejected(Exception):
 
 async def submit(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
-) -> tuple[str, TaskSubmission, float | None]:
-    """Validate, store uploads and start the orchestration: (instance id, submission, seconds to wait)."""
+) -> tuple[Started, TaskSubmission, float | None]:
+    """Validate, store uploads and start the orchestration: (what started, submission, seconds to wait)."""
     settings = get_settings()
     try:
         submission = parse_submission(req.get_body(), req.headers.get("Content-Type", ""), req.params, settings)
@@ -80,7 +80,11 @@ async def submit(
     except StartError as exc:  # blob storage unreachable, a session not answering: the client may retry later
         log.exception("could not start the task")
         raise Rejected(json_response({"error": str(exc)}, 503)) from None
-    return started.instance_id, submission, wait
+    except TaskIdTakenError as exc:
+        raise Rejected(
+            json_response({"error": str(exc), "field": "task_id", "TaskID": exc.stored_task_id}, 409)
+        ) from None
+    return started, submission, wait
 
 
 async def finished_within(
@@ -106,36 +110,55 @@ async def finished_within(
 async def handle_submission(
     req: func.HttpRequest,
     client: df.DurableOrchestrationClient,
-    accepted: Callable[[str, TaskSubmission], func.HttpResponse],
+    accepted: Callable[[Started, TaskSubmission], Awaitable[func.HttpResponse]],
 ) -> func.HttpResponse:
-    """400/503 for a rejected submission, the result in synchronous mode, else ``accepted(...)``."""
+    """400/409/503 for a rejected submission, the result in synchronous mode, else ``accepted(...)``."""
     try:
-        instance_id, submission, wait = await submit(req, client)
+        started, submission, wait = await submit(req, client)
     except Rejected as rejected:
         return rejected.response
-    finished = await finished_within(client, instance_id, wait)
-    return finished or accepted(instance_id, submission)
+    finished = await finished_within(client, started.instance_id, wait)
+    return finished or await accepted(started, submission)
 
 
 @bp.route(route="tasks", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 async def submit_task(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    return await handle_submission(
-        req, client, lambda instance_id, _: client.create_check_status_response(req, instance_id)
-    )
+    async def accepted(started: Started, _: TaskSubmission) -> func.HttpResponse:
+        return client.create_check_status_response(req, started.instance_id)
+
+    return await handle_submission(req, client, accepted)
 
 
-def legacy_accepted(
-    req: func.HttpRequest, client: df.DurableOrchestrationClient, instance_id: str, submission: TaskSubmission
+async def existing_models(client: df.DurableOrchestrationClient, started: Started) -> list[str] | None:
+    """The models of the task that ``started`` found under its id, from that instance's input; None when the
+    input cannot be read (a task still waiting in its session has no instance yet)."""
+    try:
+        status = await client.get_status(started.instance_id, show_input=True)
+        payload = status.input_ if status is not None else None
+        document = json.loads(payload) if isinstance(payload, str) else payload
+        return ClassificationRequest.from_json(document).models if isinstance(document, dict) else None
+    except Exception:  # the SDK raises bare Exception; the answer then names no models
+        log.warning("could not read the input of task %s", started.instance_id, exc_info=True)
+        return None
+
+
+async def legacy_accepted(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, started: Started, submission: TaskSubmission
 ) -> func.HttpResponse:
-    """The older API's answer: its own fields plus the management URLs."""
-    payload = client.create_check_status_response(req, instance_id)
+    """The older API's answer: its own fields plus the management URLs. For a ``task_id`` that names an
+    existing task it says so, with that task's models, not the ones this submission asked for."""
+    payload = client.create_check_status_response(req, started.instance_id)
     urls = json.loads(payload.get_body())
+    models = await existing_models(client, started) if started.duplicate else submission.models
     body = {
-        "status": "accepted",
-        "task_id": instance_id,
-        "model_type": ",".join(to_legacy_model_name(m) for m in submission.models),
-        "message": "Task accepted: poll statusQueryGetUri for progress and the result.",
+        "status": "exists" if started.duplicate else "accepted",
+        "task_id": started.instance_id,
+        "model_type": ",".join(to_legacy_model_name(m) for m in models) if models is not None else None,
+        "message": "A task with this task_id exists already: nothing new was started; poll statusQueryGetUri "
+        "for its progress and result."
+        if started.duplicate
+        else "Task accepted: poll statusQueryGetUri for progress and the result.",
         **urls,
     }
     return json_response(body, 202, {"Location": urls["statusQueryGetUri"], "Retry-After": "10"})
@@ -145,9 +168,11 @@ def legacy_accepted(
 @bp.durable_client_input(client_name="client")
 async def create_task(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """The older API: the same orchestration, answered in the older shape."""
-    return await handle_submission(
-        req, client, lambda instance_id, submission: legacy_accepted(req, client, instance_id, submission)
-    )
+
+    async def accepted(started: Started, submission: TaskSubmission) -> func.HttpResponse:
+        return await legacy_accepted(req, client, started, submission)
+
+    return await handle_submission(req, client, accepted)
 
 
 def not_stored_reason(ref: str, status: df.DurableOrchestrationStatus | None) -> str:

@@ -147,6 +147,54 @@ def test_legacy_create_task_and_a_bad_image(host: HostProcess, shared_images_dir
     assert output["images"][1]["predictions"]["resnet18"]["error"] == output["images"][1]["error"]
 
 
+def test_a_task_id_reused_after_its_history_was_purged_is_a_409_and_the_stored_result_stays(
+    host: HostProcess, shared_images_dir: Path
+) -> None:
+    """INSTANCE_RETENTION_DAYS later the maintenance purge removes a task's history; its rows stay, the
+    permanent record. The same task_id then must not start a task that overwrites them."""
+    photo = photos(shared_images_dir)[0]
+    image = {"data": base64.b64encode(photo.read_bytes()).decode(), "name": photo.name}
+    first = requests.post(
+        api(host, "tasks"), json={"model": "resnet18", "images": [image], "task_id": "kept-1"}, timeout=30
+    )
+    status, _ = poll(first.json()["statusQueryGetUri"])
+    stored = requests.get(api(host, "tasks/kept-1"), timeout=10).json()
+    assert status["output"]["database_task_id"] == stored["task_id"]
+    assert requests.delete(first.json()["purgeHistoryDeleteUri"], timeout=10).status_code == 200
+
+    again = requests.post(
+        api(host, "tasks"), json={"model": "resnet50", "images": [image], "task_id": "kept-1"}, timeout=30
+    )
+    assert again.status_code == 409, again.text
+    assert again.json()["field"] == "task_id" and again.json()["TaskID"] == stored["task_id"]
+    assert "GET /api/tasks/kept-1" in again.json()["error"]
+    assert requests.get(api(host, "tasks/kept-1"), timeout=10).json() == stored
+    assert requests.get(first.json()["statusQueryGetUri"], timeout=10).status_code == 404  # nothing started
+
+
+def test_the_older_api_answers_a_duplicate_task_id_with_the_existing_task(
+    host: HostProcess, shared_images_dir: Path
+) -> None:
+    photo = photos(shared_images_dir)[0]
+    image = {"data": base64.b64encode(photo.read_bytes()).decode(), "name": photo.name}
+    first = requests.post(
+        api(host, "create_task"),
+        json={"model_type": "ResNet18", "images": [image], "task_id": "legacy-dup"},
+        timeout=30,
+    )
+    assert first.status_code == 202 and first.json()["status"] == "accepted"
+    again = requests.post(
+        api(host, "create_task"),
+        json={"model_type": "ResNet50", "images": [image], "task_id": "legacy-dup"},
+        timeout=30,
+    )
+    assert again.status_code == 202
+    assert again.json()["status"] == "exists" and again.json()["model_type"] == "ResNet18"
+    assert "nothing new was started" in again.json()["message"]
+    status, _ = poll(first.json()["statusQueryGetUri"])
+    assert list(status["output"]["weights"]) == ["resnet18"]
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "words"),
     [

@@ -239,6 +239,26 @@ def test_the_same_task_id_twice_starts_one_task(host: HostProcess, queues: Queue
     assert [item["instanceId"] for item in listed] == ["queued-twice"]
 
 
+def test_a_message_redelivered_after_its_task_history_was_purged_starts_nothing(
+    host: HostProcess, queues: QueueServiceClient
+) -> None:
+    """Its result is in the database: the message is taken, with a line that says why, and the rows stay."""
+    message = json.dumps(task(1, seed=8, task_id="queued-purged")).encode()
+    requests_queue = queue(queues, TASK_QUEUE)
+    requests_queue.send_message(message)
+    wait_for(lambda: ended(host, "queued-purged"), "the task to end", host)
+    stored = requests.get(f"{host.base_url}/api/tasks/queued-purged", timeout=10).json()
+    purge = f"{host.base_url}/runtime/webhooks/durabletask/instances/queued-purged"
+    assert requests.delete(purge, timeout=10).status_code == 200
+    sent = requests_queue.send_message(message)
+    wait_for(
+        lambda: f"queue message {sent.id}: not started: task_id 'queued-purged' was used" in host.output, "log", host
+    )
+    wait_for(lambda: requests_queue.get_queue_properties().approximate_message_count == 0, "the message", host)
+    assert status(host, "queued-purged") is None
+    assert requests.get(f"{host.base_url}/api/tasks/queued-purged", timeout=10).json() == stored
+
+
 def one_image(name: str, size: int, **routing: Any) -> dict[str, Any]:
     return {"model": "resnet18", "top_k": 1, "images": [{"data": png(size, size=size), "name": name}], **routing}
 
