@@ -147,6 +147,30 @@ def describe(value: Any) -> str:
     return text if len(text) <= 40 else f"{text[:37]}..."
 
 
+def listed(names: list[str], most: int = 5) -> str:
+    """Names a client sent, for an error message: a few, each shortened, and how many more (a body of 20,000
+    unknown keys must not get an answer of megabytes)."""
+    shown = ", ".join(describe(name) for name in names[:most])
+    more = f", and {len(names) - most} more" if len(names) > most else ""
+    return f"[{shown}{more}]"
+
+
+#: Query parameters of every submission: ``wait``, and ``code``, the function key Azure reads from the query.
+QUERY_ALWAYS = ("wait", "code")
+#: Query parameters a raw image upload reads (a JSON body carries these fields itself).
+QUERY_OF_AN_UPLOAD = ("model", "models", "top_k", "name", "task_id", "session", "reply_to", *QUERY_ALWAYS)
+
+
+def check_query(query: Mapping[str, str], allowed: tuple[str, ...], why: str) -> None:
+    """A parameter the submission does not read is refused, never ignored: a ``task_id`` in the query of a JSON
+    submission would otherwise lose its idempotency silently, and ``?topk=3`` its top 3."""
+    unknown = sorted(set(query) - set(allowed))
+    if unknown:
+        raise RequestError(
+            f"query parameter(s) {listed(unknown)} are not read {why}; allowed: {list(allowed)}", unknown[0][:64]
+        )
+
+
 def parse_top_k(value: Any, settings: Settings) -> int:
     """An int, or a string of ASCII digits (the query string's form); ``"²"`` or ``"--5"`` are not numbers."""
     if value is None:
@@ -208,7 +232,7 @@ def parse_image(item: Any, position: int, settings: Settings) -> ImageInput:
         raise RequestError(f"'{field}' must be an object with one of 'blob', 'url' or 'data'", field)
     unknown = sorted(set(item) - set(IMAGE_FIELDS))
     if unknown:
-        raise RequestError(f"'{field}' has unknown field(s) {unknown}; allowed: {list(IMAGE_FIELDS)}", field)
+        raise RequestError(f"'{field}' has unknown field(s) {listed(unknown)}; allowed: {list(IMAGE_FIELDS)}", field)
     given = [key for key in ("blob", "url", "data") if key in item]
     if len(given) != 1:
         raise RequestError(f"'{field}' must have exactly one of 'blob', 'url' or 'data'", field)
@@ -253,7 +277,7 @@ def parse_json_submission(body: bytes, settings: Settings) -> TaskSubmission:
         raise RequestError("the request body must be a JSON object")
     unknown = sorted(set(document) - set(TASK_FIELDS))
     if unknown:
-        raise RequestError(f"unknown field(s) {unknown}; allowed: {list(TASK_FIELDS)}", unknown[0])
+        raise RequestError(f"unknown field(s) {listed(unknown)}; allowed: {list(TASK_FIELDS)}", unknown[0][:64])
     model_fields = [key for key in ("models", "model", "model_type") if key in document]
     if len(model_fields) != 1:
         raise RequestError("give the model(s) in exactly one of 'models', 'model' or 'model_type'", "models")
@@ -277,6 +301,7 @@ def parse_json_submission(body: bytes, settings: Settings) -> TaskSubmission:
 
 def parse_image_upload(body: bytes, content_type: str, query: Mapping[str, str], settings: Settings) -> TaskSubmission:
     """Parse a raw image body (``Content-Type: image/*``) with models and top_k in the query."""
+    check_query(query, QUERY_OF_AN_UPLOAD, "with an image upload")
     check_image_size(len(body), settings, "the uploaded image", "body")
     if "models" in query and "model" in query:  # as in a JSON body: which one was meant is not for us to guess
         raise RequestError("give the model(s) in exactly one of ?model= or ?models=", "model")
@@ -299,6 +324,7 @@ def parse_submission(body: bytes, content_type: str, query: Mapping[str, str], s
     if media_type.startswith("image/"):
         return parse_image_upload(body, media_type, query, settings)
     if media_type in ("", "application/json", "text/json") or media_type.endswith("+json"):
+        check_query(query, QUERY_ALWAYS, "with a JSON body: put the fields in the body")
         return parse_json_submission(body, settings)
     raise RequestError(f"unsupported Content-Type {content_type!r}: send application/json or image/*", "Content-Type")
 

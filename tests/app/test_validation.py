@@ -227,3 +227,28 @@ def test_the_not_stored_answer_names_a_long_ref_cut_short() -> None:
     assert "'abc'" in not_stored_reason("abc", None)
     message = not_stored_reason("x" * 5000, None)
     assert len(message) < 300 and "x" * 100 + "..." in message
+
+
+def test_query_parameters_a_submission_does_not_read_are_refused_not_ignored() -> None:
+    body = {"model": "resnet18", "images": [{"blob": "photos/a.jpg"}]}
+    lost_key = rejected(body, query={"task_id": "qq1", "wait": "5", "code": "function-key"})
+    assert lost_key.field == "task_id" and "not read with a JSON body" in lost_key.message
+    assert submit(body, query={"wait": "5", "code": "function-key"}).routing.task_id is None
+    typo = rejected(b"\xff\xd8", content_type="image/jpeg", query={"model": "resnet18", "topk": "3"})
+    assert typo.field == "topk" and "'topk'" in typo.message and "'top_k'" in typo.message
+    upload = submit(
+        b"\xff\xd8",
+        content_type="image/jpeg",
+        query={"model": "resnet18", "top_k": "3", "task_id": "up-1", "name": "x.jpg", "wait": "1", "code": "k"},
+    )
+    assert upload.top_k == 3 and upload.routing.task_id == "up-1"
+
+
+def test_error_messages_never_echo_a_client_s_megabyte() -> None:
+    many_keys = {"model": "resnet18", "images": [{"blob": "photos/a.jpg"}], **{f"k{i}": 1 for i in range(20_000)}}
+    huge_key = {"model": "resnet18", "images": [{"blob": "photos/a.jpg", "x" * 1_000_000: 1}]}
+    huge_model = {"model": "r" * 1_000_000, "images": [{"blob": "photos/a.jpg"}]}
+    for document in (many_keys, huge_key, huge_model):
+        error = rejected(document)
+        assert len(error.message) < 400 and len(error.field or "") <= 64, error.message[:400]
+    assert "and 19995 more" in rejected(many_keys).message
