@@ -29,6 +29,8 @@ TASK_FIELDS = ("models", "model", "model_type", "images", "top_k", "task_id", "s
 IMAGE_FIELDS = ("blob", "url", "data", "name")
 #: ASCII digits only (``str.isdigit`` also accepts "²", which ``int`` refuses); 9 digits fit any limit.
 _SMALL_INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
+#: Seconds as ASCII decimals: ``float()`` would also take "nan", "inf", "1_0" and Arabic-Indic digits.
+_SECONDS = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 #: Names a client chooses (``task_id``, ``session``): valid in instance ids and URLs, never an entity id.
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: The ``ImageName`` column's length: a longer name or URL (the default name) could not be stored.
@@ -125,7 +127,9 @@ def parse_routing(fields: Mapping[str, Any], settings: Settings) -> Routing:
 
 
 def parse_models(value: Any, field: str) -> list[str]:
-    names = [value] if isinstance(value, str) else value
+    """One name, a comma-separated string of names (how answers and the ``ModelType`` column write several:
+    ``"ResNet18,ResNet50"``, which a client may send back), or a list of names."""
+    names = [name.strip() for name in value.split(",")] if isinstance(value, str) else value
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise RequestError(f"'{field}' must be a model name or a non-empty list of model names", field)
     models: list[str] = []
@@ -334,10 +338,8 @@ def parse_wait(query: Mapping[str, str], settings: Settings) -> float | None:
     raw = query.get("wait")
     if raw is None or raw == "":
         return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise RequestError(f"'wait' must be a number of seconds, got {raw!r}", "wait") from None
-    if not seconds >= 0:  # also rejects NaN
-        raise RequestError(f"'wait' must not be negative, got {raw!r}", "wait")
-    return min(seconds, settings.sync_wait_max_seconds)
+    if _SECONDS.fullmatch(raw.strip()):
+        return min(float(raw), settings.sync_wait_max_seconds)
+    if _SECONDS.fullmatch(raw.strip().removeprefix("-")):
+        raise RequestError(f"'wait' must not be negative, got {describe(raw)}", "wait")
+    raise RequestError(f"'wait' must be a number of seconds, got {describe(raw)}", "wait")

@@ -191,10 +191,26 @@ def test_wait_is_capped(raw: str | None, expected: float | None) -> None:
     assert parse_wait(query, SETTINGS) == expected
 
 
-@pytest.mark.parametrize("raw", ["-1", "soon", "nan"])
-def test_bad_wait_is_rejected(raw: str) -> None:
-    with pytest.raises(RequestError, match="wait"):
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ("-1", "must not be negative"),
+        ("soon", "number of seconds"),
+        ("nan", "number of seconds"),
+        ("inf", "number of seconds"),
+        ("1_0", "number of seconds"),
+        ("\u0665", "number of seconds"),
+    ],
+)
+def test_bad_wait_is_rejected_with_its_cause(raw: str, words: str) -> None:
+    with pytest.raises(RequestError, match=words):
         parse_wait({"wait": raw}, SETTINGS)
+
+
+def test_several_models_as_answers_and_the_model_type_column_write_them() -> None:
+    document = {"model_type": "ResNet18,ResNet50", "images": [{"blob": "photos/a.jpg"}]}
+    assert submit(document).models == ["resnet18", "resnet50"]
+    assert rejected({**document, "model_type": "ResNet18,"}).field == "model_type"
 
 
 @pytest.mark.parametrize("ref", ["\n", "\t", "a?b", "?", "#", "a/b", "a\\b", "\x85", ""])
