@@ -183,7 +183,10 @@ def not_stored_reason(ref: str, status: df.DurableOrchestrationStatus | None) ->
     ref = ref if len(ref) <= MAX_INSTANCE_ID_LENGTH else f"{ref[:MAX_INSTANCE_ID_LENGTH]}..."
     runtime = status.runtime_status if status else None
     if runtime is None:
-        return f"no stored result for task {ref!r}: unknown task, or its history was purged before it was stored"
+        return (
+            f"no stored result for task {ref!r}: unknown task, a task still waiting in its session's queue, or one "
+            "whose history was purged before it was stored"
+        )
     if runtime is df.OrchestrationRuntimeStatus.Completed:
         return f"task {ref!r} completed but its result was not persisted (see persist_error in its output)"
     if runtime in TERMINAL:  # Terminated: the output is the reason given; Failed: the error
