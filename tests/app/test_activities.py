@@ -45,6 +45,7 @@ from inference.torch_threads import NARROW_COMPUTE_THREAD
 from orchestrators.workflow import BatchOutcome, build_results, plan_batches
 from settings import get_settings, settings_from
 from storage.results import load_task
+from tests.app.test_orchestrator import make_request
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.checkpoints import reference_logits
 
@@ -251,16 +252,7 @@ def test_a_malformed_weights_setting_fails_only_its_model(
     )
     assert preprocess(PreprocessInput(TASK, 1, upload(photo), ["resnet50"])).model_errors.keys() == {"resnet50"}
 
-    request = ClassificationRequest(
-        task_id=TASK,
-        models=["resnet18", "resnet50"],
-        images=[ImageSource(blob=f"uploads/{TASK}/{photo.name}")],
-        top_k=3,
-        submitted_at="2026-01-01T00:00:00+00:00",
-        batch_size=8,
-        retry_attempts=1,
-        retry_interval_ms=10,
-    )
+    request = ClassificationRequest.from_json(make_request(images=1, models=["resnet18", "resnet50"]))
     inference = {
         model: [BatchOutcome(items, infer(InferenceInput(TASK, model, 3, items)))]
         for model in request.models
