@@ -14,7 +14,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from inference.errors import WeightsUnavailableError
+from inference.errors import InvalidWeightsSpecError, WeightsUnavailableError
 from settings import get_settings
 from storage.blobs import BlobNotFoundError, BlobStore, InvalidBlobNameError, split_blob_name
 
@@ -22,8 +22,13 @@ BLOB_PREFIX = "blob:"
 
 
 def _split(spec: str) -> tuple[str, str]:
-    """``"blob:c/p.pth#BASE"`` -> (``"c/p.pth"``, ``"#BASE"``)."""
+    """``"blob:c/p.pth#BASE"`` -> (``"c/p.pth"``, ``"#BASE"``); :class:`InvalidWeightsSpecError` when the blob
+    name is none Azure accepts (``blob:models``, no path), a setting error like any other malformed spec."""
     name, hash_sign, base = spec[len(BLOB_PREFIX) :].partition("#")
+    try:
+        split_blob_name(name.strip())
+    except InvalidBlobNameError as exc:
+        raise InvalidWeightsSpecError(f"weights spec {spec!r}: {exc}") from None
     return name.strip(), f"{hash_sign}{base}"
 
 

@@ -100,8 +100,8 @@ async def start_from_queue(msg: func.QueueMessage, client: df.DurableOrchestrati
         return
     try:
         started = await start_task(client, with_message_task_id(submission, msg))
-    except TaskIdTakenError as taken:  # the message's task ran long ago: a redelivery, nothing to start
-        log.warning("queue message %s: not started: %s", msg.id, taken)
+    except TaskIdTakenError as taken:  # refused as a bad request is: to the poison queue, with the reason
+        await asyncio.to_thread(reject, msg, body, RequestError(str(taken), "task_id"))
         return
     log.info(
         "queue message %s: task %s %s",

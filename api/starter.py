@@ -31,7 +31,6 @@ from typing import Any
 
 import azure.durable_functions as df
 from azure.core.exceptions import AzureError
-from sqlalchemy.exc import SQLAlchemyError
 
 from api.validation import TaskSubmission
 from contracts import (
@@ -48,11 +47,13 @@ from contracts import (
 )
 from services import blob_store, database
 from settings import Settings, get_settings
-from storage.results import load_task
+from storage.results import stored_task
 
 log = logging.getLogger(__name__)
 
 _EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp"}
+#: How long a start waits for the database to say whether a ``task_id`` holds a stored result.
+STORED_CHECK_TIMEOUT_S = 2.0
 #: Times the event is raised before the starter gives up on a session (a transient failure).
 SESSION_HANDOVER_ATTEMPTS = 3
 _ENDED = {
@@ -186,15 +187,18 @@ async def start_task(client: df.DurableOrchestrationClient, submission: TaskSubm
 
 async def refuse_if_stored(task_id: str) -> None:
     """:class:`TaskIdTakenError` when ``task_id``'s result is in the database although the task hub no longer
-    knows it. A database that does not answer is logged and the start goes on: the database is needed only
-    when the task persists, and a start must not wait for it."""
+    knows it. The database is needed only when the task persists: one that fails (down, a token it cannot get,
+    a bad connection string) or does not answer within :data:`STORED_CHECK_TIMEOUT_S` is logged, and the start
+    goes on rather than fail or wait for it (the check, engine included, runs off the event loop)."""
     try:
-        stored = await asyncio.to_thread(load_task, database(), task_id)
-    except SQLAlchemyError as exc:
-        log.warning("task %s: the results database did not answer (%s); started without checking it", task_id, exc)
+        stored = await asyncio.wait_for(
+            asyncio.to_thread(lambda: stored_task(database(), task_id)), STORED_CHECK_TIMEOUT_S
+        )
+    except Exception as exc:  # noqa: BLE001  any failure of the database: SQLAlchemy, azure-identity, a timeout
+        log.warning("task %s: the results database did not answer (%r); started without checking it", task_id, exc)
         return
     if stored is not None:
-        raise TaskIdTakenError(task_id, stored.task_id, stored.record.submitted_at)
+        raise TaskIdTakenError(task_id, *stored)
 
 
 async def ensure_session(client: df.DurableOrchestrationClient, session_id: str, session: str) -> Any:

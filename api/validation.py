@@ -30,7 +30,7 @@ IMAGE_FIELDS = ("blob", "url", "data", "name")
 #: ASCII digits only (``str.isdigit`` also accepts "²", which ``int`` refuses); 9 digits fit any limit.
 _SMALL_INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
 #: Seconds as ASCII decimals: ``float()`` would also take "nan", "inf", "1_0" and Arabic-Indic digits.
-_SECONDS = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_SECONDS = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 #: Names a client chooses (``task_id``, ``session``): valid in instance ids and URLs, never an entity id.
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: The ``ImageName`` column's length: a longer name or URL (the default name) could not be stored.
@@ -168,7 +168,7 @@ QUERY_OF_AN_UPLOAD = ("model", "models", "top_k", "name", "task_id", "session", 
 def check_query(query: Mapping[str, str], allowed: tuple[str, ...], why: str) -> None:
     """A parameter the submission does not read is refused, never ignored: a ``task_id`` in the query of a JSON
     submission would otherwise lose its idempotency silently, and ``?topk=3`` its top 3."""
-    unknown = sorted(set(query) - set(allowed))
+    unknown = sorted(name for name in query if name not in allowed and name.lower() != "code")  # Azure: any case
     if unknown:
         raise RequestError(
             f"query parameter(s) {listed(unknown)} are not read {why}; allowed: {list(allowed)}", unknown[0][:64]
@@ -338,8 +338,9 @@ def parse_wait(query: Mapping[str, str], settings: Settings) -> float | None:
     raw = query.get("wait")
     if raw is None or raw == "":
         return None
-    if _SECONDS.fullmatch(raw.strip()):
-        return min(float(raw), settings.sync_wait_max_seconds)
-    if _SECONDS.fullmatch(raw.strip().removeprefix("-")):
+    if not _SECONDS.fullmatch(raw.strip()):
+        raise RequestError(f"'wait' must be a number of seconds, got {describe(raw)}", "wait")
+    seconds = float(raw)
+    if seconds < 0:
         raise RequestError(f"'wait' must not be negative, got {describe(raw)}", "wait")
-    raise RequestError(f"'wait' must be a number of seconds, got {describe(raw)}", "wait")
+    return min(seconds, settings.sync_wait_max_seconds)

@@ -95,7 +95,8 @@ def statuses_param(request: web.Request) -> frozenset[RuntimeStatus] | None:
     """
     values = ",".join(query(request).getall("runtimeStatus", [])).split(",")
     names = {v.strip() for v in values}
-    numbers = {int(n) for n in names if re.fullmatch(r"[+-]?[0-9]+", n)}
+    # what Int32.TryParse takes; a longer string of digits does not parse (and int() of 5,000 digits raises)
+    numbers = {int(n) for n in names if re.fullmatch(r"[+-]?[0-9]{1,10}", n) and -(2**31) <= int(n) < 2**31}
     by_number = dict(enumerate(RuntimeStatus))
     named = {s for s in RuntimeStatus if s.value in names} | {by_number[n] for n in numbers if n in by_number}
     return frozenset(named) if named or numbers else None
@@ -278,12 +279,12 @@ class ManagementApi:
         return web.json_response({"instancesDeleted": deleted})
 
     async def purge_by(self, request: web.Request, p: dict[str, str]) -> web.Response:
-        query = self._query(request)
-        if query.created_from is None:
+        filters = self._query(request)
+        if filters.created_from is None:
             raise BadRequestText("Please provide value for 'createdTimeFrom' parameter.")
-        if query.created_to is None:
-            query = Query(query.created_from, time.time(), query.statuses, query.prefix)
-        deleted = await self.ops.purge_by(query)
+        if filters.created_to is None:
+            filters = Query(filters.created_from, time.time(), filters.statuses, filters.prefix)
+        deleted = await self.ops.purge_by(filters)
         if not deleted:
             raise NotFound("No instances matched the purge filter.")
         return web.json_response({"instancesDeleted": deleted})

@@ -40,7 +40,7 @@ def normalise_model_name(name: str) -> str:
     """
     canonical = name.strip().lower() if isinstance(name, str) else ""
     if canonical not in SUPPORTED_MODELS:
-        shown = repr(name) if len(repr(name)) <= 60 else f"{name[:40]!r}..."  # never a client's megabyte back
+        shown = repr(name) if len(repr(name)) <= 60 else f"{repr(name)[:40]}..."  # never a client's megabyte back
         raise UnknownModelError(f"unknown model {shown}: supported models are {', '.join(SUPPORTED_MODELS)}")
     return canonical
 

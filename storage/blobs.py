@@ -277,9 +277,13 @@ _ACCEPTED, _NOT_FOUND = 202, 404
 #: growing, ±3 s) made an HTTP upload wait 86 s for a storage account that was down before it failed; the
 #: activities that read and write blobs have the orchestration's retries around them, and starters answer 503
 #: so that clients retry.
+#: The first response of a download carries at most ``max_single_get_size`` bytes (32 MiB by default) with the
+#: blob's size: 4 MiB bounds what a read refused for its size has fetched (an image over 4 MiB takes a request
+#: per further 4 MiB, the SDK's chunk size).
 _CLIENT_OPTIONS: dict[str, Any] = {
     "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1),
     "connection_timeout": 10,
+    "max_single_get_size": 4 * 1024 * 1024,
 }
 
 
@@ -336,7 +340,7 @@ class AzureBlobStore:
 
     def get(self, name: str, max_bytes: int | None = None) -> bytes:
         """The first response carries the blob's size with at most its first ``max_single_get_size`` bytes
-        (32 MiB by default): a blob over ``max_bytes`` is refused there, before the rest is requested."""
+        (4 MiB here): a blob over ``max_bytes`` is refused there, before the rest is requested."""
         try:
             downloader = self._blob(name).download_blob()
         except ResourceNotFoundError:

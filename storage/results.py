@@ -120,6 +120,18 @@ def load_task(engine: Engine, ref: str) -> StoredTask | None:
         return StoredTask(task_id=task.task_id, record=_task_record(task))
 
 
+def stored_task(engine: Engine, instance_id: str) -> tuple[int, str] | None:
+    """The TaskID and submission time (ISO 8601) of the task saved under ``instance_id``, without its results."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(InferenceTask.task_id, InferenceTask.submitted_at).where(InferenceTask.instance_id == instance_id)
+        ).first()
+    if row is None:
+        return None
+    task_id, submitted_at = row
+    return task_id, submitted_at.isoformat()
+
+
 def _task_values(record: TaskRecord) -> dict[str, Any]:
     """Columns of ``InferenceTasks`` except the keys (TaskID, InstanceID)."""
     return {

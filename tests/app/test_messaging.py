@@ -24,6 +24,7 @@ from azure.functions._durable_functions import OrchestrationContext
 
 import services
 from activities.delivery import deliver, queue_document
+from api import starter
 from api.queue_starter import poison_envelope
 from api.starter import StartError, start_task
 from api.validation import RequestError, parse_json_submission
@@ -463,6 +464,29 @@ def test_blob_storage_that_does_not_answer_is_a_start_error_within_seconds(
     finally:
         get_settings.cache_clear()
         services.blob_store.cache_clear()
+
+
+def test_the_stored_task_check_never_fails_or_holds_a_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sdk_runner: asyncio.Runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database is needed only when a task persists: a start goes on when it cannot be opened (its folder
+    is a file here) or does not answer within STORED_CHECK_TIMEOUT_S, and says so in the log."""
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("SQL_CONNECTION_STRING", f"sqlite:///{tmp_path / 'a-file' / 'results.db'}")
+    get_settings.cache_clear()
+    services.database.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger=starter.log.name):
+            assert sdk_runner.run(starter.refuse_if_stored("any-task")) is None
+        assert "the results database did not answer" in caplog.text
+        monkeypatch.setattr(starter, "STORED_CHECK_TIMEOUT_S", 0.2)
+        monkeypatch.setattr(starter, "stored_task", lambda *_: time.sleep(3))
+        began = time.monotonic()
+        assert sdk_runner.run(starter.refuse_if_stored("slow-task")) is None
+        assert time.monotonic() - began < 2
+    finally:
+        get_settings.cache_clear()
+        services.database.cache_clear()
 
 
 @pytest.mark.parametrize("task_id", [None, "hub-down"])

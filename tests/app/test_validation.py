@@ -185,7 +185,10 @@ def test_url_images_are_refused_when_no_host_is_allowed() -> None:
         )
 
 
-@pytest.mark.parametrize(("raw", "expected"), [(None, None), ("", None), ("0", 0.0), ("2.5", 2.5), ("999", 30.0)])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, None), ("", None), ("0", 0.0), ("-0", 0.0), ("2.5", 2.5), ("1e1", 10.0), ("999", 30.0), ("9" * 400, 30.0)],
+)
 def test_wait_is_capped(raw: str | None, expected: float | None) -> None:
     query = {} if raw is None else {"wait": raw}
     assert parse_wait(query, SETTINGS) == expected
@@ -255,7 +258,7 @@ def test_query_parameters_a_submission_does_not_read_are_refused_not_ignored() -
     upload = submit(
         b"\xff\xd8",
         content_type="image/jpeg",
-        query={"model": "resnet18", "top_k": "3", "task_id": "up-1", "name": "x.jpg", "wait": "1", "code": "k"},
+        query={"model": "resnet18", "top_k": "3", "task_id": "up-1", "name": "x.jpg", "wait": "1", "Code": "k"},
     )
     assert upload.top_k == 3 and upload.routing.task_id == "up-1"
 

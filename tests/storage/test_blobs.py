@@ -44,7 +44,7 @@ def container() -> str:
 
 
 def test_round_trip_binary(store: BlobStore, container: str) -> None:
-    data = os.urandom(3 * 1024 * 1024 + 17) + bytes(range(256))
+    data = os.urandom(9 * 1024 * 1024 + 17) + bytes(range(256))  # over 4 MiB: read in chunks
     store.put(f"{container}/task/img.bin", data, content_type="application/octet-stream")
     assert store.get(f"{container}/task/img.bin") == data
 
