@@ -52,8 +52,11 @@ from storage.results import stored_task
 log = logging.getLogger(__name__)
 
 _EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp"}
-#: How long a start waits for the database to say whether a ``task_id`` holds a stored result.
+#: How long a start waits for the database to say whether a ``task_id`` holds a stored result, and how long
+#: starts skip that check after it failed.
 STORED_CHECK_TIMEOUT_S = 2.0
+STORED_CHECK_PAUSE_S = 30.0
+_checks_paused_until = 0.0
 #: Times the event is raised before the starter gives up on a session (a transient failure).
 SESSION_HANDOVER_ATTEMPTS = 3
 _ENDED = {
@@ -189,13 +192,27 @@ async def refuse_if_stored(task_id: str) -> None:
     """:class:`TaskIdTakenError` when ``task_id``'s result is in the database although the task hub no longer
     knows it. The database is needed only when the task persists: one that fails (down, a token it cannot get,
     a bad connection string) or does not answer within :data:`STORED_CHECK_TIMEOUT_S` is logged, and the start
-    goes on rather than fail or wait for it (the check, engine included, runs off the event loop)."""
+    goes on rather than fail or wait for it (the check, engine included, runs off the event loop).
+
+    A check that timed out still holds its thread until the driver's own timeout (15-30 s for ODBC's login):
+    after a failure the checks pause for :data:`STORED_CHECK_PAUSE_S`, so that an outage cannot fill the
+    thread pool the uploads share with hanging checks."""
+    global _checks_paused_until
+    if time.monotonic() < _checks_paused_until:
+        return
     try:
         stored = await asyncio.wait_for(
             asyncio.to_thread(lambda: stored_task(database(), task_id)), STORED_CHECK_TIMEOUT_S
         )
     except Exception as exc:  # noqa: BLE001  any failure of the database: SQLAlchemy, azure-identity, a timeout
-        log.warning("task %s: the results database did not answer (%r); started without checking it", task_id, exc)
+        _checks_paused_until = time.monotonic() + STORED_CHECK_PAUSE_S
+        log.warning(
+            "task %s: the results database did not answer (%r); started without checking it, as are the starts of "
+            "the next %g s",
+            task_id,
+            exc,
+            STORED_CHECK_PAUSE_S,
+        )
         return
     if stored is not None:
         raise TaskIdTakenError(task_id, *stored)

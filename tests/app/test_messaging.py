@@ -470,15 +470,21 @@ def test_the_stored_task_check_never_fails_or_holds_a_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sdk_runner: asyncio.Runner, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The database is needed only when a task persists: a start goes on when it cannot be opened (its folder
-    is a file here) or does not answer within STORED_CHECK_TIMEOUT_S, and says so in the log."""
+    is a file here) or does not answer within STORED_CHECK_TIMEOUT_S, and says so in the log; after a failure
+    the next starts skip the check for STORED_CHECK_PAUSE_S (no thread is spent on a database that is down)."""
     (tmp_path / "a-file").write_text("not a folder")
     monkeypatch.setenv("SQL_CONNECTION_STRING", f"sqlite:///{tmp_path / 'a-file' / 'results.db'}")
+    monkeypatch.setattr(starter, "_checks_paused_until", 0.0)
     get_settings.cache_clear()
     services.database.cache_clear()
     try:
         with caplog.at_level("WARNING", logger=starter.log.name):
             assert sdk_runner.run(starter.refuse_if_stored("any-task")) is None
         assert "the results database did not answer" in caplog.text
+        checked: list[str] = []
+        monkeypatch.setattr(starter, "stored_task", lambda _, task_id: checked.append(task_id))
+        assert sdk_runner.run(starter.refuse_if_stored("paused-task")) is None and checked == []
+        monkeypatch.setattr(starter, "_checks_paused_until", 0.0)
         monkeypatch.setattr(starter, "STORED_CHECK_TIMEOUT_S", 0.2)
         monkeypatch.setattr(starter, "stored_task", lambda *_: time.sleep(3))
         began = time.monotonic()
